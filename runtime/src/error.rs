@@ -1,0 +1,96 @@
+//! What a guarded call returns when it did not simply succeed.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::policy::FailureKind;
+use crate::store::{Millis, QueueRef, StoreError};
+
+/// The error of a guarded action: every outcome a caller must handle differently.
+///
+/// A replayed success (the key completed before) is `Ok(T)`, not an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError<E> {
+    /// The run is halted (by an earlier security failure): the action did not run.
+    #[error("run {run_id} is halted: no action of it may run (see `actguard runs`)")]
+    Halted {
+        /// The halted run.
+        run_id: Uuid,
+    },
+    /// The loop filter skipped the call: this (record, action) acted within the dedup window.
+    #[error(
+        "skipped `{action}` on record `{record}`: it acted under key `{previous_key}` within the dedup window"
+    )]
+    Skipped {
+        action: String,
+        record: String,
+        /// The key that acted.
+        previous_key: String,
+        /// When it acted.
+        acted_at_ms: Millis,
+    },
+    /// The failure was routed to a review queue (validation → owner, conflict → expert, or as declared).
+    #[error("{kind} failure routed to the {} queue `{}` (entry {}): {error}", .queue.kind.as_str(), .queue.name, .queue.id)]
+    Routed {
+        kind: FailureKind,
+        queue: QueueRef,
+        error: E,
+    },
+    /// Retries were exhausted (or the budget ran out): the call is in the dead-letter queue.
+    #[error("dead-lettered after {attempts} attempts (entry {}): {error}", .queue.id)]
+    DeadLettered {
+        attempts: u32,
+        queue: QueueRef,
+        error: E,
+    },
+    /// A security failure: the whole run is halted and the alert sink told.
+    #[error("security failure: run {run_id} halted: {error}")]
+    SecurityHalt { run_id: Uuid, error: E },
+    /// The key failed terminally in an earlier call: its queue entry decides what happens next.
+    #[error("key `{key}` failed before and waits in the {} queue `{}` (entry {}): resolve or replay it there", .queue.kind.as_str(), .queue.name, .queue.id)]
+    PreviouslyFailed { key: String, queue: QueueRef },
+    /// Another worker holds a live claim on this key (or on its record) beyond the wait allowed.
+    #[error("key `{key}` is in progress in another worker until {lease_until_ms} (Unix ms); try again later")]
+    InProgress { key: String, lease_until_ms: Millis },
+    /// The key was used before with a different payload: keys must identify one intent.
+    #[error(
+        "key `{key}` was already used with a different payload: an idempotency key must identify exactly one intent (include the changing fields in the key template)"
+    )]
+    KeyReused { key: String },
+    /// The payload or the result could not be serialized, or a stored result no longer deserializes.
+    #[error("cannot serialize the payload or result of `{action}`: {message}")]
+    Serialization { action: String, message: String },
+    /// The store could not be reached or refused: the action did not run (fail closed), or its outcome
+    /// could not be recorded.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl<E> ActionError<E> {
+    /// The application error, for outcomes that carry one.
+    pub fn source_error(&self) -> Option<&E> {
+        match self {
+            ActionError::Routed { error, .. }
+            | ActionError::DeadLettered { error, .. }
+            | ActionError::SecurityHalt { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The queue entry this outcome points at, if any.
+    pub fn queue_entry(&self) -> Option<&QueueRef> {
+        match self {
+            ActionError::Routed { queue, .. }
+            | ActionError::DeadLettered { queue, .. }
+            | ActionError::PreviouslyFailed { queue, .. } => Some(queue),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

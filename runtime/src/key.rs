@@ -1,0 +1,271 @@
+//! Idempotency keys: stable encoding of key parts, rendering, digests and payload fingerprints.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// A value that may be part of an idempotency key or a record template.
+///
+/// A key must render the same on every machine, in every process, in every release: integers, `bool`,
+/// `char`, strings and UUIDs do. Floats do not (rounding, `NaN`, `-0.0`) and neither do hash maps
+/// (random iteration order), so they are rejected at compile time. Implement it for your own
+/// identifiers by writing their stable form:
+///
+/// ```
+/// struct LoanId(u64);
+///
+/// impl actguard::KeyPart for LoanId {
+///     fn write_key_part(&self, out: &mut String) {
+///         self.0.write_key_part(out)
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of an idempotency key or record: it has no stable encoding",
+    label = "used in a `key` or `record` template here",
+    note = "a key must render the same on every machine and every run: integers, bool, char, strings and UUIDs do; floats (rounding, NaN, -0.0) and hash maps (random order) do not",
+    note = "use a stable identifier instead, or implement `actguard::KeyPart` for your own type"
+)]
+pub trait KeyPart {
+    /// Appends the stable textual form of `self` to `out`.
+    fn write_key_part(&self, out: &mut String);
+}
+
+macro_rules! key_part_display {
+    ($($t:ty),* $(,)?) => {$(
+        impl KeyPart for $t {
+            fn write_key_part(&self, out: &mut String) {
+                let _ = write!(out, "{self}");
+            }
+        }
+    )*};
+}
+
+key_part_display!(
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    bool,
+    char,
+    std::num::NonZeroU32,
+    std::num::NonZeroU64,
+    std::num::NonZeroUsize,
+    std::num::NonZeroI64,
+    uuid::Uuid,
+);
+
+impl KeyPart for str {
+    fn write_key_part(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl KeyPart for String {
+    fn write_key_part(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl KeyPart for Cow<'_, str> {
+    fn write_key_part(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl<T: KeyPart + ?Sized> KeyPart for &T {
+    fn write_key_part(&self, out: &mut String) {
+        (**self).write_key_part(out)
+    }
+}
+
+impl<T: KeyPart + ?Sized> KeyPart for &mut T {
+    fn write_key_part(&self, out: &mut String) {
+        (**self).write_key_part(out)
+    }
+}
+
+impl<T: KeyPart + ?Sized> KeyPart for Box<T> {
+    fn write_key_part(&self, out: &mut String) {
+        (**self).write_key_part(out)
+    }
+}
+
+impl<T: KeyPart + ?Sized> KeyPart for Arc<T> {
+    fn write_key_part(&self, out: &mut String) {
+        (**self).write_key_part(out)
+    }
+}
+
+impl<T: KeyPart + ?Sized> KeyPart for Rc<T> {
+    fn write_key_part(&self, out: &mut String) {
+        (**self).write_key_part(out)
+    }
+}
+
+/// A rendered key or record: the readable text and the digest the store uses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RenderedKey {
+    /// The template with every part substituted, e.g. `disburse:L-17:3`.
+    pub text: String,
+    /// `sha256(action name ‖ parts)`, hex; parts are length-prefixed so `"a:b"+"c"` and `"a"+"b:c"` differ.
+    pub digest: String,
+}
+
+/// Renders a key template segment by segment; the attribute generates the calls.
+#[doc(hidden)]
+pub struct KeyBuilder {
+    text: String,
+    hasher: Sha256,
+}
+
+impl KeyBuilder {
+    /// Starts a key of `action`.
+    pub fn new(action: &str) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"actguard-key-v1\0");
+        hasher.update((action.len() as u64).to_be_bytes());
+        hasher.update(action.as_bytes());
+        KeyBuilder {
+            text: String::new(),
+            hasher,
+        }
+    }
+
+    /// A literal segment of the template.
+    pub fn literal(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self.hasher.update(b"L");
+        self.hasher.update((s.len() as u64).to_be_bytes());
+        self.hasher.update(s.as_bytes());
+        self
+    }
+
+    /// A `{expr}` segment of the template.
+    pub fn part<P: KeyPart + ?Sized>(&mut self, part: &P) -> &mut Self {
+        let start = self.text.len();
+        part.write_key_part(&mut self.text);
+        let s = &self.text[start..];
+        self.hasher.update(b"P");
+        self.hasher.update((s.len() as u64).to_be_bytes());
+        self.hasher.update(s.as_bytes());
+        self
+    }
+
+    /// The rendered text and digest.
+    pub fn finish(&mut self) -> RenderedKey {
+        let hasher = std::mem::take(&mut self.hasher);
+        RenderedKey {
+            text: std::mem::take(&mut self.text),
+            digest: hex::encode(hasher.finalize()),
+        }
+    }
+}
+
+/// The payload of one call: every parameter that is neither the run nor a `#[dep]`, by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload {
+    /// `{ "param": value, ... }` with object keys sorted (canonical form).
+    pub value: serde_json::Value,
+    /// SHA-256 of the canonical serialization of `value`, hex.
+    pub fingerprint: String,
+}
+
+/// Collects the payload parameters of a call; the attribute generates the calls.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct PayloadBuilder {
+    map: serde_json::Map<String, serde_json::Value>,
+}
+
+impl PayloadBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one parameter.
+    pub fn field<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<&mut Self, serde_json::Error> {
+        self.map
+            .insert(name.to_owned(), serde_json::to_value(value)?);
+        Ok(self)
+    }
+
+    /// The payload and its fingerprint.
+    pub fn finish(&mut self) -> Payload {
+        Payload::new(serde_json::Value::Object(std::mem::take(&mut self.map)))
+    }
+}
+
+impl Payload {
+    /// A payload from a JSON value; the fingerprint is computed over its canonical form.
+    pub fn new(value: serde_json::Value) -> Self {
+        let fingerprint = fingerprint(&value);
+        Payload { value, fingerprint }
+    }
+}
+
+/// SHA-256 (hex) of the canonical serialization of a JSON value: object keys sorted, no whitespace.
+pub fn fingerprint(value: &serde_json::Value) -> String {
+    // serde_json's `Map` is a BTreeMap (the `preserve_order` feature is not enabled), so objects
+    // serialize with sorted keys: the same value always gives the same bytes.
+    let bytes = serde_json::to_vec(value).expect("a JSON value always serializes");
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// SHA-256 of bytes, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_length_prefixed_in_the_digest() {
+        let a = KeyBuilder::new("act").part("a:b").literal(":").part("c").finish();
+        let b = KeyBuilder::new("act").part("a").literal(":").part("b:c").finish();
+        assert_eq!(a.text, b.text);
+        assert_ne!(a.digest, b.digest);
+    }
+
+    #[test]
+    fn the_action_name_is_part_of_the_digest() {
+        let a = KeyBuilder::new("one").literal("k").finish();
+        let b = KeyBuilder::new("two").literal("k").finish();
+        assert_ne!(a.digest, b.digest);
+    }
+
+    #[test]
+    fn fingerprint_ignores_field_insertion_order() {
+        let a = PayloadBuilder::new()
+            .field("x", &1)
+            .unwrap()
+            .field("y", &2)
+            .unwrap()
+            .finish();
+        let b = PayloadBuilder::new()
+            .field("y", &2)
+            .unwrap()
+            .field("x", &1)
+            .unwrap()
+            .finish();
+        assert_eq!(a.fingerprint, b.fingerprint);
+    }
+}

@@ -1,0 +1,208 @@
+//! The action log: one entry per attempt and per skip, chained by SHA-256 so any edit, deletion or
+//! reordering is detected by [`verify_chain`].
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::policy::{FailureKind, Route};
+use crate::store::Millis;
+
+/// The `prev_hash` of the first entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What happened in one logged step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The body succeeded; the result is stored.
+    Succeeded,
+    /// The key had completed before: the stored result was returned without acting.
+    Replayed,
+    /// The loop filter skipped the call: (record, action) acted within the dedup window.
+    Skipped,
+    /// The attempt failed and will be retried.
+    Retrying,
+    /// The failure was routed to a review queue (owner or expert).
+    Routed,
+    /// Retries exhausted (or routed there): in the dead-letter queue.
+    DeadLettered,
+    /// A security failure halted the run.
+    Halted,
+    /// A compensating action reversed an earlier entry.
+    Compensated,
+    /// An operator acted on a queue entry (resolve, discard, replay).
+    Operator,
+}
+
+impl Outcome {
+    /// The spelling used in the log and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Replayed => "replayed",
+            Outcome::Skipped => "skipped",
+            Outcome::Retrying => "retrying",
+            Outcome::Routed => "routed",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Halted => "halted",
+            Outcome::Compensated => "compensated",
+            Outcome::Operator => "operator",
+        }
+    }
+}
+
+/// A log entry before the store gives it its place in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewLogEntry {
+    /// When the step ended.
+    pub at_ms: Millis,
+    pub run_id: Uuid,
+    pub action: String,
+    pub record: String,
+    /// Readable rendered key.
+    pub key_text: String,
+    /// Key digest (the claim's identity).
+    pub key_digest: String,
+    /// 1 for the first attempt; 0 for entries that are not attempts (skip, replay, operator).
+    pub attempt: u32,
+    /// Whether this attempt is a retry (attempt > 1, or a takeover of a dead worker's claim).
+    pub retry: bool,
+    pub outcome: Outcome,
+    pub failure_kind: Option<FailureKind>,
+    /// Where the failure went.
+    pub route: Option<Route>,
+    /// The failure message, or a note (skip reason, operator note).
+    pub message: Option<String>,
+    /// The queue entry created or acted on, if any (filled in by the store on `fail`).
+    pub queue_entry: Option<u64>,
+    /// State before the write, as captured by `run.attempt().before(..)`.
+    pub before: Option<serde_json::Value>,
+    /// State after the write (default: the result).
+    pub after: Option<serde_json::Value>,
+    pub fencing_token: Option<u64>,
+    pub duration_ms: u64,
+}
+
+/// An entry of the action log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// 1, 2, 3, … with no gaps.
+    pub seq: u64,
+    #[serde(flatten)]
+    pub entry: NewLogEntry,
+    /// Hash of the previous entry ([`GENESIS_HASH`] for the first).
+    pub prev_hash: String,
+    /// `sha256(prev_hash ‖ canonical JSON of seq and entry)`, hex.
+    pub hash: String,
+}
+
+impl LogEntry {
+    /// Gives `entry` its place after `prev` (or first, if `None`).
+    pub fn chain(prev: Option<&LogEntry>, entry: NewLogEntry) -> LogEntry {
+        let (seq, prev_hash) = match prev {
+            Some(p) => (p.seq + 1, p.hash.clone()),
+            None => (1, GENESIS_HASH.to_owned()),
+        };
+        Self::chain_after(seq, prev_hash, entry)
+    }
+
+    /// Gives `entry` sequence `seq` after an entry whose hash is `prev_hash`.
+    pub fn chain_after(seq: u64, prev_hash: String, entry: NewLogEntry) -> LogEntry {
+        let hash = entry_hash(seq, &prev_hash, &entry);
+        LogEntry {
+            seq,
+            entry,
+            prev_hash,
+            hash,
+        }
+    }
+}
+
+/// The hash of an entry: `sha256(prev_hash ‖ 0 ‖ seq ‖ canonical JSON of the entry)`.
+pub fn entry_hash(seq: u64, prev_hash: &str, entry: &NewLogEntry) -> String {
+    // To a JSON value first: its objects are sorted maps, so the bytes are canonical whatever the
+    // field order of the struct.
+    let value = serde_json::to_value(entry).expect("a log entry always serializes");
+    let bytes = serde_json::to_vec(&value).expect("a JSON value always serializes");
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update([0u8]);
+    h.update(seq.to_be_bytes());
+    h.update(&bytes);
+    hex::encode(h.finalize())
+}
+
+/// Why the chain does not verify, at the first bad entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// An entry's content does not match its hash: it was edited.
+    #[error("log entry {seq} was modified: its hash does not match its content")]
+    Modified { seq: u64 },
+    /// An entry does not link to the one before it: entries were deleted, inserted or reordered.
+    #[error("log entry {seq} does not follow entry {prev_seq}: entries were deleted, inserted or reordered")]
+    Broken { seq: u64, prev_seq: u64 },
+    /// A gap or repeat in the sequence numbers.
+    #[error("log sequence jumps from {prev_seq} to {seq}: entries were deleted or reordered")]
+    Sequence { seq: u64, prev_seq: u64 },
+}
+
+/// Verifies a whole log (every entry, in order from the first): returns the number of entries checked,
+/// or the first bad entry.
+pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a LogEntry>) -> Result<u64, ChainError> {
+    let mut prev: Option<&LogEntry> = None;
+    let mut count = 0;
+    for e in entries {
+        let expected_seq = prev.map_or(1, |p| p.seq + 1);
+        let prev_seq = prev.map_or(0, |p| p.seq);
+        if e.seq != expected_seq {
+            return Err(ChainError::Sequence {
+                seq: e.seq,
+                prev_seq,
+            });
+        }
+        let expected_prev = prev.map_or(GENESIS_HASH, |p| p.hash.as_str());
+        if e.prev_hash != expected_prev {
+            return Err(ChainError::Broken {
+                seq: e.seq,
+                prev_seq,
+            });
+        }
+        if entry_hash(e.seq, &e.prev_hash, &e.entry) != e.hash {
+            return Err(ChainError::Modified { seq: e.seq });
+        }
+        prev = Some(e);
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Which log entries to read. Every filter is optional; `None` matches all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogQuery {
+    pub run_id: Option<Uuid>,
+    pub action: Option<String>,
+    pub record: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// Entries at or after this time.
+    pub from_ms: Option<Millis>,
+    /// Entries before this time.
+    pub to_ms: Option<Millis>,
+    /// Entries with `seq > after_seq` (paging).
+    pub after_seq: Option<u64>,
+    /// At most this many entries.
+    pub limit: Option<usize>,
+}
+
+impl LogQuery {
+    /// Whether `e` matches every filter but paging (`after_seq`, `limit`).
+    pub fn matches(&self, e: &LogEntry) -> bool {
+        self.run_id.is_none_or(|r| e.entry.run_id == r)
+            && self.action.as_ref().is_none_or(|a| &e.entry.action == a)
+            && self.record.as_ref().is_none_or(|r| &e.entry.record == r)
+            && self.outcome.is_none_or(|o| e.entry.outcome == o)
+            && self.from_ms.is_none_or(|t| e.entry.at_ms >= t)
+            && self.to_ms.is_none_or(|t| e.entry.at_ms < t)
+            && self.after_seq.is_none_or(|s| e.seq > s)
+    }
+}

@@ -1,0 +1,326 @@
+//! The store: where claims, leases, the dedup window, the action log, the review queues and run state live.
+//!
+//! The trait is small and speaks plain data. A store never reads a clock: every request carries `now_ms`
+//! (Unix milliseconds from the agent's [`Clock`](crate::Clock)), so tests control time and every
+//! process sharing a store applies the same rules.
+//!
+//! Every method is atomic: it takes effect entirely or not at all. `begin`, `complete` and `fail` are
+//! the steps of one guarded call (DESIGN.md "The guarded call", step 3 and 5).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::policy::FailureKind;
+
+/// Unix time in milliseconds.
+pub type Millis = i64;
+
+/// What the guarded call asks the store before acting (one atomic step).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BeginRequest {
+    /// The run making the call.
+    pub run_id: Uuid,
+    /// The action name.
+    pub action: String,
+    /// The readable rendered key.
+    pub key_text: String,
+    /// The key's digest (`sha256(action ‖ parts)`): the identity of the claim.
+    pub key_digest: String,
+    /// The rendered record: unit of dedup, serialization (record lease) and blast radius.
+    pub record: String,
+    /// SHA-256 of the canonical payload.
+    pub fingerprint: String,
+    /// The payload, stored with the claim so a queue entry can be replayed.
+    pub payload: serde_json::Value,
+    /// Identifies this claim attempt (fresh per `begin`), so `complete`/`fail` of a claim that was taken
+    /// over are rejected.
+    pub claim_id: Uuid,
+    /// Now.
+    pub now_ms: Millis,
+    /// How long the claim and the record lease hold: both expire at `now_ms + lease_ms`.
+    pub lease_ms: Millis,
+    /// Loop-filter window for (record, action); `None` turns it off.
+    pub dedup_ms: Option<Millis>,
+}
+
+/// The answer to [`Store::begin`], checked in this order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Begin {
+    /// The run is halted: nothing was claimed.
+    Halted,
+    /// The key completed before: here is its stored result; nothing was claimed.
+    Completed {
+        /// The stored result (`T` serialized).
+        result: serde_json::Value,
+        /// When it completed.
+        completed_at_ms: Millis,
+    },
+    /// The key is known with another payload fingerprint (Stripe's rule): nothing was claimed.
+    KeyReused {
+        /// The fingerprint stored with the key.
+        stored_fingerprint: String,
+    },
+    /// The key failed terminally before (routed or dead-lettered): here is its queue entry.
+    Failed {
+        /// The queue entry created by that failure.
+        entry: QueueRef,
+    },
+    /// The key is claimed by a live lease (another worker is acting on it).
+    InProgress {
+        /// When that lease expires.
+        lease_until_ms: Millis,
+    },
+    /// Another key holds the record's lease (calls on one record are serialized).
+    RecordBusy {
+        /// The key that holds the record.
+        holder_key: String,
+        /// When that lease expires.
+        lease_until_ms: Millis,
+    },
+    /// (record, action) completed under another key within the dedup window: skip. The store has
+    /// recorded nothing; the caller logs the skip.
+    Skipped {
+        /// The key that acted.
+        previous_key: String,
+        /// When it acted.
+        acted_at_ms: Millis,
+    },
+    /// The key and the record lease are claimed, durably, until `now_ms + lease_ms`.
+    Claimed(Claim),
+}
+
+/// A claim held on a key and its record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// Strictly increasing per record: a downstream that remembers the highest token it has seen per
+    /// record can reject a stale writer.
+    pub fencing_token: u64,
+    /// Whether an expired claim of another worker on this key was taken over.
+    pub takeover: bool,
+    /// Attempts already logged under this key before this claim (by a worker that died).
+    pub previous_attempts: u32,
+}
+
+/// A successful end of a claimed call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The key's digest.
+    pub key_digest: String,
+    /// The claim being completed (`BeginRequest::claim_id`).
+    pub claim_id: Uuid,
+    /// The action name (dedup window is per record and action).
+    pub action: String,
+    /// The record.
+    pub record: String,
+    /// The result, stored for idempotent replay.
+    pub result: serde_json::Value,
+    /// The final log entry, appended in the same transaction.
+    pub entry: NewLogEntry,
+    /// Now.
+    pub now_ms: Millis,
+}
+
+/// A terminal failure of a claimed call (routed, dead-lettered or halted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The key's digest.
+    pub key_digest: String,
+    /// The claim ending (`BeginRequest::claim_id`).
+    pub claim_id: Uuid,
+    /// The queue entry to create, if the failure goes to a queue. With `Some`, the key becomes
+    /// terminally failed (a later `begin` answers [`Begin::Failed`]); with `None` (halt) the claim is
+    /// simply released.
+    pub queue_entry: Option<NewQueueEntry>,
+    /// The final log entry, appended in the same transaction (its `queue_entry` is filled in by the store).
+    pub entry: NewLogEntry,
+    /// Now.
+    pub now_ms: Millis,
+}
+
+/// Which review queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    /// The data owner's queue (validation failures).
+    Owner,
+    /// The domain expert's queue (state conflicts).
+    Expert,
+    /// Exhausted retries, or routed there explicitly.
+    DeadLetter,
+}
+
+impl QueueKind {
+    /// The spelling used in logs and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueKind::Owner => "owner",
+            QueueKind::Expert => "expert",
+            QueueKind::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+/// A pointer to a queue entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct QueueRef {
+    /// Entry id, unique in the store.
+    pub id: u64,
+    /// Which queue.
+    pub kind: QueueKind,
+    /// The queue's name (`owner`/`expert` of the action, or `dead-letter`).
+    pub name: String,
+}
+
+/// A queue entry to create.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewQueueEntry {
+    pub kind: QueueKind,
+    pub name: String,
+    pub run_id: Uuid,
+    pub action: String,
+    pub key_text: String,
+    pub key_digest: String,
+    pub record: String,
+    pub payload: serde_json::Value,
+    pub failure_kind: FailureKind,
+    pub message: String,
+    pub attempts: u32,
+    pub first_failure_ms: Millis,
+    pub last_failure_ms: Millis,
+}
+
+/// The state of a queue entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueStatus {
+    /// Waiting for a person.
+    Open,
+    /// Taken by a person.
+    Claimed,
+    /// Settled with a note.
+    Resolved,
+    /// Dropped.
+    Discarded,
+    /// Re-run successfully.
+    Replayed,
+}
+
+/// A review-queue entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub id: u64,
+    pub kind: QueueKind,
+    pub name: String,
+    pub run_id: Uuid,
+    pub action: String,
+    pub key_text: String,
+    pub key_digest: String,
+    pub record: String,
+    pub payload: serde_json::Value,
+    pub failure_kind: FailureKind,
+    pub message: String,
+    pub attempts: u32,
+    pub first_failure_ms: Millis,
+    pub last_failure_ms: Millis,
+    pub status: QueueStatus,
+    pub created_ms: Millis,
+}
+
+/// Which queue entries to list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueQuery {
+    pub kind: Option<QueueKind>,
+    pub name: Option<String>,
+    pub action: Option<String>,
+    pub status: Option<QueueStatus>,
+    pub run_id: Option<Uuid>,
+}
+
+/// Whether a run may go on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunState {
+    /// Actions may run.
+    Active,
+    /// Halted durably; every later action of the run refuses.
+    Halted {
+        /// Why (the failure that halted it).
+        reason: String,
+        /// When.
+        at_ms: Millis,
+    },
+}
+
+/// A store error: the store could not be reached or refused the operation. The guarded call fails
+/// closed on any of them: no action runs without its claim.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or its file cannot be opened.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The stored data is not what this version can read (corrupt, or written by a newer version).
+    #[error("store data unreadable: {0}")]
+    Corrupt(String),
+    /// The claim being completed or failed is no longer held (its lease expired and another worker
+    /// took it over): the result was not recorded.
+    #[error("claim lost: the lease on key `{key}` expired and another worker took it over")]
+    ClaimLost {
+        /// The key's readable text.
+        key: String,
+    },
+    /// Something asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Anything else the backend reported.
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+/// Where a guarded call's claims, log, queues and run state are kept.
+///
+/// Implementations: [`MemoryStore`](crate::MemoryStore) (tests and examples) and `SqliteStore` (the
+/// embedded default). Every implementation passes the same conformance suite.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Step 3 of the guarded call, atomically, in this order: run halted → [`Begin::Halted`]; key
+    /// completed → [`Begin::Completed`]; key known with another fingerprint → [`Begin::KeyReused`]; key
+    /// terminally failed → [`Begin::Failed`]; key claimed by a live lease → [`Begin::InProgress`]; record
+    /// leased by a live claim of another key → [`Begin::RecordBusy`]; (record, action) completed under
+    /// another key within `dedup_ms` → [`Begin::Skipped`]; otherwise claim key and record until
+    /// `now_ms + lease_ms` with the record's next fencing token, durably, → [`Begin::Claimed`].
+    async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError>;
+
+    /// Success: store the result under the key, mark (record, action) acted at `now_ms`, append the log
+    /// entry and release the claim and the record lease, atomically. Fails with
+    /// [`StoreError::ClaimLost`] (and changes nothing) if `claim_id` no longer holds the key.
+    async fn complete(&self, completion: &Completion) -> Result<LogEntry, StoreError>;
+
+    /// Terminal failure: create the queue entry (if any), mark the key failed, append the log entry and
+    /// release the claim and the record lease, atomically. Returns the appended entry, whose
+    /// `queue_entry` names the created queue entry. Fails with [`StoreError::ClaimLost`] like `complete`.
+    async fn fail(&self, failure: &Failure) -> Result<LogEntry, StoreError>;
+
+    /// Appends one log entry (an attempt that will be retried, a skip, a replay, an operator action),
+    /// assigning its sequence number and hash-chain link.
+    async fn append_log(&self, entry: &NewLogEntry) -> Result<LogEntry, StoreError>;
+
+    /// Log entries matching `query`, in sequence order.
+    async fn log(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// Halts a run durably. Returns `true` if this call halted it, `false` if it was halted already (so
+    /// the alert is sent exactly once).
+    async fn halt_run(&self, run_id: Uuid, reason: &str, now_ms: Millis) -> Result<bool, StoreError>;
+
+    /// Whether a run is halted.
+    async fn run_state(&self, run_id: Uuid) -> Result<RunState, StoreError>;
+
+    /// The highest fencing token issued for `record`, if any: a token below it is stale.
+    async fn current_fencing_token(&self, record: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Queue entries matching `query`, oldest first.
+    async fn queue_entries(&self, query: &QueueQuery) -> Result<Vec<QueueEntry>, StoreError>;
+
+    /// One queue entry.
+    async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError>;
+}

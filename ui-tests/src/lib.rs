@@ -1,0 +1,1 @@
+//! Holds nothing: the cases live in `pass/` and `fail/`.
