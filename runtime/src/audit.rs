@@ -1,0 +1,594 @@
+//! The startup audit: checks every registered action's policy before an agent acts.
+//!
+//! Most mistakes are rejected at compile time by `#[agent_action]`; the audit sees the whole program
+//! at once, so it also catches what one attribute cannot: two actions with the same name, a
+//! `compensate` naming an action that does not exist. It re-checks the per-attribute rules too, so a
+//! hand-built [`ActionSpec`] (or one from an older macro) is held to the same bar.
+//!
+//! In strict mode ([`AuditSettings::strict`]) every write must also answer the operations team's
+//! questions explicitly instead of leaving them to actguard's defaults; see [`Rule`] for what each
+//! strict rule requires.
+//!
+//! ```
+//! use actguard::{AuditSettings, audit_registry};
+//!
+//! let report = audit_registry(&AuditSettings::default());
+//! assert!(report.is_ok(), "{report}");
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::manifest::short_duration;
+use crate::policy::{ActionSpec, Effect, FailureKind, Route};
+use crate::registry::registry;
+
+/// The largest `retries` the attribute accepts.
+pub const MAX_RETRIES: u32 = 100;
+
+/// How the audit is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AuditSettings {
+    /// Also reject writes that leave one of the five questions to a default (see [`Rule`]).
+    pub strict: bool,
+}
+
+impl AuditSettings {
+    /// Settings for strict mode: every write answers the five questions explicitly.
+    pub fn strict() -> Self {
+        AuditSettings { strict: true }
+    }
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    /// The agent must not start.
+    Error,
+    /// Worth a look; does not fail the audit.
+    Warning,
+}
+
+impl Severity {
+    /// `"error"` or `"warning"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The rule a finding breaks. [`Rule::as_str`] is its stable id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    /// Two actions share a name: keys, logs and queues are keyed by the name.
+    DuplicateName,
+    /// `retries` over [`MAX_RETRIES`].
+    UnboundedRetries,
+    /// `retry` declared for a failure kind other than transient: it would retry forever on bad input.
+    RetryOnPermanentFailure,
+    /// The first backoff delay is longer than the cap.
+    BackoffBaseAboveCap,
+    /// A failure kind is routed to `route_owner` but no `owner` queue is named.
+    RouteOwnerWithoutOwner,
+    /// A failure kind is routed to `escalate` but no `expert` queue is named.
+    EscalateWithoutExpert,
+    /// A `destructive` action declares no `compensate` action.
+    DestructiveWithoutCompensate,
+    /// `compensate` names an action that is not registered.
+    UnknownCompensate,
+    /// `compensate` names an action that only reads: it cannot reverse a write (warning).
+    CompensateIsRead,
+    /// `dedup` is not longer than `cycle`: the loop filter would let the next cycle act again.
+    DedupNotLongerThanCycle,
+    /// `cycle` is declared while `dedup = none` turns the loop filter off (warning).
+    CycleWithoutDedup,
+    /// A `write` or `destructive` action has no idempotency key.
+    WriteWithoutKey,
+    /// Strict: a write's `key` is not written in the attribute.
+    ImplicitKey,
+    /// Strict: a write leaves `retries` or `max_elapsed` (its retry budget) to the default.
+    ImplicitRetryBudget,
+    /// Strict: a write leaves `dedup` (its loop-filter window) to the default.
+    ImplicitDedup,
+    /// Strict: a write leaves the destination of validation, conflict or security failures to the
+    /// default. Validation is answered by `on_validation`, or by naming `owner` while it keeps its
+    /// default route (`route_owner`); conflict by `on_conflict`, or by naming `expert` while it keeps
+    /// `escalate`; security only by writing `on_security`. Transient failures are answered by the
+    /// retry budget (see [`Rule::ImplicitRetryBudget`]) or `on_transient`.
+    ImplicitFailureRouting,
+}
+
+impl Rule {
+    /// The rule's stable id, e.g. `"duplicate_name"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::DuplicateName => "duplicate_name",
+            Rule::UnboundedRetries => "unbounded_retries",
+            Rule::RetryOnPermanentFailure => "retry_on_permanent_failure",
+            Rule::BackoffBaseAboveCap => "backoff_base_above_cap",
+            Rule::RouteOwnerWithoutOwner => "route_owner_without_owner",
+            Rule::EscalateWithoutExpert => "escalate_without_expert",
+            Rule::DestructiveWithoutCompensate => "destructive_without_compensate",
+            Rule::UnknownCompensate => "unknown_compensate",
+            Rule::CompensateIsRead => "compensate_is_read",
+            Rule::DedupNotLongerThanCycle => "dedup_not_longer_than_cycle",
+            Rule::CycleWithoutDedup => "cycle_without_dedup",
+            Rule::WriteWithoutKey => "write_without_key",
+            Rule::ImplicitKey => "strict_implicit_key",
+            Rule::ImplicitRetryBudget => "strict_implicit_retry_budget",
+            Rule::ImplicitDedup => "strict_implicit_dedup",
+            Rule::ImplicitFailureRouting => "strict_implicit_failure_routing",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem the audit found in one action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Whether it stops the agent from starting.
+    pub severity: Severity,
+    /// The rule broken.
+    pub rule: Rule,
+    /// The action's name.
+    pub action: String,
+    /// Where the action is declared, `file:line`.
+    pub location: String,
+    /// What is wrong and how to fix it, for the person reading the startup log.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}[{}]: action `{}` at {}\n    {}",
+            self.severity, self.rule, self.action, self.location, self.message
+        )
+    }
+}
+
+/// The result of an audit: every finding, errors and warnings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReport {
+    findings: Vec<Finding>,
+    actions: usize,
+    strict: bool,
+}
+
+impl AuditReport {
+    /// No errors (warnings are allowed).
+    pub fn is_ok(&self) -> bool {
+        self.errors().next().is_none()
+    }
+
+    /// Every finding, sorted by action, then severity, then rule.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// The findings that stop the agent from starting.
+    pub fn errors(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+    }
+
+    /// The findings that do not.
+    pub fn warnings(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+    }
+
+    /// How many actions were audited.
+    pub fn action_count(&self) -> usize {
+        self.actions
+    }
+
+    /// Whether the audit ran in strict mode.
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+
+    /// `Ok(self)` without errors, so an agent can refuse to start with `report.into_result()?`.
+    pub fn into_result(self) -> Result<AuditReport, AuditError> {
+        if self.is_ok() {
+            Ok(self)
+        } else {
+            Err(AuditError { report: self })
+        }
+    }
+
+    /// The one-line summary that ends the [`Display`](fmt::Display) output.
+    pub fn summary(&self) -> String {
+        let errors = self.errors().count();
+        let warnings = self.warnings().count();
+        format!(
+            "audit {}: {} in {}{}",
+            if self.is_ok() { "passed" } else { "failed" },
+            join_counts(errors, warnings),
+            plural(self.actions, "action"),
+            if self.strict { " (strict)" } else { "" },
+        )
+    }
+}
+
+impl fmt::Display for AuditReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for finding in &self.findings {
+            writeln!(f, "{finding}")?;
+        }
+        write!(f, "{}", self.summary())
+    }
+}
+
+/// The audit found errors: the agent must not start. Carries the whole report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the action audit failed, the agent will not start:\n{report}")]
+pub struct AuditError {
+    report: AuditReport,
+}
+
+impl AuditError {
+    /// The report with every finding.
+    pub fn report(&self) -> &AuditReport {
+        &self.report
+    }
+
+    /// Takes the report out.
+    pub fn into_report(self) -> AuditReport {
+        self.report
+    }
+}
+
+/// Audits every action compiled into this program ([`registry()`](crate::registry)).
+pub fn audit_registry(settings: &AuditSettings) -> AuditReport {
+    audit(&registry(), settings)
+}
+
+/// Audits `specs` as one program: names must be unique among them and every `compensate` must name
+/// one of them.
+pub fn audit(specs: &[&ActionSpec], settings: &AuditSettings) -> AuditReport {
+    let mut findings = Vec::new();
+
+    let mut by_name: BTreeMap<&str, Vec<&ActionSpec>> = BTreeMap::new();
+    for spec in specs {
+        by_name.entry(spec.name).or_default().push(spec);
+    }
+    for (name, group) in &by_name {
+        if group.len() > 1 {
+            let places: Vec<String> = group.iter().map(|s| location(s)).collect();
+            findings.push(Finding {
+                severity: Severity::Error,
+                rule: Rule::DuplicateName,
+                action: (*name).to_owned(),
+                location: places[0].clone(),
+                message: format!(
+                    "the name `{name}` is declared by {} actions, at {}; keys, logs and queues are \
+                     keyed by the action name, so give each a unique `name = \"...\"`",
+                    group.len(),
+                    places.join(" and "),
+                ),
+            });
+        }
+    }
+
+    for spec in specs {
+        check_action(spec, &by_name, settings, &mut findings);
+    }
+
+    findings.sort_by(|a, b| {
+        (&a.action, a.severity, a.rule, &a.location).cmp(&(
+            &b.action,
+            b.severity,
+            b.rule,
+            &b.location,
+        ))
+    });
+    findings.dedup();
+    AuditReport {
+        findings,
+        actions: specs.len(),
+        strict: settings.strict,
+    }
+}
+
+fn check_action(
+    spec: &ActionSpec,
+    by_name: &BTreeMap<&str, Vec<&ActionSpec>>,
+    settings: &AuditSettings,
+    out: &mut Vec<Finding>,
+) {
+    let p = &spec.policy;
+    let mut push = |severity, rule, message: String| {
+        out.push(Finding {
+            severity,
+            rule,
+            action: spec.name.to_owned(),
+            location: location(spec),
+            message,
+        })
+    };
+    let writes = spec.effect != Effect::Read;
+
+    if p.retries > MAX_RETRIES {
+        push(
+            Severity::Error,
+            Rule::UnboundedRetries,
+            format!(
+                "retries = {} is over the limit of {MAX_RETRIES}; a call that keeps failing must reach \
+                 the dead-letter queue in bounded time, so lower `retries`",
+                p.retries
+            ),
+        );
+    }
+
+    for kind in PERMANENT_KINDS {
+        if p.route_for(kind) == Route::Retry {
+            push(
+                Severity::Error,
+                Rule::RetryOnPermanentFailure,
+                format!(
+                    "on_{} = retry: only transient failures may be retried, a {} failure fails the \
+                     same way every time; route it to `route_owner`, `escalate`, `dead_letter` or `halt`",
+                    kind.as_str(),
+                    kind.as_str()
+                ),
+            );
+        }
+    }
+
+    if p.backoff_base > p.backoff_cap {
+        push(
+            Severity::Error,
+            Rule::BackoffBaseAboveCap,
+            format!(
+                "backoff starts at {} but is capped at {}; write `backoff = \"base..cap\"` with base \
+                 not above cap",
+                short_duration(p.backoff_base),
+                short_duration(p.backoff_cap)
+            ),
+        );
+    }
+
+    let owner_routed = kinds_routed_to(spec, Route::RouteOwner);
+    if !owner_routed.is_empty() && p.owner.is_none() {
+        push(
+            Severity::Error,
+            Rule::RouteOwnerWithoutOwner,
+            format!(
+                "{} routed to the data owner, but no owner queue is named; add `owner = \"...\"` \
+                 or route them elsewhere",
+                describe_kinds(&owner_routed)
+            ),
+        );
+    }
+
+    let expert_routed = kinds_routed_to(spec, Route::Escalate);
+    if !expert_routed.is_empty() && p.expert.is_none() {
+        push(
+            Severity::Error,
+            Rule::EscalateWithoutExpert,
+            format!(
+                "{} escalated to a domain expert, but no expert queue is named; add `expert = \"...\"` \
+                 or route them elsewhere",
+                describe_kinds(&expert_routed)
+            ),
+        );
+    }
+
+    if spec.effect == Effect::Destructive && spec.compensate.is_none() {
+        push(
+            Severity::Error,
+            Rule::DestructiveWithoutCompensate,
+            "a destructive action must declare the action that reverses it; add \
+             `compensate = <action>` so a bad batch can be reverted"
+                .to_owned(),
+        );
+    }
+
+    if let Some(target) = spec.compensate {
+        match by_name.get(target) {
+            None => push(
+                Severity::Error,
+                Rule::UnknownCompensate,
+                format!(
+                    "compensate = `{target}`, but no action named `{target}` is registered; a revert \
+                     would have nothing to run (is its crate linked? add `use its_crate as _;`)"
+                ),
+            ),
+            Some(group) if group.iter().all(|t| t.effect == Effect::Read) => push(
+                Severity::Warning,
+                Rule::CompensateIsRead,
+                format!(
+                    "compensate = `{target}`, but `{target}` only reads; an action that reverses a \
+                     write must itself write"
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    match (p.dedup, p.cycle) {
+        (Some(dedup), Some(cycle)) if dedup <= cycle => push(
+            Severity::Error,
+            Rule::DedupNotLongerThanCycle,
+            format!(
+                "dedup = \"{}\" is not longer than cycle = \"{}\": the next run cycle would act on the \
+                 same record again; make `dedup` longer than the cycle",
+                short_duration(dedup),
+                short_duration(cycle)
+            ),
+        ),
+        (None, Some(cycle)) => push(
+            Severity::Warning,
+            Rule::CycleWithoutDedup,
+            format!(
+                "cycle = \"{}\" is declared but dedup = none turns the loop filter off: nothing stops \
+                 each cycle from acting on the same record again",
+                short_duration(cycle)
+            ),
+        ),
+        _ => {}
+    }
+
+    if writes && spec.key.is_none() {
+        push(
+            Severity::Error,
+            Rule::WriteWithoutKey,
+            format!(
+                "a {} action needs an idempotency key, or a retry after a timeout can write twice; \
+                 add `key = \"...\"` built from the source record and the intent",
+                spec.effect.as_str()
+            ),
+        );
+    }
+
+    if !(settings.strict && writes) {
+        return;
+    }
+
+    if spec.key.is_some() && !spec.is_explicit("key") {
+        push(
+            Severity::Error,
+            Rule::ImplicitKey,
+            "the idempotency key is not written in the attribute; strict mode requires `key = \"...\"` \
+             on every write"
+                .to_owned(),
+        );
+    }
+
+    let missing_budget: Vec<&str> = ["retries", "max_elapsed"]
+        .into_iter()
+        .filter(|o| !spec.is_explicit(o))
+        .collect();
+    if !missing_budget.is_empty() {
+        push(
+            Severity::Error,
+            Rule::ImplicitRetryBudget,
+            format!(
+                "the retry budget is left to the default ({} retries within {}); strict mode requires \
+                 {} in the attribute",
+                p.retries,
+                short_duration(p.max_elapsed),
+                missing_budget
+                    .iter()
+                    .map(|o| format!("`{o}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+        );
+    }
+
+    if !spec.is_explicit("dedup") {
+        push(
+            Severity::Error,
+            Rule::ImplicitDedup,
+            format!(
+                "the deduplication window is left to the default ({}); strict mode requires \
+                 `dedup = \"...\"` (or `dedup = none`) in the attribute",
+                p.dedup.map_or("none".to_owned(), short_duration)
+            ),
+        );
+    }
+
+    let unanswered: Vec<String> = PERMANENT_KINDS
+        .into_iter()
+        .filter_map(|kind| routing_hint_if_unanswered(spec, kind))
+        .collect();
+    if !unanswered.is_empty() {
+        push(
+            Severity::Error,
+            Rule::ImplicitFailureRouting,
+            format!(
+                "where failures go is left to the defaults for {}",
+                unanswered.join("; ")
+            ),
+        );
+    }
+}
+
+const PERMANENT_KINDS: [FailureKind; 3] = [
+    FailureKind::Validation,
+    FailureKind::Conflict,
+    FailureKind::Security,
+];
+
+/// `None` when the destination of `kind` failures is written in the attribute, else how to write it.
+fn routing_hint_if_unanswered(spec: &ActionSpec, kind: FailureKind) -> Option<String> {
+    let option = format!("on_{}", kind.as_str());
+    if spec.is_explicit(&option) {
+        return None;
+    }
+    let route = spec.policy.route_for(kind);
+    let queue_named = match route {
+        Route::RouteOwner => spec.is_explicit("owner"),
+        Route::Escalate => spec.is_explicit("expert"),
+        _ => false,
+    };
+    if queue_named {
+        return None;
+    }
+    Some(match route {
+        Route::RouteOwner => format!(
+            "{} failures (write `{option}`, or name the `owner` queue)",
+            kind.as_str()
+        ),
+        Route::Escalate => format!(
+            "{} failures (write `{option}`, or name the `expert` queue)",
+            kind.as_str()
+        ),
+        _ => format!("{} failures (write `{option}`)", kind.as_str()),
+    })
+}
+
+fn kinds_routed_to(spec: &ActionSpec, route: Route) -> Vec<FailureKind> {
+    [
+        FailureKind::Transient,
+        FailureKind::Validation,
+        FailureKind::Conflict,
+        FailureKind::Security,
+    ]
+    .into_iter()
+    .filter(|k| spec.policy.route_for(*k) == route)
+    .collect()
+}
+
+fn describe_kinds(kinds: &[FailureKind]) -> String {
+    let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    format!("{} failures are", names.join(" and "))
+}
+
+fn location(spec: &ActionSpec) -> String {
+    format!("{}:{}", spec.file, spec.line)
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn join_counts(errors: usize, warnings: usize) -> String {
+    format!(
+        "{}, {}",
+        plural(errors, "error"),
+        plural(warnings, "warning")
+    )
+}
