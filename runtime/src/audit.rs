@@ -367,26 +367,28 @@ fn check_action(
 
     let owner_routed = kinds_routed_to(spec, Route::RouteOwner);
     if !owner_routed.is_empty() && p.owner.is_none() {
+        let (kinds, note) = describe_kinds(spec, &owner_routed);
         push(
             Severity::Error,
             Rule::RouteOwnerWithoutOwner,
             format!(
-                "{} routed to the data owner, but no owner queue is named; add `owner = \"...\"` \
-                 or route them elsewhere",
-                describe_kinds(&owner_routed)
+                "{kinds} failures are routed to the data owner{note}, but no owner queue is named; \
+                 add `owner = \"...\"`, or route them elsewhere ({})",
+                reroute_hint(&owner_routed)
             ),
         );
     }
 
     let expert_routed = kinds_routed_to(spec, Route::Escalate);
     if !expert_routed.is_empty() && p.expert.is_none() {
+        let (kinds, note) = describe_kinds(spec, &expert_routed);
         push(
             Severity::Error,
             Rule::EscalateWithoutExpert,
             format!(
-                "{} escalated to a domain expert, but no expert queue is named; add `expert = \"...\"` \
-                 or route them elsewhere",
-                describe_kinds(&expert_routed)
+                "{kinds} failures are escalated to a domain expert{note}, but no expert queue is \
+                 named; add `expert = \"...\"`, or route them elsewhere ({})",
+                reroute_hint(&expert_routed)
             ),
         );
     }
@@ -568,9 +570,31 @@ fn kinds_routed_to(spec: &ActionSpec, route: Route) -> Vec<FailureKind> {
     .collect()
 }
 
-fn describe_kinds(kinds: &[FailureKind]) -> String {
+/// `("validation", " (by default)")`, `("transient and validation", " (validation by default)")`.
+fn describe_kinds(spec: &ActionSpec, kinds: &[FailureKind]) -> (String, String) {
     let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-    format!("{} failures are", names.join(" and "))
+    let defaulted: Vec<&str> = kinds
+        .iter()
+        .filter(|k| !spec.is_explicit(&format!("on_{}", k.as_str())))
+        .map(|k| k.as_str())
+        .collect();
+    let note = if defaulted.is_empty() {
+        String::new()
+    } else if defaulted.len() == names.len() {
+        " (by default)".to_owned()
+    } else {
+        format!(" ({} by default)", defaulted.join(" and "))
+    };
+    (names.join(" and "), note)
+}
+
+/// "`on_validation = dead_letter`".
+fn reroute_hint(kinds: &[FailureKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| format!("`on_{} = dead_letter`", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn location(spec: &ActionSpec) -> String {
@@ -705,18 +729,29 @@ mod tests {
         // The default on_validation routes to the owner.
         let mut a = good("disburse");
         a.policy.owner = None;
+        a.explicit = &["key", "expert"];
         let report = lenient(&[&a]);
         assert_eq!(rules(&report), vec![Rule::RouteOwnerWithoutOwner]);
-        assert!(report.findings()[0].message.contains("validation failures"));
+        let msg = &report.findings()[0].message;
+        assert!(
+            msg.contains("validation failures are routed to the data owner (by default)"),
+            "{msg}"
+        );
+        assert!(msg.contains("`on_validation = dead_letter`"), "{msg}");
 
         // Transient routed to the owner, validation elsewhere.
         let mut b = good("refund");
         b.policy.owner = None;
         b.policy.on_validation = Route::DeadLetter;
         b.policy.on_transient = Route::RouteOwner;
+        b.explicit = &["key", "on_transient", "on_validation"];
         let report = lenient(&[&b]);
         assert_eq!(rules(&report), vec![Rule::RouteOwnerWithoutOwner]);
-        assert!(report.findings()[0].message.contains("transient failures"));
+        let msg = &report.findings()[0].message;
+        assert!(
+            msg.contains("transient failures are routed to the data owner, but"),
+            "{msg}"
+        );
 
         // Nothing routed to the owner: no owner needed.
         let mut c = good("notify");

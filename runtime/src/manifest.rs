@@ -34,6 +34,9 @@ use crate::registry::registry;
 /// The `schema_version` of manifests this version writes.
 pub const SCHEMA_VERSION: &str = "actguard.manifest/1";
 
+/// The JSON Schema (draft 2020-12) of the manifest, `runtime/schema/manifest.schema.json`.
+pub const JSON_SCHEMA: &str = include_str!("../schema/manifest.schema.json");
+
 /// The store named in a manifest until the agent names its own ([`Manifest::with_store`]).
 pub const DEFAULT_STORE: &str = "embedded SQLite (actguard.db)";
 
@@ -676,7 +679,7 @@ impl ActionEntry {
         } else {
             md.push_str(&format!(
                 "Transient failures (a timeout, a 503, throttling) are not retried: {}.\n\n",
-                destination(transient, f)
+                fate(transient, f)
             ));
         }
 
@@ -688,6 +691,9 @@ impl ActionEntry {
             .as_deref()
             .map_or("the record".to_owned(), |r| format!("the record `{r}`"));
         match &d.window {
+            _ if effect == Effect::Read && self.idempotency.record.is_none() => md.push_str(
+                "This action only reads and declares no record, so the loop filter does not apply.",
+            ),
             Some(window) => {
                 md.push_str(&format!(
                     "Once this action has acted on {record}, it does not act on it again for {}: a \
@@ -707,11 +713,14 @@ impl ActionEntry {
                  new call; only calls with the same key are deduplicated."
             )),
         }
-        md.push_str(&format!(
-            " Calls on the same record run one at a time: a worker's claim holds for {} before another \
-             worker may take it over, and each claim carries a fencing token.\n\n",
-            long_duration_str(&d.lease)
-        ));
+        if self.idempotency.record.is_some() {
+            md.push_str(&format!(
+                " Calls on the same record run one at a time: a worker's claim holds for {} before \
+                 another worker may take it over, and each claim carries a fencing token.",
+                long_duration_str(&d.lease)
+            ));
+        }
+        md.push_str("\n\n");
 
         // 4. Failures.
         md.push_str(
@@ -859,6 +868,16 @@ fn destination(answer: &RouteAnswer, f: &FailureRouting) -> String {
         ),
         Route::DeadLetter => "the dead-letter queue".to_owned(),
         Route::Halt => "halts the whole run and raises an alert".to_owned(),
+    }
+}
+
+/// What happens to a failed call, as the end of a sentence.
+fn fate(answer: &RouteAnswer, f: &FailureRouting) -> String {
+    match answer.route {
+        Route::Retry | Route::DeadLetter => "the call goes to the dead-letter queue".to_owned(),
+        Route::Halt => "the whole run halts and an alert is raised".to_owned(),
+        Route::RouteOwner => format!("the call goes to {}", destination(answer, f)),
+        Route::Escalate => format!("the call is {}", destination(answer, f)),
     }
 }
 
@@ -1239,12 +1258,13 @@ fn line_diff(old: &str, new: &str, context: usize, max_lines: usize) -> String {
                 ops.push((Op::Same, prefix + i, prefix + j));
                 i += 1;
                 j += 1;
-            } else if j < m && (i == n || lcs[i * (m + 1) + j + 1] >= lcs[(i + 1) * (m + 1) + j]) {
-                ops.push((Op::Add, prefix + i, prefix + j));
-                j += 1;
-            } else {
+            } else if i < n && (j == m || lcs[(i + 1) * (m + 1) + j] >= lcs[i * (m + 1) + j + 1]) {
+                // Removals before additions, as in a unified diff.
                 ops.push((Op::Del, prefix + i, prefix + j));
                 i += 1;
+            } else {
+                ops.push((Op::Add, prefix + i, prefix + j));
+                j += 1;
             }
         }
     } else {
@@ -1283,4 +1303,101 @@ fn line_diff(old: &str, new: &str, context: usize, max_lines: usize) -> String {
     let mut out = lines.join("\n");
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{LogEntry, NewLogEntry, Outcome};
+
+    #[test]
+    fn durations_render_in_the_largest_exact_unit() {
+        let cases = [
+            (Duration::from_millis(100), "100ms"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_secs(30), "30s"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_secs(120), "2m"),
+            (Duration::from_secs(3600), "1h"),
+            (Duration::from_secs(24 * 3600), "24h"),
+            (Duration::from_secs(7 * 24 * 3600), "7d"),
+            (Duration::ZERO, "0ms"),
+            (Duration::from_nanos(1500), "1500ns"),
+        ];
+        for (d, text) in cases {
+            assert_eq!(short_duration(d), text, "{d:?}");
+        }
+        assert_eq!(long_duration_str("2m"), "2 minutes");
+        assert_eq!(long_duration_str("1h"), "1 hour");
+        assert_eq!(long_duration_str("100ms"), "100 milliseconds");
+        assert_eq!(long_duration_str("1500ns"), "1500ns");
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let v: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"d":[{"z":1,"y":2}],"c":null}}"#).unwrap();
+        let mut out = String::new();
+        write_canonical(&v, &mut out);
+        assert_eq!(out, r#"{"a":{"c":null,"d":[{"y":2,"z":1}]},"b":1}"#);
+    }
+
+    #[test]
+    fn line_diff_shows_changed_lines_with_context() {
+        let old = "a\nb\nc\nd\ne\nf\ng\n";
+        let new = "a\nb\nc\nD\ne\nf\ng\nh\n";
+        let diff = line_diff(old, new, 1, 60);
+        assert_eq!(
+            diff,
+            "@@ line 3 → 3 @@\n  c\n- d\n+ D\n  e\n@@ line 7 → 7 @@\n  g\n+ h\n"
+        );
+    }
+
+    #[test]
+    fn line_diff_is_cut_to_the_limit() {
+        let old: String = (0..100).map(|i| format!("{i}\n")).collect();
+        let new: String = (0..100).map(|i| format!("x{i}\n")).collect();
+        let diff = line_diff(&old, &new, 2, 10);
+        assert_eq!(diff.lines().count(), 11);
+        assert!(diff.ends_with("… 191 more lines\n"), "{diff}");
+    }
+
+    #[test]
+    fn the_log_answer_names_every_field_of_a_log_entry() {
+        let entry = LogEntry::chain(
+            None,
+            NewLogEntry {
+                at_ms: 1,
+                run_id: uuid::Uuid::nil(),
+                action: "a".into(),
+                record: "r".into(),
+                key_text: "k".into(),
+                key_digest: "d".into(),
+                attempt: 1,
+                retry: false,
+                outcome: Outcome::Succeeded,
+                failure_kind: None,
+                route: None,
+                message: None,
+                queue_entry: None,
+                before: None,
+                after: None,
+                fencing_token: None,
+                duration_ms: 0,
+            },
+        );
+        let Value::Object(fields) = serde_json::to_value(&entry).unwrap() else {
+            panic!("a log entry serializes to an object");
+        };
+        let documented: Vec<String> = LogAnswer::new(DEFAULT_STORE)
+            .entry_fields
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        let mut actual: Vec<String> = fields.keys().cloned().collect();
+        let mut expected = documented.clone();
+        actual.sort();
+        expected.sort();
+        assert_eq!(actual, expected);
+    }
 }
