@@ -94,7 +94,9 @@ pub enum Rule {
     WriteWithoutKey,
     /// Strict: a write's `key` is not written in the attribute.
     ImplicitKey,
-    /// Strict: a write leaves `retries` or `max_elapsed` (its retry budget) to the default.
+    /// Strict: a write leaves `retries` or `max_elapsed` (its retry budget) to the default. A write
+    /// that is never retried (`retries = 0`, or `on_transient` written as anything but `retry`) needs
+    /// no `max_elapsed`.
     ImplicitRetryBudget,
     /// Strict: a write leaves `dedup` (its loop-filter window) to the default.
     ImplicitDedup,
@@ -474,18 +476,26 @@ fn check_action(
         );
     }
 
+    // A call that is never retried (`retries = 0`, or transient failures routed elsewhere) has no
+    // elapsed budget to declare.
+    let never_retried = (spec.is_explicit("retries") && p.retries == 0)
+        || (spec.is_explicit("on_transient") && p.on_transient != Route::Retry);
     let missing_budget: Vec<&str> = ["retries", "max_elapsed"]
         .into_iter()
         .filter(|o| !spec.is_explicit(o))
         .collect();
-    if !missing_budget.is_empty() {
+    if !missing_budget.is_empty() && !never_retried {
         push(
             Severity::Error,
             Rule::ImplicitRetryBudget,
             format!(
-                "the retry budget is left to the default ({} retries within {}); strict mode requires \
-                 {} in the attribute",
-                p.retries,
+                "the retry budget ({} within {}) is not written in the attribute; strict mode requires \
+                 {} on every write",
+                format!(
+                    "{} {}",
+                    p.retries,
+                    if p.retries == 1 { "retry" } else { "retries" }
+                ),
                 short_duration(p.max_elapsed),
                 missing_budget
                     .iter()
@@ -501,8 +511,8 @@ fn check_action(
             Severity::Error,
             Rule::ImplicitDedup,
             format!(
-                "the deduplication window is left to the default ({}); strict mode requires \
-                 `dedup = \"...\"` (or `dedup = none`) in the attribute",
+                "the deduplication window ({}) is not written in the attribute; strict mode requires \
+                 `dedup = \"...\"` (or `dedup = none`) on every write",
                 p.dedup.map_or("none".to_owned(), short_duration)
             ),
         );
@@ -918,6 +928,57 @@ mod tests {
         assert_eq!(rules(&report), vec![Rule::ImplicitRetryBudget]);
         assert!(report.findings()[0].message.contains("`max_elapsed`"));
         assert!(!report.findings()[0].message.contains("`retries`"));
+    }
+
+    #[test]
+    fn strict_retry_budget_is_not_needed_when_a_call_is_never_retried() {
+        let mut a = ActionSpec {
+            explicit: &[
+                "key",
+                "retries",
+                "dedup",
+                "on_validation",
+                "on_conflict",
+                "on_security",
+            ],
+            ..good("disburse")
+        };
+        a.policy.retries = 0;
+        assert!(audit(&[&a], &AuditSettings::strict()).findings().is_empty());
+
+        let mut b = ActionSpec {
+            explicit: &[
+                "key",
+                "on_transient",
+                "dedup",
+                "on_validation",
+                "on_conflict",
+                "on_security",
+            ],
+            ..good("disburse")
+        };
+        b.policy.on_transient = Route::DeadLetter;
+        assert!(audit(&[&b], &AuditSettings::strict()).findings().is_empty());
+
+        // The default on_transient (retry) does not count.
+        let c = ActionSpec {
+            explicit: &[
+                "key",
+                "dedup",
+                "on_validation",
+                "on_conflict",
+                "on_security",
+            ],
+            ..good("disburse")
+        };
+        let report = audit(&[&c], &AuditSettings::strict());
+        assert_eq!(rules(&report), vec![Rule::ImplicitRetryBudget]);
+        assert!(
+            report.findings()[0]
+                .message
+                .contains("the retry budget (3 retries within 5m) is not written"),
+            "{report}"
+        );
     }
 
     #[test]

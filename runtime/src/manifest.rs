@@ -485,15 +485,14 @@ impl Manifest {
             md.push_str("|---|---|---|---|---|---|\n");
             for a in &self.actions {
                 md.push_str(&format!(
-                    "| {} | {} | {} | {} within {} | {} | {} |\n",
+                    "| {} | {} | {} | {} | {} | {} |\n",
                     cell(&a.name),
                     a.idempotency.effect.as_str(),
                     a.idempotency
                         .key
                         .as_deref()
                         .map_or("none".to_owned(), |k| format!("`{}`", cell(k))),
-                    a.retries.retries,
-                    a.retries.max_elapsed,
+                    a.retry_summary(),
                     a.dedup.window.as_deref().unwrap_or("off"),
                     a.compensate.as_deref().map_or("none".to_owned(), cell),
                 ));
@@ -598,6 +597,18 @@ impl ActionEntry {
             destructive_hint: effect == Effect::Destructive,
             idempotent_hint: self.idempotency.key.is_some(),
             open_world_hint: true,
+        }
+    }
+
+    /// `"5 within 2m"`, or `"none"` when transient failures are not retried.
+    fn retry_summary(&self) -> String {
+        if self.retries.retries == 0 || self.failure_routing.transient.route != Route::Retry {
+            "none".to_owned()
+        } else {
+            format!(
+                "{} within {}",
+                self.retries.retries, self.retries.max_elapsed
+            )
         }
     }
 
