@@ -489,13 +489,10 @@ fn check_action(
             Severity::Error,
             Rule::ImplicitRetryBudget,
             format!(
-                "the retry budget ({} within {}) is not written in the attribute; strict mode requires \
-                 {} on every write",
-                format!(
-                    "{} {}",
-                    p.retries,
-                    if p.retries == 1 { "retry" } else { "retries" }
-                ),
+                "the retry budget ({} {} within {}) is not written in the attribute; strict mode \
+                 requires {} on every write",
+                p.retries,
+                if p.retries == 1 { "retry" } else { "retries" },
                 short_duration(p.max_elapsed),
                 missing_budget
                     .iter()
