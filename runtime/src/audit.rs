@@ -29,7 +29,17 @@ pub const MAX_RETRIES: u32 = 100;
 /// How the audit is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AuditSettings {
-    /// Also reject writes that leave one of the five questions to a default (see [`Rule`]).
+    /// Also reject writes (`write` and `destructive` actions; reads are exempt) that leave one of the
+    /// five questions to a default:
+    ///
+    /// 1. the key: `key` written ([`Rule::ImplicitKey`]);
+    /// 2. the retry budget: `retries` and `max_elapsed` written, or the call is never retried
+    ///    (`retries = 0`, or `on_transient` written as another route) ([`Rule::ImplicitRetryBudget`]);
+    /// 3. the loop filter: `dedup` written, as a duration or `none` ([`Rule::ImplicitDedup`]);
+    /// 4. failure routing: for validation, `on_validation` written or `owner` named while it keeps
+    ///    its default route; for conflict, `on_conflict` written or `expert` named likewise; for
+    ///    security, `on_security` written ([`Rule::ImplicitFailureRouting`]);
+    /// 5. the log and its store are the agent's, not an action's: not checked per action.
     pub strict: bool,
 }
 

@@ -302,7 +302,7 @@ pub enum ManifestError {
     /// A manifest given to [`Manifest::diff`] is not valid JSON.
     #[error("the {which} manifest is not valid JSON: {source}")]
     Parse {
-        /// `"old"` or `"new"`.
+        /// `"old"` or `"new"` (in a diff), or `"given"`.
         which: &'static str,
         /// The cause.
         source: serde_json::Error,
@@ -341,6 +341,14 @@ impl Manifest {
         };
         manifest.digest = manifest.compute_digest();
         manifest
+    }
+
+    /// Reads a manifest written by [`Manifest::to_json`].
+    pub fn from_json(json: &str) -> Result<Manifest, ManifestError> {
+        serde_json::from_str(json).map_err(|source| ManifestError::Parse {
+            which: "given",
+            source,
+        })
     }
 
     /// Names the store the agent uses (the answer to "where is the log stored"), updating the digest.
@@ -844,13 +852,15 @@ impl LogAnswer {
         ];
         LogAnswer {
             store: store.to_owned(),
-            written: "Every attempt, skip, replay, routing, dead-letter, halt and operator step is \
-                      appended to the action log before the call returns, so the record of what was \
-                      done survives a failed run."
-                .to_owned(),
-            integrity: "entries are chained by SHA-256, so an edited, deleted or reordered entry is \
+            written:
+                "Every attempt, skip, replay, routing, dead-letter, halt and operator step is \
+                      appended to the action log as it happens, so the record of what was done \
+                      survives a failed run."
+                    .to_owned(),
+            integrity:
+                "entries are chained by SHA-256, so an edited, deleted or reordered entry is \
                         detected (`actguard verify`)."
-                .to_owned(),
+                    .to_owned(),
             entry_fields: fields
                 .iter()
                 .map(|(name, holds)| FieldDoc {

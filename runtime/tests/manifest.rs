@@ -206,8 +206,11 @@ fn the_json_is_deterministic_and_sorted() {
     assert!(pos("dedup") < pos("failure_routing"));
 
     // It round-trips.
-    let parsed: Manifest = serde_json::from_str(&a).unwrap();
-    assert_eq!(parsed, m);
+    assert_eq!(Manifest::from_json(&a).unwrap(), m);
+    assert!(matches!(
+        Manifest::from_json("[]"),
+        Err(ManifestError::Parse { .. })
+    ));
 }
 
 #[test]
