@@ -6,6 +6,7 @@
 //! routing, and a tamper-evident action log.
 
 mod agent;
+pub mod audit;
 mod bounds;
 mod classify;
 mod clock;
@@ -13,6 +14,7 @@ mod error;
 mod guard;
 mod key;
 pub mod log;
+pub mod manifest;
 mod policy;
 mod registry;
 mod run;
@@ -20,11 +22,15 @@ pub mod store;
 
 pub use actguard_macros::{Classify, agent_action};
 pub use agent::Agent;
+pub use audit::{
+    AuditError, AuditReport, AuditSettings, Finding, Rule, Severity, audit, audit_registry,
+};
 pub use classify::Classify;
 pub use clock::{Clock, TokioClock};
 pub use error::ActionError;
 pub use key::{KeyPart, Payload, RenderedKey, fingerprint};
 pub use log::{ChainError, LogEntry, LogQuery, Outcome, verify_chain};
+pub use manifest::{Change, Manifest, ManifestDiff, ManifestError, McpAnnotations, McpTool};
 pub use policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
 pub use registry::registry;
 pub use run::{Attempt, Run};
