@@ -352,13 +352,19 @@ fn skip_value(meta: &syn::meta::ParseNestedMeta) -> syn::Result<()> {
     Ok(())
 }
 
-/// The option closest to a misspelled one, if close enough to be a likely typo.
+/// The option closest to a misspelled one, if close enough to be a likely typo (`retry` → `retries`).
 fn closest(name: &str) -> Option<&'static str> {
+    let shared_prefix = |o: &str| {
+        name.chars()
+            .zip(o.chars())
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
     OPTIONS
         .iter()
         .map(|o| (edit_distance(name, o), *o))
-        .filter(|(d, o)| *d <= 2.max(o.len() / 4))
-        .min_by_key(|(d, _)| *d)
+        .filter(|(d, o)| *d <= 2.max(o.len() / 4) || shared_prefix(o) >= 4)
+        .min_by_key(|(d, o)| (*d, usize::MAX - shared_prefix(o)))
         .map(|(_, o)| o)
 }
 

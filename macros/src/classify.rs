@@ -233,7 +233,7 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
                     let span = field.map_or(member.span(), |f| f.ty.span());
                     retry_arms.push(quote_spanned! {span=>
                         #path { #member: __classify_value, .. } =>
-                            #p::RetryAfterValue::retry_after_value(__classify_value)
+                            #p::retry_after_field(__classify_value)
                     });
                 }
             }
@@ -246,10 +246,14 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
                 let span = field.ty.span();
                 delegate_types.push(field.ty.clone());
                 classify_arms.push(quote_spanned! {span=>
-                    #path { #member: __classify_inner, .. } => #p::Classify::classify(__classify_inner)
+                    #path { #member: __classify_inner, .. } => #p::delegate_classify(__classify_inner)
                 });
                 retry_arms.push(quote_spanned! {span=>
-                    #path { #member: __classify_inner, .. } => #p::Classify::retry_after(__classify_inner)
+                    #path { #member: __classify_inner, .. } => {
+                        #[allow(unused_imports)]
+                        use #p::{DelegateRetryAfter as _, NoDelegateRetryAfter as _};
+                        (&#p::DelegateProbe(__classify_inner)).delegate_retry_after()
+                    }
                 });
             }
         }

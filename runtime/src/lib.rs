@@ -35,8 +35,9 @@ pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, Store, StoreError}
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bounds::{
-        ActionResult, PayloadParam, PayloadResult, assert_action_error, assert_action_result,
-        payload_field,
+        ActionResult, ClassifyDelegate, DelegateProbe, DelegateRetryAfter, ErrorMessage,
+        NoDelegateRetryAfter, PayloadParam, PayloadResult, RetryAfterField, begin, call_run,
+        delegate_classify, payload_field, retry_after_field, settle,
     };
     pub use crate::classify::{Classify, RetryAfterValue};
     pub use crate::error::ActionError;
