@@ -18,7 +18,11 @@ mod registry;
 mod run;
 pub mod store;
 
-pub use actguard_macros::{Classify, agent_action};
+/// Derives [`Classify`](trait@Classify) for an error enum (each variant carries `#[classify(...)]`) or
+/// struct (`#[classify(...)]` on the struct): see the trait's documentation.
+pub use actguard_macros::Classify;
+#[doc = include_str!("../docs/agent_action.md")]
+pub use actguard_macros::agent_action;
 pub use agent::Agent;
 pub use classify::Classify;
 pub use clock::{Clock, TokioClock};
