@@ -1,4 +1,5 @@
-//! Several mistakes in one attribute are all reported, and nothing else.
+//! Several mistakes in one attribute are all reported, and nothing else: the function is still
+//! emitted (`main` refers to it) and its `#[dep]` marker does not cause an error of its own.
 
 use actguard::{Classify, Run, agent_action};
 use serde::{Deserialize, Serialize};
@@ -23,9 +24,13 @@ impl std::fmt::Display for LedgerError {
 }
 
 #[agent_action(retries = 500, max_elapsed = "soon", jitter = wild, on_security = retry, colour = "red")]
-async fn disburse(run: &Run, instr: &Disbursement) -> Result<u64, LedgerError> {
-    let _ = (run, instr);
+async fn disburse(run: &Run, instr: &Disbursement, #[dep] client: &Client) -> Result<u64, LedgerError> {
+    let _ = (run, instr, client);
     Ok(1)
 }
 
-fn main() {}
+pub struct Client;
+
+fn main() {
+    let _ = disburse;
+}

@@ -1,5 +1,7 @@
 //! #[derive(Classify)]: every kind, delegation with `from`, Retry-After by field name and index, a struct.
 
+#![deny(warnings)]
+
 use std::time::Duration;
 
 use actguard::{Classify, FailureKind};

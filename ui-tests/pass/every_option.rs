@@ -1,5 +1,7 @@
 //! Every option of #[agent_action], each at least once.
 
+#![deny(warnings)]
+
 use actguard::{Classify, Run, agent_action};
 use serde::{Deserialize, Serialize};
 

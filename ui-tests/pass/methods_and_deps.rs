@@ -1,5 +1,7 @@
 //! Methods with `&self`, `#[dep]` parameters, field paths through `self`, tuple indices, generics.
 
+#![deny(warnings)]
+
 use std::sync::Arc;
 
 use actguard::{Classify, Run, agent_action};
@@ -55,6 +57,26 @@ impl Shipper {
         let _ = run;
         n += 1;
         Ok(n)
+    }
+
+    #[agent_action(effect = destructive, key = "cancel:{order}", compensate = Self::reship)]
+    pub async fn cancel(&self, run: &Run, order: u64) -> Result<(), ApiError> {
+        let _ = (run, order);
+        Ok(())
+    }
+
+    #[agent_action(key = "reship:{order}")]
+    pub async fn reship(&self, run: &Run, order: u64) -> Result<(), ApiError> {
+        let _ = (run, order);
+        Ok(())
+    }
+
+    /// Never used by `main`: a guarded action that no one calls must not warn more than a plain one.
+    #[allow(dead_code)]
+    #[agent_action(key = "unused:{order}")]
+    async fn unused(&self, run: &Run, order: u64, #[dep] client: &HttpClient) -> Result<(), ApiError> {
+        let _ = client;
+        Ok(())
     }
 }
 
