@@ -24,7 +24,11 @@ impl std::fmt::Display for LedgerError {
 }
 
 #[agent_action(retries = 500, max_elapsed = "soon", jitter = wild, on_security = retry, colour = "red")]
-async fn disburse(run: &Run, instr: &Disbursement, #[dep] client: &Client) -> Result<u64, LedgerError> {
+async fn disburse(
+    run: &Run,
+    instr: &Disbursement,
+    #[dep] client: &Client,
+) -> Result<u64, LedgerError> {
     let _ = (run, instr, client);
     Ok(1)
 }

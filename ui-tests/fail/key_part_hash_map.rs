@@ -23,7 +23,10 @@ impl std::fmt::Display for LedgerError {
 }
 
 #[agent_action(key = "tag:{tags}")]
-async fn tag(run: &Run, tags: std::collections::HashMap<String, String>) -> Result<u64, LedgerError> {
+async fn tag(
+    run: &Run,
+    tags: std::collections::HashMap<String, String>,
+) -> Result<u64, LedgerError> {
     let _ = (run, &tags);
     Ok(1)
 }

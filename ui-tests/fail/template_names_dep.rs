@@ -23,7 +23,11 @@ impl std::fmt::Display for LedgerError {
 }
 
 #[agent_action(key = "disburse:{client.name}")]
-async fn disburse(run: &Run, instr: &Disbursement, #[dep] client: &Client) -> Result<u64, LedgerError> {
+async fn disburse(
+    run: &Run,
+    instr: &Disbursement,
+    #[dep] client: &Client,
+) -> Result<u64, LedgerError> {
     let _ = (run, instr, client);
     Ok(1)
 }

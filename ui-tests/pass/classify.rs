@@ -56,9 +56,22 @@ fn main() {
         None
     );
     assert_eq!(LedgerError::Closed(1).classify(), FailureKind::Conflict);
-    assert_eq!(StaleVersion { expected: 1 }.classify(), FailureKind::Conflict);
-    assert_eq!(SlowDown(Duration::from_millis(5)).retry_after(), Some(Duration::from_millis(5)));
-    assert_eq!(Wrapper::Inner(Transport::Forbidden).classify(), FailureKind::Security);
-    let _ = LedgerError::BadAccount { account: String::new() };
-    let _ = LedgerError::Boxed { inner: Box::new(Transport::Forbidden) };
+    assert_eq!(
+        StaleVersion { expected: 1 }.classify(),
+        FailureKind::Conflict
+    );
+    assert_eq!(
+        SlowDown(Duration::from_millis(5)).retry_after(),
+        Some(Duration::from_millis(5))
+    );
+    assert_eq!(
+        Wrapper::Inner(Transport::Forbidden).classify(),
+        FailureKind::Security
+    );
+    let _ = LedgerError::BadAccount {
+        account: String::new(),
+    };
+    let _ = LedgerError::Boxed {
+        inner: Box::new(Transport::Forbidden),
+    };
 }

@@ -74,7 +74,12 @@ impl Shipper {
     /// Never used by `main`: a guarded action that no one calls must not warn more than a plain one.
     #[allow(dead_code)]
     #[agent_action(key = "unused:{order}")]
-    async fn unused(&self, run: &Run, order: u64, #[dep] client: &HttpClient) -> Result<(), ApiError> {
+    async fn unused(
+        &self,
+        run: &Run,
+        order: u64,
+        #[dep] client: &HttpClient,
+    ) -> Result<(), ApiError> {
         let _ = client;
         Ok(())
     }
