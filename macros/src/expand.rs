@@ -43,6 +43,7 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
         let (value, inner) = deref_to_referent(&param.ident, &param.ty);
         // Spanned on the parameter's type, so a type that is not `Serialize` is reported there.
         let span = inner.span();
+        let p = respan(p.clone(), span);
         quote_spanned! {span=>
             #p::payload_field(&mut __agent_action_payload, #name, #value)?;
         }
@@ -185,6 +186,8 @@ fn deref_to_referent<'a>(ident: &syn::Ident, ty: &'a Type) -> (TokenStream, &'a 
         }
     }
     let span = inner.span();
+    let mut ident = ident.clone();
+    ident.set_span(span);
     let value = if depth == 0 {
         quote_spanned!(span=> &#ident)
     } else {
