@@ -5,7 +5,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type, TypePath};
 
-use crate::args::{Args, Effect, Route};
+use crate::args::{Args, Compensate, Effect, Route};
 use crate::duration;
 use crate::errors::Errors;
 use crate::template::Template;
@@ -171,10 +171,10 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
         .name
         .as_ref()
         .map_or_else(|| fn_name.clone(), |n| n.value.clone());
-    let compensate_name = args
-        .compensate
-        .as_ref()
-        .and_then(|c| c.value.segments.last().map(|s| s.ident.unraw().to_string()));
+    let compensate_name = args.compensate.as_ref().and_then(|c| match &c.value {
+        Compensate::Path(path) => path.segments.last().map(|s| s.ident.unraw().to_string()),
+        Compensate::Name(name) => Some(name.clone()),
+    });
     Some(Action {
         args,
         name,

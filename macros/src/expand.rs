@@ -6,7 +6,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{GenericArgument, ItemFn, PathArguments, ReturnType, Type};
 
-use crate::args::{Effect, Jitter, Opt, Route};
+use crate::args::{Compensate, Effect, Jitter, Opt, Route};
 use crate::check::Action;
 
 /// The path of the runtime crate: `::actguard` or the `crate = "..."` option.
@@ -49,10 +49,11 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
         }
     });
 
-    let compensate_check = action.args.compensate.as_ref().map(|c| {
-        let path = &c.value;
-        quote!(let _ = #path;)
-    });
+    // A compensating action named by path must resolve (a misspelled one is a compile error there).
+    let compensate_check = match action.args.compensate.as_ref().map(|c| &c.value) {
+        Some(Compensate::Path(path)) => quote!(let _ = #path;),
+        _ => quote!(),
+    };
 
     // The calls that carry the bounds on `T` and `E` are spanned, the user's `T` and `E` included,
     // on the `Result` of the return type: an unmet bound is reported there, and only once (rustc

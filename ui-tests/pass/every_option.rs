@@ -78,6 +78,16 @@ pub async fn reopen(run: &Run, loan_id: u64) -> Result<(), LedgerError> {
     Ok(())
 }
 
+#[agent_action(
+    effect = destructive,
+    key = "write-off:{loan_id}",
+    compensate = "loan.reinstate"
+)]
+pub async fn write_off(run: &Run, loan_id: u64) -> Result<(), LedgerError> {
+    let _ = (run, loan_id);
+    Ok(())
+}
+
 mod facade {
     pub use actguard as guard;
 }
