@@ -20,7 +20,11 @@ mod registry;
 mod run;
 pub mod store;
 
-pub use actguard_macros::{Classify, agent_action};
+/// Derives [`Classify`](trait@Classify) for an error enum (each variant carries `#[classify(...)]`) or
+/// struct (`#[classify(...)]` on the struct): see the trait's documentation.
+pub use actguard_macros::Classify;
+#[doc = include_str!("../docs/agent_action.md")]
+pub use actguard_macros::agent_action;
 pub use agent::Agent;
 pub use audit::{
     AuditError, AuditReport, AuditSettings, Finding, Rule, Severity, audit, audit_registry,
@@ -40,12 +44,20 @@ pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, Store, StoreError}
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::classify::RetryAfterValue;
+    pub use crate::bounds::{
+        ActionResult, ClassifyDelegate, DelegateProbe, DelegateRetryAfter, ErrorMessage,
+        NoDelegateRetryAfter, PayloadParam, PayloadResult, RetryAfterField, begin, call_run,
+        delegate_classify, payload_field, retry_after_field, settle,
+    };
+    pub use crate::classify::{Classify, RetryAfterValue};
+    pub use crate::error::ActionError;
     pub use crate::guard::{Begun, Call, attempt};
     pub use crate::key::{KeyBuilder, PayloadBuilder};
     pub use crate::policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
     pub use crate::registry::Registration;
+    pub use crate::run::Run;
     pub use inventory;
     pub use std::option::Option::{None, Some};
+    pub use std::result::Result::{Err, Ok};
     pub use std::time::Duration;
 }
