@@ -215,7 +215,10 @@ fn result_types(output: &ReturnType, fn_name: &Ident) -> syn::Result<(Type, Type
 }
 
 fn result_args(ty: &Type) -> Option<(Type, Type)> {
-    let Type::Path(TypePath { qself: None, path }) = ty else {
+    let Type::Path(TypePath {
+        qself: None, path, ..
+    }) = ty
+    else {
         return None;
     };
     let last = path.segments.last()?;
@@ -239,7 +242,9 @@ fn result_args(ty: &Type) -> Option<(Type, Type)> {
 fn is_run_type(ty: &Type) -> bool {
     match ty {
         Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
-            Type::Path(TypePath { qself: None, path }) => path
+            Type::Path(TypePath {
+                qself: None, path, ..
+            }) => path
                 .segments
                 .last()
                 .is_some_and(|s| s.ident == "Run" && s.arguments.is_none()),
