@@ -6,6 +6,8 @@
 //! routing, and a tamper-evident action log.
 
 mod agent;
+mod alert;
+mod backoff;
 mod bounds;
 mod classify;
 mod clock;
@@ -13,22 +15,32 @@ mod error;
 mod guard;
 mod key;
 pub mod log;
+mod memory;
+mod metrics;
 mod policy;
+mod redacted;
 mod registry;
 mod run;
 pub mod store;
+pub mod testing;
 
 pub use actguard_macros::{Classify, agent_action};
-pub use agent::Agent;
+pub use agent::{Agent, AgentBuilder, DEFAULT_CLAIM_WAIT, VerifyError, verify};
+pub use alert::{AlertSink, CommandAlert, HaltAlert, TracingAlert};
+pub use backoff::Backoff;
 pub use classify::Classify;
 pub use clock::{Clock, TokioClock};
 pub use error::ActionError;
+pub use guard::DEAD_LETTER_QUEUE;
 pub use key::{KeyPart, Payload, RenderedKey, fingerprint};
 pub use log::{ChainError, LogEntry, LogQuery, Outcome, verify_chain};
+pub use memory::MemoryStore;
+pub use metrics::MetricsSnapshot;
 pub use policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
+pub use redacted::Redacted;
 pub use registry::registry;
 pub use run::{Attempt, Run};
-pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, Store, StoreError};
+pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, RunState, Store, StoreError};
 
 /// What the expansion of `#[agent_action]` and `#[derive(Classify)]` names. Not public API: it may
 /// change in any release.
