@@ -372,3 +372,291 @@ impl Store for MemoryStore {
         Ok(self.lock().queue.iter().find(|e| e.id == id).cloned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{Outcome, verify_chain};
+    use crate::policy::FailureKind;
+    use crate::store::{NewQueueEntry, QueueKind};
+
+    fn request(key: &str, record: &str, now_ms: Millis) -> BeginRequest {
+        BeginRequest {
+            run_id: Uuid::nil(),
+            action: "act".into(),
+            key_text: key.into(),
+            key_digest: format!("digest-{key}"),
+            record: record.into(),
+            fingerprint: "fp".into(),
+            payload: serde_json::json!({}),
+            claim_id: Uuid::now_v7(),
+            now_ms,
+            lease_ms: 1_000,
+            dedup_ms: Some(10_000),
+        }
+    }
+
+    fn entry(req: &BeginRequest, outcome: Outcome, attempt: u32) -> NewLogEntry {
+        NewLogEntry {
+            at_ms: req.now_ms,
+            run_id: req.run_id,
+            action: req.action.clone(),
+            record: req.record.clone(),
+            key_text: req.key_text.clone(),
+            key_digest: req.key_digest.clone(),
+            attempt,
+            retry: attempt > 1,
+            outcome,
+            failure_kind: None,
+            route: None,
+            message: None,
+            queue_entry: None,
+            before: None,
+            after: None,
+            fencing_token: None,
+            duration_ms: 0,
+        }
+    }
+
+    fn completion(req: &BeginRequest, now_ms: Millis) -> Completion {
+        Completion {
+            key_digest: req.key_digest.clone(),
+            claim_id: req.claim_id,
+            action: req.action.clone(),
+            record: req.record.clone(),
+            result: serde_json::json!({"ok": req.key_text}),
+            entry: entry(req, Outcome::Succeeded, 1),
+            now_ms,
+        }
+    }
+
+    fn queued(req: &BeginRequest, now_ms: Millis) -> Failure {
+        Failure {
+            key_digest: req.key_digest.clone(),
+            claim_id: req.claim_id,
+            queue_entry: Some(NewQueueEntry {
+                kind: QueueKind::Owner,
+                name: "ops".into(),
+                run_id: req.run_id,
+                action: req.action.clone(),
+                key_text: req.key_text.clone(),
+                key_digest: req.key_digest.clone(),
+                record: req.record.clone(),
+                payload: req.payload.clone(),
+                failure_kind: FailureKind::Validation,
+                message: "bad".into(),
+                attempts: 1,
+                first_failure_ms: now_ms,
+                last_failure_ms: now_ms,
+            }),
+            entry: entry(req, Outcome::Routed, 1),
+            now_ms,
+        }
+    }
+
+    fn claimed(b: Begin) -> Claim {
+        match b {
+            Begin::Claimed(c) => c,
+            other => panic!("expected a claim, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_completed_key_replays_its_result_and_claims_nothing() {
+        let s = MemoryStore::new();
+        let r = request("k", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        s.complete(&completion(&r, 5)).await.unwrap();
+        let again = request("k", "rec", 6);
+        assert_eq!(
+            s.begin(&again).await.unwrap(),
+            Begin::Completed {
+                result: serde_json::json!({"ok": "k"}),
+                completed_at_ms: 5
+            }
+        );
+        assert_eq!(s.current_fencing_token("rec").await.unwrap(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn the_halt_check_comes_before_everything() {
+        let s = MemoryStore::new();
+        let r = request("k", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        s.complete(&completion(&r, 1)).await.unwrap();
+        assert!(s.halt_run(Uuid::nil(), "x", 2).await.unwrap());
+        assert!(!s.halt_run(Uuid::nil(), "again", 3).await.unwrap());
+        assert_eq!(
+            s.begin(&request("k", "rec", 4)).await.unwrap(),
+            Begin::Halted
+        );
+        assert_eq!(
+            s.run_state(Uuid::nil()).await.unwrap(),
+            RunState::Halted {
+                reason: "x".into(),
+                at_ms: 2
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn another_fingerprint_is_key_reused_and_a_failed_key_names_its_queue_entry() {
+        let s = MemoryStore::new();
+        let r = request("k", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        let mut changed = request("k", "rec", 1);
+        changed.fingerprint = "other".into();
+        assert_eq!(
+            s.begin(&changed).await.unwrap(),
+            Begin::KeyReused {
+                stored_fingerprint: "fp".into()
+            }
+        );
+        let logged = s.fail(&queued(&r, 2)).await.unwrap();
+        assert_eq!(logged.entry.queue_entry, Some(1));
+        match s.begin(&request("k", "rec", 3)).await.unwrap() {
+            Begin::Failed { entry } => assert_eq!((entry.id, entry.kind), (1, QueueKind::Owner)),
+            other => panic!("{other:?}"),
+        }
+        let q = s.queue_entry(1).await.unwrap().unwrap();
+        assert_eq!(
+            (q.status, q.created_ms, q.name.as_str()),
+            (QueueStatus::Open, 2, "ops")
+        );
+    }
+
+    #[tokio::test]
+    async fn live_claims_block_the_key_and_the_record() {
+        let s = MemoryStore::new();
+        let r = request("k", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        assert_eq!(
+            s.begin(&request("k", "rec", 999)).await.unwrap(),
+            Begin::InProgress {
+                lease_until_ms: 1_000
+            }
+        );
+        assert_eq!(
+            s.begin(&request("other", "rec", 999)).await.unwrap(),
+            Begin::RecordBusy {
+                holder_key: "k".into(),
+                lease_until_ms: 1_000
+            }
+        );
+        // Another record is free.
+        claimed(s.begin(&request("third", "rec2", 999)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_expired_claim_is_taken_over_and_the_old_claim_is_lost() {
+        let s = MemoryStore::new();
+        let old = request("k", "rec", 0);
+        let first = claimed(s.begin(&old).await.unwrap());
+        s.append_log(&entry(&old, Outcome::Retrying, 1))
+            .await
+            .unwrap();
+        s.append_log(&entry(&old, Outcome::Retrying, 2))
+            .await
+            .unwrap();
+        let new = request("k", "rec", 1_000);
+        let second = claimed(s.begin(&new).await.unwrap());
+        assert!(second.takeover);
+        assert_eq!(second.previous_attempts, 2);
+        assert!(second.fencing_token > first.fencing_token);
+        let lost = s.complete(&completion(&old, 1_001)).await.unwrap_err();
+        assert!(matches!(lost, StoreError::ClaimLost { ref key } if key == "k"));
+        let lost = s.fail(&queued(&old, 1_001)).await.unwrap_err();
+        assert!(matches!(lost, StoreError::ClaimLost { .. }));
+        assert!(
+            s.queue_entries(&QueueQuery::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        s.complete(&completion(&new, 1_002)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_loop_filter_skips_another_key_within_the_window_only() {
+        let s = MemoryStore::new();
+        let r = request("k1", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        s.complete(&completion(&r, 100)).await.unwrap();
+        assert_eq!(
+            s.begin(&request("k2", "rec", 10_099)).await.unwrap(),
+            Begin::Skipped {
+                previous_key: "k1".into(),
+                acted_at_ms: 100
+            }
+        );
+        let mut no_filter = request("k2", "rec", 10_099);
+        no_filter.dedup_ms = None;
+        claimed(s.begin(&no_filter).await.unwrap());
+        let mut other_action = request("k3", "rec2", 10_099);
+        other_action.action = "other".into();
+        claimed(s.begin(&other_action).await.unwrap());
+        let s = MemoryStore::new();
+        let r = request("k1", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        s.complete(&completion(&r, 100)).await.unwrap();
+        claimed(s.begin(&request("k2", "rec", 10_100)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn fencing_tokens_increase_per_record() {
+        let s = MemoryStore::new();
+        let mut tokens = Vec::new();
+        for (i, now) in [0, 1_000, 2_000].into_iter().enumerate() {
+            let mut r = request(&format!("k{i}"), "rec", now);
+            r.dedup_ms = None;
+            tokens.push(claimed(s.begin(&r).await.unwrap()).fencing_token);
+            s.complete(&completion(&r, now + 1)).await.unwrap();
+        }
+        assert_eq!(tokens, [1, 2, 3]);
+        let r = request("x", "other", 0);
+        assert_eq!(claimed(s.begin(&r).await.unwrap()).fencing_token, 1);
+        assert_eq!(s.current_fencing_token("rec").await.unwrap(), Some(3));
+        assert_eq!(s.current_fencing_token("none").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_halted_call_releases_its_key_and_record() {
+        let s = MemoryStore::new();
+        let r = request("k", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        let released = Failure {
+            key_digest: r.key_digest.clone(),
+            claim_id: r.claim_id,
+            queue_entry: None,
+            entry: entry(&r, Outcome::Halted, 1),
+            now_ms: 1,
+        };
+        assert_eq!(s.fail(&released).await.unwrap().entry.queue_entry, None);
+        let mut other = request("k", "rec", 2);
+        other.run_id = Uuid::max();
+        let c = claimed(s.begin(&other).await.unwrap());
+        assert!(!c.takeover);
+    }
+
+    #[tokio::test]
+    async fn the_log_is_chained_and_paged() {
+        let s = MemoryStore::new();
+        let r = request("k", "rec", 0);
+        for i in 1..=5 {
+            s.append_log(&entry(&r, Outcome::Retrying, i))
+                .await
+                .unwrap();
+        }
+        let all = s.log(&LogQuery::default()).await.unwrap();
+        assert_eq!(verify_chain(&all), Ok(5));
+        let page = s
+            .log(&LogQuery {
+                after_seq: Some(2),
+                limit: Some(2),
+                ..LogQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+    }
+}
