@@ -46,12 +46,19 @@ pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, RunState, Store, S
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::classify::RetryAfterValue;
+    pub use crate::bounds::{
+        ActionResult, PayloadParam, PayloadResult, assert_action_error, assert_action_result,
+        payload_field,
+    };
+    pub use crate::classify::{Classify, RetryAfterValue};
+    pub use crate::error::ActionError;
     pub use crate::guard::{Begun, Call, attempt};
     pub use crate::key::{KeyBuilder, PayloadBuilder};
     pub use crate::policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
     pub use crate::registry::Registration;
+    pub use crate::run::Run;
     pub use inventory;
     pub use std::option::Option::{None, Some};
+    pub use std::result::Result::{Err, Ok};
     pub use std::time::Duration;
 }

@@ -1,0 +1,372 @@
+//! Meaning-level rules: what the options say together, and what the function's signature must be.
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type, TypePath};
+
+use crate::args::{Args, Effect, Route};
+use crate::duration;
+use crate::errors::Errors;
+use crate::template::Template;
+
+/// The default `dedup` window (24h), for the `dedup` vs `cycle` rule; the runtime's `Policy::DEFAULT`
+/// holds the same value.
+const DEFAULT_DEDUP_MS: u64 = 24 * 3_600_000;
+
+/// A payload parameter: stored by name, so its pattern is a plain identifier.
+pub struct Payload {
+    pub ident: Ident,
+    pub ty: Type,
+}
+
+/// A `#[dep]` parameter: a client or handle, not part of the payload.
+pub struct Dep {
+    pub name: String,
+    pub ty: Type,
+}
+
+/// An action that passed every check: everything the expansion needs.
+pub struct Action {
+    pub args: Args,
+    pub name: String,
+    pub fn_name: String,
+    pub effect: Effect,
+    pub run: Ident,
+    pub payload: Vec<Payload>,
+    pub deps: Vec<Dep>,
+    pub ok_ty: Type,
+    pub err_ty: Type,
+    pub compensate_name: Option<String>,
+}
+
+/// Removes the `#[dep]` markers from the signature (they are not real attributes) and returns which
+/// parameters carried one. Done before any check, so the function emitted on error compiles too.
+pub fn strip_dep_markers(func: &mut ItemFn) -> Vec<bool> {
+    func.sig
+        .inputs
+        .iter_mut()
+        .map(|arg| match arg {
+            FnArg::Typed(pat) => {
+                let before = pat.attrs.len();
+                pat.attrs.retain(|a| !a.path().is_ident("dep"));
+                pat.attrs.len() != before
+            }
+            FnArg::Receiver(_) => false,
+        })
+        .collect()
+}
+
+/// Checks `args` against each other and against `func`; every violation goes into `errors`.
+pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) -> Option<Action> {
+    let sig = &func.sig;
+    let fn_name = sig.ident.unraw().to_string();
+
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new(
+            sig.fn_token.span(),
+            "#[agent_action] must be on an `async fn`: the guarded call awaits the store before and after the body",
+        ));
+    }
+
+    let result = result_types(&sig.output);
+    if let Err(e) = &result {
+        errors.push(e.clone());
+    }
+
+    // Parameters: the run handle, `self`, `#[dep]`s, and the payload.
+    let mut run: Option<Ident> = None;
+    let mut has_self = false;
+    let mut payload = Vec::new();
+    let mut deps = Vec::new();
+    for (arg, &dep) in sig.inputs.iter().zip(is_dep) {
+        let typed = match arg {
+            FnArg::Receiver(_) => {
+                has_self = true;
+                continue;
+            }
+            FnArg::Typed(typed) => typed,
+        };
+        let ident = match &*typed.pat {
+            Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(p.ident.clone()),
+            _ => None,
+        };
+        if dep {
+            let pat = &typed.pat;
+            deps.push(Dep {
+                name: quote::quote!(#pat).to_string(),
+                ty: (*typed.ty).clone(),
+            });
+        } else if is_run_type(&typed.ty) {
+            match (ident, &run) {
+                (_, Some(_)) => errors.push(syn::Error::new(
+                    typed.span(),
+                    "an #[agent_action] takes exactly one run parameter (`run: &Run`)",
+                )),
+                (None, None) => errors.push(syn::Error::new(
+                    typed.pat.span(),
+                    "the run parameter must be a plain name, e.g. `run: &Run`: the body sees the current attempt through it",
+                )),
+                (Some(ident), None) => run = Some(ident),
+            }
+        } else {
+            match ident {
+                Some(ident) => payload.push(Payload {
+                    ident,
+                    ty: (*typed.ty).clone(),
+                }),
+                None => errors.push(syn::Error::new(
+                    typed.pat.span(),
+                    "a payload parameter must be a plain name: the payload is stored by parameter name (mark clients and handles `#[dep]`)",
+                )),
+            }
+        }
+    }
+    if run.is_none() {
+        errors.push(syn::Error::new(
+            sig.paren_token.span.join(),
+            "an #[agent_action] needs a run parameter, e.g. `run: &Run`: every action runs as part of a run",
+        ));
+    }
+
+    let effect = args.effect.as_ref().map_or(Effect::Write, |e| e.value);
+    check_key(&args, effect, errors);
+    for template in [&args.key, &args.record].into_iter().flatten() {
+        check_template_roots(
+            &template.value,
+            has_self,
+            &run,
+            &payload,
+            &deps,
+            &fn_name,
+            errors,
+        );
+    }
+    check_windows(&args, errors);
+    check_routes(&args, errors);
+
+    if effect == Effect::Destructive && args.compensate.is_none() {
+        let span = args
+            .effect
+            .as_ref()
+            .map_or_else(Span::call_site, |e| e.value_span);
+        errors.push(syn::Error::new(
+            span,
+            "a `destructive` action must declare `compensate = <action>`: the action that reverses it, run by revert",
+        ));
+    }
+
+    let (ok_ty, err_ty) = result.ok()?;
+    let run = run?;
+    if !errors.is_empty() {
+        return None;
+    }
+    let name = args
+        .name
+        .as_ref()
+        .map_or_else(|| fn_name.clone(), |n| n.value.clone());
+    let compensate_name = args
+        .compensate
+        .as_ref()
+        .and_then(|c| c.value.segments.last().map(|s| s.ident.unraw().to_string()));
+    Some(Action {
+        args,
+        name,
+        fn_name,
+        effect,
+        run,
+        payload,
+        deps,
+        ok_ty,
+        err_ty,
+        compensate_name,
+    })
+}
+
+/// `T` and `E` of `-> Result<T, E>`.
+fn result_types(output: &ReturnType) -> syn::Result<(Type, Type)> {
+    let ty = match output {
+        ReturnType::Type(_, ty) => ty,
+        ReturnType::Default => {
+            return Err(syn::Error::new(
+                output.span(),
+                "an #[agent_action] must return `Result<T, E>`: `T` is stored for replay and `E: Classify` decides where a failure goes",
+            ));
+        }
+    };
+    result_args(ty).ok_or_else(|| {
+        syn::Error::new(
+            ty.span(),
+            "an #[agent_action] must return `Result<T, E>` (with both types written out): `T` is stored for replay and `E: Classify` decides where a failure goes",
+        )
+    })
+}
+
+fn result_args(ty: &Type) -> Option<(Type, Type)> {
+    let Type::Path(TypePath { qself: None, path }) = ty else {
+        return None;
+    };
+    let last = path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|a| match a {
+        GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    });
+    match (types.next(), types.next(), types.next()) {
+        (Some(ok), Some(err), None) => Some((ok, err)),
+        _ => None,
+    }
+}
+
+/// `&Run`, `&'a Run`, `&actguard::Run`: a shared reference to a path ending in `Run`.
+fn is_run_type(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
+            Type::Path(TypePath { qself: None, path }) => path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "Run" && s.arguments.is_none()),
+            _ => false,
+        },
+        Type::Paren(p) => is_run_type(&p.elem),
+        _ => false,
+    }
+}
+
+fn check_key(args: &Args, effect: Effect, errors: &mut Errors) {
+    match effect {
+        Effect::Write | Effect::Destructive if args.key.is_none() => {
+            let which = if effect == Effect::Write {
+                "write"
+            } else {
+                "destructive"
+            };
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                format!(
+                    "a `{which}` action must declare its idempotency key: add `key = \"...\"` built from the parameters \
+                     that identify this one intent, e.g. `key = \"disburse:{{instr.loan_id}}:{{instr.seq}}\"` \
+                     (or declare `effect = read` if it writes nothing)"
+                ),
+            ));
+        }
+        Effect::Read => {
+            for (option, template) in [("key", &args.key), ("record", &args.record)] {
+                if let Some(t) = template {
+                    errors.push(syn::Error::new(
+                        t.name_span,
+                        format!("a `read` action has no `{option}`: reads are not claimed, deduplicated or serialized; remove it or declare `effect = write`"),
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_template_roots(
+    template: &Template,
+    has_self: bool,
+    run: &Option<Ident>,
+    payload: &[Payload],
+    deps: &[Dep],
+    fn_name: &str,
+    errors: &mut Errors,
+) {
+    let span = template.lit.span();
+    for root in template.roots() {
+        if root == "self" && has_self || payload.iter().any(|p| p.ident == root) {
+            continue;
+        }
+        let message = if run.as_ref().is_some_and(|r| r == root) {
+            format!(
+                "`{{{root}}}` is the run handle: a key is built from the payload parameters that identify the intent, not from the run"
+            )
+        } else if deps.iter().any(|d| d.name == root) {
+            format!(
+                "`{{{root}}}` is a `#[dep]` parameter: a key is built from the payload parameters that identify the intent, not from clients or handles"
+            )
+        } else {
+            let mut known: Vec<String> = payload.iter().map(|p| p.ident.to_string()).collect();
+            if has_self {
+                known.insert(0, "self".into());
+            }
+            let known = if known.is_empty() {
+                format!("`{fn_name}` has no payload parameter")
+            } else {
+                format!(
+                    "the payload parameters of `{fn_name}` are: {}",
+                    known.join(", ")
+                )
+            };
+            format!("`{{{root}}}` in this template is not a parameter of `{fn_name}`; {known}")
+        };
+        errors.push(syn::Error::new(span, message));
+    }
+}
+
+fn check_windows(args: &Args, errors: &mut Errors) {
+    let Some(cycle) = &args.cycle else { return };
+    let (dedup, written) = match &args.dedup {
+        Some(d) => match d.value {
+            Some(ms) => (ms, true),
+            None => return,
+        },
+        None => (DEFAULT_DEDUP_MS, false),
+    };
+    if dedup <= cycle.value {
+        let (span, dedup_text) = match &args.dedup {
+            Some(d) if written => (
+                d.value_span,
+                format!("`dedup = \"{}\"`", duration::display(dedup)),
+            ),
+            _ => (
+                cycle.value_span,
+                format!("the default `dedup` ({})", duration::display(dedup)),
+            ),
+        };
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "{dedup_text} is not longer than `cycle = \"{}\"`: the loop filter must outlast a run cycle, \
+                 or the next cycle acts on the same record again",
+                duration::display(cycle.value)
+            ),
+        ));
+    }
+}
+
+fn check_routes(args: &Args, errors: &mut Errors) {
+    let routes = [
+        ("on_transient", "transient", &args.on_transient),
+        ("on_validation", "validation", &args.on_validation),
+        ("on_conflict", "conflict", &args.on_conflict),
+        ("on_security", "security", &args.on_security),
+    ];
+    for (option, kind, route) in routes {
+        let Some(route) = route else { continue };
+        match route.value {
+            Route::Retry if kind != "transient" => errors.push(syn::Error::new(
+                route.value_span,
+                format!(
+                    "`{option} = retry`: only transient failures may be retried; a {kind} failure fails the same way again. \
+                     Use route_owner, escalate, dead_letter or halt"
+                ),
+            )),
+            Route::RouteOwner if args.owner.is_none() => errors.push(syn::Error::new(
+                route.value_span,
+                format!("`{option} = route_owner` needs the data owner's queue: add `owner = \"...\"`"),
+            )),
+            Route::Escalate if args.expert.is_none() => errors.push(syn::Error::new(
+                route.value_span,
+                format!("`{option} = escalate` needs the domain expert's queue: add `expert = \"...\"`"),
+            )),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Code generation for `#[agent_action]`: the spec, its registration, and the guarded call around the
+//! user's body. Everything generated names `<crate>::__private::...`; the user's tokens keep their spans.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{GenericArgument, ItemFn, PathArguments, ReturnType, Type};
+
+use crate::args::{Effect, Jitter, Opt, Route};
+use crate::check::Action;
+
+/// The path of the runtime crate: `::actguard` or the `crate = "..."` option.
+pub fn crate_path(krate: Option<&Opt<syn::Path>>) -> TokenStream {
+    match krate {
+        Some(path) => path.value.to_token_stream(),
+        None => quote!(::actguard),
+    }
+}
+
+/// The guarded function: the user's signature with `E` replaced by `ActionError<E>`, and a body that
+/// drives the guarded call.
+pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
+    let krate = crate_path(action.args.krate.as_ref());
+    let p = quote!(#krate::__private);
+    let spec = spec(action, &p);
+    let ok = &action.ok_ty;
+    let err = &action.err_ty;
+    let run = &action.run;
+
+    let (key, record) = match action.effect {
+        Effect::Read => (quote!(#p::None), quote!(#p::None)),
+        Effect::Write | Effect::Destructive => {
+            let key = action.args.key.as_ref().map(|k| &k.value);
+            let record = action.args.record.as_ref().map(|r| &r.value).or(key);
+            let key = key.map(|k| k.render(&p, &action.name));
+            let record = record.map(|r| r.render(&p, &action.name));
+            (quote!(#p::Some(#key)), quote!(#p::Some(#record)))
+        }
+    };
+
+    let payload_fields = action.payload.iter().map(|param| {
+        let name = param.ident.to_string();
+        let (value, inner) = deref_to_referent(&param.ident, &param.ty);
+        // Spanned on the parameter's type, so a type that is not `Serialize` is reported there.
+        let span = inner.span();
+        quote_spanned! {span=>
+            #p::payload_field(&mut __agent_action_payload, #name, #value)?;
+        }
+    });
+
+    let ok_check = quote_spanned!(ok.span()=> #p::assert_action_result::<#ok>(););
+    let err_check = quote_spanned!(err.span()=> #p::assert_action_error::<#err>(););
+    let compensate_check = action.args.compensate.as_ref().map(|c| {
+        let path = &c.value;
+        quote!(let _ = #path;)
+    });
+
+    let block = &func.block;
+    let body = quote! {
+        {
+            static __AGENT_ACTION_SPEC: #p::ActionSpec = #spec;
+            #p::inventory::submit! { #p::Registration(&__AGENT_ACTION_SPEC) }
+            #ok_check
+            #err_check
+            #compensate_check
+            let __agent_action_key = #key;
+            let __agent_action_record = #record;
+            let __agent_action_payload = (|| -> #p::PayloadResult {
+                let mut __agent_action_payload = #p::PayloadBuilder::new();
+                #(#payload_fields)*
+                #p::Ok(__agent_action_payload.finish())
+            })();
+            let mut __agent_action_call = match #p::Call::<#ok, #err>::begin(
+                #run,
+                &__AGENT_ACTION_SPEC,
+                __agent_action_key,
+                __agent_action_record,
+                __agent_action_payload,
+            )
+            .await
+            {
+                #p::Begun::Act(__agent_action_call) => __agent_action_call,
+                #p::Begun::Done(__agent_action_result) => return __agent_action_result,
+            };
+            loop {
+                let __agent_action_outcome = {
+                    #[allow(unused_variables)]
+                    let #run: &#p::Run = __agent_action_call.run();
+                    #p::attempt::<#ok, #err, _>(async #block).await
+                };
+                if let #p::Some(__agent_action_result) =
+                    __agent_action_call.settle(__agent_action_outcome).await
+                {
+                    return __agent_action_result;
+                }
+            }
+        }
+    };
+
+    wrap_error_type(&mut func.sig.output, &p);
+    let attrs = &func.attrs;
+    let vis = &func.vis;
+    let sig = &func.sig;
+    quote! {
+        #(#attrs)*
+        #vis #sig #body
+    }
+}
+
+/// `Result<T, E>` → `Result<T, ActionError<E>>`, keeping the user's tokens around `E`.
+fn wrap_error_type(output: &mut ReturnType, p: &TokenStream) {
+    let ReturnType::Type(_, ty) = output else {
+        return;
+    };
+    let Type::Path(path) = &mut **ty else { return };
+    let Some(last) = path.path.segments.last_mut() else {
+        return;
+    };
+    let PathArguments::AngleBracketed(args) = &mut last.arguments else {
+        return;
+    };
+    if let Some(GenericArgument::Type(err)) = args
+        .args
+        .iter_mut()
+        .filter(|a| matches!(a, GenericArgument::Type(_)))
+        .nth(1)
+    {
+        let wrapped: Type = syn::parse_quote_spanned!(err.span()=> #p::ActionError<#err>);
+        *err = wrapped;
+    }
+}
+
+/// A parameter `x: &&T` as the expression `*x` of type `&T`, and `T`: the bound on the payload is
+/// then checked on `T` itself, so the message names the user's type rather than a reference to it.
+fn deref_to_referent<'a>(ident: &syn::Ident, ty: &'a Type) -> (TokenStream, &'a Type) {
+    let mut inner = ty;
+    let mut depth = 0usize;
+    loop {
+        match inner {
+            Type::Reference(r) => {
+                inner = &r.elem;
+                depth += 1;
+            }
+            Type::Paren(p) => inner = &p.elem,
+            Type::Group(g) => inner = &g.elem,
+            _ => break,
+        }
+    }
+    let span = inner.span();
+    let value = if depth == 0 {
+        quote_spanned!(span=> &#ident)
+    } else {
+        let stars = std::iter::repeat_n(quote_spanned!(span=> *), depth - 1);
+        quote_spanned!(span=> #(#stars)* #ident)
+    };
+    (value, inner)
+}
+
+fn spec(action: &Action, p: &TokenStream) -> TokenStream {
+    let args = &action.args;
+    let name = &action.name;
+    let fn_name = &action.fn_name;
+    let effect = match action.effect {
+        Effect::Read => quote!(#p::Effect::Read),
+        Effect::Write => quote!(#p::Effect::Write),
+        Effect::Destructive => quote!(#p::Effect::Destructive),
+    };
+    let template = |t: &Option<Opt<crate::template::Template>>| match t {
+        Some(t) => {
+            let text = t.value.lit.value();
+            quote!(#p::Some(#text))
+        }
+        None => quote!(#p::None),
+    };
+    let key = template(&args.key);
+    let record = template(&args.record);
+    let compensate = match &action.compensate_name {
+        Some(c) => quote!(#p::Some(#c)),
+        None => quote!(#p::None),
+    };
+    let explicit = &args.explicit;
+    let param_specs = |params: Vec<(String, &Type)>| {
+        let specs = params.into_iter().map(|(name, ty)| {
+            let ty = type_string(ty);
+            quote!(#p::ParamSpec { name: #name, ty: #ty })
+        });
+        quote!(&[#(#specs),*])
+    };
+    let payload = param_specs(
+        action
+            .payload
+            .iter()
+            .map(|param| (param.ident.to_string(), &param.ty))
+            .collect(),
+    );
+    let deps = param_specs(
+        action
+            .deps
+            .iter()
+            .map(|d| (d.name.clone(), &d.ty))
+            .collect(),
+    );
+    let result_type = type_string(&action.ok_ty);
+    let error_type = type_string(&action.err_ty);
+    let policy = policy(action, p);
+    quote! {
+        #p::ActionSpec {
+            name: #name,
+            fn_name: #fn_name,
+            module_path: ::core::module_path!(),
+            file: ::core::file!(),
+            line: ::core::line!(),
+            effect: #effect,
+            key: #key,
+            record: #record,
+            policy: #policy,
+            compensate: #compensate,
+            explicit: &[#(#explicit),*],
+            payload: #payload,
+            deps: #deps,
+            result_type: #result_type,
+            error_type: #error_type,
+        }
+    }
+}
+
+/// The written policy options over `Policy::DEFAULT`, so the defaults live in one place (the runtime).
+fn policy(action: &Action, p: &TokenStream) -> TokenStream {
+    let args = &action.args;
+    let ms = |v: u64| quote!(#p::Duration::from_millis(#v));
+    let route = |r: Route| match r {
+        Route::Retry => quote!(#p::Route::Retry),
+        Route::RouteOwner => quote!(#p::Route::RouteOwner),
+        Route::Escalate => quote!(#p::Route::Escalate),
+        Route::DeadLetter => quote!(#p::Route::DeadLetter),
+        Route::Halt => quote!(#p::Route::Halt),
+    };
+    let mut fields = Vec::new();
+    if let Some(r) = &args.retries {
+        let v = r.value;
+        fields.push(quote!(retries: #v));
+    }
+    if let Some(d) = &args.max_elapsed {
+        let v = ms(d.value);
+        fields.push(quote!(max_elapsed: #v));
+    }
+    if let Some(b) = &args.backoff {
+        let base = ms(b.value.base_ms);
+        let cap = ms(b.value.cap_ms);
+        fields.push(quote!(backoff_base: #base));
+        fields.push(quote!(backoff_cap: #cap));
+    }
+    if let Some(j) = &args.jitter {
+        let j = match j.value {
+            Jitter::Full => quote!(#p::Jitter::Full),
+            Jitter::Equal => quote!(#p::Jitter::Equal),
+            Jitter::Decorrelated => quote!(#p::Jitter::Decorrelated),
+            Jitter::None => quote!(#p::Jitter::None),
+        };
+        fields.push(quote!(jitter: #j));
+    }
+    if let Some(d) = &args.dedup {
+        let v = match d.value {
+            Some(v) => {
+                let v = ms(v);
+                quote!(#p::Some(#v))
+            }
+            None => quote!(#p::None),
+        };
+        fields.push(quote!(dedup: #v));
+    }
+    if let Some(c) = &args.cycle {
+        let v = ms(c.value);
+        fields.push(quote!(cycle: #p::Some(#v)));
+    }
+    if let Some(l) = &args.lease {
+        let v = ms(l.value);
+        fields.push(quote!(lease: #v));
+    }
+    for (field, opt) in [
+        (quote!(on_transient), &args.on_transient),
+        (quote!(on_validation), &args.on_validation),
+        (quote!(on_conflict), &args.on_conflict),
+        (quote!(on_security), &args.on_security),
+    ] {
+        if let Some(r) = opt {
+            let r = route(r.value);
+            fields.push(quote!(#field: #r));
+        }
+    }
+    for (field, opt) in [(quote!(owner), &args.owner), (quote!(expert), &args.expert)] {
+        if let Some(q) = opt {
+            let q = &q.value;
+            fields.push(quote!(#field: #p::Some(#q)));
+        }
+    }
+    quote! {
+        #p::Policy { #(#fields,)* ..#p::Policy::DEFAULT }
+    }
+}
+
+/// A type as written, spaced the way rustfmt would: `&'a Vec<u8>`, not `& 'a Vec < u8 >`.
+pub fn type_string(ty: &Type) -> String {
+    let raw = ty.to_token_stream().to_string();
+    let mut out = String::with_capacity(raw.len());
+    let tokens: Vec<&str> = raw.split(' ').collect();
+    for (i, token) in tokens.iter().enumerate() {
+        let prev = if i > 0 { tokens[i - 1] } else { "" };
+        let glue = i == 0
+            || matches!(*token, "<" | ">" | "," | "::" | ">>" | ")" | "]" | ";")
+            || matches!(prev, "<" | "::" | "&" | "(" | "[" | "*")
+            || (*token == "(" && !matches!(prev, "dyn" | "impl" | "," | "->" | "+"));
+        if !glue {
+            out.push(' ');
+        }
+        out.push_str(token);
+    }
+    out
+}

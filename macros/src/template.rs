@@ -1,0 +1,217 @@
+//! Key and record templates: literal text and `{param}` / `{param.field.path}` parts, `{{` and `}}`
+//! for literal braces.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
+use syn::{Ident, LitStr};
+
+/// One segment of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Text copied as is.
+    Literal(String),
+    /// A parameter (`root`) and the fields read from it, each a name or a tuple index.
+    Part { root: String, fields: Vec<String> },
+}
+
+/// A parsed template, with the literal it came from (for spans).
+#[derive(Clone)]
+pub struct Template {
+    pub lit: LitStr,
+    pub segments: Vec<Segment>,
+}
+
+impl Template {
+    /// Parses a template; the error message says what is wrong, spanned on the literal.
+    pub fn parse(lit: &LitStr, option: &str) -> syn::Result<Template> {
+        let segments = parse_segments(&lit.value())
+            .map_err(|msg| syn::Error::new(lit.span(), format!("`{option}` template: {msg}")))?;
+        Ok(Template {
+            lit: lit.clone(),
+            segments,
+        })
+    }
+
+    /// The parameters the template reads, in order.
+    pub fn roots(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Part { root, .. } => Some(root.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+
+    /// `KeyBuilder::new(action).literal(..).part(&param.field)...finish()`. Every part expression is
+    /// spanned on the template literal, so an unknown field or a part without a stable encoding is
+    /// reported there.
+    pub fn render(&self, private: &TokenStream, action: &str) -> TokenStream {
+        let span = self.lit.span();
+        let calls = self.segments.iter().map(|segment| match segment {
+            Segment::Literal(text) => quote!(.literal(#text)),
+            Segment::Part { root, fields } => {
+                let root = Ident::new(root, span);
+                let fields = fields.iter().map(|f| member(f, span));
+                let mut access = root.into_token_stream();
+                for field in fields {
+                    access = quote_spanned_dot(access, field, span);
+                }
+                quote::quote_spanned!(span=> .part(&#access))
+            }
+        });
+        quote! {
+            #private::KeyBuilder::new(#action) #(#calls)* .finish()
+        }
+    }
+}
+
+fn quote_spanned_dot(base: TokenStream, field: syn::Member, span: Span) -> TokenStream {
+    quote::quote_spanned!(span=> #base.#field)
+}
+
+fn member(field: &str, span: Span) -> syn::Member {
+    match field.parse::<u32>() {
+        Ok(index) => syn::Member::Unnamed(syn::Index { index, span }),
+        Err(_) => syn::Member::Named(Ident::new(field, span)),
+    }
+}
+
+fn parse_segments(text: &str) -> Result<Vec<Segment>, String> {
+    if text.is_empty() {
+        return Err("a template cannot be empty: write the literal text and `{param}` parts that identify one intent, e.g. \"disburse:{instr.loan_id}:{instr.seq}\"".into());
+    }
+    let mut segments = Vec::new();
+    let mut literal = String::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '{' if matches!(chars.peek(), Some((_, '{'))) => {
+                chars.next();
+                literal.push('{');
+            }
+            '}' if matches!(chars.peek(), Some((_, '}'))) => {
+                chars.next();
+                literal.push('}');
+            }
+            '}' => {
+                return Err(format!(
+                    "unmatched `}}` at byte {at}: write `}}}}` for a literal brace"
+                ));
+            }
+            '{' => {
+                let rest = &text[at + 1..];
+                let Some(len) = rest
+                    .find(['{', '}'])
+                    .filter(|&i| rest[i..].starts_with('}'))
+                else {
+                    return Err(format!(
+                        "unclosed `{{` at byte {at}: close the part with `}}`, or write `{{{{` for a literal brace"
+                    ));
+                };
+                let inner = &rest[..len];
+                for _ in 0..=len {
+                    chars.next();
+                }
+                if !literal.is_empty() {
+                    segments.push(Segment::Literal(std::mem::take(&mut literal)));
+                }
+                segments.push(parse_part(inner)?);
+            }
+            c => literal.push(c),
+        }
+    }
+    if !literal.is_empty() {
+        segments.push(Segment::Literal(literal));
+    }
+    Ok(segments)
+}
+
+fn parse_part(inner: &str) -> Result<Segment, String> {
+    if inner.trim().is_empty() {
+        return Err(
+            "empty `{}`: name a parameter or a field path of one, e.g. `{instr.loan_id}`".into(),
+        );
+    }
+    let mut path = inner.split('.');
+    let root = path.next().unwrap_or_default();
+    if !is_ident(root) {
+        return Err(format!(
+            "`{{{inner}}}` is not a parameter or a field path of one: write `{{param}}` or `{{param.field}}`"
+        ));
+    }
+    let mut fields = Vec::new();
+    for field in path {
+        if !is_ident(field) && !is_index(field) {
+            return Err(format!(
+                "`{{{inner}}}` is not a parameter or a field path of one: `{field}` is not a field name or a tuple index"
+            ));
+        }
+        fields.push(field.to_owned());
+    }
+    Ok(Segment::Part {
+        root: root.to_owned(),
+        fields,
+    })
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    let well_formed = matches!(chars.next(), Some(c) if c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric());
+    // `self` is a keyword but a valid root (methods); other keywords and `_` are not names.
+    well_formed && (s == "self" || syn::parse_str::<Ident>(s).is_ok())
+}
+
+fn is_index(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(root: &str, fields: &[&str]) -> Segment {
+        Segment::Part {
+            root: root.into(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn literals_parts_and_field_paths() {
+        assert_eq!(
+            parse_segments("disburse:{instr.loan_id}:{instr.seq}").unwrap(),
+            vec![
+                Segment::Literal("disburse:".into()),
+                part("instr", &["loan_id"]),
+                Segment::Literal(":".into()),
+                part("instr", &["seq"]),
+            ]
+        );
+        assert_eq!(parse_segments("{id}").unwrap(), vec![part("id", &[])]);
+        assert_eq!(
+            parse_segments("{pair.0.name}").unwrap(),
+            vec![part("pair", &["0", "name"])]
+        );
+        assert_eq!(
+            parse_segments("{self.tenant}").unwrap(),
+            vec![part("self", &["tenant"])]
+        );
+    }
+
+    #[test]
+    fn doubled_braces_are_literal() {
+        assert_eq!(
+            parse_segments("{{x}}:{id}").unwrap(),
+            vec![Segment::Literal("{x}:".into()), part("id", &[])]
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_templates() {
+        for bad in [
+            "", "{}", "{ }", "{a", "a}", "{a.}", "{.a}", "{a-b}", "{a.b c}", "{{a}", "{a{b}}",
+            "{1}", "{a.01}",
+        ] {
+            assert!(parse_segments(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}
