@@ -169,8 +169,8 @@ impl Downstream {
         self
     }
 
-    /// The next `n` writes are applied and then answer [`DownstreamError::AckTimeout`]: the caller cannot
-    /// tell that they were applied.
+    /// The answers to the next `n` writes are lost: each write is applied (or deduplicated by its key)
+    /// and then answers [`DownstreamError::AckTimeout`], so the caller cannot tell that it was applied.
     pub fn fail_acks(&self, n: u32) {
         self.lock().failing_acks += n;
     }
@@ -228,21 +228,27 @@ impl Downstream {
         if let Some(e) = s.failures.pop_front() {
             return Err(e);
         }
-        if s.honour_keys
-            && let Some(receipt) = key.and_then(|k| s.seen_keys.get(k))
-        {
-            return Ok(receipt.clone());
-        }
-        s.total_effects += 1;
-        *s.effects.entry(record.to_owned()).or_default() += 1;
-        let receipt = Receipt {
-            record: record.to_owned(),
-            key: key.map(str::to_owned),
-            effect: s.total_effects,
+        let known = key
+            .filter(|_| s.honour_keys)
+            .and_then(|k| s.seen_keys.get(k))
+            .cloned();
+        let receipt = match known {
+            Some(receipt) => receipt,
+            None => {
+                s.total_effects += 1;
+                *s.effects.entry(record.to_owned()).or_default() += 1;
+                let receipt = Receipt {
+                    record: record.to_owned(),
+                    key: key.map(str::to_owned),
+                    effect: s.total_effects,
+                };
+                if let Some(k) = key {
+                    s.seen_keys.insert(k.to_owned(), receipt.clone());
+                }
+                receipt
+            }
         };
-        if let Some(k) = key {
-            s.seen_keys.insert(k.to_owned(), receipt.clone());
-        }
+        // The answer is lost on the way back, whether the write was new or deduplicated.
         if s.failing_acks > 0 {
             s.failing_acks -= 1;
             return Err(DownstreamError::AckTimeout);
