@@ -212,6 +212,7 @@ where
         };
         match self.agent().inner.store.complete(&completion).await {
             Ok(_) => {
+                tracing::debug!(attempts = self.number, "succeeded");
                 self.count("succeeded");
                 Ok(value)
             }

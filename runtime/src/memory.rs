@@ -47,8 +47,8 @@ struct State {
     runs: HashMap<Uuid, RunState>,
     keys: HashMap<String, KeyState>,
     records: HashMap<String, RecordState>,
-    /// Last completion per (record, action).
-    acted: HashMap<(String, String), Acted>,
+    /// Last completion per action, then record (nested so a lookup borrows instead of allocating).
+    acted: HashMap<String, HashMap<String, Acted>>,
     /// Highest attempt number logged per key digest.
     attempts: HashMap<String, u32>,
     log: Vec<LogEntry>,
@@ -199,7 +199,7 @@ impl Store for MemoryStore {
         }
 
         if let Some(window) = req.dedup_ms
-            && let Some(acted) = s.acted.get(&(req.record.clone(), req.action.clone()))
+            && let Some(acted) = s.acted.get(&req.action).and_then(|a| a.get(&req.record))
             && acted.key_digest != req.key_digest
             && now - acted.at_ms < window
         {
@@ -250,8 +250,8 @@ impl Store for MemoryStore {
                 at_ms: c.now_ms,
             };
         }
-        s.acted.insert(
-            (c.record.clone(), c.action.clone()),
+        s.acted.entry(c.action.clone()).or_default().insert(
+            c.record.clone(),
             Acted {
                 key_text: c.entry.key_text.clone(),
                 key_digest: c.key_digest.clone(),
