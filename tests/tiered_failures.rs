@@ -309,3 +309,38 @@ async fn two_simultaneous_security_failures_alert_once() {
     assert!(matches!(b, Err(ActionError::SecurityHalt { .. })));
     assert_eq!(w.alerts.alerts().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_waiting_to_retry_stops_when_its_run_is_halted() {
+    let w = World::new();
+    let run = w.agent.start_run();
+    let ledger = Downstream::new().with_latency(Duration::ZERO);
+    ledger.fail_next(unavailable());
+    let retrying = tokio::spawn({
+        let (run, ledger) = (run.clone(), ledger.clone());
+        async move { post(&run, &ledger, &posting(40)).await }
+    });
+    // The first attempt failed at t=0; its retry is due at t=1s. The run halts at t=0.5s.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ledger.writes(), 1);
+    run.halt("operator stop").await.unwrap();
+
+    let result = retrying.await.unwrap();
+    assert!(
+        matches!(result, Err(ActionError::Halted { .. })),
+        "{result:?}"
+    );
+    assert_eq!(ledger.writes(), 1, "no attempt after the halt");
+    let last = log(&w.agent).await.pop().unwrap();
+    assert_eq!(
+        (last.entry.outcome, last.entry.attempt),
+        (Outcome::Halted, 0)
+    );
+    // The claim was released, not left to expire: another run acts on the key at once.
+    let start = Instant::now();
+    post(&w.agent.start_run(), &ledger, &posting(40))
+        .await
+        .unwrap();
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(ledger.effects("A-40"), 1);
+}

@@ -257,12 +257,54 @@ where
                 );
                 self.count("retrying");
                 tokio::time::sleep(delay).await;
+                // Another action of the run may have halted it meanwhile: a halted run acts no more.
+                if let Some(refused) = self.refuse_if_halted().await {
+                    return Some(Err(refused));
+                }
                 self.next_attempt();
                 return None;
             }
             route = Route::DeadLetter;
         }
         Some(Err(self.terminal(error, kind, route, now_ms).await))
+    }
+
+    /// Before a retry: `Some` if the run was halted during the backoff (the claim is released), or the
+    /// store cannot tell (fail closed).
+    async fn refuse_if_halted(&mut self) -> Option<ActionError<E>> {
+        let store = self.agent().inner.store.clone();
+        match store.run_state(self.run.id()).await {
+            Ok(RunState::Active) => None,
+            Err(e) => {
+                self.count("store_error");
+                Some(ActionError::Store(e))
+            }
+            Ok(RunState::Halted { reason, .. }) => {
+                tracing::info!("refused: the run was halted before the retry");
+                self.count("refused");
+                if let Some(claim) = &self.claim {
+                    let now_ms = self.now_ms();
+                    let mut entry = self.entry(Outcome::Halted, now_ms);
+                    // Not an attempt: the one before it is already logged as `Retrying`.
+                    entry.attempt = 0;
+                    entry.retry = false;
+                    entry.message = Some(format!("not retried: the run was halted ({reason})"));
+                    let release = Failure {
+                        key_digest: self.key_digest.clone(),
+                        claim_id: claim.claim_id,
+                        queue_entry: None,
+                        entry,
+                        now_ms,
+                    };
+                    if let Err(e) = store.fail(&release).await {
+                        tracing::error!(error = %e, "the claim could not be released");
+                    }
+                }
+                Some(ActionError::Halted {
+                    run_id: self.run.id(),
+                })
+            }
+        }
     }
 
     fn next_attempt(&mut self) {
