@@ -70,6 +70,13 @@ pub enum Route {
     Halt,
 }
 
+/// `compensate = path::to::action` (checked to resolve; its action name is the last segment) or
+/// `compensate = "action name"` (for a compensating action that sets its own `name`).
+pub enum Compensate {
+    Path(Path),
+    Name(String),
+}
+
 /// `backoff = "base..cap"`, in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -98,7 +105,7 @@ pub struct Args {
     pub on_security: Option<Opt<Route>>,
     pub owner: Option<Opt<String>>,
     pub expert: Option<Opt<String>>,
-    pub compensate: Option<Opt<Path>>,
+    pub compensate: Option<Opt<Compensate>>,
     pub krate: Option<Opt<Path>>,
     /// Names of the policy options written, in order (`crate` is not one).
     pub explicit: Vec<&'static str>,
@@ -352,13 +359,19 @@ fn skip_value(meta: &syn::meta::ParseNestedMeta) -> syn::Result<()> {
     Ok(())
 }
 
-/// The option closest to a misspelled one, if close enough to be a likely typo.
+/// The option closest to a misspelled one, if close enough to be a likely typo (`retry` → `retries`).
 fn closest(name: &str) -> Option<&'static str> {
+    let shared_prefix = |o: &str| {
+        name.chars()
+            .zip(o.chars())
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
     OPTIONS
         .iter()
         .map(|o| (edit_distance(name, o), *o))
-        .filter(|(d, o)| *d <= 2.max(o.len() / 4))
-        .min_by_key(|(d, _)| *d)
+        .filter(|(d, o)| *d <= 2.max(o.len() / 4) || shared_prefix(o) >= 4)
+        .min_by_key(|(d, o)| (*d, usize::MAX - shared_prefix(o)))
         .map(|(_, o)| o)
 }
 
@@ -568,15 +581,19 @@ fn queue_value(option: &str, value: &Expr) -> syn::Result<String> {
     Ok(lit.value())
 }
 
-fn compensate_value(option: &str, value: &Expr) -> syn::Result<Path> {
+fn compensate_value(option: &str, value: &Expr) -> syn::Result<Compensate> {
     match value {
         Expr::Path(ExprPath {
             path, qself: None, ..
-        }) => Ok(path.clone()),
+        }) => Ok(Compensate::Path(path.clone())),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) if !s.value().trim().is_empty() => Ok(Compensate::Name(s.value())),
         _ => Err(syn::Error::new(
             value.span(),
             format!(
-                "`{option}` expects the path of another #[agent_action] fn, e.g. `{option} = refund`"
+                "`{option}` expects the path of another #[agent_action] fn, e.g. `{option} = refund`, \
+                 or its action name, e.g. `{option} = \"loan.refund\"`"
             ),
         )),
     }

@@ -5,7 +5,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type, TypePath};
 
-use crate::args::{Args, Effect, Route};
+use crate::args::{Args, Compensate, Effect, Route};
 use crate::duration;
 use crate::errors::Errors;
 use crate::template::Template;
@@ -69,7 +69,7 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
         ));
     }
 
-    let result = result_types(&sig.output);
+    let result = result_types(&sig.output, &sig.ident);
     if let Err(e) = &result {
         errors.push(e.clone());
     }
@@ -79,6 +79,9 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
     let mut has_self = false;
     let mut payload = Vec::new();
     let mut deps = Vec::new();
+    // A parameter rejected below may be the one a template names: then "unknown parameter" would
+    // only repeat that error.
+    let mut rejected_param = false;
     for (arg, &dep) in sig.inputs.iter().zip(is_dep) {
         let typed = match arg {
             FnArg::Receiver(_) => {
@@ -115,10 +118,13 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
                     ident,
                     ty: (*typed.ty).clone(),
                 }),
-                None => errors.push(syn::Error::new(
+                None => {
+                    rejected_param = true;
+                    errors.push(syn::Error::new(
                     typed.pat.span(),
                     "a payload parameter must be a plain name: the payload is stored by parameter name (mark clients and handles `#[dep]`)",
-                )),
+                ))
+                }
             }
         }
     }
@@ -131,21 +137,21 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
 
     let effect = args.effect.as_ref().map_or(Effect::Write, |e| e.value);
     check_key(&args, effect, errors);
+    let params = Params {
+        has_self,
+        run: &run,
+        payload: &payload,
+        deps: &deps,
+        fn_name: &fn_name,
+        rejected_param,
+    };
     for template in [&args.key, &args.record].into_iter().flatten() {
-        check_template_roots(
-            &template.value,
-            has_self,
-            &run,
-            &payload,
-            &deps,
-            &fn_name,
-            errors,
-        );
+        check_template_roots(&template.value, &params, errors);
     }
     check_windows(&args, errors);
     check_routes(&args, errors);
 
-    if effect == Effect::Destructive && args.compensate.is_none() {
+    if effect == Effect::Destructive && !args.explicit.contains(&"compensate") {
         let span = args
             .effect
             .as_ref()
@@ -165,10 +171,10 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
         .name
         .as_ref()
         .map_or_else(|| fn_name.clone(), |n| n.value.clone());
-    let compensate_name = args
-        .compensate
-        .as_ref()
-        .and_then(|c| c.value.segments.last().map(|s| s.ident.unraw().to_string()));
+    let compensate_name = args.compensate.as_ref().and_then(|c| match &c.value {
+        Compensate::Path(path) => path.segments.last().map(|s| s.ident.unraw().to_string()),
+        Compensate::Name(name) => Some(name.clone()),
+    });
     Some(Action {
         args,
         name,
@@ -184,12 +190,12 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
 }
 
 /// `T` and `E` of `-> Result<T, E>`.
-fn result_types(output: &ReturnType) -> syn::Result<(Type, Type)> {
+fn result_types(output: &ReturnType, fn_name: &Ident) -> syn::Result<(Type, Type)> {
     let ty = match output {
         ReturnType::Type(_, ty) => ty,
         ReturnType::Default => {
             return Err(syn::Error::new(
-                output.span(),
+                fn_name.span(),
                 "an #[agent_action] must return `Result<T, E>`: `T` is stored for replay and `E: Classify` decides where a failure goes",
             ));
         }
@@ -240,7 +246,8 @@ fn is_run_type(ty: &Type) -> bool {
 
 fn check_key(args: &Args, effect: Effect, errors: &mut Errors) {
     match effect {
-        Effect::Write | Effect::Destructive if args.key.is_none() => {
+        // `explicit` rather than `args.key`: a key that was written but is malformed has its own error.
+        Effect::Write | Effect::Destructive if !args.explicit.contains(&"key") => {
             let which = if effect == Effect::Write {
                 "write"
             } else {
@@ -269,31 +276,37 @@ fn check_key(args: &Args, effect: Effect, errors: &mut Errors) {
     }
 }
 
-fn check_template_roots(
-    template: &Template,
+/// What a template may name.
+struct Params<'a> {
     has_self: bool,
-    run: &Option<Ident>,
-    payload: &[Payload],
-    deps: &[Dep],
-    fn_name: &str,
-    errors: &mut Errors,
-) {
+    run: &'a Option<Ident>,
+    payload: &'a [Payload],
+    deps: &'a [Dep],
+    fn_name: &'a str,
+    rejected_param: bool,
+}
+
+fn check_template_roots(template: &Template, params: &Params<'_>, errors: &mut Errors) {
     let span = template.lit.span();
+    let fn_name = params.fn_name;
     for root in template.roots() {
-        if root == "self" && has_self || payload.iter().any(|p| p.ident == root) {
+        if root == "self" && params.has_self || params.payload.iter().any(|p| p.ident == root) {
             continue;
         }
-        let message = if run.as_ref().is_some_and(|r| r == root) {
+        let message = if params.run.as_ref().is_some_and(|r| r == root) {
             format!(
                 "`{{{root}}}` is the run handle: a key is built from the payload parameters that identify the intent, not from the run"
             )
-        } else if deps.iter().any(|d| d.name == root) {
+        } else if params.deps.iter().any(|d| d.name == root) {
             format!(
                 "`{{{root}}}` is a `#[dep]` parameter: a key is built from the payload parameters that identify the intent, not from clients or handles"
             )
+        } else if params.rejected_param {
+            continue;
         } else {
-            let mut known: Vec<String> = payload.iter().map(|p| p.ident.to_string()).collect();
-            if has_self {
+            let mut known: Vec<String> =
+                params.payload.iter().map(|p| p.ident.to_string()).collect();
+            if params.has_self {
                 known.insert(0, "self".into());
             }
             let known = if known.is_empty() {
@@ -325,10 +338,7 @@ fn check_windows(args: &Args, errors: &mut Errors) {
                 d.value_span,
                 format!("`dedup = \"{}\"`", duration::display(dedup)),
             ),
-            _ => (
-                cycle.value_span,
-                format!("the default `dedup` ({})", duration::display(dedup)),
-            ),
+            _ => (cycle.value_span, "the default `dedup` (\"24h\")".to_owned()),
         };
         errors.push(syn::Error::new(
             span,
@@ -358,11 +368,11 @@ fn check_routes(args: &Args, errors: &mut Errors) {
                      Use route_owner, escalate, dead_letter or halt"
                 ),
             )),
-            Route::RouteOwner if args.owner.is_none() => errors.push(syn::Error::new(
+            Route::RouteOwner if !args.explicit.contains(&"owner") => errors.push(syn::Error::new(
                 route.value_span,
                 format!("`{option} = route_owner` needs the data owner's queue: add `owner = \"...\"`"),
             )),
-            Route::Escalate if args.expert.is_none() => errors.push(syn::Error::new(
+            Route::Escalate if !args.explicit.contains(&"expert") => errors.push(syn::Error::new(
                 route.value_span,
                 format!("`{option} = escalate` needs the domain expert's queue: add `expert = \"...\"`"),
             )),

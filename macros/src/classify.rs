@@ -21,6 +21,8 @@ enum Kind {
 /// The parsed `#[classify(...)]` attributes of one variant or of the container.
 #[derive(Default)]
 struct Attr {
+    /// Whether a `#[classify]` attribute was malformed (already reported: no "missing" error too).
+    malformed: bool,
     kind: Option<(String, Span)>,
     retry_after: Option<Member>,
     krate: Option<Path>,
@@ -66,11 +68,13 @@ fn parse_attrs(attrs: &[syn::Attribute], container: bool, errors: &mut Errors) -
                 if meta.input.peek(Token![=]) {
                     let _: Lit = meta.value()?.parse()?;
                 }
+                out.malformed = true;
                 errors.push(syn::Error::new(span, unknown_kind(&ident)));
             }
             Ok(())
         });
         if let Err(e) = result {
+            out.malformed = true;
             errors.push(e);
         }
     }
@@ -93,6 +97,9 @@ fn kind_of(
     errors: &mut Errors,
 ) -> Option<Kind> {
     let Some((kind, kind_span)) = attr.kind else {
+        if attr.malformed {
+            return None;
+        }
         errors.push(syn::Error::new(
             missing_span,
             format!(
@@ -197,8 +204,10 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
         Data::Struct(data) => {
             let what = format!("`{name}`");
             let attr = Attr {
+                malformed: container.malformed,
+                kind: container.kind,
+                retry_after: container.retry_after,
                 krate: None,
-                ..container
             };
             if let Some(kind) = kind_of(attr, &data.fields, &what, name.span(), &mut errors) {
                 arms.push((quote!(Self), &data.fields, kind));
@@ -233,7 +242,7 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
                     let span = field.map_or(member.span(), |f| f.ty.span());
                     retry_arms.push(quote_spanned! {span=>
                         #path { #member: __classify_value, .. } =>
-                            #p::RetryAfterValue::retry_after_value(__classify_value)
+                            #p::retry_after_field(__classify_value)
                     });
                 }
             }
@@ -246,10 +255,14 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
                 let span = field.ty.span();
                 delegate_types.push(field.ty.clone());
                 classify_arms.push(quote_spanned! {span=>
-                    #path { #member: __classify_inner, .. } => #p::Classify::classify(__classify_inner)
+                    #path { #member: __classify_inner, .. } => #p::delegate_classify(__classify_inner)
                 });
                 retry_arms.push(quote_spanned! {span=>
-                    #path { #member: __classify_inner, .. } => #p::Classify::retry_after(__classify_inner)
+                    #path { #member: __classify_inner, .. } => {
+                        #[allow(unused_imports)]
+                        use #p::{DelegateRetryAfter as _, NoDelegateRetryAfter as _};
+                        (&#p::DelegateProbe(__classify_inner)).delegate_retry_after()
+                    }
                 });
             }
         }

@@ -1,12 +1,12 @@
 //! Code generation for `#[agent_action]`: the spec, its registration, and the guarded call around the
 //! user's body. Everything generated names `<crate>::__private::...`; the user's tokens keep their spans.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{GenericArgument, ItemFn, PathArguments, ReturnType, Type};
 
-use crate::args::{Effect, Jitter, Opt, Route};
+use crate::args::{Compensate, Effect, Jitter, Opt, Route};
 use crate::check::Action;
 
 /// The path of the runtime crate: `::actguard` or the `crate = "..."` option.
@@ -43,25 +43,63 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
         let (value, inner) = deref_to_referent(&param.ident, &param.ty);
         // Spanned on the parameter's type, so a type that is not `Serialize` is reported there.
         let span = inner.span();
+        let p = respan(p.clone(), span);
         quote_spanned! {span=>
             #p::payload_field(&mut __agent_action_payload, #name, #value)?;
         }
     });
 
-    let ok_check = quote_spanned!(ok.span()=> #p::assert_action_result::<#ok>(););
-    let err_check = quote_spanned!(err.span()=> #p::assert_action_error::<#err>(););
-    let compensate_check = action.args.compensate.as_ref().map(|c| {
-        let path = &c.value;
-        quote!(let _ = #path;)
-    });
+    // A compensating action named by path must resolve (a misspelled one is a compile error there).
+    let compensate_check = match action.args.compensate.as_ref().map(|c| &c.value) {
+        Some(Compensate::Path(path)) => quote!(let _ = #path;),
+        _ => quote!(),
+    };
+
+    // The calls that carry the bounds on `T` and `E` are spanned, the user's `T` and `E` included,
+    // on the `Result` of the return type: an unmet bound is reported there, and only once (rustc
+    // merges identical errors at one span), however many calls and awaits require it.
+    let at = result_span(&func.sig.output);
+    let ok_at = respan(ok.to_token_stream(), at);
+    let err_at = respan(err.to_token_stream(), at);
+    let p_at = respan(p.clone(), at);
+    let bounded = |function: &str, args: TokenStream, awaited: bool| {
+        let function = syn::Ident::new(function, at);
+        let call = quote_spanned!(at=> #p_at::#function::<#ok_at, #err_at>(#args));
+        if awaited {
+            quote_spanned!(at=> #call.await)
+        } else {
+            call
+        }
+    };
+    let begin_call = bounded(
+        "begin",
+        quote!(
+            #run,
+            &__AGENT_ACTION_SPEC,
+            __agent_action_key,
+            __agent_action_record,
+            __agent_action_payload,
+        ),
+        true,
+    );
+    let begin = quote_spanned! {at=>
+        let mut __agent_action_call = match #begin_call {
+            #p_at::Begun::Act(__agent_action_call) => __agent_action_call,
+            #p_at::Begun::Done(__agent_action_result) => return __agent_action_result,
+        };
+    };
+    let call_run = bounded("call_run", quote!(&__agent_action_call), false);
+    let settle = bounded(
+        "settle",
+        quote!(&mut __agent_action_call, __agent_action_outcome),
+        true,
+    );
 
     let block = &func.block;
     let body = quote! {
         {
             static __AGENT_ACTION_SPEC: #p::ActionSpec = #spec;
             #p::inventory::submit! { #p::Registration(&__AGENT_ACTION_SPEC) }
-            #ok_check
-            #err_check
             #compensate_check
             let __agent_action_key = #key;
             let __agent_action_record = #record;
@@ -70,27 +108,14 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
                 #(#payload_fields)*
                 #p::Ok(__agent_action_payload.finish())
             })();
-            let mut __agent_action_call = match #p::Call::<#ok, #err>::begin(
-                #run,
-                &__AGENT_ACTION_SPEC,
-                __agent_action_key,
-                __agent_action_record,
-                __agent_action_payload,
-            )
-            .await
-            {
-                #p::Begun::Act(__agent_action_call) => __agent_action_call,
-                #p::Begun::Done(__agent_action_result) => return __agent_action_result,
-            };
+            #begin
             loop {
                 let __agent_action_outcome = {
                     #[allow(unused_variables)]
-                    let #run: &#p::Run = __agent_action_call.run();
+                    let #run: &#p::Run = #call_run;
                     #p::attempt::<#ok, #err, _>(async #block).await
                 };
-                if let #p::Some(__agent_action_result) =
-                    __agent_action_call.settle(__agent_action_outcome).await
-                {
+                if let #p::Some(__agent_action_result) = #settle {
                     return __agent_action_result;
                 }
             }
@@ -104,6 +129,21 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
     quote! {
         #(#attrs)*
         #vis #sig #body
+    }
+}
+
+/// The span of `Result` in `-> Result<T, E>`.
+fn result_span(output: &ReturnType) -> Span {
+    match output {
+        ReturnType::Type(_, ty) => match &**ty {
+            Type::Path(path) => path
+                .path
+                .segments
+                .last()
+                .map_or_else(|| ty.span(), |last| last.ident.span()),
+            _ => ty.span(),
+        },
+        ReturnType::Default => Span::call_site(),
     }
 }
 
@@ -147,6 +187,8 @@ fn deref_to_referent<'a>(ident: &syn::Ident, ty: &'a Type) -> (TokenStream, &'a 
         }
     }
     let span = inner.span();
+    let mut ident = ident.clone();
+    ident.set_span(span);
     let value = if depth == 0 {
         quote_spanned!(span=> &#ident)
     } else {
@@ -316,4 +358,22 @@ pub fn type_string(ty: &Type) -> String {
         out.push_str(token);
     }
     out
+}
+
+/// `tokens` with every span (recursively) set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let TokenTree::Group(group) = &tree {
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                tree = TokenTree::Group(inner);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }

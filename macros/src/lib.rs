@@ -12,10 +12,8 @@ mod errors;
 mod expand;
 mod template;
 
-/// Turns an async function that writes to an external system into a guarded action.
-///
-/// See the documentation of `actguard::agent_action` for every option and the rules checked at
-/// compile time.
+// Documented where users see it: on the re-export in `actguard` (runtime/docs/agent_action.md), where
+// the examples can use the runtime.
 #[proc_macro_attribute]
 pub fn agent_action(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = errors::Errors::default();
@@ -49,9 +47,7 @@ pub fn agent_action(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-/// Implements `actguard::Classify` for an error enum (or struct).
-///
-/// See the documentation of `actguard::Classify`.
+// Documented on the re-export in `actguard`, next to the `Classify` trait.
 #[proc_macro_derive(Classify, attributes(classify))]
 pub fn derive_classify(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);

@@ -93,7 +93,8 @@ fn parse_segments(text: &str) -> Result<Vec<Segment>, String> {
             }
             '}' => {
                 return Err(format!(
-                    "unmatched `}}` at byte {at}: write `}}}}` for a literal brace"
+                    "unmatched `}}` after `{}`: write `}}}}` for a literal brace",
+                    &text[..at]
                 ));
             }
             '{' => {
@@ -103,7 +104,8 @@ fn parse_segments(text: &str) -> Result<Vec<Segment>, String> {
                     .filter(|&i| rest[i..].starts_with('}'))
                 else {
                     return Err(format!(
-                        "unclosed `{{` at byte {at}: close the part with `}}`, or write `{{{{` for a literal brace"
+                        "unclosed `{{` after `{}`: close the part with `}}`, or write `{{{{` for a literal brace",
+                        &text[..at]
                     ));
                 };
                 let inner = &rest[..len];

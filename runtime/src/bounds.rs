@@ -1,14 +1,29 @@
-//! Marker traits the expansion of `#[agent_action]` requires, each with a message that names the rule.
+//! The bounds the expansion of `#[agent_action]` requires, each with a message that names the rule,
+//! and the calls into the guarded call that carry them.
 //!
-//! Each trait has one blanket impl over the real bound (`Serialize`, ...). When the bound is not met,
-//! rustc reports the marker trait's message (the root obligation has the same self type as the unmet
-//! one), so the user reads the rule rather than a bare `Serialize` error.
+//! Each marker trait has one blanket impl over the real bound (`Serialize`, ...). When the bound is
+//! not met, rustc reports the marker trait's message (the unmet bound has the same self type as the
+//! marker), so the user reads the rule rather than a bare `Serialize` error.
+//!
+//! The expansion calls [`begin`], [`call_run`] and [`settle`] rather than the methods of
+//! [`Call`] directly: each is a free function whose bounds are written out here, and the expansion
+//! passes the user's own `T` and `E` tokens as explicit type arguments. An unmet bound is therefore
+//! reported on the user's type, once (rustc merges identical errors at one span), instead of once per
+//! use of the call as "method exists but its trait bounds were not satisfied". Their bounds must
+//! cover the bounds of `Call`'s impl.
+
+use std::fmt::Display;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::classify::Classify;
-use crate::key::{Payload, PayloadBuilder};
+use crate::classify::{Classify, RetryAfterValue};
+use crate::error::ActionError;
+use crate::guard::{Begun, Call};
+use crate::key::{Payload, PayloadBuilder, RenderedKey};
+use crate::policy::{ActionSpec, FailureKind};
+use crate::run::Run;
 
 /// A payload parameter: fingerprinted, stored with the call and its queue entries, replayable.
 #[diagnostic::on_unimplemented(
@@ -31,6 +46,17 @@ pub trait ActionResult: Serialize + DeserializeOwned {}
 
 impl<T: Serialize + DeserializeOwned> ActionResult for T {}
 
+/// The error type of an action must have a message: it is written to the action log and to queue
+/// entries. (`Classify` carries its own message.)
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` of an #[agent_action] must implement `Display`",
+    label = "the failure's message is written to the action log and to review queue entries",
+    note = "derive it with `thiserror::Error` (`#[error(\"...\")]` on each variant) or implement `std::fmt::Display` for `{Self}`"
+)]
+pub trait ErrorMessage: Display {}
+
+impl<E: Display + ?Sized> ErrorMessage for E {}
+
 /// What the generated payload closure returns.
 pub type PayloadResult = Result<Payload, serde_json::Error>;
 
@@ -43,8 +69,82 @@ pub fn payload_field<T: PayloadParam + ?Sized>(
     builder.field(name, value).map(|_| ())
 }
 
-/// Checks the success type of the action's `Result` (spanned on it in the expansion).
-pub fn assert_action_result<T: ActionResult>() {}
+/// [`Call::begin`], with the action's bounds.
+pub async fn begin<T: ActionResult, E: Classify + ErrorMessage>(
+    run: &Run,
+    spec: &'static ActionSpec,
+    key: Option<RenderedKey>,
+    record: Option<RenderedKey>,
+    payload: PayloadResult,
+) -> Begun<T, E> {
+    Call::begin(run, spec, key, record, payload).await
+}
 
-/// Checks the error type of the action's `Result` (spanned on it in the expansion).
-pub fn assert_action_error<E: Classify + ?Sized>() {}
+/// [`Call::run`], with the action's bounds.
+pub fn call_run<T: ActionResult, E: Classify + ErrorMessage>(call: &Call<T, E>) -> &Run {
+    call.run()
+}
+
+/// [`Call::settle`], with the action's bounds.
+pub async fn settle<T: ActionResult, E: Classify + ErrorMessage>(
+    call: &mut Call<T, E>,
+    outcome: Result<T, E>,
+) -> Option<Result<T, ActionError<E>>> {
+    call.settle(outcome).await
+}
+
+/// The field a `#[classify(from)]` variant delegates to.
+#[diagnostic::on_unimplemented(
+    message = "`#[classify(from)]` delegates to `{Self}`, which does not implement `Classify`",
+    label = "this variant's classification is delegated to this field",
+    note = "derive or implement `actguard::Classify` for `{Self}`, or classify the variant itself with `#[classify(transient)]`, `#[classify(validation)]`, `#[classify(conflict)]` or `#[classify(security)]`"
+)]
+pub trait ClassifyDelegate: Classify {}
+
+impl<T: Classify + ?Sized> ClassifyDelegate for T {}
+
+/// `classify()` of a `#[classify(from)]` field.
+pub fn delegate_classify<T: ClassifyDelegate + ?Sized>(field: &T) -> FailureKind {
+    field.classify()
+}
+
+/// `retry_after()` of a `#[classify(from)]` field, without a bound of its own: the derive calls it
+/// as `(&DelegateProbe(field)).delegate_retry_after()`, which resolves to the field's `retry_after()`
+/// when it is `Classify`, and to `None` otherwise. An unclassified delegate is then reported once, by
+/// [`delegate_classify`], rather than once per method.
+pub struct DelegateProbe<'a, T: ?Sized>(pub &'a T);
+
+/// Chosen by method resolution when the delegate is `Classify`.
+pub trait DelegateRetryAfter {
+    fn delegate_retry_after(&self) -> Option<Duration>;
+}
+
+impl<T: Classify + ?Sized> DelegateRetryAfter for DelegateProbe<'_, T> {
+    fn delegate_retry_after(&self) -> Option<Duration> {
+        self.0.retry_after()
+    }
+}
+
+/// The fallback, one auto-reference further away.
+pub trait NoDelegateRetryAfter {
+    fn delegate_retry_after(&self) -> Option<Duration> {
+        None
+    }
+}
+
+impl<T: ?Sized> NoDelegateRetryAfter for &DelegateProbe<'_, T> {}
+
+/// The field named by `#[classify(transient, retry_after = field)]`.
+#[diagnostic::on_unimplemented(
+    message = "`retry_after` must name a field of type `Duration` or `Option<Duration>`, not `{Self}`",
+    label = "named by `retry_after`",
+    note = "convert the server's Retry-After into a `std::time::Duration` when the error is built"
+)]
+pub trait RetryAfterField: RetryAfterValue {}
+
+impl<T: RetryAfterValue + ?Sized> RetryAfterField for T {}
+
+/// The delay held by a `retry_after` field.
+pub fn retry_after_field<T: RetryAfterField + ?Sized>(field: &T) -> Option<Duration> {
+    field.retry_after_value()
+}

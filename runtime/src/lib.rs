@@ -24,7 +24,11 @@ mod run;
 pub mod store;
 pub mod testing;
 
-pub use actguard_macros::{Classify, agent_action};
+/// Derives [`Classify`](trait@Classify) for an error enum (each variant carries `#[classify(...)]`) or
+/// struct (`#[classify(...)]` on the struct): see the trait's documentation.
+pub use actguard_macros::Classify;
+#[doc = include_str!("../docs/agent_action.md")]
+pub use actguard_macros::agent_action;
 pub use agent::{Agent, AgentBuilder, DEFAULT_CLAIM_WAIT, VerifyError, verify};
 pub use alert::{AlertSink, CommandAlert, HaltAlert, TracingAlert};
 pub use backoff::Backoff;
@@ -47,8 +51,9 @@ pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, RunState, Store, S
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bounds::{
-        ActionResult, PayloadParam, PayloadResult, assert_action_error, assert_action_result,
-        payload_field,
+        ActionResult, ClassifyDelegate, DelegateProbe, DelegateRetryAfter, ErrorMessage,
+        NoDelegateRetryAfter, PayloadParam, PayloadResult, RetryAfterField, begin, call_run,
+        delegate_classify, payload_field, retry_after_field, settle,
     };
     pub use crate::classify::{Classify, RetryAfterValue};
     pub use crate::error::ActionError;

@@ -55,6 +55,23 @@ async fn disburse(
     })
 }
 
+#[agent_action(
+    effect = destructive,
+    key = "claw-back:{instr.loan_id}:{instr.seq}",
+    compensate = disburse,
+    backoff = "1s..1m",
+    jitter = none,
+    dedup = "none",
+    cycle = "1h",
+    lease = "10s",
+    on_transient = dead_letter,
+    on_conflict = halt
+)]
+async fn claw_back(run: &Run, instr: &Disbursement) -> Result<(), LedgerError> {
+    let _ = (run, instr);
+    Ok(())
+}
+
 #[agent_action(effect = read)]
 async fn balance(run: &Run, loan_id: String) -> Result<u64, LedgerError> {
     let _ = run.attempt().number();
@@ -165,7 +182,59 @@ fn the_registry_holds_every_option_written_and_defaults_for_the_rest() {
     assert_eq!(read.key, None);
     assert!(read.explicit == ["effect"]);
 
+    let destructive = spec("claw_back");
+    assert_eq!(destructive.effect, Effect::Destructive);
+    assert_eq!(destructive.compensate, Some("disburse"));
+    assert_eq!(destructive.record, None);
+    assert_eq!(
+        destructive.record_template(),
+        Some("claw-back:{instr.loan_id}:{instr.seq}")
+    );
+    let p = &destructive.policy;
+    assert_eq!((p.backoff_base.as_secs(), p.backoff_cap.as_secs()), (1, 60));
+    assert_eq!(p.jitter, Jitter::None);
+    assert_eq!(p.dedup, None);
+    assert_eq!(p.cycle.map(|c| c.as_secs()), Some(3600));
+    assert_eq!(p.lease.as_secs(), 10);
+    assert_eq!(p.on_transient, Route::DeadLetter);
+    assert_eq!(p.on_conflict, Route::Halt);
+    assert_eq!(p.on_security, Route::Halt);
+    assert_eq!(p.retries, actguard::Policy::DEFAULT.retries);
+
     let method = spec("set_fee");
     assert_eq!(method.fn_name, "apply_fee");
     assert_eq!(method.payload[0].ty, "&str");
+}
+
+#[derive(Debug, Classify)]
+enum Transport {
+    #[classify(transient, retry_after = wait)]
+    Throttled { wait: Option<std::time::Duration> },
+    #[classify(security)]
+    Forbidden,
+}
+
+#[derive(Debug, Classify)]
+enum GatewayError {
+    #[classify(from)]
+    Transport(Transport),
+    #[classify(conflict)]
+    Stale,
+}
+
+#[test]
+fn derived_classify_delegates_and_reads_retry_after() {
+    use actguard::FailureKind;
+    use std::time::Duration;
+
+    let throttled = GatewayError::Transport(Transport::Throttled {
+        wait: Some(Duration::from_secs(7)),
+    });
+    assert_eq!(throttled.classify(), FailureKind::Transient);
+    assert_eq!(throttled.retry_after(), Some(Duration::from_secs(7)));
+    let forbidden = GatewayError::Transport(Transport::Forbidden);
+    assert_eq!(forbidden.classify(), FailureKind::Security);
+    assert_eq!(forbidden.retry_after(), None);
+    assert_eq!(GatewayError::Stale.classify(), FailureKind::Conflict);
+    assert_eq!(GatewayError::Stale.retry_after(), None);
 }

@@ -1,0 +1,36 @@
+//! A result type that cannot be read back for replay.
+
+use actguard::{Classify, Run, agent_action};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+pub struct Disbursement {
+    pub loan_id: String,
+    pub seq: u32,
+    pub rate: f64,
+}
+
+#[derive(Debug, Classify)]
+pub enum LedgerError {
+    #[classify(transient)]
+    Timeout,
+}
+
+impl std::fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("timeout")
+    }
+}
+
+#[agent_action(key = "disburse:{instr.loan_id}")]
+async fn disburse(run: &Run, instr: &Disbursement) -> Result<Receipt, LedgerError> {
+    let _ = (run, instr);
+    Ok(Receipt { id: 1 })
+}
+
+#[derive(Serialize)]
+pub struct Receipt {
+    pub id: u64,
+}
+
+fn main() {}
