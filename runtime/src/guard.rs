@@ -95,10 +95,8 @@ where
         record: Option<RenderedKey>,
         payload: Result<Payload, serde_json::Error>,
     ) -> Begun<T, E> {
-        let (key_text, key_digest) = key
-            .as_ref()
-            .map(|k| (k.text.clone(), k.digest.clone()))
-            .unwrap_or_default();
+        let read = key.is_none();
+        let (key_text, key_digest) = key.map(|k| (k.text, k.digest)).unwrap_or_default();
         let record = record.map(|r| r.text).unwrap_or_else(|| key_text.clone());
         let span = tracing::info_span!(
             "agent_action",
@@ -109,11 +107,11 @@ where
             attempt = tracing::field::Empty,
         );
         let agent = run.agent().clone();
-        let begin = Begin1 {
+        let begin = Beginning {
             agent: &agent,
             run,
             spec,
-            read: key.is_none(),
+            read,
             key_text,
             key_digest,
             record,
@@ -493,7 +491,7 @@ where
 }
 
 /// The inputs of `begin`, borrowed for its duration.
-struct Begin1<'a> {
+struct Beginning<'a> {
     agent: &'a Agent,
     run: &'a Run,
     spec: &'static ActionSpec,
@@ -503,7 +501,7 @@ struct Begin1<'a> {
     record: String,
 }
 
-impl Begin1<'_> {
+impl Beginning<'_> {
     fn count(&self, outcome: &'static str) {
         self.agent.inner.metrics.count(self.spec.name, outcome);
     }
