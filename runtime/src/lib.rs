@@ -22,6 +22,7 @@ mod redacted;
 mod registry;
 mod run;
 pub mod store;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 /// Derives [`Classify`](trait@Classify) for an error enum (each variant carries `#[classify(...)]`) or

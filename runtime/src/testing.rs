@@ -1,4 +1,4 @@
-//! Test support: a simulated downstream that reproduces the incidents actguard prevents, an alert sink
+//! Test support (feature `testing`): a simulated downstream that reproduces the incidents actguard prevents, an alert sink
 //! that records, and helpers that keep scenario tests short.
 //!
 //! The [`Downstream`] is a ledger-like service with the faults of real ones: it can apply a write and
