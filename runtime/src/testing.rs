@@ -206,16 +206,19 @@ impl Downstream {
             *max = (*max).max(n);
             s.latency
         };
+        // Leaves the record's in-flight count even if the writer is cancelled while its write lasts.
+        let in_flight = InFlight {
+            downstream: self,
+            record,
+        };
         // The write takes time: another writer on the same record can start meanwhile.
         if latency.is_zero() {
             tokio::task::yield_now().await;
         } else {
             tokio::time::sleep(latency).await;
         }
+        drop(in_flight);
         let mut s = self.lock();
-        if let Some(n) = s.in_flight.get_mut(record) {
-            *n -= 1;
-        }
         if let Some(token) = fencing_token {
             let highest = s.highest_token.entry(record.to_owned()).or_default();
             if token < *highest {
@@ -300,6 +303,20 @@ impl Downstream {
 
     fn lock(&self) -> MutexGuard<'_, DownstreamState> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One write in flight on a record, counted until dropped.
+struct InFlight<'a> {
+    downstream: &'a Downstream,
+    record: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.downstream.lock().in_flight.get_mut(self.record) {
+            *n -= 1;
+        }
     }
 }
 
