@@ -158,6 +158,23 @@ mod tests {
     }
 
     #[test]
+    fn alerting_does_not_wait_for_the_command() {
+        let sink = CommandAlert::new("sh").arg("-c").arg("sleep 5");
+        let halt = HaltAlert {
+            run_id: Uuid::nil(),
+            reason: "x".into(),
+            action: None,
+            record: None,
+            key: None,
+            failure_kind: None,
+            at_ms: 0,
+        };
+        let start = std::time::Instant::now();
+        sink.alert(&halt);
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
     fn a_missing_program_is_an_error_not_a_panic() {
         let sink = CommandAlert::new("/nonexistent/actguard-alert-program");
         let halt = HaltAlert {
