@@ -109,6 +109,8 @@ pub struct Args {
     pub krate: Option<Opt<Path>>,
     /// Names of the policy options written, in order (`crate` is not one).
     pub explicit: Vec<&'static str>,
+    /// Names of every option written, valid or not, in order: the duplicate check.
+    written: Vec<&'static str>,
 }
 
 impl Args {
@@ -145,181 +147,76 @@ impl Args {
         if let Err(e) = parser.parse2(tokens) {
             errors.push(e);
         }
+        args.explicit = args
+            .written
+            .iter()
+            .copied()
+            .filter(|o| *o != "crate")
+            .collect();
         args
     }
 
-    /// Stores one option, parsed by its own value parser. The one place that rejects duplicates.
+    /// Stores one option, parsed by its own value parser; `set_once` is the one place that rejects
+    /// duplicates.
     fn set(&mut self, option: &'static str, name_span: Span, value: &Expr, errors: &mut Errors) {
-        match option {
-            "name" => set_once(&mut self.name, option, name_span, value, errors, name_value),
-            "effect" => set_once(
-                &mut self.effect,
-                option,
-                name_span,
-                value,
-                errors,
-                effect_value,
-            ),
-            "key" => set_once(
-                &mut self.key,
-                option,
-                name_span,
-                value,
-                errors,
-                template_value,
-            ),
-            "record" => set_once(
-                &mut self.record,
-                option,
-                name_span,
-                value,
-                errors,
-                template_value,
-            ),
-            "retries" => set_once(
-                &mut self.retries,
-                option,
-                name_span,
-                value,
-                errors,
-                retries_value,
-            ),
-            "max_elapsed" => set_once(
-                &mut self.max_elapsed,
-                option,
-                name_span,
-                value,
-                errors,
-                duration_value,
-            ),
-            "backoff" => set_once(
-                &mut self.backoff,
-                option,
-                name_span,
-                value,
-                errors,
-                backoff_value,
-            ),
-            "jitter" => set_once(
-                &mut self.jitter,
-                option,
-                name_span,
-                value,
-                errors,
-                jitter_value,
-            ),
-            "dedup" => set_once(
-                &mut self.dedup,
-                option,
-                name_span,
-                value,
-                errors,
-                dedup_value,
-            ),
-            "cycle" => set_once(
-                &mut self.cycle,
-                option,
-                name_span,
-                value,
-                errors,
-                duration_value,
-            ),
-            "lease" => set_once(
-                &mut self.lease,
-                option,
-                name_span,
-                value,
-                errors,
-                duration_value,
-            ),
-            "on_transient" => set_once(
-                &mut self.on_transient,
-                option,
-                name_span,
-                value,
-                errors,
-                route_value,
-            ),
-            "on_validation" => set_once(
-                &mut self.on_validation,
-                option,
-                name_span,
-                value,
-                errors,
-                route_value,
-            ),
-            "on_conflict" => set_once(
-                &mut self.on_conflict,
-                option,
-                name_span,
-                value,
-                errors,
-                route_value,
-            ),
-            "on_security" => set_once(
-                &mut self.on_security,
-                option,
-                name_span,
-                value,
-                errors,
-                route_value,
-            ),
-            "owner" => set_once(
-                &mut self.owner,
-                option,
-                name_span,
-                value,
-                errors,
-                queue_value,
-            ),
-            "expert" => set_once(
-                &mut self.expert,
-                option,
-                name_span,
-                value,
-                errors,
-                queue_value,
-            ),
-            "compensate" => set_once(
-                &mut self.compensate,
-                option,
-                name_span,
-                value,
-                errors,
-                compensate_value,
-            ),
-            "crate" => set_once(
-                &mut self.krate,
-                option,
-                name_span,
-                value,
-                errors,
-                crate_value,
-            ),
-            _ => unreachable!("`{option}` is in OPTIONS but has no parser"),
+        let written = &mut self.written;
+        macro_rules! set {
+            ($field:ident, $parse:expr) => {
+                set_once(
+                    &mut self.$field,
+                    written,
+                    option,
+                    name_span,
+                    value,
+                    errors,
+                    $parse,
+                )
+            };
         }
-        if option != "crate" && !self.explicit.contains(&option) {
-            self.explicit.push(option);
+        match option {
+            "name" => set!(name, name_value),
+            "effect" => set!(effect, effect_value),
+            "key" => set!(key, template_value),
+            "record" => set!(record, template_value),
+            "retries" => set!(retries, retries_value),
+            "max_elapsed" => set!(max_elapsed, duration_value),
+            "backoff" => set!(backoff, backoff_value),
+            "jitter" => set!(jitter, jitter_value),
+            "dedup" => set!(dedup, dedup_value),
+            "cycle" => set!(cycle, duration_value),
+            "lease" => set!(lease, duration_value),
+            "on_transient" => set!(on_transient, route_value),
+            "on_validation" => set!(on_validation, route_value),
+            "on_conflict" => set!(on_conflict, route_value),
+            "on_security" => set!(on_security, route_value),
+            "owner" => set!(owner, queue_value),
+            "expert" => set!(expert, queue_value),
+            "compensate" => set!(compensate, compensate_value),
+            "crate" => set!(krate, crate_value),
+            _ => unreachable!("`{option}` is in OPTIONS but has no parser"),
         }
     }
 }
 
-/// Sets `slot` from `value` unless the option was written before (reported on the second name).
+/// Sets `slot` from `value` unless the option was written before, valid or not (reported on the
+/// second name).
 fn set_once<T>(
     slot: &mut Option<Opt<T>>,
-    option: &str,
+    written: &mut Vec<&'static str>,
+    option: &'static str,
     name_span: Span,
     value: &Expr,
     errors: &mut Errors,
     parse: fn(&str, &Expr) -> syn::Result<T>,
 ) {
-    if slot.is_some() {
+    if written.contains(&option) {
         errors.push(syn::Error::new(
             name_span,
             format!("duplicate option `{option}`: each option may be written only once"),
         ));
         return;
     }
+    written.push(option);
     match parse(option, value) {
         Ok(parsed) => {
             *slot = Some(Opt {
@@ -607,4 +504,51 @@ fn crate_value(option: &str, value: &Expr) -> syn::Result<Path> {
             format!("`{option}` expects the path under which actguard is re-exported, e.g. \"::my_crate::actguard\""),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(tokens: TokenStream) -> (Args, Option<syn::Error>) {
+        let mut errors = Errors::default();
+        let args = Args::parse(tokens, &mut errors);
+        (args, errors.finish(()).err())
+    }
+
+    #[test]
+    fn suggests_the_option_a_typo_meant() {
+        assert_eq!(closest("retry"), Some("retries"));
+        assert_eq!(closest("max_elapse"), Some("max_elapsed"));
+        assert_eq!(closest("on_validaton"), Some("on_validation"));
+        assert_eq!(closest("colour"), None);
+    }
+
+    #[test]
+    fn records_the_written_options_in_order() {
+        let (args, error) = parse(quote::quote!(retries = 5, key = "k:{id}", dedup = none));
+        assert!(error.is_none());
+        assert_eq!(args.explicit, ["retries", "key", "dedup"]);
+        assert_eq!(args.retries.map(|r| r.value), Some(5));
+        assert!(matches!(args.dedup.map(|d| d.value), Some(None)));
+    }
+
+    #[test]
+    fn reports_every_malformed_option_and_keeps_the_rest() {
+        let (args, error) = parse(quote::quote!(
+            retries = 101,
+            lease = "5 min",
+            retries = 1,
+            jitter = "full",
+            backoff = "1s..30s"
+        ));
+        let messages: Vec<String> = error.unwrap().into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages.len(), 4, "{messages:#?}");
+        assert!(messages[0].contains("more than 100"));
+        assert!(messages[1].contains("malformed duration in `lease`"));
+        assert!(messages[2].contains("duplicate option `retries`"));
+        assert!(messages[3].contains("without quotes"));
+        let backoff = args.backoff.unwrap().value;
+        assert_eq!((backoff.base_ms, backoff.cap_ms), (1_000, 30_000));
+    }
 }

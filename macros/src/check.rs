@@ -97,7 +97,10 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
         if dep {
             let pat = &typed.pat;
             deps.push(Dep {
-                name: quote::quote!(#pat).to_string(),
+                name: ident.as_ref().map_or_else(
+                    || quote::quote!(#pat).to_string(),
+                    |i| i.unraw().to_string(),
+                ),
                 ty: (*typed.ty).clone(),
             });
         } else if is_run_type(&typed.ty) {
@@ -106,10 +109,13 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
                     typed.span(),
                     "an #[agent_action] takes exactly one run parameter (`run: &Run`)",
                 )),
-                (None, None) => errors.push(syn::Error::new(
-                    typed.pat.span(),
-                    "the run parameter must be a plain name, e.g. `run: &Run`: the body sees the current attempt through it",
-                )),
+                (None, None) => {
+                    rejected_param = true;
+                    errors.push(syn::Error::new(
+                        typed.pat.span(),
+                        "the run parameter must be a plain name, e.g. `run: &Run`: the body sees the current attempt through it",
+                    ))
+                }
                 (Some(ident), None) => run = Some(ident),
             }
         } else {
@@ -128,7 +134,7 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
             }
         }
     }
-    if run.is_none() {
+    if run.is_none() && !rejected_param {
         errors.push(syn::Error::new(
             sig.paren_token.span.join(),
             "an #[agent_action] needs a run parameter, e.g. `run: &Run`: every action runs as part of a run",

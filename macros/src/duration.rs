@@ -24,6 +24,7 @@ pub fn parse(text: &str) -> Result<u64, String> {
             ));
         }
         other => {
+            let other = other.trim();
             return Err(format!(
                 "`{other}` is not a duration unit (in `{text}`): use ms, s, m, h or d, e.g. \"250ms\", \"30s\", \"2m\", \"24h\", \"7d\""
             ));

@@ -47,7 +47,27 @@ pub enum Wrapper<E> {
 #[derive(Debug, Classify)]
 pub enum Never {}
 
+mod facade {
+    pub use actguard as guard;
+}
+
+#[derive(Debug, Classify)]
+#[classify(crate = "crate::facade::guard")]
+pub enum ThroughAReexport {
+    #[classify(from)]
+    Transport(Transport),
+}
+
+#[derive(Debug, Classify)]
+#[classify(crate = "crate::facade::guard", validation)]
+pub struct Rejected;
+
 fn main() {
+    assert_eq!(
+        ThroughAReexport::Transport(Transport::Forbidden).classify(),
+        FailureKind::Security
+    );
+    assert_eq!(Rejected.classify(), FailureKind::Validation);
     let e = LedgerError::Transport(Transport::Busy(503, Duration::from_secs(2)));
     assert_eq!(e.classify(), FailureKind::Transient);
     assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
