@@ -1,39 +1,141 @@
-//! The agent: store, alert sink, clock and audit settings shared by its runs.
+//! The agent: store, alert sink, clock, resources and audit settings shared by its runs.
 
-use std::sync::Arc;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 use uuid::Uuid;
 
+use crate::alert::{AlertSink, TracingAlert};
 use crate::clock::{Clock, TokioClock};
+use crate::log::{ChainError, LogQuery, verify_chain};
+use crate::memory::MemoryStore;
+use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::run::Run;
+use crate::store::{Store, StoreError};
+
+/// How long a call waits, by default, for another worker's live claim on its key or record.
+pub const DEFAULT_CLAIM_WAIT: Duration = Duration::from_secs(30);
 
 /// An agent: holds what its runs share. Cheap to clone.
+///
+/// ```
+/// use std::time::Duration;
+/// use actguard::{Agent, MemoryStore};
+///
+/// struct Ledger;
+///
+/// let agent = Agent::builder()
+///     .store(MemoryStore::new())
+///     .claim_wait(Duration::from_secs(5))
+///     .resource(Ledger)
+///     .build();
+/// assert!(agent.resource::<Ledger>().is_some());
+/// let run = agent.start_run();
+/// assert_eq!(run.id().get_version_num(), 7);
+/// ```
 #[derive(Clone)]
 pub struct Agent {
     pub(crate) inner: Arc<AgentInner>,
 }
 
 pub(crate) struct AgentInner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) alert: Arc<dyn AlertSink>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) claim_wait: Duration,
+    pub(crate) strict: bool,
+    resources: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    pub(crate) metrics: Metrics,
+    /// Seeds each call's jitter generator; seeded by the builder for reproducible delays.
+    rng: Mutex<SmallRng>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("claim_wait", &self.inner.claim_wait)
+            .field("strict", &self.inner.strict)
+            .field("resources", &self.inner.resources.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Agent {
-    /// An agent with default settings.
+    /// An agent with default settings: an in-memory store, alerts as tracing errors, the tokio clock,
+    /// a 30 second claim wait.
     pub fn new() -> Self {
-        Agent {
-            inner: Arc::new(AgentInner {
-                clock: Arc::new(TokioClock::new()),
-            }),
+        Agent::builder().build()
+    }
+
+    /// Configures an agent.
+    pub fn builder() -> AgentBuilder {
+        AgentBuilder::default()
+    }
+
+    /// Starts a run (its id is a UUIDv7, sortable by start time).
+    pub fn start_run(&self) -> Run {
+        self.run_with_id(Uuid::now_v7())
+    }
+
+    /// A handle on an existing run (for instance one started by another process sharing the store).
+    pub fn run_with_id(&self, id: Uuid) -> Run {
+        Run {
+            agent: self.clone(),
+            id,
+            attempt: None,
         }
     }
 
-    /// Starts a run (its id is a UUIDv7).
-    pub fn start_run(&self) -> Run {
-        Run {
-            agent: self.clone(),
-            id: Uuid::now_v7(),
-            attempt: None,
-        }
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// How long a call waits for another worker's live claim on its key or record before answering
+    /// [`ActionError::InProgress`](crate::ActionError::InProgress).
+    pub fn claim_wait(&self) -> Duration {
+        self.inner.claim_wait
+    }
+
+    /// Whether the startup audit is strict (rejects answers left to defaults).
+    pub fn is_strict(&self) -> bool {
+        self.inner.strict
+    }
+
+    /// A resource given to the builder with [`AgentBuilder::resource`], by type.
+    pub fn resource<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.inner
+            .resources
+            .get(&TypeId::of::<T>())
+            .and_then(|r| r.downcast_ref::<T>())
+    }
+
+    /// Counters per action and outcome since the agent was built.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Verifies the whole action log of the store: see [`verify`].
+    pub async fn verify(&self) -> Result<u64, VerifyError> {
+        verify(self.inner.store.as_ref()).await
+    }
+
+    pub(crate) fn alert_sink(&self) -> &dyn AlertSink {
+        self.inner.alert.as_ref()
+    }
+
+    pub(crate) fn call_rng(&self) -> SmallRng {
+        let mut rng = self.inner.rng.lock().unwrap_or_else(|e| e.into_inner());
+        SmallRng::from_rng(&mut *rng)
     }
 }
 
@@ -41,4 +143,125 @@ impl Default for Agent {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Builds an [`Agent`]; every setting has a default.
+#[derive(Default)]
+pub struct AgentBuilder {
+    store: Option<Arc<dyn Store>>,
+    alert: Option<Arc<dyn AlertSink>>,
+    clock: Option<Arc<dyn Clock>>,
+    claim_wait: Option<Duration>,
+    strict: bool,
+    resources: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    seed: Option<u64>,
+}
+
+impl AgentBuilder {
+    /// Where claims, the log, the queues and run state are kept (default: a fresh [`MemoryStore`]).
+    pub fn store(self, store: impl Store) -> Self {
+        self.shared_store(Arc::new(store))
+    }
+
+    /// A store shared with other agents or code.
+    pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Who is told when a run halts (default: [`TracingAlert`]).
+    pub fn alert_sink(mut self, sink: impl AlertSink) -> Self {
+        self.alert = Some(Arc::new(sink));
+        self
+    }
+
+    /// The clock giving the stores their `now` (default: [`TokioClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// How long a call waits for another worker's live claim on its key or record (default 30s; never
+    /// longer than that claim's lease). `Duration::ZERO` answers `InProgress` at once.
+    pub fn claim_wait(mut self, wait: Duration) -> Self {
+        self.claim_wait = Some(wait);
+        self
+    }
+
+    /// Strict audit: also reject answers left to defaults (default: off).
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// A value `#[dep]` parameters can be taken from, by type (clients, handles); one per type, the last
+    /// given wins.
+    pub fn resource<T: Any + Send + Sync>(mut self, value: T) -> Self {
+        self.resources.insert(TypeId::of::<T>(), Arc::new(value));
+        self
+    }
+
+    /// Seeds the jitter of backoff delays, so a test gets the same delays on every run.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The agent.
+    pub fn build(self) -> Agent {
+        let rng = match self.seed {
+            Some(seed) => SmallRng::seed_from_u64(seed),
+            None => SmallRng::from_rng(&mut rand::rng()),
+        };
+        Agent {
+            inner: Arc::new(AgentInner {
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                alert: self.alert.unwrap_or_else(|| Arc::new(TracingAlert)),
+                clock: self.clock.unwrap_or_else(|| Arc::new(TokioClock::new())),
+                claim_wait: self.claim_wait.unwrap_or(DEFAULT_CLAIM_WAIT),
+                strict: self.strict,
+                resources: self.resources,
+                metrics: Metrics::default(),
+                rng: Mutex::new(rng),
+            }),
+        }
+    }
+}
+
+/// Why [`verify`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The log could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The chain is broken at an entry.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+/// Entries read per page by [`verify`].
+const VERIFY_PAGE: usize = 1000;
+
+/// Reads the whole action log of `store`, page by page, and verifies its hash chain: returns the number
+/// of entries checked, or the first entry that was edited, deleted, inserted or moved.
+pub async fn verify(store: &dyn Store) -> Result<u64, VerifyError> {
+    let mut entries = Vec::new();
+    let mut after_seq = None;
+    loop {
+        let page = store
+            .log(&LogQuery {
+                after_seq,
+                limit: Some(VERIFY_PAGE),
+                ..LogQuery::default()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after_seq = Some(last.seq);
+        let full = page.len() == VERIFY_PAGE;
+        entries.extend(page);
+        if !full {
+            break;
+        }
+    }
+    Ok(verify_chain(&entries)?)
 }

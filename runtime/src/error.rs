@@ -47,6 +47,14 @@ pub enum ActionError<E> {
     /// A security failure: the whole run is halted and the alert sink told.
     #[error("security failure: run {run_id} halted: {error}")]
     SecurityHalt { run_id: Uuid, error: E },
+    /// A `read` action failed for good (its retries ran out, or its failure kind is not retried). Reads
+    /// hold no claim and are not queued: there is nothing to replay.
+    #[error("{kind} failure of a read after {attempts} attempts: {error}")]
+    Failed {
+        kind: FailureKind,
+        attempts: u32,
+        error: E,
+    },
     /// The key failed terminally in an earlier call: its queue entry decides what happens next.
     #[error("key `{key}` failed before and waits in the {} queue `{}` (entry {}): resolve or replay it there", .queue.kind.as_str(), .queue.name, .queue.id)]
     PreviouslyFailed { key: String, queue: QueueRef },
@@ -75,7 +83,8 @@ impl<E> ActionError<E> {
         match self {
             ActionError::Routed { error, .. }
             | ActionError::DeadLettered { error, .. }
-            | ActionError::SecurityHalt { error, .. } => Some(error),
+            | ActionError::SecurityHalt { error, .. }
+            | ActionError::Failed { error, .. } => Some(error),
             _ => None,
         }
     }

@@ -4,22 +4,50 @@
 //! run the body once with [`Call::run`] (the run handle carrying the attempt), and hand its result to
 //! [`Call::settle`], which either finishes the call or sleeps and asks for another attempt. Attempts are
 //! therefore strictly sequential, and the body is the user's own code, borrowed, never moved.
+//!
+//! Order of one call (DESIGN.md, "The guarded call"): one atomic `begin` in the store (refused if the
+//! run is halted; replay of a completed key; `KeyReused`; a terminally failed key's queue entry; a
+//! bounded wait for a live claim; the loop filter; else the claim with its fencing token), then the
+//! attempts, then `complete` or `fail`. The store is never bypassed: if it errors, the body does not run.
 
 use std::fmt::Display;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Mutex;
+use std::time::Duration;
 
+use rand::rngs::SmallRng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use tracing::Instrument;
+use uuid::Uuid;
 
+use crate::agent::Agent;
+use crate::alert::HaltAlert;
+use crate::backoff::Backoff;
 use crate::classify::Classify;
 use crate::error::ActionError;
 use crate::key::{Payload, RenderedKey};
-use crate::policy::ActionSpec;
+use crate::log::{NewLogEntry, Outcome};
+use crate::policy::{ActionSpec, FailureKind, Route};
 use crate::run::{Attempt, Run};
+use crate::store::{
+    Begin, BeginRequest, Completion, Failure, Millis, NewQueueEntry, QueueKind, QueueRef, RunState,
+    StoreError,
+};
+
+/// The first pause while waiting for another worker's claim; it doubles up to [`MAX_CLAIM_POLL`].
+const FIRST_CLAIM_POLL: Duration = Duration::from_millis(10);
+/// The longest pause between two looks at another worker's claim.
+const MAX_CLAIM_POLL: Duration = Duration::from_millis(500);
+/// The queue name of exhausted retries.
+pub const DEAD_LETTER_QUEUE: &str = "dead-letter";
 
 /// What [`Call::begin`] decided.
+// Built once per call and destructured at once by the expansion: boxing the call would only add an
+// allocation to every guarded call.
+#[allow(clippy::large_enum_variant)]
 pub enum Begun<T, E> {
     /// Act: run the body.
     Act(Call<T, E>),
@@ -29,8 +57,28 @@ pub enum Begun<T, E> {
 
 /// One guarded call in progress.
 pub struct Call<T, E> {
+    /// The run handle the body sees; carries the current attempt.
     run: Run,
+    spec: &'static ActionSpec,
+    /// `None` for `read` actions: no claim, no dedup, no log.
+    claim: Option<Claimed>,
+    key_text: String,
+    key_digest: String,
+    record: String,
+    /// The current attempt's number (counting attempts of a dead worker whose claim was taken over).
+    number: u32,
+    started: Instant,
+    attempt_started: Instant,
+    first_failure_ms: Option<Millis>,
+    backoff: Backoff<SmallRng>,
+    span: tracing::Span,
     _result: PhantomData<fn() -> (T, E)>,
+}
+
+struct Claimed {
+    claim_id: Uuid,
+    fencing_token: u64,
+    payload: serde_json::Value,
 }
 
 impl<T, E> Call<T, E>
@@ -38,7 +86,8 @@ where
     T: Serialize + DeserializeOwned,
     E: Classify + Display,
 {
-    /// Steps 1–3 of the guarded call.
+    /// Steps 1–3 of the guarded call. `key` is `None` for `read` actions (no claim, no dedup, no log);
+    /// `record` defaults to the key.
     pub async fn begin(
         run: &Run,
         spec: &'static ActionSpec,
@@ -46,33 +95,28 @@ where
         record: Option<RenderedKey>,
         payload: Result<Payload, serde_json::Error>,
     ) -> Begun<T, E> {
-        if let Err(e) = payload {
-            return Begun::Done(Err(ActionError::Serialization {
-                action: spec.name.to_owned(),
-                message: e.to_string(),
-            }));
-        }
-        let key = key.unwrap_or_else(|| RenderedKey {
-            text: String::new(),
-            digest: String::new(),
-        });
-        let record = record.map(|r| r.text).unwrap_or_default();
-        let attempt = Attempt {
-            action: spec.name,
-            key: key.text,
-            key_digest: key.digest,
+        let read = key.is_none();
+        let (key_text, key_digest) = key.map(|k| (k.text, k.digest)).unwrap_or_default();
+        let record = record.map(|r| r.text).unwrap_or_else(|| key_text.clone());
+        let span = tracing::info_span!(
+            "agent_action",
+            action = spec.name,
+            record = %record,
+            key = %key_text,
+            run_id = %run.id(),
+            attempt = tracing::field::Empty,
+        );
+        let agent = run.agent().clone();
+        let begin = Beginning {
+            agent: &agent,
+            run,
+            spec,
+            read,
+            key_text,
+            key_digest,
             record,
-            number: 1,
-            retry: false,
-            run_id: run.id(),
-            fencing_token: None,
-            before: Mutex::new(None),
-            after: Mutex::new(None),
         };
-        Begun::Act(Call {
-            run: run.with_attempt(attempt),
-            _result: PhantomData,
-        })
+        begin.run(payload, span.clone()).instrument(span).await
     }
 
     /// The run handle the body sees: it carries the current attempt.
@@ -80,12 +124,645 @@ where
         &self.run
     }
 
-    /// Step 4–5: takes the body's result; `Some` ends the call, `None` asks for another attempt.
+    /// Steps 4–5: takes the body's result; `Some` ends the call, `None` asks for another attempt (after
+    /// the backoff delay, already slept).
     pub async fn settle(&mut self, outcome: Result<T, E>) -> Option<Result<T, ActionError<E>>> {
-        Some(outcome.map_err(|e| ActionError::Serialization {
-            action: self.run.attempt().action().to_owned(),
-            message: format!("{} failure: {e}", e.classify()),
-        }))
+        let span = self.span.clone();
+        async move {
+            match outcome {
+                Ok(value) => Some(self.succeed(value).await),
+                Err(error) => self.failed(error).await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn agent(&self) -> &Agent {
+        self.run.agent()
+    }
+
+    fn attempt(&self) -> &Attempt {
+        self.run.attempt()
+    }
+
+    fn count(&self, outcome: &'static str) {
+        self.agent().inner.metrics.count(self.spec.name, outcome);
+    }
+
+    fn now_ms(&self) -> Millis {
+        self.agent().inner.clock.now_ms()
+    }
+
+    fn entry(&self, outcome: Outcome, now_ms: Millis) -> NewLogEntry {
+        NewLogEntry {
+            at_ms: now_ms,
+            run_id: self.run.id(),
+            action: self.spec.name.to_owned(),
+            record: self.record.clone(),
+            key_text: self.key_text.clone(),
+            key_digest: self.key_digest.clone(),
+            attempt: self.number,
+            retry: self.attempt().is_retry(),
+            outcome,
+            failure_kind: None,
+            route: None,
+            message: None,
+            queue_entry: None,
+            before: self.attempt().take_before(),
+            after: None,
+            fencing_token: self.claim.as_ref().map(|c| c.fencing_token),
+            duration_ms: self.attempt_started.elapsed().as_millis() as u64,
+        }
+    }
+
+    async fn succeed(&mut self, value: T) -> Result<T, ActionError<E>> {
+        let Some(claim) = &self.claim else {
+            self.count("succeeded");
+            return Ok(value);
+        };
+        let result = match serde_json::to_value(&value) {
+            Ok(r) => r,
+            Err(e) => {
+                // The claim is left to expire: without a stored result the key must not look completed.
+                self.count("serialization_error");
+                return Err(ActionError::Serialization {
+                    action: self.spec.name.to_owned(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let now_ms = self.now_ms();
+        let mut entry = self.entry(Outcome::Succeeded, now_ms);
+        entry.after = Some(
+            self.attempt()
+                .take_after()
+                .unwrap_or_else(|| result.clone()),
+        );
+        let completion = Completion {
+            key_digest: self.key_digest.clone(),
+            claim_id: claim.claim_id,
+            action: self.spec.name.to_owned(),
+            record: self.record.clone(),
+            result,
+            entry,
+            now_ms,
+        };
+        match self.agent().inner.store.complete(&completion).await {
+            Ok(_) => {
+                tracing::debug!(attempts = self.number, "succeeded");
+                self.count("succeeded");
+                Ok(value)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the result could not be recorded");
+                self.count("store_error");
+                Err(ActionError::Store(e))
+            }
+        }
+    }
+
+    async fn failed(&mut self, error: E) -> Option<Result<T, ActionError<E>>> {
+        let kind = error.classify();
+        let now_ms = self.now_ms();
+        self.first_failure_ms.get_or_insert(now_ms);
+        let policy = &self.spec.policy;
+        let mut route = policy.route_for(kind);
+        if route == Route::Retry {
+            let mut delay = self.backoff.next().unwrap_or(policy.backoff_cap);
+            if let Some(asked) = error.retry_after() {
+                delay = asked.min(policy.backoff_cap);
+            }
+            let attempts_left = self.number < policy.retries.saturating_add(1);
+            let in_budget = self.started.elapsed() + delay <= policy.max_elapsed;
+            if attempts_left && in_budget {
+                if self.claim.is_some() {
+                    let mut entry = self.entry(Outcome::Retrying, now_ms);
+                    entry.failure_kind = Some(kind);
+                    entry.route = Some(Route::Retry);
+                    entry.message = Some(error.to_string());
+                    if let Err(e) = self.agent().inner.store.append_log(&entry).await {
+                        self.count("store_error");
+                        return Some(Err(ActionError::Store(e)));
+                    }
+                }
+                tracing::warn!(
+                    kind = kind.as_str(),
+                    delay_ms = delay.as_millis() as u64,
+                    error = %error,
+                    "attempt {} failed; retrying",
+                    self.number
+                );
+                self.count("retrying");
+                tokio::time::sleep(delay).await;
+                // Another action of the run may have halted it meanwhile: a halted run acts no more.
+                if let Some(refused) = self.refuse_if_halted().await {
+                    return Some(Err(refused));
+                }
+                self.next_attempt();
+                return None;
+            }
+            route = Route::DeadLetter;
+        }
+        Some(Err(self.terminal(error, kind, route, now_ms).await))
+    }
+
+    /// Before a retry: `Some` if the run was halted during the backoff (the claim is released), or the
+    /// store cannot tell (fail closed).
+    async fn refuse_if_halted(&mut self) -> Option<ActionError<E>> {
+        let store = self.agent().inner.store.clone();
+        match store.run_state(self.run.id()).await {
+            Ok(RunState::Active) => None,
+            Err(e) => {
+                self.count("store_error");
+                Some(ActionError::Store(e))
+            }
+            Ok(RunState::Halted { reason, .. }) => {
+                tracing::info!("refused: the run was halted before the retry");
+                self.count("refused");
+                if let Some(claim) = &self.claim {
+                    let now_ms = self.now_ms();
+                    let mut entry = self.entry(Outcome::Halted, now_ms);
+                    // Not an attempt: the one before it is already logged as `Retrying`.
+                    entry.attempt = 0;
+                    entry.retry = false;
+                    entry.message = Some(format!("not retried: the run was halted ({reason})"));
+                    let release = Failure {
+                        key_digest: self.key_digest.clone(),
+                        claim_id: claim.claim_id,
+                        queue_entry: None,
+                        entry,
+                        now_ms,
+                    };
+                    if let Err(e) = store.fail(&release).await {
+                        tracing::error!(error = %e, "the claim could not be released");
+                    }
+                }
+                Some(ActionError::Halted {
+                    run_id: self.run.id(),
+                })
+            }
+        }
+    }
+
+    fn next_attempt(&mut self) {
+        self.number += 1;
+        let attempt = Attempt {
+            action: self.spec.name,
+            key: self.key_text.clone(),
+            key_digest: self.key_digest.clone(),
+            record: self.record.clone(),
+            number: self.number,
+            retry: true,
+            run_id: self.run.id(),
+            fencing_token: self.claim.as_ref().map(|c| c.fencing_token),
+            before: Mutex::new(None),
+            after: Mutex::new(None),
+        };
+        self.run = self.run.with_attempt(attempt);
+        self.attempt_started = Instant::now();
+        self.span.record("attempt", self.number);
+    }
+
+    async fn terminal(
+        &mut self,
+        error: E,
+        kind: FailureKind,
+        route: Route,
+        now_ms: Millis,
+    ) -> ActionError<E> {
+        let message = error.to_string();
+        let attempts = self.number;
+        if route == Route::Halt {
+            return self.halt(error, kind, message, now_ms).await;
+        }
+        let Some(claim) = &self.claim else {
+            tracing::error!(kind = kind.as_str(), error = %message, attempts, "read failed");
+            self.count("failed");
+            return ActionError::Failed {
+                kind,
+                attempts,
+                error,
+            };
+        };
+        let policy = &self.spec.policy;
+        let (queue_kind, name, outcome) = match route {
+            Route::RouteOwner => (
+                QueueKind::Owner,
+                policy.owner.unwrap_or("owner"),
+                Outcome::Routed,
+            ),
+            Route::Escalate => (
+                QueueKind::Expert,
+                policy.expert.unwrap_or("expert"),
+                Outcome::Routed,
+            ),
+            _ => (
+                QueueKind::DeadLetter,
+                DEAD_LETTER_QUEUE,
+                Outcome::DeadLettered,
+            ),
+        };
+        let route = match queue_kind {
+            QueueKind::DeadLetter => Route::DeadLetter,
+            _ => route,
+        };
+        let mut entry = self.entry(outcome, now_ms);
+        entry.failure_kind = Some(kind);
+        entry.route = Some(route);
+        entry.message = Some(message.clone());
+        let failure = Failure {
+            key_digest: self.key_digest.clone(),
+            claim_id: claim.claim_id,
+            queue_entry: Some(NewQueueEntry {
+                kind: queue_kind,
+                name: name.to_owned(),
+                run_id: self.run.id(),
+                action: self.spec.name.to_owned(),
+                key_text: self.key_text.clone(),
+                key_digest: self.key_digest.clone(),
+                record: self.record.clone(),
+                payload: claim.payload.clone(),
+                failure_kind: kind,
+                message: message.clone(),
+                attempts,
+                first_failure_ms: self.first_failure_ms.unwrap_or(now_ms),
+                last_failure_ms: now_ms,
+            }),
+            entry,
+            now_ms,
+        };
+        let logged = match self.agent().inner.store.fail(&failure).await {
+            Ok(logged) => logged,
+            Err(e) => {
+                tracing::error!(error = %e, "the failure could not be recorded");
+                self.count("store_error");
+                return ActionError::Store(e);
+            }
+        };
+        let Some(id) = logged.entry.queue_entry else {
+            self.count("store_error");
+            return ActionError::Store(StoreError::Backend(
+                "the store did not name the queue entry it created".into(),
+            ));
+        };
+        let queue = QueueRef {
+            id,
+            kind: queue_kind,
+            name: name.to_owned(),
+        };
+        if queue_kind == QueueKind::DeadLetter {
+            tracing::error!(kind = kind.as_str(), attempts, queue_entry = id, error = %message, "dead-lettered");
+            self.count("dead_lettered");
+            ActionError::DeadLettered {
+                attempts,
+                queue,
+                error,
+            }
+        } else {
+            tracing::warn!(
+                kind = kind.as_str(),
+                queue = queue_kind.as_str(),
+                queue_name = name,
+                queue_entry = id,
+                error = %message,
+                "routed"
+            );
+            self.count("routed");
+            ActionError::Routed { kind, queue, error }
+        }
+    }
+
+    async fn halt(
+        &mut self,
+        error: E,
+        kind: FailureKind,
+        message: String,
+        now_ms: Millis,
+    ) -> ActionError<E> {
+        let run_id = self.run.id();
+        let reason = format!("{kind} failure in `{}`: {message}", self.spec.name);
+        let store = self.agent().inner.store.clone();
+        match store.halt_run(run_id, &reason, now_ms).await {
+            Ok(true) => {
+                tracing::error!(kind = kind.as_str(), error = %message, "run halted");
+                self.agent().alert_sink().alert(&HaltAlert {
+                    run_id,
+                    reason,
+                    action: Some(self.spec.name.to_owned()),
+                    record: Some(self.record.clone()),
+                    key: Some(self.key_text.clone()),
+                    failure_kind: Some(kind),
+                    at_ms: now_ms,
+                });
+            }
+            Ok(false) => {
+                tracing::error!(kind = kind.as_str(), error = %message, "run already halted");
+            }
+            Err(e) => {
+                // Not halted durably: report the store error, so the caller does not believe the run is
+                // safely stopped. The claim stays until its lease expires.
+                tracing::error!(error = %e, "the run could not be halted");
+                self.count("store_error");
+                return ActionError::Store(e);
+            }
+        }
+        self.count("halted");
+        if let Some(claim) = &self.claim {
+            let mut entry = self.entry(Outcome::Halted, now_ms);
+            entry.failure_kind = Some(kind);
+            entry.route = Some(Route::Halt);
+            entry.message = Some(message);
+            let failure = Failure {
+                key_digest: self.key_digest.clone(),
+                claim_id: claim.claim_id,
+                queue_entry: None,
+                entry,
+                now_ms,
+            };
+            // The run is halted durably already; a failure to release the claim only delays the key
+            // until its lease expires, so the caller still learns that the run halted.
+            if let Err(e) = store.fail(&failure).await {
+                tracing::error!(error = %e, "the halted call's claim could not be released");
+            }
+        }
+        ActionError::SecurityHalt { run_id, error }
+    }
+}
+
+/// The inputs of `begin`, borrowed for its duration.
+struct Beginning<'a> {
+    agent: &'a Agent,
+    run: &'a Run,
+    spec: &'static ActionSpec,
+    read: bool,
+    key_text: String,
+    key_digest: String,
+    record: String,
+}
+
+impl Beginning<'_> {
+    fn count(&self, outcome: &'static str) {
+        self.agent.inner.metrics.count(self.spec.name, outcome);
+    }
+
+    fn done<T, E>(&self, outcome: &'static str, error: ActionError<E>) -> Begun<T, E> {
+        self.count(outcome);
+        Begun::Done(Err(error))
+    }
+
+    fn halted<T, E>(&self) -> Begun<T, E> {
+        tracing::info!("refused: the run is halted");
+        self.done(
+            "refused",
+            ActionError::Halted {
+                run_id: self.run.id(),
+            },
+        )
+    }
+
+    fn store_error<T, E>(&self, e: StoreError) -> Begun<T, E> {
+        tracing::error!(error = %e, "store unavailable: the action does not run");
+        self.done("store_error", ActionError::Store(e))
+    }
+
+    fn log_entry(&self, outcome: Outcome, now_ms: Millis) -> NewLogEntry {
+        NewLogEntry {
+            at_ms: now_ms,
+            run_id: self.run.id(),
+            action: self.spec.name.to_owned(),
+            record: self.record.clone(),
+            key_text: self.key_text.clone(),
+            key_digest: self.key_digest.clone(),
+            attempt: 0,
+            retry: false,
+            outcome,
+            failure_kind: None,
+            route: None,
+            message: None,
+            queue_entry: None,
+            before: None,
+            after: None,
+            fencing_token: None,
+            duration_ms: 0,
+        }
+    }
+
+    async fn run<T, E>(
+        self,
+        payload: Result<Payload, serde_json::Error>,
+        span: tracing::Span,
+    ) -> Begun<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: Classify + Display,
+    {
+        let payload = match payload {
+            Ok(p) => p,
+            Err(e) => {
+                return self.done(
+                    "serialization_error",
+                    ActionError::Serialization {
+                        action: self.spec.name.to_owned(),
+                        message: e.to_string(),
+                    },
+                );
+            }
+        };
+        let store = &self.agent.inner.store;
+        let clock = &self.agent.inner.clock;
+        let policy = &self.spec.policy;
+
+        if self.read {
+            return match store.run_state(self.run.id()).await {
+                Err(e) => self.store_error(e),
+                Ok(RunState::Halted { .. }) => self.halted(),
+                Ok(RunState::Active) => self.act(None, 1, false, span),
+            };
+        }
+
+        let mut request = BeginRequest {
+            run_id: self.run.id(),
+            action: self.spec.name.to_owned(),
+            key_text: self.key_text.clone(),
+            key_digest: self.key_digest.clone(),
+            record: self.record.clone(),
+            fingerprint: payload.fingerprint,
+            payload: payload.value,
+            claim_id: Uuid::now_v7(),
+            now_ms: clock.now_ms(),
+            lease_ms: policy.lease.as_millis() as Millis,
+            dedup_ms: policy.dedup.map(|d| d.as_millis() as Millis),
+        };
+        let wait_until = Instant::now() + self.agent.inner.claim_wait;
+        let mut poll = FIRST_CLAIM_POLL;
+        loop {
+            let answer = match store.begin(&request).await {
+                Ok(a) => a,
+                Err(e) => return self.store_error(e),
+            };
+            let lease_until_ms = match answer {
+                Begin::Halted => return self.halted(),
+                Begin::Completed { result, .. } => {
+                    return self.replay(result, request.now_ms).await;
+                }
+                Begin::KeyReused { .. } => {
+                    tracing::warn!("key reused with a different payload");
+                    return self.done(
+                        "key_reused",
+                        ActionError::KeyReused {
+                            key: self.key_text.clone(),
+                        },
+                    );
+                }
+                Begin::Failed { entry } => {
+                    tracing::info!(queue_entry = entry.id, "the key failed before");
+                    return self.done(
+                        "previously_failed",
+                        ActionError::PreviouslyFailed {
+                            key: self.key_text.clone(),
+                            queue: entry,
+                        },
+                    );
+                }
+                Begin::Skipped {
+                    previous_key,
+                    acted_at_ms,
+                } => return self.skip(previous_key, acted_at_ms, request.now_ms).await,
+                Begin::Claimed(claim) => {
+                    let claimed = Claimed {
+                        claim_id: request.claim_id,
+                        fencing_token: claim.fencing_token,
+                        payload: request.payload,
+                    };
+                    let number = claim.previous_attempts + 1;
+                    if claim.takeover {
+                        tracing::warn!(
+                            previous_attempts = claim.previous_attempts,
+                            "took over the expired claim of another worker"
+                        );
+                    }
+                    return self.act(Some(claimed), number, claim.takeover || number > 1, span);
+                }
+                Begin::InProgress { lease_until_ms } => lease_until_ms,
+                Begin::RecordBusy { lease_until_ms, .. } => lease_until_ms,
+            };
+            // Another worker holds the key or the record: look again shortly, never past the wait
+            // allowed, and at the latest when that lease expires (a takeover is possible then).
+            let now = Instant::now();
+            if now >= wait_until {
+                tracing::info!(lease_until_ms, "in progress in another worker");
+                return self.done(
+                    "in_progress",
+                    ActionError::InProgress {
+                        key: self.key_text.clone(),
+                        lease_until_ms,
+                    },
+                );
+            }
+            let to_expiry =
+                Duration::from_millis(lease_until_ms.saturating_sub(request.now_ms).max(1) as u64);
+            let pause = poll.min(wait_until - now).min(to_expiry);
+            tokio::time::sleep(pause).await;
+            poll = (poll * 2).min(MAX_CLAIM_POLL);
+            request.now_ms = clock.now_ms();
+        }
+    }
+
+    fn act<T, E>(
+        &self,
+        claim: Option<Claimed>,
+        number: u32,
+        retry: bool,
+        span: tracing::Span,
+    ) -> Begun<T, E> {
+        span.record("attempt", number);
+        let attempt = Attempt {
+            action: self.spec.name,
+            key: self.key_text.clone(),
+            key_digest: self.key_digest.clone(),
+            record: self.record.clone(),
+            number,
+            retry,
+            run_id: self.run.id(),
+            fencing_token: claim.as_ref().map(|c| c.fencing_token),
+            before: Mutex::new(None),
+            after: Mutex::new(None),
+        };
+        let policy = &self.spec.policy;
+        let backoff = Backoff::with_rng(
+            policy.backoff_base,
+            policy.backoff_cap,
+            policy.jitter,
+            self.agent.call_rng(),
+        );
+        let now = Instant::now();
+        Begun::Act(Call {
+            run: self.run.with_attempt(attempt),
+            spec: self.spec,
+            claim,
+            key_text: self.key_text.clone(),
+            key_digest: self.key_digest.clone(),
+            record: self.record.clone(),
+            number,
+            started: now,
+            attempt_started: now,
+            first_failure_ms: None,
+            backoff,
+            span,
+            _result: PhantomData,
+        })
+    }
+
+    async fn replay<T, E>(&self, result: serde_json::Value, now_ms: Millis) -> Begun<T, E>
+    where
+        T: DeserializeOwned,
+    {
+        let value = match T::deserialize(&result) {
+            Ok(v) => v,
+            Err(e) => {
+                return self.done(
+                    "serialization_error",
+                    ActionError::Serialization {
+                        action: self.spec.name.to_owned(),
+                        message: format!("the stored result no longer deserializes: {e}"),
+                    },
+                );
+            }
+        };
+        let mut entry = self.log_entry(Outcome::Replayed, now_ms);
+        entry.after = Some(result);
+        if let Err(e) = self.agent.inner.store.append_log(&entry).await {
+            return self.store_error(e);
+        }
+        tracing::info!("replayed the stored result of a completed key");
+        self.count("replayed");
+        Begun::Done(Ok(value))
+    }
+
+    async fn skip<T, E>(
+        &self,
+        previous_key: String,
+        acted_at_ms: Millis,
+        now_ms: Millis,
+    ) -> Begun<T, E> {
+        let mut entry = self.log_entry(Outcome::Skipped, now_ms);
+        entry.message = Some(format!(
+            "acted under key `{previous_key}` at {acted_at_ms} (Unix ms), within the dedup window"
+        ));
+        if let Err(e) = self.agent.inner.store.append_log(&entry).await {
+            return self.store_error(e);
+        }
+        tracing::info!(previous_key = %previous_key, acted_at_ms, "skipped by the loop filter");
+        self.done(
+            "skipped",
+            ActionError::Skipped {
+                action: self.spec.name.to_owned(),
+                record: self.record.clone(),
+                previous_key,
+                acted_at_ms,
+            },
+        )
     }
 }
 

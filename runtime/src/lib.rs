@@ -6,7 +6,9 @@
 //! routing, and a tamper-evident action log.
 
 mod agent;
+mod alert;
 pub mod audit;
+mod backoff;
 mod bounds;
 mod classify;
 mod clock;
@@ -15,10 +17,15 @@ mod guard;
 mod key;
 pub mod log;
 pub mod manifest;
+mod memory;
+mod metrics;
 mod policy;
+mod redacted;
 mod registry;
 mod run;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// Derives [`Classify`](trait@Classify) for an error enum (each variant carries `#[classify(...)]`) or
 /// struct (`#[classify(...)]` on the struct): see the trait's documentation.
@@ -26,19 +33,26 @@ pub use actguard_macros::Classify;
 #[doc = include_str!("../docs/agent_action.md")]
 pub use actguard_macros::agent_action;
 pub use agent::Agent;
+pub use agent::{Agent, AgentBuilder, DEFAULT_CLAIM_WAIT, VerifyError, verify};
+pub use alert::{AlertSink, CommandAlert, HaltAlert, TracingAlert};
 pub use audit::{
     AuditError, AuditReport, AuditSettings, Finding, Rule, Severity, audit, audit_registry,
 };
+pub use backoff::Backoff;
 pub use classify::Classify;
 pub use clock::{Clock, TokioClock};
 pub use error::ActionError;
+pub use guard::DEAD_LETTER_QUEUE;
 pub use key::{KeyPart, Payload, RenderedKey, fingerprint};
 pub use log::{ChainError, LogEntry, LogQuery, Outcome, verify_chain};
 pub use manifest::{Change, Manifest, ManifestDiff, ManifestError, McpAnnotations, McpTool};
+pub use memory::MemoryStore;
+pub use metrics::MetricsSnapshot;
 pub use policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
+pub use redacted::Redacted;
 pub use registry::registry;
 pub use run::{Attempt, Run};
-pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, Store, StoreError};
+pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, RunState, Store, StoreError};
 
 /// What the expansion of `#[agent_action]` and `#[derive(Classify)]` names. Not public API: it may
 /// change in any release.

@@ -6,6 +6,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::agent::Agent;
+use crate::alert::HaltAlert;
+use crate::store::{RunState, StoreError};
 
 /// One run of an agent: the first argument of every guarded action (`disburse(&run, &instr).await`).
 ///
@@ -36,6 +38,42 @@ impl Run {
     /// The agent this run belongs to.
     pub fn agent(&self) -> &Agent {
         &self.agent
+    }
+
+    /// Halts the run durably: every later action of it, in every process sharing the store, refuses
+    /// with [`ActionError::Halted`](crate::ActionError::Halted). The alert sink is told if this call
+    /// halted it; returns `false` (and tells no one) if it was halted already.
+    pub async fn halt(&self, reason: &str) -> Result<bool, StoreError> {
+        let now_ms = self.agent.inner.clock.now_ms();
+        let halted = self
+            .agent
+            .inner
+            .store
+            .halt_run(self.id, reason, now_ms)
+            .await?;
+        if halted {
+            tracing::error!(run_id = %self.id, reason, "run halted");
+            self.agent.alert_sink().alert(&HaltAlert {
+                run_id: self.id,
+                reason: reason.to_owned(),
+                action: None,
+                record: None,
+                key: None,
+                failure_kind: None,
+                at_ms: now_ms,
+            });
+        }
+        Ok(halted)
+    }
+
+    /// Whether the run is halted, as the store says (so a halt by another process is seen).
+    pub async fn is_halted(&self) -> Result<bool, StoreError> {
+        Ok(matches!(self.state().await?, RunState::Halted { .. }))
+    }
+
+    /// The run's state in the store, with the halt's reason and time.
+    pub async fn state(&self) -> Result<RunState, StoreError> {
+        self.agent.inner.store.run_state(self.id).await
     }
 
     /// The current attempt of the guarded call whose body is running.

@@ -1,0 +1,662 @@
+//! [`MemoryStore`]: the [`Store`] for tests and examples. Same semantics as every other store, no
+//! durability: everything is lost with the process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::store::{
+    Begin, BeginRequest, Claim, Completion, Failure, Millis, QueueEntry, QueueQuery, QueueRef,
+    QueueStatus, RunState, Store, StoreError,
+};
+
+/// A store in memory. Cheap to clone: clones share the same state, so a test can keep one handle and
+/// give another to the [`Agent`](crate::Agent).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use actguard::{Agent, MemoryStore};
+///
+/// let store = MemoryStore::new();
+/// let agent = Agent::builder().store(store.clone()).build();
+/// let run = agent.start_run();
+/// assert!(!run.is_halted().await.unwrap());
+/// # });
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
+        f.debug_struct("MemoryStore")
+            .field("keys", &s.keys.len())
+            .field("log", &s.log.len())
+            .field("queue", &s.queue.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    runs: HashMap<Uuid, RunState>,
+    keys: HashMap<String, KeyState>,
+    records: HashMap<String, RecordState>,
+    /// Last completion per action, then record (nested so a lookup borrows instead of allocating).
+    acted: HashMap<String, HashMap<String, Acted>>,
+    /// Highest attempt number logged per key digest.
+    attempts: HashMap<String, u32>,
+    log: Vec<LogEntry>,
+    queue: Vec<QueueEntry>,
+}
+
+struct KeyState {
+    fingerprint: String,
+    status: KeyStatus,
+}
+
+enum KeyStatus {
+    Claimed {
+        claim_id: Uuid,
+        lease_until_ms: Millis,
+    },
+    Completed {
+        result: serde_json::Value,
+        at_ms: Millis,
+    },
+    Failed {
+        entry: QueueRef,
+    },
+    /// Released without a result (the run halted): may be claimed again.
+    Released,
+}
+
+struct Acted {
+    key_text: String,
+    key_digest: String,
+    at_ms: Millis,
+}
+
+#[derive(Default)]
+struct RecordState {
+    highest_token: u64,
+    lease: Option<RecordLease>,
+}
+
+struct RecordLease {
+    key_digest: String,
+    key_text: String,
+    claim_id: Uuid,
+    until_ms: Millis,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Gives `edit` the stored log as it is, to change in place: for tests that prove an edited,
+    /// deleted or reordered entry is detected by [`verify`](crate::verify). Nothing in actguard calls it.
+    pub fn tamper_with_log(&self, edit: impl FnOnce(&mut Vec<LogEntry>)) {
+        edit(&mut self.lock().log)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-changed: every method checks first
+        // and mutates last, so the data behind a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    fn append(&mut self, entry: NewLogEntry) -> LogEntry {
+        if entry.attempt > 0 {
+            let max = self.attempts.entry(entry.key_digest.clone()).or_default();
+            *max = (*max).max(entry.attempt);
+        }
+        let e = LogEntry::chain(self.log.last(), entry);
+        self.log.push(e.clone());
+        e
+    }
+
+    /// Checks that `claim_id` still holds `key_digest`.
+    fn check_claim(
+        &self,
+        key_digest: &str,
+        claim_id: Uuid,
+        key_text: &str,
+    ) -> Result<(), StoreError> {
+        match self.keys.get(key_digest).map(|k| &k.status) {
+            Some(KeyStatus::Claimed { claim_id: held, .. }) if *held == claim_id => Ok(()),
+            _ => Err(StoreError::ClaimLost {
+                key: key_text.to_owned(),
+            }),
+        }
+    }
+
+    fn release_record(&mut self, record: &str, claim_id: Uuid) {
+        if let Some(r) = self.records.get_mut(record)
+            && r.lease.as_ref().is_some_and(|l| l.claim_id == claim_id)
+        {
+            r.lease = None;
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn begin(&self, req: &BeginRequest) -> Result<Begin, StoreError> {
+        let mut s = self.lock();
+        let now = req.now_ms;
+
+        if let Some(RunState::Halted { .. }) = s.runs.get(&req.run_id) {
+            return Ok(Begin::Halted);
+        }
+
+        let mut takeover = false;
+        if let Some(k) = s.keys.get(&req.key_digest) {
+            if let KeyStatus::Completed { result, at_ms } = &k.status {
+                return Ok(Begin::Completed {
+                    result: result.clone(),
+                    completed_at_ms: *at_ms,
+                });
+            }
+            if k.fingerprint != req.fingerprint {
+                return Ok(Begin::KeyReused {
+                    stored_fingerprint: k.fingerprint.clone(),
+                });
+            }
+            match &k.status {
+                KeyStatus::Failed { entry } => {
+                    return Ok(Begin::Failed {
+                        entry: entry.clone(),
+                    });
+                }
+                KeyStatus::Claimed { lease_until_ms, .. } if now < *lease_until_ms => {
+                    return Ok(Begin::InProgress {
+                        lease_until_ms: *lease_until_ms,
+                    });
+                }
+                KeyStatus::Claimed { .. } => takeover = true,
+                KeyStatus::Completed { .. } | KeyStatus::Released => {}
+            }
+        }
+
+        if let Some(lease) = s.records.get(&req.record).and_then(|r| r.lease.as_ref())
+            && lease.key_digest != req.key_digest
+            && now < lease.until_ms
+        {
+            return Ok(Begin::RecordBusy {
+                holder_key: lease.key_text.clone(),
+                lease_until_ms: lease.until_ms,
+            });
+        }
+
+        if let Some(window) = req.dedup_ms
+            && let Some(acted) = s.acted.get(&req.action).and_then(|a| a.get(&req.record))
+            && acted.key_digest != req.key_digest
+            && now - acted.at_ms < window
+        {
+            return Ok(Begin::Skipped {
+                previous_key: acted.key_text.clone(),
+                acted_at_ms: acted.at_ms,
+            });
+        }
+
+        let until_ms = now.saturating_add(req.lease_ms);
+        let previous_attempts = if takeover {
+            s.attempts.get(&req.key_digest).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        let record = s.records.entry(req.record.clone()).or_default();
+        record.highest_token += 1;
+        let fencing_token = record.highest_token;
+        record.lease = Some(RecordLease {
+            key_digest: req.key_digest.clone(),
+            key_text: req.key_text.clone(),
+            claim_id: req.claim_id,
+            until_ms,
+        });
+        s.keys.insert(
+            req.key_digest.clone(),
+            KeyState {
+                fingerprint: req.fingerprint.clone(),
+                status: KeyStatus::Claimed {
+                    claim_id: req.claim_id,
+                    lease_until_ms: until_ms,
+                },
+            },
+        );
+        Ok(Begin::Claimed(Claim {
+            fencing_token,
+            takeover,
+            previous_attempts,
+        }))
+    }
+
+    async fn complete(&self, c: &Completion) -> Result<LogEntry, StoreError> {
+        let mut s = self.lock();
+        s.check_claim(&c.key_digest, c.claim_id, &c.entry.key_text)?;
+        if let Some(k) = s.keys.get_mut(&c.key_digest) {
+            k.status = KeyStatus::Completed {
+                result: c.result.clone(),
+                at_ms: c.now_ms,
+            };
+        }
+        s.acted.entry(c.action.clone()).or_default().insert(
+            c.record.clone(),
+            Acted {
+                key_text: c.entry.key_text.clone(),
+                key_digest: c.key_digest.clone(),
+                at_ms: c.now_ms,
+            },
+        );
+        s.release_record(&c.record, c.claim_id);
+        Ok(s.append(c.entry.clone()))
+    }
+
+    async fn fail(&self, f: &Failure) -> Result<LogEntry, StoreError> {
+        let mut s = self.lock();
+        s.check_claim(&f.key_digest, f.claim_id, &f.entry.key_text)?;
+        let mut entry = f.entry.clone();
+        let status = match &f.queue_entry {
+            Some(q) => {
+                let id = s.queue.len() as u64 + 1;
+                s.queue.push(QueueEntry {
+                    id,
+                    kind: q.kind,
+                    name: q.name.clone(),
+                    run_id: q.run_id,
+                    action: q.action.clone(),
+                    key_text: q.key_text.clone(),
+                    key_digest: q.key_digest.clone(),
+                    record: q.record.clone(),
+                    payload: q.payload.clone(),
+                    failure_kind: q.failure_kind,
+                    message: q.message.clone(),
+                    attempts: q.attempts,
+                    first_failure_ms: q.first_failure_ms,
+                    last_failure_ms: q.last_failure_ms,
+                    status: QueueStatus::Open,
+                    created_ms: f.now_ms,
+                });
+                entry.queue_entry = Some(id);
+                KeyStatus::Failed {
+                    entry: QueueRef {
+                        id,
+                        kind: q.kind,
+                        name: q.name.clone(),
+                    },
+                }
+            }
+            None => KeyStatus::Released,
+        };
+        if let Some(k) = s.keys.get_mut(&f.key_digest) {
+            k.status = status;
+        }
+        s.release_record(&entry.record, f.claim_id);
+        Ok(s.append(entry))
+    }
+
+    async fn append_log(&self, entry: &NewLogEntry) -> Result<LogEntry, StoreError> {
+        Ok(self.lock().append(entry.clone()))
+    }
+
+    async fn log(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+        let s = self.lock();
+        let matching = s.log.iter().filter(|e| query.matches(e)).cloned();
+        Ok(match query.limit {
+            Some(n) => matching.take(n).collect(),
+            None => matching.collect(),
+        })
+    }
+
+    async fn halt_run(
+        &self,
+        run_id: Uuid,
+        reason: &str,
+        now_ms: Millis,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        match s.runs.get(&run_id) {
+            Some(RunState::Halted { .. }) => Ok(false),
+            _ => {
+                s.runs.insert(
+                    run_id,
+                    RunState::Halted {
+                        reason: reason.to_owned(),
+                        at_ms: now_ms,
+                    },
+                );
+                Ok(true)
+            }
+        }
+    }
+
+    async fn run_state(&self, run_id: Uuid) -> Result<RunState, StoreError> {
+        Ok(self
+            .lock()
+            .runs
+            .get(&run_id)
+            .cloned()
+            .unwrap_or(RunState::Active))
+    }
+
+    async fn current_fencing_token(&self, record: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock().records.get(record).map(|r| r.highest_token))
+    }
+
+    async fn queue_entries(&self, q: &QueueQuery) -> Result<Vec<QueueEntry>, StoreError> {
+        let s = self.lock();
+        Ok(s.queue
+            .iter()
+            .filter(|e| {
+                q.kind.is_none_or(|k| e.kind == k)
+                    && q.name.as_ref().is_none_or(|n| &e.name == n)
+                    && q.action.as_ref().is_none_or(|a| &e.action == a)
+                    && q.status.is_none_or(|st| e.status == st)
+                    && q.run_id.is_none_or(|r| e.run_id == r)
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
+        Ok(self.lock().queue.iter().find(|e| e.id == id).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{Outcome, verify_chain};
+    use crate::policy::FailureKind;
+    use crate::store::{NewQueueEntry, QueueKind};
+
+    fn request(key: &str, record: &str, now_ms: Millis) -> BeginRequest {
+        BeginRequest {
+            run_id: Uuid::nil(),
+            action: "act".into(),
+            key_text: key.into(),
+            key_digest: format!("digest-{key}"),
+            record: record.into(),
+            fingerprint: "fp".into(),
+            payload: serde_json::json!({}),
+            claim_id: Uuid::now_v7(),
+            now_ms,
+            lease_ms: 1_000,
+            dedup_ms: Some(10_000),
+        }
+    }
+
+    fn entry(req: &BeginRequest, outcome: Outcome, attempt: u32) -> NewLogEntry {
+        NewLogEntry {
+            at_ms: req.now_ms,
+            run_id: req.run_id,
+            action: req.action.clone(),
+            record: req.record.clone(),
+            key_text: req.key_text.clone(),
+            key_digest: req.key_digest.clone(),
+            attempt,
+            retry: attempt > 1,
+            outcome,
+            failure_kind: None,
+            route: None,
+            message: None,
+            queue_entry: None,
+            before: None,
+            after: None,
+            fencing_token: None,
+            duration_ms: 0,
+        }
+    }
+
+    fn completion(req: &BeginRequest, now_ms: Millis) -> Completion {
+        Completion {
+            key_digest: req.key_digest.clone(),
+            claim_id: req.claim_id,
+            action: req.action.clone(),
+            record: req.record.clone(),
+            result: serde_json::json!({"ok": req.key_text}),
+            entry: entry(req, Outcome::Succeeded, 1),
+            now_ms,
+        }
+    }
+
+    fn queued(req: &BeginRequest, now_ms: Millis) -> Failure {
+        Failure {
+            key_digest: req.key_digest.clone(),
+            claim_id: req.claim_id,
+            queue_entry: Some(NewQueueEntry {
+                kind: QueueKind::Owner,
+                name: "ops".into(),
+                run_id: req.run_id,
+                action: req.action.clone(),
+                key_text: req.key_text.clone(),
+                key_digest: req.key_digest.clone(),
+                record: req.record.clone(),
+                payload: req.payload.clone(),
+                failure_kind: FailureKind::Validation,
+                message: "bad".into(),
+                attempts: 1,
+                first_failure_ms: now_ms,
+                last_failure_ms: now_ms,
+            }),
+            entry: entry(req, Outcome::Routed, 1),
+            now_ms,
+        }
+    }
+
+    fn claimed(b: Begin) -> Claim {
+        match b {
+            Begin::Claimed(c) => c,
+            other => panic!("expected a claim, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_completed_key_replays_its_result_and_claims_nothing() {
+        let s = MemoryStore::new();
+        let r = request("k", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        s.complete(&completion(&r, 5)).await.unwrap();
+        let again = request("k", "rec", 6);
+        assert_eq!(
+            s.begin(&again).await.unwrap(),
+            Begin::Completed {
+                result: serde_json::json!({"ok": "k"}),
+                completed_at_ms: 5
+            }
+        );
+        assert_eq!(s.current_fencing_token("rec").await.unwrap(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn the_halt_check_comes_before_everything() {
+        let s = MemoryStore::new();
+        let r = request("k", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        s.complete(&completion(&r, 1)).await.unwrap();
+        assert!(s.halt_run(Uuid::nil(), "x", 2).await.unwrap());
+        assert!(!s.halt_run(Uuid::nil(), "again", 3).await.unwrap());
+        assert_eq!(
+            s.begin(&request("k", "rec", 4)).await.unwrap(),
+            Begin::Halted
+        );
+        assert_eq!(
+            s.run_state(Uuid::nil()).await.unwrap(),
+            RunState::Halted {
+                reason: "x".into(),
+                at_ms: 2
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn another_fingerprint_is_key_reused_and_a_failed_key_names_its_queue_entry() {
+        let s = MemoryStore::new();
+        let r = request("k", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        let mut changed = request("k", "rec", 1);
+        changed.fingerprint = "other".into();
+        assert_eq!(
+            s.begin(&changed).await.unwrap(),
+            Begin::KeyReused {
+                stored_fingerprint: "fp".into()
+            }
+        );
+        let logged = s.fail(&queued(&r, 2)).await.unwrap();
+        assert_eq!(logged.entry.queue_entry, Some(1));
+        match s.begin(&request("k", "rec", 3)).await.unwrap() {
+            Begin::Failed { entry } => assert_eq!((entry.id, entry.kind), (1, QueueKind::Owner)),
+            other => panic!("{other:?}"),
+        }
+        let q = s.queue_entry(1).await.unwrap().unwrap();
+        assert_eq!(
+            (q.status, q.created_ms, q.name.as_str()),
+            (QueueStatus::Open, 2, "ops")
+        );
+    }
+
+    #[tokio::test]
+    async fn live_claims_block_the_key_and_the_record() {
+        let s = MemoryStore::new();
+        let r = request("k", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        assert_eq!(
+            s.begin(&request("k", "rec", 999)).await.unwrap(),
+            Begin::InProgress {
+                lease_until_ms: 1_000
+            }
+        );
+        assert_eq!(
+            s.begin(&request("other", "rec", 999)).await.unwrap(),
+            Begin::RecordBusy {
+                holder_key: "k".into(),
+                lease_until_ms: 1_000
+            }
+        );
+        // Another record is free.
+        claimed(s.begin(&request("third", "rec2", 999)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_expired_claim_is_taken_over_and_the_old_claim_is_lost() {
+        let s = MemoryStore::new();
+        let old = request("k", "rec", 0);
+        let first = claimed(s.begin(&old).await.unwrap());
+        s.append_log(&entry(&old, Outcome::Retrying, 1))
+            .await
+            .unwrap();
+        s.append_log(&entry(&old, Outcome::Retrying, 2))
+            .await
+            .unwrap();
+        let new = request("k", "rec", 1_000);
+        let second = claimed(s.begin(&new).await.unwrap());
+        assert!(second.takeover);
+        assert_eq!(second.previous_attempts, 2);
+        assert!(second.fencing_token > first.fencing_token);
+        let lost = s.complete(&completion(&old, 1_001)).await.unwrap_err();
+        assert!(matches!(lost, StoreError::ClaimLost { ref key } if key == "k"));
+        let lost = s.fail(&queued(&old, 1_001)).await.unwrap_err();
+        assert!(matches!(lost, StoreError::ClaimLost { .. }));
+        assert!(
+            s.queue_entries(&QueueQuery::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        s.complete(&completion(&new, 1_002)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_loop_filter_skips_another_key_within_the_window_only() {
+        let s = MemoryStore::new();
+        let r = request("k1", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        s.complete(&completion(&r, 100)).await.unwrap();
+        assert_eq!(
+            s.begin(&request("k2", "rec", 10_099)).await.unwrap(),
+            Begin::Skipped {
+                previous_key: "k1".into(),
+                acted_at_ms: 100
+            }
+        );
+        let mut no_filter = request("k2", "rec", 10_099);
+        no_filter.dedup_ms = None;
+        claimed(s.begin(&no_filter).await.unwrap());
+        let mut other_action = request("k3", "rec2", 10_099);
+        other_action.action = "other".into();
+        claimed(s.begin(&other_action).await.unwrap());
+        let s = MemoryStore::new();
+        let r = request("k1", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        s.complete(&completion(&r, 100)).await.unwrap();
+        claimed(s.begin(&request("k2", "rec", 10_100)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn fencing_tokens_increase_per_record() {
+        let s = MemoryStore::new();
+        let mut tokens = Vec::new();
+        for (i, now) in [0, 1_000, 2_000].into_iter().enumerate() {
+            let mut r = request(&format!("k{i}"), "rec", now);
+            r.dedup_ms = None;
+            tokens.push(claimed(s.begin(&r).await.unwrap()).fencing_token);
+            s.complete(&completion(&r, now + 1)).await.unwrap();
+        }
+        assert_eq!(tokens, [1, 2, 3]);
+        let r = request("x", "other", 0);
+        assert_eq!(claimed(s.begin(&r).await.unwrap()).fencing_token, 1);
+        assert_eq!(s.current_fencing_token("rec").await.unwrap(), Some(3));
+        assert_eq!(s.current_fencing_token("none").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_halted_call_releases_its_key_and_record() {
+        let s = MemoryStore::new();
+        let r = request("k", "rec", 0);
+        claimed(s.begin(&r).await.unwrap());
+        let released = Failure {
+            key_digest: r.key_digest.clone(),
+            claim_id: r.claim_id,
+            queue_entry: None,
+            entry: entry(&r, Outcome::Halted, 1),
+            now_ms: 1,
+        };
+        assert_eq!(s.fail(&released).await.unwrap().entry.queue_entry, None);
+        let mut other = request("k", "rec", 2);
+        other.run_id = Uuid::max();
+        let c = claimed(s.begin(&other).await.unwrap());
+        assert!(!c.takeover);
+    }
+
+    #[tokio::test]
+    async fn the_log_is_chained_and_paged() {
+        let s = MemoryStore::new();
+        let r = request("k", "rec", 0);
+        for i in 1..=5 {
+            s.append_log(&entry(&r, Outcome::Retrying, i))
+                .await
+                .unwrap();
+        }
+        let all = s.log(&LogQuery::default()).await.unwrap();
+        assert_eq!(verify_chain(&all), Ok(5));
+        let page = s
+            .log(&LogQuery {
+                after_seq: Some(2),
+                limit: Some(2),
+                ..LogQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+    }
+}

@@ -1,0 +1,149 @@
+//! Claims on keys: a key used again with another payload is refused, a live claim answers
+//! `InProgress`, and an expired claim of a dead worker is taken over with its attempt count.
+
+use std::time::Duration;
+
+use actguard::testing::{Downstream, DownstreamError, Receipt, log};
+use actguard::{ActionError, Outcome, Run, agent_action};
+use actguard_tests::World;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Shipment {
+    order: String,
+    qty: u32,
+}
+
+#[agent_action(
+    key = "ship:{s.order}",
+    record = "{s.order}",
+    lease = "30s",
+    on_validation = route_owner,
+    owner = "warehouse",
+    backoff = "1s..1s"
+)]
+async fn ship(
+    run: &Run,
+    #[dep] carrier: &Downstream,
+    s: &Shipment,
+) -> Result<Receipt, DownstreamError> {
+    carrier.write_for(run.attempt()).await
+}
+
+/// The attempt the body saw: (number, retry, fencing token).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(u32, bool, Option<u64>)>>>;
+
+#[agent_action(
+    key = "ship:{s.order}",
+    record = "{s.order}",
+    name = "ship_seen",
+    lease = "30s",
+    backoff = "1s..1s"
+)]
+async fn ship_and_note(
+    run: &Run,
+    #[dep] carrier: &Downstream,
+    #[dep] seen: &Seen,
+    #[dep] hang_from_attempt: Option<u32>,
+    s: &Shipment,
+) -> Result<Receipt, DownstreamError> {
+    let a = run.attempt();
+    seen.lock()
+        .unwrap()
+        .push((a.number(), a.is_retry(), a.fencing_token()));
+    if hang_from_attempt.is_some_and(|n| a.number() >= n) {
+        // The worker dies here (its task is aborted): it never answers.
+        std::future::pending::<()>().await;
+    }
+    carrier.write_for(a).await
+}
+
+fn shipment(qty: u32) -> Shipment {
+    Shipment {
+        order: "O-5".into(),
+        qty,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn key_reused_with_a_changed_payload_after_a_routed_failure() {
+    let w = World::new();
+    let run = w.agent.start_run();
+    let carrier = Downstream::new();
+    carrier.fail_next(DownstreamError::Invalid("no address".into()));
+    assert!(matches!(
+        ship(&run, &carrier, &shipment(1)).await,
+        Err(ActionError::Routed { .. })
+    ));
+    let changed = ship(&run, &carrier, &shipment(2)).await;
+    assert!(matches!(changed, Err(ActionError::KeyReused { ref key }) if key == "ship:O-5"));
+    assert_eq!(carrier.writes(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_progress_on_a_live_claim() {
+    let w = World::with(|b| b.claim_wait(Duration::ZERO));
+    let run = w.agent.start_run();
+    let carrier = Downstream::new().with_latency(Duration::from_secs(10));
+    let holder = tokio::spawn({
+        let (run, carrier) = (run.clone(), carrier.clone());
+        async move { ship(&run, &carrier, &shipment(1)).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    match ship(&run, &carrier, &shipment(1)).await {
+        Err(ActionError::InProgress {
+            key,
+            lease_until_ms,
+        }) => {
+            assert_eq!(key, "ship:O-5");
+            assert!(lease_until_ms > w.agent.clock().now_ms());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(carrier.writes(), 1);
+    holder.await.unwrap().unwrap();
+    assert_eq!(w.agent.metrics().get("ship", "in_progress"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn takeover_after_lease_expiry() {
+    let w = World::new();
+    let run = w.agent.start_run();
+    let seen = Seen::default();
+
+    // The first worker times out once (logged as attempt 1), then dies inside attempt 2.
+    let carrier = Downstream::new();
+    carrier.fail_next(DownstreamError::AckTimeout);
+    let dead = tokio::spawn({
+        let (run, carrier, seen) = (run.clone(), carrier.clone(), seen.clone());
+        async move { ship_and_note(&run, &carrier, &seen, Some(2), &shipment(1)).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    dead.abort();
+    assert!(dead.await.unwrap_err().is_cancelled());
+
+    let start = Instant::now();
+    ship_and_note(&run, &carrier, &seen, None, &shipment(1))
+        .await
+        .unwrap();
+
+    // The dead worker's 30s lease began at t=0: the takeover waited for it to expire (t=30s), and no
+    // longer (28s after this call began, plus the 1ms write).
+    assert_eq!(start.elapsed(), Duration::from_millis(28_001));
+    assert_eq!(carrier.effects("O-5"), 1);
+    let seen = seen.lock().unwrap().clone();
+    // The dead worker's attempt 2 never ended, so it was never logged: the store counts one previous
+    // attempt, and the takeover is attempt 2, a retry, with a newer fencing token.
+    assert_eq!(
+        seen,
+        [(1, false, Some(1)), (2, true, Some(1)), (2, true, Some(2))]
+    );
+    let steps: Vec<(Outcome, u32)> = log(&w.agent)
+        .await
+        .iter()
+        .map(|e| (e.entry.outcome, e.entry.attempt))
+        .collect();
+    assert_eq!(steps, [(Outcome::Retrying, 1), (Outcome::Succeeded, 2)]);
+}
