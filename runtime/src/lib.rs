@@ -32,7 +32,6 @@ pub mod testing;
 pub use actguard_macros::Classify;
 #[doc = include_str!("../docs/agent_action.md")]
 pub use actguard_macros::agent_action;
-pub use agent::Agent;
 pub use agent::{Agent, AgentBuilder, DEFAULT_CLAIM_WAIT, VerifyError, verify};
 pub use alert::{AlertSink, CommandAlert, HaltAlert, TracingAlert};
 pub use audit::{
