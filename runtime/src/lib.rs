@@ -16,7 +16,11 @@ pub mod log;
 mod policy;
 mod registry;
 mod run;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 pub mod store;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 
 pub use actguard_macros::{Classify, agent_action};
 pub use agent::Agent;
@@ -29,6 +33,8 @@ pub use policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Rou
 pub use registry::registry;
 pub use run::{Attempt, Run};
 pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, Store, StoreError};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// What the expansion of `#[agent_action]` and `#[derive(Classify)]` names. Not public API: it may
 /// change in any release.

@@ -1,0 +1,453 @@
+//! [`SqliteStore`]: the embedded default store, one SQLite file (`actguard.db`).
+//!
+//! # What is durable when
+//!
+//! The database runs in write-ahead-log mode with `synchronous = FULL`: every commit appends to the
+//! `-wal` file and fsyncs it before the commit returns. A store method that changes anything (`begin`,
+//! `complete`, `fail`, `append_log`, `halt_run`) answers only **after** the transaction holding its
+//! change has committed, so:
+//!
+//! - when `begin` answers [`Begin::Claimed`], the claim, the record lease and the new fencing token are
+//!   on disk: a process crash, an OS crash or a power cut after that point cannot lose them;
+//! - when `complete` returns, the result, the loop-filter mark, the released lease and the log entry
+//!   are on disk, all together or not at all; the same for `fail` and its queue entry;
+//! - when a write returns an error, nothing of it was written (a failed commit rolls back the whole
+//!   transaction, and a rejected request such as [`StoreError::ClaimLost`] rolls back to its own
+//!   savepoint).
+//!
+//! Checkpoints (copying the log into the main file) happen automatically every 1000 pages and fsync the
+//! main file; they never make a committed change less durable.
+//!
+//! A process killed at any point leaves at most claims whose lease will expire: a later `begin` of the
+//! same key takes them over ([`Claim::takeover`]) with the attempts the dead worker had logged.
+//!
+//! # Group commit
+//!
+//! rusqlite is blocking, so all writes go to one dedicated writer thread through a channel, and each
+//! caller awaits a oneshot reply. The writer takes every request waiting in the channel (up to 1024),
+//! applies them in **one** transaction (each in its own `SAVEPOINT`, so a request that fails leaves the
+//! others intact), commits once, and only then answers all of them. While one commit waits for its
+//! fsync, the next batch accumulates: throughput grows with the number of concurrent callers instead of
+//! being one fsync per call. A single caller pays one fsync per write, as it must.
+//!
+//! Reads (`log`, `run_state`, `current_fencing_token`, `queue_entries`, `queue_entry`) use a second,
+//! read-only connection on its own thread, so they do not wait behind writes; they see every write
+//! that has answered.
+//!
+//! # Files
+//!
+//! [`SqliteStore::open`] creates the file with permissions `0600` (owner only) on unix before SQLite
+//! opens it; SQLite gives the `-wal` and `-shm` files the same permissions. The schema is versioned
+//! with `PRAGMA user_version` and migrated on open; a file written by a newer version is refused.
+
+mod ops;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::store::{
+    Begin, BeginRequest, Completion, Failure, Millis, QueueEntry, QueueQuery, RunState, Store,
+    StoreError,
+};
+use ops::Ctx;
+use schema::{Location, Settings};
+
+/// The most requests the writer applies in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// The store in one SQLite file: durable claims, group-committed writes. See the [module
+/// docs](self) for what is synced when.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), actguard::StoreError> {
+/// use actguard::{SqliteStore, Store};
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SqliteStore::open(dir.path().join("actguard.db"))?;
+/// assert_eq!(store.current_fencing_token("loan-7").await?, None);
+/// # Ok(()) }
+/// ```
+pub struct SqliteStore {
+    writer: mpsc::Sender<Job>,
+    reader: mpsc::Sender<Job>,
+    location: Location,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("file", &self.location.display)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to open a [`SqliteStore`]: `SqliteStore::options().busy_timeout(..).open(path)`.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// How long a write waits for a lock held by another connection (another process sharing the file)
+    /// before failing with [`StoreError::Unavailable`]. Default: 5 s.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Opens (or creates) the store at `path`.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path.as_ref(), self)
+    }
+}
+
+impl SqliteStore {
+    /// The schema version this version writes (`PRAGMA user_version` of the file). A file with a higher
+    /// version is refused on open.
+    pub const SCHEMA_VERSION: i64 = schema::SCHEMA_VERSION;
+
+    /// Opens the store at `path`, creating the file (mode `0600` on unix) and the schema if needed.
+    ///
+    /// Fails with [`StoreError::Unavailable`] if the file cannot be created, opened or locked, and with
+    /// [`StoreError::Corrupt`] if it is not a complete actguard database or was written by a newer
+    /// version; each message names the file and what to do.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteOptions::default().open(path)
+    }
+
+    /// Options for [`SqliteOptions::open`].
+    pub fn options() -> SqliteOptions {
+        SqliteOptions::default()
+    }
+
+    /// A store in memory, for tests: same rules, nothing survives the store. Reads and writes share
+    /// the writer thread.
+    pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        let location = Location {
+            display: ":memory:".to_owned(),
+        };
+        let settings = Settings {
+            busy_timeout: SqliteOptions::default().busy_timeout,
+        };
+        let mut conn = Connection::open_in_memory().at(&location)?;
+        schema::configure(&conn, &location, settings)?;
+        schema::migrate(&mut conn, &location)?;
+        let writer = spawn_writer(conn, location.clone())?;
+        Ok(SqliteStore {
+            reader: writer.clone(),
+            writer,
+            location,
+        })
+    }
+
+    fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        let location = Location {
+            display: path.display().to_string(),
+        };
+        let settings = Settings {
+            busy_timeout: options.busy_timeout,
+        };
+        schema::prepare_file(path, &location)?;
+        let mut conn = schema::connect(path, &location, settings, false)?;
+        schema::migrate(&mut conn, &location)?;
+        let read = schema::connect(path, &location, settings, true)?;
+        let writer = spawn_writer(conn, location.clone())?;
+        let reader = spawn_reader(read, location.clone())?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            location,
+        })
+    }
+
+    /// The file this store keeps its data in (`:memory:` for an in-memory store).
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(&self.location.display)
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(Job::Write(make(tx)))
+            .map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &Location) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Read(Box::new(move |conn, at| {
+            let _ = tx.send(f(conn, at));
+        }));
+        self.reader.send(job).map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    fn stopped(&self) -> StoreError {
+        StoreError::Unavailable(format!(
+            "the connection to `{}` stopped: open the store again",
+            self.location.display
+        ))
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A write request for the writer thread.
+enum Write {
+    Begin(Box<BeginRequest>, Reply<Begin>),
+    Complete(Box<Completion>, Reply<LogEntry>),
+    Fail(Box<Failure>, Reply<LogEntry>),
+    Append(Box<NewLogEntry>, Reply<LogEntry>),
+    Halt {
+        run_id: Uuid,
+        reason: String,
+        now_ms: Millis,
+        reply: Reply<bool>,
+    },
+}
+
+type ReadFn = Box<dyn FnOnce(&Connection, &Location) + Send>;
+
+enum Job {
+    Write(Write),
+    Read(ReadFn),
+}
+
+/// A write applied inside the batch, waiting for the commit before it is answered.
+enum Applied {
+    Begin(Reply<Begin>, Result<Begin, StoreError>),
+    Log(Reply<LogEntry>, Result<LogEntry, StoreError>),
+    Bool(Reply<bool>, Result<bool, StoreError>),
+}
+
+impl Applied {
+    /// Answers the caller; a successful change whose commit failed becomes `error`.
+    fn answer(self, commit: Option<&dyn Fn() -> StoreError>) {
+        fn settle<T>(r: Result<T, StoreError>, commit: Option<&dyn Fn() -> StoreError>) -> Result<T, StoreError> {
+            match (r, commit) {
+                (Ok(_), Some(error)) => Err(error()),
+                (r, _) => r,
+            }
+        }
+        match self {
+            Applied::Begin(tx, r) => {
+                let _ = tx.send(settle(r, commit));
+            }
+            Applied::Log(tx, r) => {
+                let _ = tx.send(settle(r, commit));
+            }
+            Applied::Bool(tx, r) => {
+                let _ = tx.send(settle(r, commit));
+            }
+        }
+    }
+}
+
+fn spawn_writer(conn: Connection, at: Location) -> Result<mpsc::Sender<Job>, StoreError> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("actguard-sqlite-writer".to_owned())
+        .spawn(move || writer_loop(conn, at, rx))
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the store's writer thread: {e}")))?;
+    Ok(tx)
+}
+
+fn spawn_reader(conn: Connection, at: Location) -> Result<mpsc::Sender<Job>, StoreError> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("actguard-sqlite-reader".to_owned())
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                if let Job::Read(f) = job {
+                    f(&conn, &at);
+                }
+            }
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the store's reader thread: {e}")))?;
+    Ok(tx)
+}
+
+/// Runs until every sender is gone (the store was dropped): drain, apply, commit once, answer.
+fn writer_loop(conn: Connection, at: Location, rx: mpsc::Receiver<Job>) {
+    let mut writes = Vec::with_capacity(MAX_BATCH);
+    let mut reads = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(job) = next {
+            match job {
+                Job::Write(w) => writes.push(w),
+                Job::Read(f) => reads.push(f),
+            }
+            next = if writes.len() < MAX_BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !writes.is_empty() {
+            apply_batch(&conn, &at, writes.drain(..));
+        }
+        for f in reads.drain(..) {
+            f(&conn, &at);
+        }
+    }
+}
+
+/// One transaction for the whole batch; one savepoint per request.
+fn apply_batch(conn: &Connection, at: &Location, writes: impl Iterator<Item = Write>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        for w in writes {
+            refuse(w, at.error(&e));
+        }
+        return;
+    }
+    let applied: Vec<Applied> = writes.map(|w| apply_one(conn, at, w)).collect();
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => applied.into_iter().for_each(|a| a.answer(None)),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            let error = || at.error(&e);
+            applied.into_iter().for_each(|a| a.answer(Some(&error)));
+        }
+    }
+}
+
+fn refuse(w: Write, e: StoreError) {
+    match w {
+        Write::Begin(_, tx) => {
+            let _ = tx.send(Err(e));
+        }
+        Write::Complete(_, tx) | Write::Fail(_, tx) | Write::Append(_, tx) => {
+            let _ = tx.send(Err(e));
+        }
+        Write::Halt { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}
+
+fn apply_one(conn: &Connection, at: &Location, w: Write) -> Applied {
+    match w {
+        Write::Begin(r, tx) => Applied::Begin(tx, savepoint(conn, at, |c| ops::begin(c, at, &r))),
+        Write::Complete(d, tx) => Applied::Log(tx, savepoint(conn, at, |c| ops::complete(c, at, &d))),
+        Write::Fail(f, tx) => Applied::Log(tx, savepoint(conn, at, |c| ops::fail(c, at, &f))),
+        Write::Append(e, tx) => Applied::Log(tx, savepoint(conn, at, |c| ops::append(c, at, *e))),
+        Write::Halt {
+            run_id,
+            reason,
+            now_ms,
+            reply,
+        } => Applied::Bool(
+            reply,
+            savepoint(conn, at, |c| ops::halt(c, at, run_id, &reason, now_ms)),
+        ),
+    }
+}
+
+/// Runs `f` in a savepoint: its changes stay if it succeeds and are undone if it fails.
+fn savepoint<T>(
+    conn: &Connection,
+    at: &Location,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.prepare_cached("SAVEPOINT request")
+        .and_then(|mut s| s.execute([]))
+        .at(at)?;
+    let result = f(conn);
+    let end = if result.is_ok() {
+        "RELEASE request"
+    } else {
+        "ROLLBACK TO request"
+    };
+    let mut closed = conn.prepare_cached(end).and_then(|mut s| s.execute([]));
+    if result.is_err() && closed.is_ok() {
+        closed = conn
+            .prepare_cached("RELEASE request")
+            .and_then(|mut s| s.execute([]));
+    }
+    match (result, closed) {
+        (Ok(v), Ok(_)) => Ok(v),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(at.error(&e)),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError> {
+        let request = Box::new(request.clone());
+        self.write(|tx| Write::Begin(request, tx)).await
+    }
+
+    async fn complete(&self, completion: &Completion) -> Result<LogEntry, StoreError> {
+        let completion = Box::new(completion.clone());
+        self.write(|tx| Write::Complete(completion, tx)).await
+    }
+
+    async fn fail(&self, failure: &Failure) -> Result<LogEntry, StoreError> {
+        let failure = Box::new(failure.clone());
+        self.write(|tx| Write::Fail(failure, tx)).await
+    }
+
+    async fn append_log(&self, entry: &NewLogEntry) -> Result<LogEntry, StoreError> {
+        let entry = Box::new(entry.clone());
+        self.write(|tx| Write::Append(entry, tx)).await
+    }
+
+    async fn log(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+        let query = query.clone();
+        self.read(move |c, at| ops::log(c, at, &query)).await
+    }
+
+    async fn halt_run(&self, run_id: Uuid, reason: &str, now_ms: Millis) -> Result<bool, StoreError> {
+        let reason = reason.to_owned();
+        self.write(|reply| Write::Halt {
+            run_id,
+            reason,
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn run_state(&self, run_id: Uuid) -> Result<RunState, StoreError> {
+        self.read(move |c, at| ops::run_state(c, at, run_id)).await
+    }
+
+    async fn current_fencing_token(&self, record: &str) -> Result<Option<u64>, StoreError> {
+        let record = record.to_owned();
+        self.read(move |c, at| ops::fencing_token(c, at, &record))
+            .await
+    }
+
+    async fn queue_entries(&self, query: &QueueQuery) -> Result<Vec<QueueEntry>, StoreError> {
+        let query = query.clone();
+        self.read(move |c, at| ops::queue_entries(c, at, &query))
+            .await
+    }
+
+    async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
+        self.read(move |c, at| ops::queue_entry(c, at, id)).await
+    }
+}
