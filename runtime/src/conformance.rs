@@ -120,7 +120,9 @@ const DAY: Millis = 86_400_000;
 
 fn id() -> Uuid {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    Uuid::from_u128(0xac7_0000_0000_0000_0000_0000_0000 + u128::from(NEXT.fetch_add(1, Ordering::Relaxed)))
+    Uuid::from_u128(
+        0xac7_0000_0000_0000_0000_0000_0000 + u128::from(NEXT.fetch_add(1, Ordering::Relaxed)),
+    )
 }
 
 fn digest(key: &str) -> String {
@@ -201,9 +203,15 @@ fn queue_entry(r: &BeginRequest, kind: QueueKind, name: &str, now_ms: Millis) ->
 
 fn failure(r: &BeginRequest, queue: Option<(QueueKind, &str)>, now_ms: Millis) -> Failure {
     let (outcome, route, kind) = match queue {
-        Some((QueueKind::DeadLetter, _)) => (Outcome::DeadLettered, Route::DeadLetter, FailureKind::Transient),
+        Some((QueueKind::DeadLetter, _)) => (
+            Outcome::DeadLettered,
+            Route::DeadLetter,
+            FailureKind::Transient,
+        ),
         Some((QueueKind::Expert, _)) => (Outcome::Routed, Route::Escalate, FailureKind::Conflict),
-        Some((QueueKind::Owner, _)) => (Outcome::Routed, Route::RouteOwner, FailureKind::Validation),
+        Some((QueueKind::Owner, _)) => {
+            (Outcome::Routed, Route::RouteOwner, FailureKind::Validation)
+        }
         None => (Outcome::Halted, Route::Halt, FailureKind::Security),
     };
     Failure {
@@ -251,7 +259,10 @@ pub async fn begin_claims_fresh_key(store: &dyn Store) {
         }
     );
     assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), Some(1));
-    assert_eq!(store.current_fencing_token("rec-other").await.unwrap(), None);
+    assert_eq!(
+        store.current_fencing_token("rec-other").await.unwrap(),
+        None
+    );
 }
 
 /// A halted run claims nothing.
@@ -271,7 +282,10 @@ pub async fn begin_halted_comes_before_completed(store: &dyn Store) {
     let run = id();
     let r = request(run, "k1", "rec-1", T0);
     claim(store, &r).await;
-    store.complete(&completion(&r, serde_json::json!(1), T0 + 5)).await.unwrap();
+    store
+        .complete(&completion(&r, serde_json::json!(1), T0 + 5))
+        .await
+        .unwrap();
     store.halt_run(run, "forbidden", T0 + 6).await.unwrap();
     let again = request(run, "k1", "rec-1", T0 + 7);
     assert_eq!(begin(store, &again).await, Begin::Halted);
@@ -282,7 +296,10 @@ pub async fn begin_replays_completed_key(store: &dyn Store) {
     let r = request(id(), "k1", "rec-1", T0);
     claim(store, &r).await;
     let result = serde_json::json!({ "receipt": "R-17", "amount": 250 });
-    store.complete(&completion(&r, result.clone(), T0 + 10)).await.unwrap();
+    store
+        .complete(&completion(&r, result.clone(), T0 + 10))
+        .await
+        .unwrap();
     for now in [T0 + 11, T0 + 10 * DAY] {
         let again = request(id(), "k1", "rec-1", now);
         assert_eq!(
@@ -300,12 +317,18 @@ pub async fn begin_replays_completed_key(store: &dyn Store) {
 pub async fn begin_completed_comes_before_key_reused(store: &dyn Store) {
     let r = request(id(), "k1", "rec-1", T0);
     claim(store, &r).await;
-    store.complete(&completion(&r, serde_json::json!("done"), T0 + 1)).await.unwrap();
+    store
+        .complete(&completion(&r, serde_json::json!("done"), T0 + 1))
+        .await
+        .unwrap();
     let other = BeginRequest {
         fingerprint: "fp-2".to_owned(),
         ..request(id(), "k1", "rec-1", T0 + 2)
     };
-    assert!(matches!(begin(store, &other).await, Begin::Completed { .. }));
+    assert!(matches!(
+        begin(store, &other).await,
+        Begin::Completed { .. }
+    ));
 }
 
 /// A key known with another fingerprint is refused with the stored fingerprint.
@@ -334,7 +357,10 @@ pub async fn begin_key_reused_comes_before_in_progress(store: &dyn Store) {
         fingerprint: "fp-2".to_owned(),
         ..request(id(), "k1", "rec-1", T0 + 1)
     };
-    assert!(matches!(begin(store, &other).await, Begin::KeyReused { .. }));
+    assert!(matches!(
+        begin(store, &other).await,
+        Begin::KeyReused { .. }
+    ));
 }
 
 /// A key failed terminally answers with its queue entry, never a new attempt.
@@ -345,7 +371,10 @@ pub async fn begin_points_failed_key_at_its_queue_entry(store: &dyn Store) {
         .fail(&failure(&r, Some((QueueKind::Owner, "loan-ops")), T0 + 1))
         .await
         .unwrap();
-    let queued = logged.entry.queue_entry.expect("fail names its queue entry");
+    let queued = logged
+        .entry
+        .queue_entry
+        .expect("fail names its queue entry");
     for now in [T0 + 2, T0 + 10 * DAY] {
         let again = request(id(), "k1", "rec-1", now);
         match begin(store, &again).await {
@@ -365,14 +394,21 @@ pub async fn begin_key_reused_comes_before_failed(store: &dyn Store) {
     let r = request(id(), "k1", "rec-1", T0);
     claim(store, &r).await;
     store
-        .fail(&failure(&r, Some((QueueKind::DeadLetter, "dead-letter")), T0 + 1))
+        .fail(&failure(
+            &r,
+            Some((QueueKind::DeadLetter, "dead-letter")),
+            T0 + 1,
+        ))
         .await
         .unwrap();
     let other = BeginRequest {
         fingerprint: "fp-2".to_owned(),
         ..request(id(), "k1", "rec-1", T0 + 2)
     };
-    assert!(matches!(begin(store, &other).await, Begin::KeyReused { .. }));
+    assert!(matches!(
+        begin(store, &other).await,
+        Begin::KeyReused { .. }
+    ));
 }
 
 /// While the claim's lease is live (until `now_ms + lease_ms`, exclusive), the key is in progress.
@@ -415,7 +451,10 @@ pub async fn begin_claims_record_after_other_key_lease_expires(store: &dyn Store
     let other = request(id(), "k2", "rec-1", T0 + LEASE);
     let c = claim(store, &other).await;
     assert_eq!(c.fencing_token, 2);
-    assert!(!c.takeover, "k2 takes over the record, not a claim on its own key");
+    assert!(
+        !c.takeover,
+        "k2 takes over the record, not a claim on its own key"
+    );
 }
 
 /// The record lease is checked before the dedup window.
@@ -423,7 +462,10 @@ pub async fn begin_record_busy_comes_before_skipped(store: &dyn Store) {
     let run = id();
     let a = request(run, "k1", "rec-1", T0);
     claim(store, &a).await;
-    store.complete(&completion(&a, serde_json::json!(1), T0 + 1)).await.unwrap();
+    store
+        .complete(&completion(&a, serde_json::json!(1), T0 + 1))
+        .await
+        .unwrap();
     let b = BeginRequest {
         dedup_ms: None,
         ..request(run, "k2", "rec-1", T0 + 2)
@@ -439,7 +481,10 @@ pub async fn begin_record_busy_comes_before_skipped(store: &dyn Store) {
 pub async fn begin_skips_within_dedup_window(store: &dyn Store) {
     let a = request(id(), "k1", "rec-1", T0);
     claim(store, &a).await;
-    store.complete(&completion(&a, serde_json::json!(1), T0 + 100)).await.unwrap();
+    store
+        .complete(&completion(&a, serde_json::json!(1), T0 + 100))
+        .await
+        .unwrap();
     for now in [T0 + 101, T0 + 100 + DAY - 1] {
         let b = request(id(), "k2", "rec-1", now);
         assert_eq!(
@@ -452,14 +497,21 @@ pub async fn begin_skips_within_dedup_window(store: &dyn Store) {
     }
     assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), Some(1));
     let entries = store.log(&LogQuery::default()).await.unwrap();
-    assert_eq!(entries.len(), 1, "a skip is logged by the caller, not the store");
+    assert_eq!(
+        entries.len(),
+        1,
+        "a skip is logged by the caller, not the store"
+    );
 }
 
 /// At the end of the window (completion time + dedup), another key claims.
 pub async fn begin_claims_after_dedup_window(store: &dyn Store) {
     let a = request(id(), "k1", "rec-1", T0);
     claim(store, &a).await;
-    store.complete(&completion(&a, serde_json::json!(1), T0 + 100)).await.unwrap();
+    store
+        .complete(&completion(&a, serde_json::json!(1), T0 + 100))
+        .await
+        .unwrap();
     let b = request(id(), "k2", "rec-1", T0 + 100 + DAY);
     assert_eq!(claim(store, &b).await.fencing_token, 2);
 }
@@ -469,7 +521,10 @@ pub async fn begin_claims_after_dedup_window(store: &dyn Store) {
 pub async fn begin_dedup_is_per_record_and_action(store: &dyn Store) {
     let a = request(id(), "k1", "rec-1", T0);
     claim(store, &a).await;
-    store.complete(&completion(&a, serde_json::json!(1), T0 + 1)).await.unwrap();
+    store
+        .complete(&completion(&a, serde_json::json!(1), T0 + 1))
+        .await
+        .unwrap();
     let other_action = BeginRequest {
         action: "notify".to_owned(),
         ..request(id(), "k2", "rec-1", T0 + 2)
@@ -478,7 +533,11 @@ pub async fn begin_dedup_is_per_record_and_action(store: &dyn Store) {
     let other_record = request(id(), "k3", "rec-2", T0 + 3);
     claim(store, &other_record).await;
     store
-        .fail(&failure(&other_record, Some((QueueKind::Owner, "ops")), T0 + 4))
+        .fail(&failure(
+            &other_record,
+            Some((QueueKind::Owner, "ops")),
+            T0 + 4,
+        ))
         .await
         .unwrap();
     let after_failure = request(id(), "k4", "rec-2", T0 + 5);
@@ -489,7 +548,10 @@ pub async fn begin_dedup_is_per_record_and_action(store: &dyn Store) {
 pub async fn begin_without_dedup_never_skips(store: &dyn Store) {
     let a = request(id(), "k1", "rec-1", T0);
     claim(store, &a).await;
-    store.complete(&completion(&a, serde_json::json!(1), T0 + 1)).await.unwrap();
+    store
+        .complete(&completion(&a, serde_json::json!(1), T0 + 1))
+        .await
+        .unwrap();
     let b = BeginRequest {
         dedup_ms: None,
         ..request(id(), "k2", "rec-1", T0 + 2)
@@ -503,11 +565,20 @@ pub async fn begin_takes_over_expired_claim(store: &dyn Store) {
     let run = id();
     let r = request(run, "k1", "rec-1", T0);
     claim(store, &r).await;
-    store.append_log(&entry(&r, 1, Outcome::Retrying, T0 + 10)).await.unwrap();
-    store.append_log(&entry(&r, 2, Outcome::Retrying, T0 + 20)).await.unwrap();
+    store
+        .append_log(&entry(&r, 1, Outcome::Retrying, T0 + 10))
+        .await
+        .unwrap();
+    store
+        .append_log(&entry(&r, 2, Outcome::Retrying, T0 + 20))
+        .await
+        .unwrap();
     // Entries of other keys do not count.
     let unrelated = request(run, "k9", "rec-9", T0);
-    store.append_log(&entry(&unrelated, 1, Outcome::Retrying, T0 + 21)).await.unwrap();
+    store
+        .append_log(&entry(&unrelated, 1, Outcome::Retrying, T0 + 21))
+        .await
+        .unwrap();
     let again = request(id(), "k1", "rec-1", T0 + LEASE);
     assert_eq!(
         claim(store, &again).await,
@@ -534,7 +605,10 @@ pub async fn begin_claims_after_complete_on_same_record(store: &dyn Store) {
         ..request(id(), "k1", "rec-1", T0)
     };
     claim(store, &a).await;
-    store.complete(&completion(&a, serde_json::json!(1), T0 + 1)).await.unwrap();
+    store
+        .complete(&completion(&a, serde_json::json!(1), T0 + 1))
+        .await
+        .unwrap();
     let b = BeginRequest {
         dedup_ms: None,
         ..request(id(), "k2", "rec-1", T0 + 2)
@@ -553,7 +627,10 @@ pub async fn fencing_tokens_strictly_increase_per_record(store: &dyn Store) {
         };
         seen.push(claim(store, &r).await.fencing_token);
         if i % 2 == 0 {
-            store.complete(&completion(&r, serde_json::json!(i), now + 1)).await.unwrap();
+            store
+                .complete(&completion(&r, serde_json::json!(i), now + 1))
+                .await
+                .unwrap();
             now += 2;
         } else {
             // Abandoned: the next claim comes after its lease.
@@ -566,12 +643,21 @@ pub async fn fencing_tokens_strictly_increase_per_record(store: &dyn Store) {
             let c = claim(store, &takeover).await;
             assert!(c.takeover);
             seen.push(c.fencing_token);
-            store.complete(&completion(&takeover, serde_json::json!(i), now + 1)).await.unwrap();
+            store
+                .complete(&completion(&takeover, serde_json::json!(i), now + 1))
+                .await
+                .unwrap();
             now += 2;
         }
     }
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "tokens {seen:?} are not increasing");
-    assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), seen.last().copied());
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "tokens {seen:?} are not increasing"
+    );
+    assert_eq!(
+        store.current_fencing_token("rec-1").await.unwrap(),
+        seen.last().copied()
+    );
     // Another record counts on its own.
     let other = request(id(), "x", "rec-2", now);
     assert_eq!(claim(store, &other).await.fencing_token, 1);
@@ -588,15 +674,32 @@ pub async fn complete_after_takeover_is_claim_lost(store: &dyn Store) {
     };
     claim(store, &new).await;
     let before = store.log(&LogQuery::default()).await.unwrap();
-    match store.complete(&completion(&old, serde_json::json!("stale"), T0 + LEASE + 1)).await {
+    match store
+        .complete(&completion(
+            &old,
+            serde_json::json!("stale"),
+            T0 + LEASE + 1,
+        ))
+        .await
+    {
         Err(StoreError::ClaimLost { key }) => assert_eq!(key, "k1"),
         other => panic!("expected ClaimLost, got {other:?}"),
     }
     assert_eq!(store.log(&LogQuery::default()).await.unwrap(), before);
     // The new holder still holds the key and completes.
     let again = request(id(), "k1", "rec-1", T0 + LEASE + 2);
-    assert!(matches!(begin(store, &again).await, Begin::InProgress { .. }));
-    store.complete(&completion(&new, serde_json::json!("fresh"), T0 + LEASE + 3)).await.unwrap();
+    assert!(matches!(
+        begin(store, &again).await,
+        Begin::InProgress { .. }
+    ));
+    store
+        .complete(&completion(
+            &new,
+            serde_json::json!("fresh"),
+            T0 + LEASE + 3,
+        ))
+        .await
+        .unwrap();
     let replay = request(id(), "k1", "rec-1", T0 + LEASE + 4);
     assert_eq!(
         begin(store, &replay).await,
@@ -618,27 +721,59 @@ pub async fn fail_after_takeover_is_claim_lost(store: &dyn Store) {
     };
     claim(store, &new).await;
     let lost = store
-        .fail(&failure(&old, Some((QueueKind::Owner, "ops")), T0 + LEASE + 1))
+        .fail(&failure(
+            &old,
+            Some((QueueKind::Owner, "ops")),
+            T0 + LEASE + 1,
+        ))
         .await;
-    assert!(matches!(lost, Err(StoreError::ClaimLost { .. })), "got {lost:?}");
-    assert!(store.queue_entries(&QueueQuery::default()).await.unwrap().is_empty());
+    assert!(
+        matches!(lost, Err(StoreError::ClaimLost { .. })),
+        "got {lost:?}"
+    );
+    assert!(
+        store
+            .queue_entries(&QueueQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.log(&LogQuery::default()).await.unwrap().is_empty());
     let again = request(id(), "k1", "rec-1", T0 + LEASE + 2);
-    assert!(matches!(begin(store, &again).await, Begin::InProgress { .. }));
+    assert!(matches!(
+        begin(store, &again).await,
+        Begin::InProgress { .. }
+    ));
 }
 
 /// A claim that never existed, or was already completed, cannot be completed or failed.
 pub async fn complete_with_unknown_claim_is_claim_lost(store: &dyn Store) {
     let never = request(id(), "ghost", "rec-1", T0);
-    let lost = store.complete(&completion(&never, serde_json::json!(1), T0)).await;
-    assert!(matches!(lost, Err(StoreError::ClaimLost { .. })), "got {lost:?}");
+    let lost = store
+        .complete(&completion(&never, serde_json::json!(1), T0))
+        .await;
+    assert!(
+        matches!(lost, Err(StoreError::ClaimLost { .. })),
+        "got {lost:?}"
+    );
     let r = request(id(), "k1", "rec-2", T0);
     claim(store, &r).await;
-    store.complete(&completion(&r, serde_json::json!(1), T0 + 1)).await.unwrap();
-    let twice = store.complete(&completion(&r, serde_json::json!(2), T0 + 2)).await;
-    assert!(matches!(twice, Err(StoreError::ClaimLost { .. })), "got {twice:?}");
+    store
+        .complete(&completion(&r, serde_json::json!(1), T0 + 1))
+        .await
+        .unwrap();
+    let twice = store
+        .complete(&completion(&r, serde_json::json!(2), T0 + 2))
+        .await;
+    assert!(
+        matches!(twice, Err(StoreError::ClaimLost { .. })),
+        "got {twice:?}"
+    );
     let failed = store.fail(&failure(&r, None, T0 + 3)).await;
-    assert!(matches!(failed, Err(StoreError::ClaimLost { .. })), "got {failed:?}");
+    assert!(
+        matches!(failed, Err(StoreError::ClaimLost { .. })),
+        "got {failed:?}"
+    );
     assert_eq!(store.log(&LogQuery::default()).await.unwrap().len(), 1);
 }
 
@@ -649,11 +784,22 @@ pub async fn fail_with_queue_entry_fails_key_terminally(store: &dyn Store) {
     let r = request(run, "k1", "rec-1", T0);
     claim(store, &r).await;
     let logged = store
-        .fail(&failure(&r, Some((QueueKind::Expert, "credit-risk")), T0 + 7))
+        .fail(&failure(
+            &r,
+            Some((QueueKind::Expert, "credit-risk")),
+            T0 + 7,
+        ))
         .await
         .unwrap();
-    let queued = logged.entry.queue_entry.expect("the log entry names the queue entry");
-    let q = store.queue_entry(queued).await.unwrap().expect("the queue entry exists");
+    let queued = logged
+        .entry
+        .queue_entry
+        .expect("the log entry names the queue entry");
+    let q = store
+        .queue_entry(queued)
+        .await
+        .unwrap()
+        .expect("the queue entry exists");
     assert_eq!(q.kind, QueueKind::Expert);
     assert_eq!(q.name, "credit-risk");
     assert_eq!(q.status, QueueStatus::Open);
@@ -674,7 +820,13 @@ pub async fn fail_without_queue_entry_releases_claim(store: &dyn Store) {
     let logged = store.fail(&failure(&r, None, T0 + 1)).await.unwrap();
     assert_eq!(logged.entry.queue_entry, None);
     assert_eq!(logged.entry.outcome, Outcome::Halted);
-    assert!(store.queue_entries(&QueueQuery::default()).await.unwrap().is_empty());
+    assert!(
+        store
+            .queue_entries(&QueueQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let again = request(id(), "k1", "rec-1", T0 + 2);
     let c = claim(store, &again).await;
     assert!(!c.takeover, "a released claim is not taken over");
@@ -685,7 +837,12 @@ pub async fn fail_without_queue_entry_releases_claim(store: &dyn Store) {
 pub async fn halt_run_is_true_only_the_first_time(store: &dyn Store) {
     let run = id();
     assert!(store.halt_run(run, "forbidden", T0).await.unwrap());
-    assert!(!store.halt_run(run, "forbidden again", T0 + 1).await.unwrap());
+    assert!(
+        !store
+            .halt_run(run, "forbidden again", T0 + 1)
+            .await
+            .unwrap()
+    );
     assert!(!store.halt_run(run, "and again", T0 + 2).await.unwrap());
     assert!(store.halt_run(id(), "another run", T0 + 3).await.unwrap());
 }
@@ -729,7 +886,8 @@ pub async fn queue_entries_are_numbered_from_one_and_filtered(store: &dyn Store)
             .unwrap();
         assert_eq!(logged.entry.queue_entry, Some(i as u64 + 1));
     }
-    let ids = |entries: Vec<crate::store::QueueEntry>| entries.iter().map(|e| e.id).collect::<Vec<_>>();
+    let ids =
+        |entries: Vec<crate::store::QueueEntry>| entries.iter().map(|e| e.id).collect::<Vec<_>>();
     let all = store.queue_entries(&QueueQuery::default()).await.unwrap();
     assert_eq!(ids(all.clone()), vec![1, 2, 3, 4]);
     assert!(all.iter().all(|e| e.status == QueueStatus::Open));
@@ -778,7 +936,10 @@ pub async fn queue_entries_are_numbered_from_one_and_filtered(store: &dyn Store)
         .await
         .unwrap();
     assert!(resolved.is_empty());
-    assert_eq!(store.queue_entry(4).await.unwrap().unwrap().kind, QueueKind::DeadLetter);
+    assert_eq!(
+        store.queue_entry(4).await.unwrap().unwrap().kind,
+        QueueKind::DeadLetter
+    );
     assert_eq!(store.queue_entry(5).await.unwrap(), None);
 }
 
@@ -814,8 +975,14 @@ pub async fn log_entries_of_complete_and_fail_join_the_chain(store: &dyn Store) 
     let run = id();
     let a = request(run, "k1", "rec-1", T0);
     claim(store, &a).await;
-    let first = store.append_log(&entry(&a, 1, Outcome::Retrying, T0 + 1)).await.unwrap();
-    let done = store.complete(&completion(&a, serde_json::json!(7), T0 + 2)).await.unwrap();
+    let first = store
+        .append_log(&entry(&a, 1, Outcome::Retrying, T0 + 1))
+        .await
+        .unwrap();
+    let done = store
+        .complete(&completion(&a, serde_json::json!(7), T0 + 2))
+        .await
+        .unwrap();
     assert_eq!(done.seq, 2);
     assert_eq!(done.prev_hash, first.hash);
     let b = request(run, "k2", "rec-2", T0);
@@ -837,7 +1004,12 @@ pub async fn log_queries_filter_and_page(store: &dyn Store) {
     let runs = [id(), id()];
     let outcomes = [Outcome::Succeeded, Outcome::Retrying, Outcome::Skipped];
     for i in 0..30u32 {
-        let mut r = request(runs[(i % 2) as usize], &format!("k{i}"), &format!("rec-{}", i % 3), T0);
+        let mut r = request(
+            runs[(i % 2) as usize],
+            &format!("k{i}"),
+            &format!("rec-{}", i % 3),
+            T0,
+        );
         r.action = if i % 5 == 0 { "notify" } else { "disburse" }.to_owned();
         let e = entry(&r, 1, outcomes[(i % 3) as usize], T0 + Millis::from(i) * 10);
         store.append_log(&e).await.unwrap();
@@ -883,7 +1055,13 @@ pub async fn log_queries_filter_and_page(store: &dyn Store) {
     ];
     for (query, expected) in cases {
         assert!(!expected.is_empty(), "{query:?} selects something");
-        let got: Vec<u64> = store.log(&query).await.unwrap().iter().map(|e| e.seq).collect();
+        let got: Vec<u64> = store
+            .log(&query)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(got, expected, "{query:?}");
     }
     // Hand-checked expectations, so a wrong `matches` cannot hide a wrong store.
@@ -892,7 +1070,13 @@ pub async fn log_queries_filter_and_page(store: &dyn Store) {
         to_ms: Some(T0 + 120),
         ..LogQuery::default()
     };
-    let got: Vec<u64> = store.log(&from_to).await.unwrap().iter().map(|e| e.seq).collect();
+    let got: Vec<u64> = store
+        .log(&from_to)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
     assert_eq!(got, (6..=12).collect::<Vec<u64>>());
     let page = LogQuery {
         record: Some("rec-1".to_owned()),
@@ -900,7 +1084,13 @@ pub async fn log_queries_filter_and_page(store: &dyn Store) {
         limit: Some(3),
         ..LogQuery::default()
     };
-    let got: Vec<u64> = store.log(&page).await.unwrap().iter().map(|e| e.seq).collect();
+    let got: Vec<u64> = store
+        .log(&page)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
     assert_eq!(got, vec![8, 11, 14]);
     let limited = LogQuery {
         limit: Some(0),
@@ -944,7 +1134,9 @@ fn in_parallel<T: Send, F: std::future::Future<Output = T> + Send>(futures: Vec<
 /// 32 callers begin the same key at the same time: exactly one claims it, the others see it in
 /// progress.
 pub async fn concurrent_begins_on_one_key_claim_once(store: &dyn Store) {
-    let requests: Vec<BeginRequest> = (0..TASKS).map(|_| request(id(), "k1", "rec-1", T0)).collect();
+    let requests: Vec<BeginRequest> = (0..TASKS)
+        .map(|_| request(id(), "k1", "rec-1", T0))
+        .collect();
     let answers = in_parallel(requests.iter().map(|r| store.begin(r)).collect());
     let claimed = answers
         .iter()
@@ -1002,7 +1194,10 @@ pub async fn concurrent_appends_chain_without_gaps(store: &dyn Store) {
         .collect();
     let per_task = in_parallel(tasks);
     for seqs in &per_task {
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one caller's entries stay in order");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "one caller's entries stay in order"
+        );
     }
     let mut seqs: Vec<u64> = per_task.into_iter().flatten().collect();
     seqs.sort_unstable();

@@ -9,6 +9,8 @@ mod agent;
 mod bounds;
 mod classify;
 mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod guard;
 mod key;
@@ -19,8 +21,6 @@ mod run;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 pub mod store;
-#[cfg(feature = "conformance")]
-pub mod conformance;
 
 pub use actguard_macros::{Classify, agent_action};
 pub use agent::Agent;
@@ -32,9 +32,9 @@ pub use log::{ChainError, LogEntry, LogQuery, Outcome, verify_chain};
 pub use policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
 pub use registry::registry;
 pub use run::{Attempt, Run};
-pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, Store, StoreError};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore};
+pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, Store, StoreError};
 
 /// What the expansion of `#[agent_action]` and `#[derive(Classify)]` names. Not public API: it may
 /// change in any release.

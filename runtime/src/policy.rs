@@ -251,7 +251,6 @@ mod duration_ms {
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
-
 }
 
 mod opt_duration_ms {
@@ -264,5 +263,4 @@ mod opt_duration_ms {
             None => s.serialize_none(),
         }
     }
-
 }

@@ -77,6 +77,7 @@ const MAX_BATCH: usize = 1024;
 pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     reader: mpsc::Sender<Job>,
+    threads: Threads,
     location: Location,
 }
 
@@ -147,10 +148,14 @@ impl SqliteStore {
         let mut conn = Connection::open_in_memory().at(&location)?;
         schema::configure(&conn, &location, settings)?;
         schema::migrate(&mut conn, &location)?;
-        let writer = spawn_writer(conn, location.clone())?;
+        let (writer, thread) = spawn_writer(conn, location.clone())?;
         Ok(SqliteStore {
             reader: writer.clone(),
             writer,
+            threads: Threads {
+                writer: thread,
+                reader: None,
+            },
             location,
         })
     }
@@ -166,13 +171,44 @@ impl SqliteStore {
         let mut conn = schema::connect(path, &location, settings, false)?;
         schema::migrate(&mut conn, &location)?;
         let read = schema::connect(path, &location, settings, true)?;
-        let writer = spawn_writer(conn, location.clone())?;
-        let reader = spawn_reader(read, location.clone())?;
+        let (writer, write_thread) = spawn_writer(conn, location.clone())?;
+        let (reader, read_thread) = spawn_reader(read, location.clone())?;
         Ok(SqliteStore {
             writer,
             reader,
+            threads: Threads {
+                writer: write_thread,
+                reader: Some(read_thread),
+            },
             location,
         })
+    }
+
+    /// Closes the store: waits for the requests already sent, then closes both connections (the last
+    /// close checkpoints the write-ahead log into the main file and removes it). Dropping the store
+    /// does the same without waiting.
+    pub fn close(self) -> Result<(), StoreError> {
+        let SqliteStore {
+            writer,
+            reader,
+            threads,
+            location,
+        } = self;
+        let join = |t: Thread| {
+            t.join().unwrap_or_else(|_| {
+                Err(StoreError::Backend(format!(
+                    "the connection to `{}` panicked",
+                    location.display
+                )))
+            })
+        };
+        // The reader first: only a read-write connection checkpoints and removes the write-ahead log
+        // when it closes last.
+        drop(reader);
+        let read = threads.reader.map_or(Ok(()), join);
+        drop(writer);
+        let write = join(threads.writer);
+        write.and(read)
     }
 
     /// The file this store keeps its data in (`:memory:` for an in-memory store).
@@ -244,7 +280,10 @@ enum Applied {
 impl Applied {
     /// Answers the caller; a successful change whose commit failed becomes `error`.
     fn answer(self, commit: Option<&dyn Fn() -> StoreError>) {
-        fn settle<T>(r: Result<T, StoreError>, commit: Option<&dyn Fn() -> StoreError>) -> Result<T, StoreError> {
+        fn settle<T>(
+            r: Result<T, StoreError>,
+            commit: Option<&dyn Fn() -> StoreError>,
+        ) -> Result<T, StoreError> {
             match (r, commit) {
                 (Ok(_), Some(error)) => Err(error()),
                 (r, _) => r,
@@ -264,18 +303,31 @@ impl Applied {
     }
 }
 
-fn spawn_writer(conn: Connection, at: Location) -> Result<mpsc::Sender<Job>, StoreError> {
-    let (tx, rx) = mpsc::channel::<Job>();
-    std::thread::Builder::new()
-        .name("actguard-sqlite-writer".to_owned())
-        .spawn(move || writer_loop(conn, at, rx))
-        .map_err(|e| StoreError::Unavailable(format!("cannot start the store's writer thread: {e}")))?;
-    Ok(tx)
+type Thread = std::thread::JoinHandle<Result<(), StoreError>>;
+
+/// The threads owning the connections; each ends when its channel closes.
+struct Threads {
+    writer: Thread,
+    reader: Option<Thread>,
 }
 
-fn spawn_reader(conn: Connection, at: Location) -> Result<mpsc::Sender<Job>, StoreError> {
+fn spawn_writer(conn: Connection, at: Location) -> Result<(mpsc::Sender<Job>, Thread), StoreError> {
     let (tx, rx) = mpsc::channel::<Job>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
+        .name("actguard-sqlite-writer".to_owned())
+        .spawn(move || {
+            writer_loop(&conn, &at, rx);
+            conn.close().map_err(|(_, e)| at.error(&e))
+        })
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot start the store's writer thread: {e}"))
+        })?;
+    Ok((tx, thread))
+}
+
+fn spawn_reader(conn: Connection, at: Location) -> Result<(mpsc::Sender<Job>, Thread), StoreError> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let thread = std::thread::Builder::new()
         .name("actguard-sqlite-reader".to_owned())
         .spawn(move || {
             while let Ok(job) = rx.recv() {
@@ -283,13 +335,16 @@ fn spawn_reader(conn: Connection, at: Location) -> Result<mpsc::Sender<Job>, Sto
                     f(&conn, &at);
                 }
             }
+            conn.close().map_err(|(_, e)| at.error(&e))
         })
-        .map_err(|e| StoreError::Unavailable(format!("cannot start the store's reader thread: {e}")))?;
-    Ok(tx)
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot start the store's reader thread: {e}"))
+        })?;
+    Ok((tx, thread))
 }
 
 /// Runs until every sender is gone (the store was dropped): drain, apply, commit once, answer.
-fn writer_loop(conn: Connection, at: Location, rx: mpsc::Receiver<Job>) {
+fn writer_loop(conn: &Connection, at: &Location, rx: mpsc::Receiver<Job>) {
     let mut writes = Vec::with_capacity(MAX_BATCH);
     let mut reads = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -306,10 +361,10 @@ fn writer_loop(conn: Connection, at: Location, rx: mpsc::Receiver<Job>) {
             };
         }
         if !writes.is_empty() {
-            apply_batch(&conn, &at, writes.drain(..));
+            apply_batch(conn, at, writes.drain(..));
         }
         for f in reads.drain(..) {
-            f(&conn, &at);
+            f(conn, at);
         }
     }
 }
@@ -350,7 +405,9 @@ fn refuse(w: Write, e: StoreError) {
 fn apply_one(conn: &Connection, at: &Location, w: Write) -> Applied {
     match w {
         Write::Begin(r, tx) => Applied::Begin(tx, savepoint(conn, at, |c| ops::begin(c, at, &r))),
-        Write::Complete(d, tx) => Applied::Log(tx, savepoint(conn, at, |c| ops::complete(c, at, &d))),
+        Write::Complete(d, tx) => {
+            Applied::Log(tx, savepoint(conn, at, |c| ops::complete(c, at, &d)))
+        }
         Write::Fail(f, tx) => Applied::Log(tx, savepoint(conn, at, |c| ops::fail(c, at, &f))),
         Write::Append(e, tx) => Applied::Log(tx, savepoint(conn, at, |c| ops::append(c, at, *e))),
         Write::Halt {
@@ -420,7 +477,12 @@ impl Store for SqliteStore {
         self.read(move |c, at| ops::log(c, at, &query)).await
     }
 
-    async fn halt_run(&self, run_id: Uuid, reason: &str, now_ms: Millis) -> Result<bool, StoreError> {
+    async fn halt_run(
+        &self,
+        run_id: Uuid,
+        reason: &str,
+        now_ms: Millis,
+    ) -> Result<bool, StoreError> {
         let reason = reason.to_owned();
         self.write(|reply| Write::Halt {
             run_id,

@@ -33,7 +33,11 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("cannot serialize: {e}")))
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(at: &Location, what: &str, s: &str) -> Result<T, StoreError> {
+fn from_json<T: serde::de::DeserializeOwned>(
+    at: &Location,
+    what: &str,
+    s: &str,
+) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| corrupt(at, what, e))
 }
 
@@ -204,7 +208,13 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
              lease_until_ms = excluded.lease_until_ms",
     )
     .at(at)?
-    .execute(params![r.record, token, r.key_digest, r.key_text, lease_until])
+    .execute(params![
+        r.record,
+        token,
+        r.key_digest,
+        r.key_text,
+        lease_until
+    ])
     .at(at)?;
     c.prepare_cached(
         "INSERT INTO keys (key_digest, key_text, action, record, run_id, fingerprint, payload, state,
@@ -272,7 +282,12 @@ fn held(
     }
 }
 
-fn release_record(c: &Connection, at: &Location, record: &str, key_digest: &str) -> Result<(), StoreError> {
+fn release_record(
+    c: &Connection,
+    at: &Location,
+    record: &str,
+    key_digest: &str,
+) -> Result<(), StoreError> {
     c.prepare_cached(
         "UPDATE records SET holder_digest = NULL, holder_key = NULL, lease_until_ms = NULL
          WHERE record = ?1 AND holder_digest = ?2",
@@ -284,7 +299,11 @@ fn release_record(c: &Connection, at: &Location, record: &str, key_digest: &str)
 }
 
 /// Success of a claimed call.
-pub(crate) fn complete(c: &Connection, at: &Location, d: &Completion) -> Result<LogEntry, StoreError> {
+pub(crate) fn complete(
+    c: &Connection,
+    at: &Location,
+    d: &Completion,
+) -> Result<LogEntry, StoreError> {
     let record = held(c, at, &d.key_digest, d.claim_id, &d.entry.key_text)?;
     c.prepare_cached(
         "UPDATE keys SET state = 'completed', result = ?2, completed_at_ms = ?3, claim_id = NULL,
@@ -343,7 +362,12 @@ pub(crate) fn fail(c: &Connection, at: &Location, f: &Failure) -> Result<LogEntr
     append(c, at, entry)
 }
 
-fn insert_queue(c: &Connection, at: &Location, q: &NewQueueEntry, now_ms: Millis) -> Result<i64, StoreError> {
+fn insert_queue(
+    c: &Connection,
+    at: &Location,
+    q: &NewQueueEntry,
+    now_ms: Millis,
+) -> Result<i64, StoreError> {
     c.prepare_cached(
         "INSERT INTO queue (kind, name, action, run_id, status, created_ms, entry)
          VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6)",
@@ -362,7 +386,11 @@ fn insert_queue(c: &Connection, at: &Location, q: &NewQueueEntry, now_ms: Millis
 }
 
 /// Appends one entry after the current head of the chain.
-pub(crate) fn append(c: &Connection, at: &Location, entry: NewLogEntry) -> Result<LogEntry, StoreError> {
+pub(crate) fn append(
+    c: &Connection,
+    at: &Location,
+    entry: NewLogEntry,
+) -> Result<LogEntry, StoreError> {
     let head: Option<(i64, String)> = c
         .prepare_cached("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
         .at(at)?
@@ -416,7 +444,11 @@ pub(crate) fn halt(
     Ok(n == 1)
 }
 
-pub(crate) fn run_state(c: &Connection, at: &Location, run_id: Uuid) -> Result<RunState, StoreError> {
+pub(crate) fn run_state(
+    c: &Connection,
+    at: &Location,
+    run_id: Uuid,
+) -> Result<RunState, StoreError> {
     let row = c
         .prepare_cached("SELECT reason, halted_at_ms FROM runs WHERE run_id = ?1")
         .at(at)?
@@ -431,7 +463,11 @@ pub(crate) fn run_state(c: &Connection, at: &Location, run_id: Uuid) -> Result<R
     })
 }
 
-pub(crate) fn fencing_token(c: &Connection, at: &Location, record: &str) -> Result<Option<u64>, StoreError> {
+pub(crate) fn fencing_token(
+    c: &Connection,
+    at: &Location,
+    record: &str,
+) -> Result<Option<u64>, StoreError> {
     let token: Option<i64> = c
         .prepare_cached("SELECT last_token FROM records WHERE record = ?1")
         .at(at)?
@@ -441,7 +477,11 @@ pub(crate) fn fencing_token(c: &Connection, at: &Location, record: &str) -> Resu
     Ok(token.map(|t| t as u64))
 }
 
-pub(crate) fn log(c: &Connection, at: &Location, q: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+pub(crate) fn log(
+    c: &Connection,
+    at: &Location,
+    q: &LogQuery,
+) -> Result<Vec<LogEntry>, StoreError> {
     let mut sql = String::from("SELECT seq, entry, prev_hash, hash FROM log WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     let mut filter = |clause: &str, v: rusqlite::types::Value| {
@@ -472,7 +512,10 @@ pub(crate) fn log(c: &Connection, at: &Location, q: &LogQuery) -> Result<Vec<Log
     }
     sql.push_str(" ORDER BY seq");
     if let Some(limit) = q.limit {
-        sql.push_str(&format!(" LIMIT {}", i64::try_from(limit).unwrap_or(i64::MAX)));
+        sql.push_str(&format!(
+            " LIMIT {}",
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ));
     }
     let mut stmt = c.prepare_cached(&sql).at(at)?;
     let rows = stmt
@@ -506,7 +549,8 @@ fn queue_ref(c: &Connection, at: &Location, id: i64) -> Result<QueueRef, StoreEr
         .optional()
         .at(at)?
         .ok_or_else(|| corrupt(at, "failed key", format!("queue entry {id} is missing")))?;
-    let kind = queue_kind(&kind).ok_or_else(|| corrupt(at, "queue entry", format!("kind `{kind}`")))?;
+    let kind =
+        queue_kind(&kind).ok_or_else(|| corrupt(at, "queue entry", format!("kind `{kind}`")))?;
     Ok(QueueRef {
         id: id as u64,
         kind,
@@ -519,7 +563,8 @@ const QUEUE_COLUMNS: &str = "SELECT id, status, created_ms, entry FROM queue";
 fn queue_row(at: &Location, row: (i64, String, Millis, String)) -> Result<QueueEntry, StoreError> {
     let (id, status, created_ms, entry) = row;
     let q: NewQueueEntry = from_json(at, "queue entry", &entry)?;
-    let status = status_of(&status).ok_or_else(|| corrupt(at, "queue entry", format!("status `{status}`")))?;
+    let status = status_of(&status)
+        .ok_or_else(|| corrupt(at, "queue entry", format!("status `{status}`")))?;
     Ok(QueueEntry {
         id: id as u64,
         kind: q.kind,
@@ -582,7 +627,11 @@ pub(crate) fn queue_entries(
     Ok(out)
 }
 
-pub(crate) fn queue_entry(c: &Connection, at: &Location, id: u64) -> Result<Option<QueueEntry>, StoreError> {
+pub(crate) fn queue_entry(
+    c: &Connection,
+    at: &Location,
+    id: u64,
+) -> Result<Option<QueueEntry>, StoreError> {
     let Ok(id) = i64::try_from(id) else {
         return Ok(None);
     };

@@ -110,23 +110,27 @@ impl Location {
             _ => None,
         };
         match code {
-            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt(format!(
-                "`{file}` is not a readable actguard database ({e}): restore it from a backup, or move it \
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                StoreError::Corrupt(format!(
+                    "`{file}` is not a readable actguard database ({e}): restore it from a backup, or move it \
                  aside so that a new store is created"
-            )),
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(format!(
-                "`{file}` is locked by another connection ({e}): stop the process holding the lock, or \
+                ))
+            }
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Unavailable(format!(
+                    "`{file}` is locked by another connection ({e}): stop the process holding the lock, or \
                  raise the busy timeout"
-            )),
+                ))
+            }
             Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
                 StoreError::Unavailable(format!(
                     "cannot write `{file}` ({e}): check that the file and its directory exist and are \
                      writable by this user"
                 ))
             }
-            Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => StoreError::Unavailable(format!(
-                "cannot write `{file}` ({e}): check free disk space and the file system"
-            )),
+            Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => StoreError::Unavailable(
+                format!("cannot write `{file}` ({e}): check free disk space and the file system"),
+            ),
             _ => StoreError::Backend(format!("`{file}`: {e}")),
         }
     }
@@ -168,7 +172,12 @@ pub(crate) fn prepare_file(path: &Path, at: &Location) -> Result<(), StoreError>
 /// The SQLite header (first 100 bytes): magic, page size and, when valid, the page count. A file whose
 /// header promises more pages than it holds was truncated; SQLite would only notice when it reads a
 /// missing page, possibly in the middle of a `begin`.
-fn check_header(path: &Path, file: &std::fs::File, len: u64, at: &Location) -> Result<(), StoreError> {
+fn check_header(
+    path: &Path,
+    file: &std::fs::File,
+    len: u64,
+    at: &Location,
+) -> Result<(), StoreError> {
     use std::io::Read;
     let corrupt = |why: &str| {
         StoreError::Corrupt(format!(
@@ -239,7 +248,11 @@ pub(crate) fn connect(
 }
 
 /// Per-connection settings.
-pub(crate) fn configure(conn: &Connection, at: &Location, settings: Settings) -> Result<(), StoreError> {
+pub(crate) fn configure(
+    conn: &Connection,
+    at: &Location,
+    settings: Settings,
+) -> Result<(), StoreError> {
     conn.busy_timeout(settings.busy_timeout)
         .map_err(|e| at.error(&e))?;
     // FULL: in WAL mode every commit fsyncs the log, so a claim is on disk before `begin` answers.
