@@ -63,6 +63,12 @@ use schema::{Location, Settings};
 /// The most requests the writer applies in one transaction.
 const MAX_BATCH: usize = 1024;
 
+/// How often the checkpointer copies the write-ahead log into the main file while writes go on.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// WAL size (pages) at which the writer checkpoints by itself, if the checkpointer falls behind.
+const WRITER_CHECKPOINT_PAGES: u32 = 4000;
+
 /// The store in one SQLite file: durable claims, group-committed writes. See the [module
 /// docs](self) for what is synced when.
 ///
@@ -148,7 +154,7 @@ impl SqliteStore {
         let mut conn = Connection::open_in_memory().at(&location)?;
         schema::configure(&conn, &location, settings)?;
         schema::migrate(&mut conn, &location)?;
-        let (writer, thread) = spawn_writer(conn, location.clone())?;
+        let (writer, thread) = spawn_writer(conn, location.clone(), None)?;
         Ok(SqliteStore {
             reader: writer.clone(),
             writer,
@@ -170,8 +176,12 @@ impl SqliteStore {
         schema::prepare_file(path, &location)?;
         let mut conn = schema::connect(path, &location, settings, false)?;
         schema::migrate(&mut conn, &location)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+            .at(&location)?;
         let read = schema::connect(path, &location, settings, true)?;
-        let (writer, write_thread) = spawn_writer(conn, location.clone())?;
+        let checkpoint = schema::connect(path, &location, settings, false)?;
+        let checkpointer = spawn_checkpointer(checkpoint, location.clone())?;
+        let (writer, write_thread) = spawn_writer(conn, location.clone(), Some(checkpointer))?;
         let (reader, read_thread) = spawn_reader(read, location.clone())?;
         Ok(SqliteStore {
             writer,
@@ -202,8 +212,9 @@ impl SqliteStore {
                 )))
             })
         };
-        // The reader first: only a read-write connection checkpoints and removes the write-ahead log
-        // when it closes last.
+        // The writer's connection closes last (after the reader here, and after the checkpointer in
+        // the writer thread): the last connection to close checkpoints the whole write-ahead log into
+        // the main file and removes it, which a read-only connection cannot do.
         drop(reader);
         let read = threads.reader.map_or(Ok(()), join);
         drop(writer);
@@ -311,12 +322,28 @@ struct Threads {
     reader: Option<Thread>,
 }
 
-fn spawn_writer(conn: Connection, at: Location) -> Result<(mpsc::Sender<Job>, Thread), StoreError> {
+fn spawn_writer(
+    conn: Connection,
+    at: Location,
+    checkpointer: Option<(mpsc::Sender<()>, Thread)>,
+) -> Result<(mpsc::Sender<Job>, Thread), StoreError> {
     let (tx, rx) = mpsc::channel::<Job>();
     let thread = std::thread::Builder::new()
         .name("actguard-sqlite-writer".to_owned())
         .spawn(move || {
-            writer_loop(&conn, &at, rx);
+            let (checkpoints, checkpoint_thread) = checkpointer.unzip();
+            writer_loop(&conn, &at, rx, checkpoints.as_ref());
+            // Stop the checkpointer and wait for its connection to close, so that this one closes
+            // last and removes the log.
+            drop(checkpoints);
+            let checkpointed = checkpoint_thread.map_or(Ok(()), |t| {
+                t.join().unwrap_or_else(|_| {
+                    Err(StoreError::Backend(format!(
+                        "the checkpointer of `{}` panicked",
+                        at.display
+                    )))
+                })
+            });
             conn.close().map_err(|(_, e)| at.error(&e))
         })
         .map_err(|e| {
@@ -343,8 +370,46 @@ fn spawn_reader(conn: Connection, at: Location) -> Result<(mpsc::Sender<Job>, Th
     Ok((tx, thread))
 }
 
+/// Copies the write-ahead log into the main file in the background (`PASSIVE`: never blocks the
+/// writer or readers), at most once per [`CHECKPOINT_INTERVAL`] while commits arrive. The writer thus
+/// spends its time on commits, not on copying pages and syncing the main file.
+fn spawn_checkpointer(
+    conn: Connection,
+    at: Location,
+) -> Result<(mpsc::Sender<()>, Thread), StoreError> {
+    let (tx, rx) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("actguard-sqlite-checkpointer".to_owned())
+        .spawn(move || {
+            'commits: while rx.recv().is_ok() {
+                let due = std::time::Instant::now() + CHECKPOINT_INTERVAL;
+                loop {
+                    let left = due.saturating_duration_since(std::time::Instant::now());
+                    match rx.recv_timeout(left) {
+                        Ok(()) => {}
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break 'commits,
+                    }
+                }
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(file = %at.display, error = %e, "background checkpoint failed");
+                }
+            }
+            conn.close().map_err(|(_, e)| at.error(&e))
+        })
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot start the store's checkpoint thread: {e}"))
+        })?;
+    Ok((tx, thread))
+}
+
 /// Runs until every sender is gone (the store was dropped): drain, apply, commit once, answer.
-fn writer_loop(conn: &Connection, at: &Location, rx: mpsc::Receiver<Job>) {
+fn writer_loop(
+    conn: &Connection,
+    at: &Location,
+    rx: mpsc::Receiver<Job>,
+    checkpoints: Option<&mpsc::Sender<()>>,
+) {
     let mut writes = Vec::with_capacity(MAX_BATCH);
     let mut reads = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -362,6 +427,9 @@ fn writer_loop(conn: &Connection, at: &Location, rx: mpsc::Receiver<Job>) {
         }
         if !writes.is_empty() {
             apply_batch(conn, at, writes.drain(..));
+            if let Some(c) = checkpoints {
+                let _ = c.send(());
+            }
         }
         for f in reads.drain(..) {
             f(conn, at);

@@ -72,6 +72,7 @@ fn status_of(s: &str) -> Option<QueueStatus> {
 /// The key's row, as `begin` needs it.
 struct KeyRow {
     state: String,
+    attempts: i64,
     fingerprint: String,
     lease_until_ms: Option<Millis>,
     result: Option<String>,
@@ -93,7 +94,7 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
 
     let key = c
         .prepare_cached(
-            "SELECT state, fingerprint, lease_until_ms, result, completed_at_ms, queue_id
+            "SELECT state, fingerprint, lease_until_ms, result, completed_at_ms, queue_id, attempts
              FROM keys WHERE key_digest = ?1",
         )
         .at(at)?
@@ -105,6 +106,7 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
                 result: row.get(3)?,
                 completed_at_ms: row.get(4)?,
                 queue_id: row.get(5)?,
+                attempts: row.get(6)?,
             })
         })
         .optional()
@@ -193,11 +195,7 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
         }
     }
 
-    let previous_attempts: i64 = c
-        .prepare_cached("SELECT count(*) FROM log WHERE key_digest = ?1 AND attempt > 0")
-        .at(at)?
-        .query_row(params![r.key_digest], |row| row.get(0))
-        .at(at)?;
+    let previous_attempts = key.as_ref().map_or(0, |k| k.attempts);
     let token = record.as_ref().map_or(0, |rec| rec.0) + 1;
     let lease_until = r.now_ms.saturating_add(r.lease_ms);
     c.prepare_cached(
@@ -248,14 +246,14 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
     }))
 }
 
-/// Checks that `claim_id` still holds the key; returns the key's record.
+/// Checks that `claim_id` still holds the key; returns the key's record and readable text.
 fn held(
     c: &Connection,
     at: &Location,
     key_digest: &str,
     claim_id: Uuid,
     key_text: &str,
-) -> Result<String, StoreError> {
+) -> Result<(String, String), StoreError> {
     let row = c
         .prepare_cached("SELECT state, claim_id, record, key_text FROM keys WHERE key_digest = ?1")
         .at(at)?
@@ -270,10 +268,10 @@ fn held(
         .optional()
         .at(at)?;
     match row {
-        Some((state, Some(holder), record, _))
+        Some((state, Some(holder), record, text))
             if state == "claimed" && holder == claim_id.to_string() =>
         {
-            Ok(record)
+            Ok((record, text))
         }
         Some((_, _, _, text)) => Err(StoreError::ClaimLost { key: text }),
         None => Err(StoreError::ClaimLost {
@@ -304,7 +302,7 @@ pub(crate) fn complete(
     at: &Location,
     d: &Completion,
 ) -> Result<LogEntry, StoreError> {
-    let record = held(c, at, &d.key_digest, d.claim_id, &d.entry.key_text)?;
+    let (record, key_text) = held(c, at, &d.key_digest, d.claim_id, &d.entry.key_text)?;
     c.prepare_cached(
         "UPDATE keys SET state = 'completed', result = ?2, completed_at_ms = ?3, claim_id = NULL,
              lease_until_ms = NULL, updated_ms = ?3
@@ -313,11 +311,6 @@ pub(crate) fn complete(
     .at(at)?
     .execute(params![d.key_digest, to_json(&d.result)?, d.now_ms])
     .at(at)?;
-    let key_text: String = c
-        .prepare_cached("SELECT key_text FROM keys WHERE key_digest = ?1")
-        .at(at)?
-        .query_row(params![d.key_digest], |row| row.get(0))
-        .at(at)?;
     c.prepare_cached(
         "INSERT INTO acted (record, action, key_text, key_digest, acted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (record, action) DO UPDATE SET key_text = excluded.key_text,
@@ -332,7 +325,7 @@ pub(crate) fn complete(
 
 /// Terminal failure of a claimed call.
 pub(crate) fn fail(c: &Connection, at: &Location, f: &Failure) -> Result<LogEntry, StoreError> {
-    let record = held(c, at, &f.key_digest, f.claim_id, &f.entry.key_text)?;
+    let (record, _) = held(c, at, &f.key_digest, f.claim_id, &f.entry.key_text)?;
     let mut entry = f.entry.clone();
     match &f.queue_entry {
         Some(q) => {
@@ -422,6 +415,13 @@ pub(crate) fn append(
         e.hash,
     ])
     .at(at)?;
+    if e.entry.attempt > 0 {
+        // Kept on the key so that a takeover knows how many attempts the previous worker made.
+        c.prepare_cached("UPDATE keys SET attempts = attempts + 1 WHERE key_digest = ?1")
+            .at(at)?
+            .execute(params![e.entry.key_digest])
+            .at(at)?;
+    }
     Ok(e)
 }
 

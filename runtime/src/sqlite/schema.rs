@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
         result          TEXT,
         completed_at_ms INTEGER,
         queue_id        INTEGER,
+        attempts        INTEGER NOT NULL DEFAULT 0,  -- log entries with attempt > 0 under this key
         updated_ms      INTEGER NOT NULL
     ) WITHOUT ROWID;
 
@@ -90,7 +91,6 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX log_by_action ON log (action, seq);
     CREATE INDEX log_by_record ON log (record, seq);
     CREATE INDEX log_by_time ON log (at_ms);
-    CREATE INDEX log_by_key ON log (key_digest, attempt);
     "#,
 ];
 
