@@ -37,7 +37,7 @@ fn begin_request(n: u64) -> BeginRequest {
         record: format!("loan-{n}"),
         key_text: key,
         fingerprint: "f".repeat(64),
-        payload: serde_json::json!({ "loan_id": n, "amount": 250_00, "currency": "EUR" }),
+        payload: serde_json::json!({ "loan_id": n, "amount": 25_000, "currency": "EUR" }),
         claim_id: Uuid::from_u128(u128::from(n)),
         now_ms: NOW,
         lease_ms: 300_000,

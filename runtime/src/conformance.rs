@@ -7,13 +7,15 @@
 //! [`conformance_suite!`](crate::conformance_suite) expands to one `#[tokio::test]` per case, so each
 //! store gets named tests:
 //!
-//! ```ignore
+//! ```
 //! // tests/conformance_sqlite.rs
 //! fn store() -> (actguard::SqliteStore, tempfile::TempDir) {
 //!     let dir = tempfile::tempdir().unwrap();
 //!     (actguard::SqliteStore::open(dir.path().join("actguard.db")).unwrap(), dir)
 //! }
+//!
 //! actguard::conformance_suite!(store());
+//! # fn main() {}
 //! ```
 //!
 //! The expression is evaluated once per test and must give a [`Fixture`]: a store, or a `(store,

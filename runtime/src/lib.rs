@@ -19,7 +19,7 @@ mod policy;
 mod registry;
 mod run;
 #[cfg(feature = "sqlite")]
-mod sqlite;
+pub mod sqlite;
 pub mod store;
 
 pub use actguard_macros::{Classify, agent_action};

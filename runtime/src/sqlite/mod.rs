@@ -19,7 +19,7 @@
 //! main file; they never make a committed change less durable.
 //!
 //! A process killed at any point leaves at most claims whose lease will expire: a later `begin` of the
-//! same key takes them over ([`Claim::takeover`]) with the attempts the dead worker had logged.
+//! same key takes them over ([`Claim::takeover`](crate::store::Claim::takeover)) with the attempts the dead worker had logged.
 //!
 //! # Group commit
 //!
@@ -70,7 +70,7 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
 const WRITER_CHECKPOINT_PAGES: u32 = 4000;
 
 /// The store in one SQLite file: durable claims, group-committed writes. See the [module
-/// docs](self) for what is synced when.
+/// docs](crate::sqlite) for what is synced when.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), actguard::StoreError> {
@@ -284,7 +284,7 @@ enum Job {
 /// A write applied inside the batch, waiting for the commit before it is answered.
 enum Applied {
     Begin(Reply<Begin>, Result<Begin, StoreError>),
-    Log(Reply<LogEntry>, Result<LogEntry, StoreError>),
+    Log(Reply<LogEntry>, Box<Result<LogEntry, StoreError>>),
     Bool(Reply<bool>, Result<bool, StoreError>),
 }
 
@@ -305,7 +305,7 @@ impl Applied {
                 let _ = tx.send(settle(r, commit));
             }
             Applied::Log(tx, r) => {
-                let _ = tx.send(settle(r, commit));
+                let _ = tx.send(settle(*r, commit));
             }
             Applied::Bool(tx, r) => {
                 let _ = tx.send(settle(r, commit));
@@ -329,7 +329,7 @@ fn spawn_writer(
 ) -> Result<(mpsc::Sender<Job>, Thread), StoreError> {
     let (tx, rx) = mpsc::channel::<Job>();
     let thread = std::thread::Builder::new()
-        .name("actguard-sqlite-writer".to_owned())
+        .name("actguard-writer".to_owned())
         .spawn(move || {
             let (checkpoints, checkpoint_thread) = checkpointer.unzip();
             writer_loop(&conn, &at, rx, checkpoints.as_ref());
@@ -344,7 +344,8 @@ fn spawn_writer(
                     )))
                 })
             });
-            conn.close().map_err(|(_, e)| at.error(&e))
+            let closed = conn.close().map_err(|(_, e)| at.error(&e));
+            closed.and(checkpointed)
         })
         .map_err(|e| {
             StoreError::Unavailable(format!("cannot start the store's writer thread: {e}"))
@@ -355,7 +356,7 @@ fn spawn_writer(
 fn spawn_reader(conn: Connection, at: Location) -> Result<(mpsc::Sender<Job>, Thread), StoreError> {
     let (tx, rx) = mpsc::channel::<Job>();
     let thread = std::thread::Builder::new()
-        .name("actguard-sqlite-reader".to_owned())
+        .name("actguard-reader".to_owned())
         .spawn(move || {
             while let Ok(job) = rx.recv() {
                 if let Job::Read(f) = job {
@@ -379,7 +380,7 @@ fn spawn_checkpointer(
 ) -> Result<(mpsc::Sender<()>, Thread), StoreError> {
     let (tx, rx) = mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
-        .name("actguard-sqlite-checkpointer".to_owned())
+        .name("actguard-ckpt".to_owned())
         .spawn(move || {
             'commits: while rx.recv().is_ok() {
                 let due = std::time::Instant::now() + CHECKPOINT_INTERVAL;
@@ -473,11 +474,17 @@ fn refuse(w: Write, e: StoreError) {
 fn apply_one(conn: &Connection, at: &Location, w: Write) -> Applied {
     match w {
         Write::Begin(r, tx) => Applied::Begin(tx, savepoint(conn, at, |c| ops::begin(c, at, &r))),
-        Write::Complete(d, tx) => {
-            Applied::Log(tx, savepoint(conn, at, |c| ops::complete(c, at, &d)))
+        Write::Complete(d, tx) => Applied::Log(
+            tx,
+            Box::new(savepoint(conn, at, |c| ops::complete(c, at, &d))),
+        ),
+        Write::Fail(f, tx) => {
+            Applied::Log(tx, Box::new(savepoint(conn, at, |c| ops::fail(c, at, &f))))
         }
-        Write::Fail(f, tx) => Applied::Log(tx, savepoint(conn, at, |c| ops::fail(c, at, &f))),
-        Write::Append(e, tx) => Applied::Log(tx, savepoint(conn, at, |c| ops::append(c, at, *e))),
+        Write::Append(e, tx) => Applied::Log(
+            tx,
+            Box::new(savepoint(conn, at, |c| ops::append(c, at, *e))),
+        ),
         Write::Halt {
             run_id,
             reason,
