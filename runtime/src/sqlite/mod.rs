@@ -43,6 +43,7 @@
 mod ops;
 mod schema;
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -446,13 +447,45 @@ fn apply_batch(conn: &Connection, at: &Location, writes: impl Iterator<Item = Wr
         }
         return;
     }
-    let applied: Vec<Applied> = writes.map(|w| apply_one(conn, at, w)).collect();
-    match conn.execute_batch("COMMIT") {
-        Ok(()) => applied.into_iter().for_each(|a| a.answer(None)),
-        Err(e) => {
+    // Set when a request's savepoint could not be closed, or SQLite rolled the whole transaction back
+    // by itself (it does on I/O errors and a full disk): the transaction's content is then unknown,
+    // so nothing of the batch may be committed.
+    let poisoned = Cell::new(false);
+    let mut applied = Vec::new();
+    let mut unapplied = Vec::new();
+    for w in writes {
+        if poisoned.get() {
+            unapplied.push(w);
+            continue;
+        }
+        applied.push(apply_one(conn, at, w, &poisoned));
+        if conn.is_autocommit() {
+            poisoned.set(true);
+        }
+    }
+    let failed = if poisoned.get() {
+        let _ = conn.execute_batch("ROLLBACK");
+        Some(StoreError::Unavailable(format!(
+            "a write to `{}` failed part-way, so its whole transaction was rolled back: check the \
+             file system, then retry",
+            at.display
+        )))
+    } else {
+        conn.execute_batch("COMMIT").err().map(|e| {
             let _ = conn.execute_batch("ROLLBACK");
-            let error = || at.error(&e);
+            at.error(&e)
+        })
+    };
+    match failed {
+        None => applied.into_iter().for_each(|a| a.answer(None)),
+        Some(e) => {
+            let error = || match &e {
+                StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+                StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+                other => StoreError::Backend(other.to_string()),
+            };
             applied.into_iter().for_each(|a| a.answer(Some(&error)));
+            unapplied.into_iter().for_each(|w| refuse(w, error()));
         }
     }
 }
@@ -471,19 +504,22 @@ fn refuse(w: Write, e: StoreError) {
     }
 }
 
-fn apply_one(conn: &Connection, at: &Location, w: Write) -> Applied {
+fn apply_one(conn: &Connection, at: &Location, w: Write, poisoned: &Cell<bool>) -> Applied {
     match w {
-        Write::Begin(r, tx) => Applied::Begin(tx, savepoint(conn, at, |c| ops::begin(c, at, &r))),
+        Write::Begin(r, tx) => {
+            Applied::Begin(tx, savepoint(conn, at, poisoned, |c| ops::begin(c, at, &r)))
+        }
         Write::Complete(d, tx) => Applied::Log(
             tx,
-            Box::new(savepoint(conn, at, |c| ops::complete(c, at, &d))),
+            Box::new(savepoint(conn, at, poisoned, |c| ops::complete(c, at, &d))),
         ),
-        Write::Fail(f, tx) => {
-            Applied::Log(tx, Box::new(savepoint(conn, at, |c| ops::fail(c, at, &f))))
-        }
+        Write::Fail(f, tx) => Applied::Log(
+            tx,
+            Box::new(savepoint(conn, at, poisoned, |c| ops::fail(c, at, &f))),
+        ),
         Write::Append(e, tx) => Applied::Log(
             tx,
-            Box::new(savepoint(conn, at, |c| ops::append(c, at, *e))),
+            Box::new(savepoint(conn, at, poisoned, |c| ops::append(c, at, *e))),
         ),
         Write::Halt {
             run_id,
@@ -492,15 +528,19 @@ fn apply_one(conn: &Connection, at: &Location, w: Write) -> Applied {
             reply,
         } => Applied::Bool(
             reply,
-            savepoint(conn, at, |c| ops::halt(c, at, run_id, &reason, now_ms)),
+            savepoint(conn, at, poisoned, |c| {
+                ops::halt(c, at, run_id, &reason, now_ms)
+            }),
         ),
     }
 }
 
 /// Runs `f` in a savepoint: its changes stay if it succeeds and are undone if it fails.
+/// If the savepoint cannot be closed, `poisoned` is set: the request's changes may be half there.
 fn savepoint<T>(
     conn: &Connection,
     at: &Location,
+    poisoned: &Cell<bool>,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     conn.prepare_cached("SAVEPOINT request")
@@ -517,6 +557,9 @@ fn savepoint<T>(
         closed = conn
             .prepare_cached("RELEASE request")
             .and_then(|mut s| s.execute([]));
+    }
+    if closed.is_err() {
+        poisoned.set(true);
     }
     match (result, closed) {
         (Ok(v), Ok(_)) => Ok(v),
