@@ -8,18 +8,22 @@
 //! change has committed, so:
 //!
 //! - when `begin` answers [`Begin::Claimed`], the claim, the record lease and the new fencing token are
-//!   on disk: a process crash, an OS crash or a power cut after that point cannot lose them;
+//!   on disk: a process crash, an OS crash or a power cut after that point cannot lose them (on a disk
+//!   that honours fsync);
 //! - when `complete` returns, the result, the loop-filter mark, the released lease and the log entry
 //!   are on disk, all together or not at all; the same for `fail` and its queue entry;
 //! - when a write returns an error, nothing of it was written (a failed commit rolls back the whole
 //!   transaction, and a rejected request such as [`StoreError::ClaimLost`] rolls back to its own
 //!   savepoint).
 //!
-//! Checkpoints (copying the log into the main file) happen automatically every 1000 pages and fsync the
-//! main file; they never make a committed change less durable.
+//! Checkpoints copy the log into the main file and fsync it before the log is reused, so they never
+//! make a committed change less durable. A background thread with its own connection runs them
+//! (`PASSIVE`, at most every 50 ms while writes arrive) so that the writer does not pay for them; the
+//! writer checkpoints by itself only if the log grows past 4000 pages.
 //!
 //! A process killed at any point leaves at most claims whose lease will expire: a later `begin` of the
-//! same key takes them over ([`Claim::takeover`](crate::store::Claim::takeover)) with the attempts the dead worker had logged.
+//! same key takes them over ([`Claim::takeover`](crate::store::Claim::takeover)) with the attempts the
+//! dead worker had logged.
 //!
 //! # Group commit
 //!
@@ -30,15 +34,34 @@
 //! fsync, the next batch accumulates: throughput grows with the number of concurrent callers instead of
 //! being one fsync per call. A single caller pays one fsync per write, as it must.
 //!
+//! A batch whose transaction cannot start, whose commit fails, or whose content is uncertain (a
+//! savepoint that cannot be closed, a transaction SQLite rolled back by itself after an I/O error) is
+//! rolled back as a whole and every request in it gets the error: a `Claimed` answer always means a
+//! committed claim.
+//!
 //! Reads (`log`, `run_state`, `current_fencing_token`, `queue_entries`, `queue_entry`) use a second,
 //! read-only connection on its own thread, so they do not wait behind writes; they see every write
 //! that has answered.
 //!
+//! # Schema
+//!
+//! Version 1 (`PRAGMA user_version`): `runs` (halted runs), `keys` (one row per idempotency key:
+//! fingerprint, payload, state `claimed`/`completed`/`failed`/`released`, claim id and lease, stored
+//! result, queue entry, attempts logged), `records` (last fencing token and live lease per record),
+//! `acted` (last completion per record and action: the loop filter), `queue` (review-queue entries,
+//! ids from 1), `log` (the hash-chained action log: the entry's JSON exactly as hashed, plus indexed
+//! copies of run, action, record and time).
+//!
 //! # Files
 //!
 //! [`SqliteStore::open`] creates the file with permissions `0600` (owner only) on unix before SQLite
-//! opens it; SQLite gives the `-wal` and `-shm` files the same permissions. The schema is versioned
-//! with `PRAGMA user_version` and migrated on open; a file written by a newer version is refused.
+//! opens it; SQLite gives the `-wal` and `-shm` files the same permissions. An existing file keeps its
+//! permissions. Before SQLite reads it, the file must start with the SQLite header and, when no
+//! write-ahead log is pending, hold every page its header declares (a truncated copy is refused at
+//! open rather than failing in the middle of a `begin`). The schema is migrated on open; a file
+//! written by a newer version is refused. Each refusal is a [`StoreError::Corrupt`] or
+//! [`StoreError::Unavailable`] whose message names the file and says what to do. A lock held by
+//! another process is waited for up to the busy timeout ([`SqliteOptions::busy_timeout`], 5 s).
 
 mod ops;
 mod schema;
