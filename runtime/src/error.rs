@@ -51,9 +51,7 @@ pub enum ActionError<E> {
     #[error("key `{key}` failed before and waits in the {} queue `{}` (entry {}): resolve or replay it there", .queue.kind.as_str(), .queue.name, .queue.id)]
     PreviouslyFailed { key: String, queue: QueueRef },
     /// Another worker holds a live claim on this key (or on its record) beyond the wait allowed.
-    #[error(
-        "key `{key}` is in progress in another worker until {lease_until_ms} (Unix ms); try again later"
-    )]
+    #[error("key `{key}` is in progress in another worker until {lease_until_ms} (Unix ms); try again later")]
     InProgress { key: String, lease_until_ms: Millis },
     /// The key was used before with a different payload: keys must identify one intent.
     #[error(

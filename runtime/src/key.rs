@@ -239,16 +239,8 @@ mod tests {
 
     #[test]
     fn parts_are_length_prefixed_in_the_digest() {
-        let a = KeyBuilder::new("act")
-            .part("a:b")
-            .literal(":")
-            .part("c")
-            .finish();
-        let b = KeyBuilder::new("act")
-            .part("a")
-            .literal(":")
-            .part("b:c")
-            .finish();
+        let a = KeyBuilder::new("act").part("a:b").literal(":").part("c").finish();
+        let b = KeyBuilder::new("act").part("a").literal(":").part("b:c").finish();
         assert_eq!(a.text, b.text);
         assert_ne!(a.digest, b.digest);
     }

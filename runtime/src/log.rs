@@ -140,9 +140,7 @@ pub enum ChainError {
     #[error("log entry {seq} was modified: its hash does not match its content")]
     Modified { seq: u64 },
     /// An entry does not link to the one before it: entries were deleted, inserted or reordered.
-    #[error(
-        "log entry {seq} does not follow entry {prev_seq}: entries were deleted, inserted or reordered"
-    )]
+    #[error("log entry {seq} does not follow entry {prev_seq}: entries were deleted, inserted or reordered")]
     Broken { seq: u64, prev_seq: u64 },
     /// A gap or repeat in the sequence numbers.
     #[error("log sequence jumps from {prev_seq} to {seq}: entries were deleted or reordered")]
@@ -151,9 +149,7 @@ pub enum ChainError {
 
 /// Verifies a whole log (every entry, in order from the first): returns the number of entries checked,
 /// or the first bad entry.
-pub fn verify_chain<'a>(
-    entries: impl IntoIterator<Item = &'a LogEntry>,
-) -> Result<u64, ChainError> {
+pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a LogEntry>) -> Result<u64, ChainError> {
     let mut prev: Option<&LogEntry> = None;
     let mut count = 0;
     for e in entries {

@@ -251,6 +251,7 @@ mod duration_ms {
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
+
 }
 
 mod opt_duration_ms {
@@ -263,4 +264,5 @@ mod opt_duration_ms {
             None => s.serialize_none(),
         }
     }
+
 }

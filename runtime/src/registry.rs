@@ -13,15 +13,8 @@ inventory::collect!(Registration);
 /// Actions defined in a library crate are registered only if that crate is linked: if nothing else
 /// references it, add `use my_actions as _;` to the binary.
 pub fn registry() -> Vec<&'static ActionSpec> {
-    let mut specs: Vec<&'static ActionSpec> = inventory::iter::<Registration>
-        .into_iter()
-        .map(|r| r.0)
-        .collect();
-    specs.sort_by(|a, b| {
-        a.name
-            .cmp(b.name)
-            .then(a.file.cmp(b.file))
-            .then(a.line.cmp(&b.line))
-    });
+    let mut specs: Vec<&'static ActionSpec> =
+        inventory::iter::<Registration>.into_iter().map(|r| r.0).collect();
+    specs.sort_by(|a, b| a.name.cmp(b.name).then(a.file.cmp(b.file)).then(a.line.cmp(&b.line)));
     specs
 }

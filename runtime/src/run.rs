@@ -43,9 +43,8 @@ impl Run {
     /// # Panics
     /// Outside the body of an `#[agent_action]`; use [`Run::try_attempt`] where that can happen.
     pub fn attempt(&self) -> &Attempt {
-        self.try_attempt().expect(
-            "run.attempt() is only available inside the body of an #[agent_action] function",
-        )
+        self.try_attempt()
+            .expect("run.attempt() is only available inside the body of an #[agent_action] function")
     }
 
     /// The current attempt, or `None` outside the body of an action.

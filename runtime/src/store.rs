@@ -310,12 +310,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Halts a run durably. Returns `true` if this call halted it, `false` if it was halted already (so
     /// the alert is sent exactly once).
-    async fn halt_run(
-        &self,
-        run_id: Uuid,
-        reason: &str,
-        now_ms: Millis,
-    ) -> Result<bool, StoreError>;
+    async fn halt_run(&self, run_id: Uuid, reason: &str, now_ms: Millis) -> Result<bool, StoreError>;
 
     /// Whether a run is halted.
     async fn run_state(&self, run_id: Uuid) -> Result<RunState, StoreError>;
