@@ -12,6 +12,8 @@ mod backoff;
 mod bounds;
 mod classify;
 mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod guard;
 mod key;
@@ -23,6 +25,8 @@ mod policy;
 mod redacted;
 mod registry;
 mod run;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -51,6 +55,8 @@ pub use policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Rou
 pub use redacted::Redacted;
 pub use registry::registry;
 pub use run::{Attempt, Run};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, RunState, Store, StoreError};
 
 /// What the expansion of `#[agent_action]` and `#[derive(Classify)]` names. Not public API: it may

@@ -1,0 +1,1209 @@
+//! The conformance suite every [`Store`] must pass (feature `conformance`).
+//!
+//! Each case is an async function taking `&dyn Store` and panicking on a violation of the contract
+//! documented on [`Store`]. Cases use only the trait, pass time as plain `now_ms` numbers (no clock),
+//! and expect a fresh, empty store.
+//!
+//! [`conformance_suite!`](crate::conformance_suite) expands to one `#[tokio::test]` per case, so each
+//! store gets named tests:
+//!
+//! ```
+//! // tests/conformance_sqlite.rs
+//! fn store() -> (actguard::SqliteStore, tempfile::TempDir) {
+//!     let dir = tempfile::tempdir().unwrap();
+//!     (actguard::SqliteStore::open(dir.path().join("actguard.db")).unwrap(), dir)
+//! }
+//!
+//! actguard::conformance_suite!(store());
+//! # fn main() {}
+//! ```
+//!
+//! The expression is evaluated once per test and must give a [`Fixture`]: a store, or a `(store,
+//! guard)` pair whose guard (a temporary directory, a container) lives as long as the test.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use uuid::Uuid;
+
+use crate::log::{LogQuery, NewLogEntry, Outcome, verify_chain};
+use crate::policy::{FailureKind, Route};
+use crate::store::{
+    Begin, BeginRequest, Claim, Completion, Failure, Millis, NewQueueEntry, QueueKind, QueueQuery,
+    QueueStatus, RunState, Store, StoreError,
+};
+
+/// What a case runs against: a store, or a store with something that must live as long as it.
+pub trait Fixture: Send + Sync + 'static {
+    /// The store under test.
+    fn store(&self) -> &dyn Store;
+}
+
+impl<S: Store> Fixture for S {
+    fn store(&self) -> &dyn Store {
+        self
+    }
+}
+
+impl<S: Store, G: Send + Sync + 'static> Fixture for (S, G) {
+    fn store(&self) -> &dyn Store {
+        &self.0
+    }
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each running the case against a fresh
+/// fixture made by `$make` (a [`Fixture`](crate::conformance::Fixture) expression, evaluated inside the
+/// test's runtime). Needs `tokio` (with `macros` and `rt-multi-thread`) in the calling crate.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::__conformance_cases! { ($make)
+            begin_claims_fresh_key
+            begin_refuses_halted_run
+            begin_halted_comes_before_completed
+            begin_replays_completed_key
+            begin_completed_comes_before_key_reused
+            begin_rejects_key_reused_with_other_fingerprint
+            begin_key_reused_comes_before_in_progress
+            begin_points_failed_key_at_its_queue_entry
+            begin_key_reused_comes_before_failed
+            begin_reports_in_progress_during_live_lease
+            begin_reports_record_busy_for_other_key
+            begin_claims_record_after_other_key_lease_expires
+            begin_record_busy_comes_before_skipped
+            begin_skips_within_dedup_window
+            begin_claims_after_dedup_window
+            begin_dedup_is_per_record_and_action
+            begin_without_dedup_never_skips
+            begin_takes_over_expired_claim
+            begin_claims_after_complete_on_same_record
+            fencing_tokens_strictly_increase_per_record
+            complete_after_takeover_is_claim_lost
+            fail_after_takeover_is_claim_lost
+            complete_with_unknown_claim_is_claim_lost
+            fail_with_queue_entry_fails_key_terminally
+            fail_without_queue_entry_releases_claim
+            halt_run_is_true_only_the_first_time
+            run_state_reports_halt
+            queue_entries_are_numbered_from_one_and_filtered
+            log_chain_verifies_after_many_appends
+            log_entries_of_complete_and_fail_join_the_chain
+            log_queries_filter_and_page
+            concurrent_begins_on_one_key_claim_once
+            concurrent_begins_on_distinct_records_all_claim
+            concurrent_appends_chain_without_gaps
+        }
+    };
+}
+
+/// Implementation detail of [`conformance_suite!`].
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __conformance_cases {
+    (($make:expr) $($case:ident)*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture = $make;
+                $crate::conformance::$case($crate::conformance::Fixture::store(&fixture)).await;
+            }
+        )*
+    };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Building requests
+// ---------------------------------------------------------------------------------------------------
+
+/// The start of time for every case.
+const T0: Millis = 1_700_000_000_000;
+const LEASE: Millis = 30_000;
+const DAY: Millis = 86_400_000;
+
+fn id() -> Uuid {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    Uuid::from_u128(
+        0xac7_0000_0000_0000_0000_0000_0000 + u128::from(NEXT.fetch_add(1, Ordering::Relaxed)),
+    )
+}
+
+fn digest(key: &str) -> String {
+    format!("digest:{key}")
+}
+
+/// A request for `key` on `record` by `run`, with fingerprint `fp-1`.
+fn request(run: Uuid, key: &str, record: &str, now_ms: Millis) -> BeginRequest {
+    BeginRequest {
+        run_id: run,
+        action: "disburse".to_owned(),
+        key_text: key.to_owned(),
+        key_digest: digest(key),
+        record: record.to_owned(),
+        fingerprint: "fp-1".to_owned(),
+        payload: serde_json::json!({ "key": key }),
+        claim_id: id(),
+        now_ms,
+        lease_ms: LEASE,
+        dedup_ms: Some(DAY),
+    }
+}
+
+fn entry(r: &BeginRequest, attempt: u32, outcome: Outcome, at_ms: Millis) -> NewLogEntry {
+    NewLogEntry {
+        at_ms,
+        run_id: r.run_id,
+        action: r.action.clone(),
+        record: r.record.clone(),
+        key_text: r.key_text.clone(),
+        key_digest: r.key_digest.clone(),
+        attempt,
+        retry: attempt > 1,
+        outcome,
+        failure_kind: None,
+        route: None,
+        message: None,
+        queue_entry: None,
+        before: None,
+        after: None,
+        fencing_token: None,
+        duration_ms: 3,
+    }
+}
+
+fn completion(r: &BeginRequest, result: serde_json::Value, now_ms: Millis) -> Completion {
+    Completion {
+        key_digest: r.key_digest.clone(),
+        claim_id: r.claim_id,
+        action: r.action.clone(),
+        record: r.record.clone(),
+        result: result.clone(),
+        entry: NewLogEntry {
+            after: Some(result),
+            ..entry(r, 1, Outcome::Succeeded, now_ms)
+        },
+        now_ms,
+    }
+}
+
+fn queue_entry(r: &BeginRequest, kind: QueueKind, name: &str, now_ms: Millis) -> NewQueueEntry {
+    NewQueueEntry {
+        kind,
+        name: name.to_owned(),
+        run_id: r.run_id,
+        action: r.action.clone(),
+        key_text: r.key_text.clone(),
+        key_digest: r.key_digest.clone(),
+        record: r.record.clone(),
+        payload: r.payload.clone(),
+        failure_kind: FailureKind::Validation,
+        message: "amount is negative".to_owned(),
+        attempts: 1,
+        first_failure_ms: now_ms,
+        last_failure_ms: now_ms,
+    }
+}
+
+fn failure(r: &BeginRequest, queue: Option<(QueueKind, &str)>, now_ms: Millis) -> Failure {
+    let (outcome, route, kind) = match queue {
+        Some((QueueKind::DeadLetter, _)) => (
+            Outcome::DeadLettered,
+            Route::DeadLetter,
+            FailureKind::Transient,
+        ),
+        Some((QueueKind::Expert, _)) => (Outcome::Routed, Route::Escalate, FailureKind::Conflict),
+        Some((QueueKind::Owner, _)) => {
+            (Outcome::Routed, Route::RouteOwner, FailureKind::Validation)
+        }
+        None => (Outcome::Halted, Route::Halt, FailureKind::Security),
+    };
+    Failure {
+        key_digest: r.key_digest.clone(),
+        claim_id: r.claim_id,
+        queue_entry: queue.map(|(k, name)| NewQueueEntry {
+            failure_kind: kind,
+            ..queue_entry(r, k, name, now_ms)
+        }),
+        entry: NewLogEntry {
+            failure_kind: Some(kind),
+            route: Some(route),
+            message: Some("refused".to_owned()),
+            ..entry(r, 1, outcome, now_ms)
+        },
+        now_ms,
+    }
+}
+
+async fn begin(store: &dyn Store, r: &BeginRequest) -> Begin {
+    store.begin(r).await.expect("begin reaches the store")
+}
+
+async fn claim(store: &dyn Store, r: &BeginRequest) -> Claim {
+    match begin(store, r).await {
+        Begin::Claimed(c) => c,
+        other => panic!("expected `{}` to be claimed, got {other:?}", r.key_text),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// begin, branch by branch, in the documented order
+// ---------------------------------------------------------------------------------------------------
+
+/// A key never seen is claimed with fencing token 1, no takeover, no previous attempts.
+pub async fn begin_claims_fresh_key(store: &dyn Store) {
+    let r = request(id(), "k1", "rec-1", T0);
+    let c = claim(store, &r).await;
+    assert_eq!(
+        c,
+        Claim {
+            fencing_token: 1,
+            takeover: false,
+            previous_attempts: 0
+        }
+    );
+    assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), Some(1));
+    assert_eq!(
+        store.current_fencing_token("rec-other").await.unwrap(),
+        None
+    );
+}
+
+/// A halted run claims nothing.
+pub async fn begin_refuses_halted_run(store: &dyn Store) {
+    let run = id();
+    assert!(store.halt_run(run, "forbidden", T0).await.unwrap());
+    let r = request(run, "k1", "rec-1", T0 + 1);
+    assert_eq!(begin(store, &r).await, Begin::Halted);
+    assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), None);
+    // Another run may claim the same key: nothing was held.
+    let other = request(id(), "k1", "rec-1", T0 + 2);
+    claim(store, &other).await;
+}
+
+/// Halted is checked before the key's completed result.
+pub async fn begin_halted_comes_before_completed(store: &dyn Store) {
+    let run = id();
+    let r = request(run, "k1", "rec-1", T0);
+    claim(store, &r).await;
+    store
+        .complete(&completion(&r, serde_json::json!(1), T0 + 5))
+        .await
+        .unwrap();
+    store.halt_run(run, "forbidden", T0 + 6).await.unwrap();
+    let again = request(run, "k1", "rec-1", T0 + 7);
+    assert_eq!(begin(store, &again).await, Begin::Halted);
+}
+
+/// A completed key replays its stored result, at any later time, and claims nothing.
+pub async fn begin_replays_completed_key(store: &dyn Store) {
+    let r = request(id(), "k1", "rec-1", T0);
+    claim(store, &r).await;
+    let result = serde_json::json!({ "receipt": "R-17", "amount": 250 });
+    store
+        .complete(&completion(&r, result.clone(), T0 + 10))
+        .await
+        .unwrap();
+    for now in [T0 + 11, T0 + 10 * DAY] {
+        let again = request(id(), "k1", "rec-1", now);
+        assert_eq!(
+            begin(store, &again).await,
+            Begin::Completed {
+                result: result.clone(),
+                completed_at_ms: T0 + 10
+            }
+        );
+    }
+    assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), Some(1));
+}
+
+/// Completed is checked before the fingerprint: a completed key replays whatever the payload.
+pub async fn begin_completed_comes_before_key_reused(store: &dyn Store) {
+    let r = request(id(), "k1", "rec-1", T0);
+    claim(store, &r).await;
+    store
+        .complete(&completion(&r, serde_json::json!("done"), T0 + 1))
+        .await
+        .unwrap();
+    let other = BeginRequest {
+        fingerprint: "fp-2".to_owned(),
+        ..request(id(), "k1", "rec-1", T0 + 2)
+    };
+    assert!(matches!(
+        begin(store, &other).await,
+        Begin::Completed { .. }
+    ));
+}
+
+/// A key known with another fingerprint is refused with the stored fingerprint.
+pub async fn begin_rejects_key_reused_with_other_fingerprint(store: &dyn Store) {
+    let r = request(id(), "k1", "rec-1", T0);
+    claim(store, &r).await;
+    // Expired, so only the fingerprint can refuse it.
+    let other = BeginRequest {
+        fingerprint: "fp-2".to_owned(),
+        ..request(id(), "k1", "rec-1", T0 + LEASE + 1)
+    };
+    assert_eq!(
+        begin(store, &other).await,
+        Begin::KeyReused {
+            stored_fingerprint: "fp-1".to_owned()
+        }
+    );
+    assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), Some(1));
+}
+
+/// The fingerprint is checked before the live lease.
+pub async fn begin_key_reused_comes_before_in_progress(store: &dyn Store) {
+    let r = request(id(), "k1", "rec-1", T0);
+    claim(store, &r).await;
+    let other = BeginRequest {
+        fingerprint: "fp-2".to_owned(),
+        ..request(id(), "k1", "rec-1", T0 + 1)
+    };
+    assert!(matches!(
+        begin(store, &other).await,
+        Begin::KeyReused { .. }
+    ));
+}
+
+/// A key failed terminally answers with its queue entry, never a new attempt.
+pub async fn begin_points_failed_key_at_its_queue_entry(store: &dyn Store) {
+    let r = request(id(), "k1", "rec-1", T0);
+    claim(store, &r).await;
+    let logged = store
+        .fail(&failure(&r, Some((QueueKind::Owner, "loan-ops")), T0 + 1))
+        .await
+        .unwrap();
+    let queued = logged
+        .entry
+        .queue_entry
+        .expect("fail names its queue entry");
+    for now in [T0 + 2, T0 + 10 * DAY] {
+        let again = request(id(), "k1", "rec-1", now);
+        match begin(store, &again).await {
+            Begin::Failed { entry } => {
+                assert_eq!(entry.id, queued);
+                assert_eq!(entry.kind, QueueKind::Owner);
+                assert_eq!(entry.name, "loan-ops");
+            }
+            other => panic!("expected Failed, got {other:?}"),
+        }
+    }
+    assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), Some(1));
+}
+
+/// The fingerprint is checked before the terminal failure.
+pub async fn begin_key_reused_comes_before_failed(store: &dyn Store) {
+    let r = request(id(), "k1", "rec-1", T0);
+    claim(store, &r).await;
+    store
+        .fail(&failure(
+            &r,
+            Some((QueueKind::DeadLetter, "dead-letter")),
+            T0 + 1,
+        ))
+        .await
+        .unwrap();
+    let other = BeginRequest {
+        fingerprint: "fp-2".to_owned(),
+        ..request(id(), "k1", "rec-1", T0 + 2)
+    };
+    assert!(matches!(
+        begin(store, &other).await,
+        Begin::KeyReused { .. }
+    ));
+}
+
+/// While the claim's lease is live (until `now_ms + lease_ms`, exclusive), the key is in progress.
+pub async fn begin_reports_in_progress_during_live_lease(store: &dyn Store) {
+    let r = request(id(), "k1", "rec-1", T0);
+    claim(store, &r).await;
+    for now in [T0, T0 + 1, T0 + LEASE - 1] {
+        let again = request(id(), "k1", "rec-1", now);
+        assert_eq!(
+            begin(store, &again).await,
+            Begin::InProgress {
+                lease_until_ms: T0 + LEASE
+            }
+        );
+    }
+    assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), Some(1));
+}
+
+/// Another key on a leased record is busy, naming the holder.
+pub async fn begin_reports_record_busy_for_other_key(store: &dyn Store) {
+    let r = request(id(), "k1", "rec-1", T0);
+    claim(store, &r).await;
+    let other = request(id(), "k2", "rec-1", T0 + LEASE - 1);
+    assert_eq!(
+        begin(store, &other).await,
+        Begin::RecordBusy {
+            holder_key: "k1".to_owned(),
+            lease_until_ms: T0 + LEASE
+        }
+    );
+    // Another record is free.
+    claim(store, &request(id(), "k3", "rec-2", T0 + 1)).await;
+    assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), Some(1));
+}
+
+/// Once the holder's lease expires, another key claims the record with the next token.
+pub async fn begin_claims_record_after_other_key_lease_expires(store: &dyn Store) {
+    let r = request(id(), "k1", "rec-1", T0);
+    claim(store, &r).await;
+    let other = request(id(), "k2", "rec-1", T0 + LEASE);
+    let c = claim(store, &other).await;
+    assert_eq!(c.fencing_token, 2);
+    assert!(
+        !c.takeover,
+        "k2 takes over the record, not a claim on its own key"
+    );
+}
+
+/// The record lease is checked before the dedup window.
+pub async fn begin_record_busy_comes_before_skipped(store: &dyn Store) {
+    let run = id();
+    let a = request(run, "k1", "rec-1", T0);
+    claim(store, &a).await;
+    store
+        .complete(&completion(&a, serde_json::json!(1), T0 + 1))
+        .await
+        .unwrap();
+    let b = BeginRequest {
+        dedup_ms: None,
+        ..request(run, "k2", "rec-1", T0 + 2)
+    };
+    claim(store, &b).await;
+    // k3 is both within k1's dedup window and behind k2's lease.
+    let c = request(run, "k3", "rec-1", T0 + 3);
+    assert!(matches!(begin(store, &c).await, Begin::RecordBusy { .. }));
+}
+
+/// (record, action) completed under another key within the window is skipped, measured from the
+/// completion time; the store records nothing for the skip.
+pub async fn begin_skips_within_dedup_window(store: &dyn Store) {
+    let a = request(id(), "k1", "rec-1", T0);
+    claim(store, &a).await;
+    store
+        .complete(&completion(&a, serde_json::json!(1), T0 + 100))
+        .await
+        .unwrap();
+    for now in [T0 + 101, T0 + 100 + DAY - 1] {
+        let b = request(id(), "k2", "rec-1", now);
+        assert_eq!(
+            begin(store, &b).await,
+            Begin::Skipped {
+                previous_key: "k1".to_owned(),
+                acted_at_ms: T0 + 100
+            }
+        );
+    }
+    assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), Some(1));
+    let entries = store.log(&LogQuery::default()).await.unwrap();
+    assert_eq!(
+        entries.len(),
+        1,
+        "a skip is logged by the caller, not the store"
+    );
+}
+
+/// At the end of the window (completion time + dedup), another key claims.
+pub async fn begin_claims_after_dedup_window(store: &dyn Store) {
+    let a = request(id(), "k1", "rec-1", T0);
+    claim(store, &a).await;
+    store
+        .complete(&completion(&a, serde_json::json!(1), T0 + 100))
+        .await
+        .unwrap();
+    let b = request(id(), "k2", "rec-1", T0 + 100 + DAY);
+    assert_eq!(claim(store, &b).await.fencing_token, 2);
+}
+
+/// The window is per (record, action): another action or another record is not skipped, and a
+/// failed key does not count as acted.
+pub async fn begin_dedup_is_per_record_and_action(store: &dyn Store) {
+    let a = request(id(), "k1", "rec-1", T0);
+    claim(store, &a).await;
+    store
+        .complete(&completion(&a, serde_json::json!(1), T0 + 1))
+        .await
+        .unwrap();
+    let other_action = BeginRequest {
+        action: "notify".to_owned(),
+        ..request(id(), "k2", "rec-1", T0 + 2)
+    };
+    claim(store, &other_action).await;
+    let other_record = request(id(), "k3", "rec-2", T0 + 3);
+    claim(store, &other_record).await;
+    store
+        .fail(&failure(
+            &other_record,
+            Some((QueueKind::Owner, "ops")),
+            T0 + 4,
+        ))
+        .await
+        .unwrap();
+    let after_failure = request(id(), "k4", "rec-2", T0 + 5);
+    claim(store, &after_failure).await;
+}
+
+/// With `dedup_ms: None` the loop filter is off.
+pub async fn begin_without_dedup_never_skips(store: &dyn Store) {
+    let a = request(id(), "k1", "rec-1", T0);
+    claim(store, &a).await;
+    store
+        .complete(&completion(&a, serde_json::json!(1), T0 + 1))
+        .await
+        .unwrap();
+    let b = BeginRequest {
+        dedup_ms: None,
+        ..request(id(), "k2", "rec-1", T0 + 2)
+    };
+    assert_eq!(claim(store, &b).await.fencing_token, 2);
+}
+
+/// A claim whose lease has expired (`now_ms >= lease_until`) is taken over, with the attempts logged
+/// under the key and the record's next fencing token.
+pub async fn begin_takes_over_expired_claim(store: &dyn Store) {
+    let run = id();
+    let r = request(run, "k1", "rec-1", T0);
+    claim(store, &r).await;
+    store
+        .append_log(&entry(&r, 1, Outcome::Retrying, T0 + 10))
+        .await
+        .unwrap();
+    store
+        .append_log(&entry(&r, 2, Outcome::Retrying, T0 + 20))
+        .await
+        .unwrap();
+    // Entries of other keys do not count.
+    let unrelated = request(run, "k9", "rec-9", T0);
+    store
+        .append_log(&entry(&unrelated, 1, Outcome::Retrying, T0 + 21))
+        .await
+        .unwrap();
+    let again = request(id(), "k1", "rec-1", T0 + LEASE);
+    assert_eq!(
+        claim(store, &again).await,
+        Claim {
+            fencing_token: 2,
+            takeover: true,
+            previous_attempts: 2
+        }
+    );
+    // The new claim's lease is live from its own start.
+    let third = request(id(), "k1", "rec-1", T0 + LEASE + 1);
+    assert_eq!(
+        begin(store, &third).await,
+        Begin::InProgress {
+            lease_until_ms: T0 + 2 * LEASE
+        }
+    );
+}
+
+/// Completing releases the record lease: the next key on the record claims at once.
+pub async fn begin_claims_after_complete_on_same_record(store: &dyn Store) {
+    let a = BeginRequest {
+        dedup_ms: None,
+        ..request(id(), "k1", "rec-1", T0)
+    };
+    claim(store, &a).await;
+    store
+        .complete(&completion(&a, serde_json::json!(1), T0 + 1))
+        .await
+        .unwrap();
+    let b = BeginRequest {
+        dedup_ms: None,
+        ..request(id(), "k2", "rec-1", T0 + 2)
+    };
+    assert_eq!(claim(store, &b).await.fencing_token, 2);
+}
+
+/// Every claim on a record gets a larger token than any before it (fresh, takeover, after release).
+pub async fn fencing_tokens_strictly_increase_per_record(store: &dyn Store) {
+    let mut seen = Vec::new();
+    let mut now = T0;
+    for i in 0..6 {
+        let r = BeginRequest {
+            dedup_ms: None,
+            ..request(id(), &format!("k{i}"), "rec-1", now)
+        };
+        seen.push(claim(store, &r).await.fencing_token);
+        if i % 2 == 0 {
+            store
+                .complete(&completion(&r, serde_json::json!(i), now + 1))
+                .await
+                .unwrap();
+            now += 2;
+        } else {
+            // Abandoned: the next claim comes after its lease.
+            now += LEASE;
+            let takeover = BeginRequest {
+                claim_id: id(),
+                now_ms: now,
+                ..r.clone()
+            };
+            let c = claim(store, &takeover).await;
+            assert!(c.takeover);
+            seen.push(c.fencing_token);
+            store
+                .complete(&completion(&takeover, serde_json::json!(i), now + 1))
+                .await
+                .unwrap();
+            now += 2;
+        }
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "tokens {seen:?} are not increasing"
+    );
+    assert_eq!(
+        store.current_fencing_token("rec-1").await.unwrap(),
+        seen.last().copied()
+    );
+    // Another record counts on its own.
+    let other = request(id(), "x", "rec-2", now);
+    assert_eq!(claim(store, &other).await.fencing_token, 1);
+}
+
+/// The worker whose claim was taken over cannot complete: nothing changes.
+pub async fn complete_after_takeover_is_claim_lost(store: &dyn Store) {
+    let old = request(id(), "k1", "rec-1", T0);
+    claim(store, &old).await;
+    let new = BeginRequest {
+        claim_id: id(),
+        now_ms: T0 + LEASE,
+        ..old.clone()
+    };
+    claim(store, &new).await;
+    let before = store.log(&LogQuery::default()).await.unwrap();
+    match store
+        .complete(&completion(
+            &old,
+            serde_json::json!("stale"),
+            T0 + LEASE + 1,
+        ))
+        .await
+    {
+        Err(StoreError::ClaimLost { key }) => assert_eq!(key, "k1"),
+        other => panic!("expected ClaimLost, got {other:?}"),
+    }
+    assert_eq!(store.log(&LogQuery::default()).await.unwrap(), before);
+    // The new holder still holds the key and completes.
+    let again = request(id(), "k1", "rec-1", T0 + LEASE + 2);
+    assert!(matches!(
+        begin(store, &again).await,
+        Begin::InProgress { .. }
+    ));
+    store
+        .complete(&completion(
+            &new,
+            serde_json::json!("fresh"),
+            T0 + LEASE + 3,
+        ))
+        .await
+        .unwrap();
+    let replay = request(id(), "k1", "rec-1", T0 + LEASE + 4);
+    assert_eq!(
+        begin(store, &replay).await,
+        Begin::Completed {
+            result: serde_json::json!("fresh"),
+            completed_at_ms: T0 + LEASE + 3
+        }
+    );
+}
+
+/// The worker whose claim was taken over cannot fail either: no queue entry, no log entry.
+pub async fn fail_after_takeover_is_claim_lost(store: &dyn Store) {
+    let old = request(id(), "k1", "rec-1", T0);
+    claim(store, &old).await;
+    let new = BeginRequest {
+        claim_id: id(),
+        now_ms: T0 + LEASE,
+        ..old.clone()
+    };
+    claim(store, &new).await;
+    let lost = store
+        .fail(&failure(
+            &old,
+            Some((QueueKind::Owner, "ops")),
+            T0 + LEASE + 1,
+        ))
+        .await;
+    assert!(
+        matches!(lost, Err(StoreError::ClaimLost { .. })),
+        "got {lost:?}"
+    );
+    assert!(
+        store
+            .queue_entries(&QueueQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.log(&LogQuery::default()).await.unwrap().is_empty());
+    let again = request(id(), "k1", "rec-1", T0 + LEASE + 2);
+    assert!(matches!(
+        begin(store, &again).await,
+        Begin::InProgress { .. }
+    ));
+}
+
+/// A claim that never existed, or was already completed, cannot be completed or failed.
+pub async fn complete_with_unknown_claim_is_claim_lost(store: &dyn Store) {
+    let never = request(id(), "ghost", "rec-1", T0);
+    let lost = store
+        .complete(&completion(&never, serde_json::json!(1), T0))
+        .await;
+    assert!(
+        matches!(lost, Err(StoreError::ClaimLost { .. })),
+        "got {lost:?}"
+    );
+    let r = request(id(), "k1", "rec-2", T0);
+    claim(store, &r).await;
+    store
+        .complete(&completion(&r, serde_json::json!(1), T0 + 1))
+        .await
+        .unwrap();
+    let twice = store
+        .complete(&completion(&r, serde_json::json!(2), T0 + 2))
+        .await;
+    assert!(
+        matches!(twice, Err(StoreError::ClaimLost { .. })),
+        "got {twice:?}"
+    );
+    let failed = store.fail(&failure(&r, None, T0 + 3)).await;
+    assert!(
+        matches!(failed, Err(StoreError::ClaimLost { .. })),
+        "got {failed:?}"
+    );
+    assert_eq!(store.log(&LogQuery::default()).await.unwrap().len(), 1);
+}
+
+/// `fail` with a queue entry creates it, names it in the log entry, releases the record and makes the
+/// key terminally failed.
+pub async fn fail_with_queue_entry_fails_key_terminally(store: &dyn Store) {
+    let run = id();
+    let r = request(run, "k1", "rec-1", T0);
+    claim(store, &r).await;
+    let logged = store
+        .fail(&failure(
+            &r,
+            Some((QueueKind::Expert, "credit-risk")),
+            T0 + 7,
+        ))
+        .await
+        .unwrap();
+    let queued = logged
+        .entry
+        .queue_entry
+        .expect("the log entry names the queue entry");
+    let q = store
+        .queue_entry(queued)
+        .await
+        .unwrap()
+        .expect("the queue entry exists");
+    assert_eq!(q.kind, QueueKind::Expert);
+    assert_eq!(q.name, "credit-risk");
+    assert_eq!(q.status, QueueStatus::Open);
+    assert_eq!(q.key_digest, r.key_digest);
+    assert_eq!(q.payload, r.payload);
+    assert_eq!(q.failure_kind, FailureKind::Conflict);
+    assert_eq!(q.run_id, run);
+    assert_eq!(logged.entry.outcome, Outcome::Routed);
+    // The record is free for another key (no dedup: failing is not acting).
+    let other = request(id(), "k2", "rec-1", T0 + 8);
+    assert_eq!(claim(store, &other).await.fencing_token, 2);
+}
+
+/// `fail` without a queue entry (a halt) releases the claim: the key is neither failed nor held.
+pub async fn fail_without_queue_entry_releases_claim(store: &dyn Store) {
+    let r = request(id(), "k1", "rec-1", T0);
+    claim(store, &r).await;
+    let logged = store.fail(&failure(&r, None, T0 + 1)).await.unwrap();
+    assert_eq!(logged.entry.queue_entry, None);
+    assert_eq!(logged.entry.outcome, Outcome::Halted);
+    assert!(
+        store
+            .queue_entries(&QueueQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = request(id(), "k1", "rec-1", T0 + 2);
+    let c = claim(store, &again).await;
+    assert!(!c.takeover, "a released claim is not taken over");
+    assert_eq!(c.fencing_token, 2);
+}
+
+/// `halt_run` answers `true` once, then `false`, so the alert goes out once.
+pub async fn halt_run_is_true_only_the_first_time(store: &dyn Store) {
+    let run = id();
+    assert!(store.halt_run(run, "forbidden", T0).await.unwrap());
+    assert!(
+        !store
+            .halt_run(run, "forbidden again", T0 + 1)
+            .await
+            .unwrap()
+    );
+    assert!(!store.halt_run(run, "and again", T0 + 2).await.unwrap());
+    assert!(store.halt_run(id(), "another run", T0 + 3).await.unwrap());
+}
+
+/// A run is active until halted; the first halt's reason and time are kept.
+pub async fn run_state_reports_halt(store: &dyn Store) {
+    let run = id();
+    assert_eq!(store.run_state(run).await.unwrap(), RunState::Active);
+    store.halt_run(run, "token leaked", T0 + 5).await.unwrap();
+    store.halt_run(run, "second reason", T0 + 9).await.unwrap();
+    assert_eq!(
+        store.run_state(run).await.unwrap(),
+        RunState::Halted {
+            reason: "token leaked".to_owned(),
+            at_ms: T0 + 5
+        }
+    );
+    assert_eq!(store.run_state(id()).await.unwrap(), RunState::Active);
+}
+
+/// Queue entries get ids 1, 2, 3, …; queries filter by kind, name, action, status and run, oldest
+/// first.
+pub async fn queue_entries_are_numbered_from_one_and_filtered(store: &dyn Store) {
+    let run_a = id();
+    let run_b = id();
+    let specs = [
+        (run_a, "disburse", QueueKind::Owner, "loan-ops"),
+        (run_a, "disburse", QueueKind::Expert, "credit-risk"),
+        (run_b, "notify", QueueKind::Owner, "loan-ops"),
+        (run_b, "disburse", QueueKind::DeadLetter, "dead-letter"),
+    ];
+    for (i, (run, action, kind, name)) in specs.iter().enumerate() {
+        let r = BeginRequest {
+            action: (*action).to_owned(),
+            ..request(*run, &format!("k{i}"), &format!("rec-{i}"), T0)
+        };
+        claim(store, &r).await;
+        let logged = store
+            .fail(&failure(&r, Some((*kind, name)), T0 + i as Millis))
+            .await
+            .unwrap();
+        assert_eq!(logged.entry.queue_entry, Some(i as u64 + 1));
+    }
+    let ids =
+        |entries: Vec<crate::store::QueueEntry>| entries.iter().map(|e| e.id).collect::<Vec<_>>();
+    let all = store.queue_entries(&QueueQuery::default()).await.unwrap();
+    assert_eq!(ids(all.clone()), vec![1, 2, 3, 4]);
+    assert!(all.iter().all(|e| e.status == QueueStatus::Open));
+    assert_eq!(all[2].action, "notify");
+    assert_eq!(all[2].created_ms, T0 + 2);
+    let q = |f: fn(&mut QueueQuery)| {
+        let mut query = QueueQuery::default();
+        f(&mut query);
+        query
+    };
+    let owner = store
+        .queue_entries(&q(|q| q.kind = Some(QueueKind::Owner)))
+        .await
+        .unwrap();
+    assert_eq!(ids(owner), vec![1, 3]);
+    let named = store
+        .queue_entries(&q(|q| q.name = Some("credit-risk".to_owned())))
+        .await
+        .unwrap();
+    assert_eq!(ids(named), vec![2]);
+    let action = store
+        .queue_entries(&q(|q| q.action = Some("disburse".to_owned())))
+        .await
+        .unwrap();
+    assert_eq!(ids(action), vec![1, 2, 4]);
+    let of_run = store
+        .queue_entries(&QueueQuery {
+            run_id: Some(run_b),
+            ..QueueQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(of_run), vec![3, 4]);
+    let open_owner = store
+        .queue_entries(&QueueQuery {
+            kind: Some(QueueKind::Owner),
+            status: Some(QueueStatus::Open),
+            run_id: Some(run_b),
+            ..QueueQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(open_owner), vec![3]);
+    let resolved = store
+        .queue_entries(&q(|q| q.status = Some(QueueStatus::Resolved)))
+        .await
+        .unwrap();
+    assert!(resolved.is_empty());
+    assert_eq!(
+        store.queue_entry(4).await.unwrap().unwrap().kind,
+        QueueKind::DeadLetter
+    );
+    assert_eq!(store.queue_entry(5).await.unwrap(), None);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The action log
+// ---------------------------------------------------------------------------------------------------
+
+/// Appends get seq 1, 2, 3, … and a chain that verifies; the stored entries read back unchanged.
+pub async fn log_chain_verifies_after_many_appends(store: &dyn Store) {
+    let run = id();
+    let mut appended = Vec::new();
+    for i in 0..200u32 {
+        let r = request(run, &format!("k{}", i % 17), &format!("rec-{}", i % 5), T0);
+        let e = NewLogEntry {
+            message: Some(format!("step {i} — ünïcode ✓")),
+            before: Some(serde_json::json!({ "flag": i % 2 == 0, "n": i, "big": u64::MAX })),
+            fencing_token: Some(u64::from(i)),
+            ..entry(&r, i % 4, Outcome::Retrying, T0 + Millis::from(i))
+        };
+        let logged = store.append_log(&e).await.unwrap();
+        assert_eq!(logged.seq, u64::from(i) + 1);
+        assert_eq!(logged.entry, e);
+        appended.push(logged);
+    }
+    let all = store.log(&LogQuery::default()).await.unwrap();
+    assert_eq!(all, appended);
+    assert_eq!(verify_chain(&all), Ok(200));
+    assert_eq!(all[0].prev_hash, crate::log::GENESIS_HASH);
+}
+
+/// `complete` and `fail` append their entries to the same chain, as `append_log` does.
+pub async fn log_entries_of_complete_and_fail_join_the_chain(store: &dyn Store) {
+    let run = id();
+    let a = request(run, "k1", "rec-1", T0);
+    claim(store, &a).await;
+    let first = store
+        .append_log(&entry(&a, 1, Outcome::Retrying, T0 + 1))
+        .await
+        .unwrap();
+    let done = store
+        .complete(&completion(&a, serde_json::json!(7), T0 + 2))
+        .await
+        .unwrap();
+    assert_eq!(done.seq, 2);
+    assert_eq!(done.prev_hash, first.hash);
+    let b = request(run, "k2", "rec-2", T0);
+    claim(store, &b).await;
+    let failed = store
+        .fail(&failure(&b, Some((QueueKind::Owner, "ops")), T0 + 3))
+        .await
+        .unwrap();
+    assert_eq!(failed.seq, 3);
+    assert_eq!(failed.prev_hash, done.hash);
+    let all = store.log(&LogQuery::default()).await.unwrap();
+    assert_eq!(all, vec![first, done, failed]);
+    assert_eq!(verify_chain(&all), Ok(3));
+}
+
+/// Log queries filter by run, action, record, outcome and time range, and page with `after_seq` and
+/// `limit`, always in sequence order.
+pub async fn log_queries_filter_and_page(store: &dyn Store) {
+    let runs = [id(), id()];
+    let outcomes = [Outcome::Succeeded, Outcome::Retrying, Outcome::Skipped];
+    for i in 0..30u32 {
+        let mut r = request(
+            runs[(i % 2) as usize],
+            &format!("k{i}"),
+            &format!("rec-{}", i % 3),
+            T0,
+        );
+        r.action = if i % 5 == 0 { "notify" } else { "disburse" }.to_owned();
+        let e = entry(&r, 1, outcomes[(i % 3) as usize], T0 + Millis::from(i) * 10);
+        store.append_log(&e).await.unwrap();
+    }
+    let all = store.log(&LogQuery::default()).await.unwrap();
+    let seqs = |q: LogQuery| {
+        let expected: Vec<u64> = all.iter().filter(|e| q.matches(e)).map(|e| e.seq).collect();
+        (q, expected)
+    };
+    let cases = [
+        seqs(LogQuery {
+            run_id: Some(runs[1]),
+            ..LogQuery::default()
+        }),
+        seqs(LogQuery {
+            action: Some("notify".to_owned()),
+            ..LogQuery::default()
+        }),
+        seqs(LogQuery {
+            record: Some("rec-2".to_owned()),
+            ..LogQuery::default()
+        }),
+        seqs(LogQuery {
+            outcome: Some(Outcome::Skipped),
+            ..LogQuery::default()
+        }),
+        seqs(LogQuery {
+            from_ms: Some(T0 + 50),
+            to_ms: Some(T0 + 120),
+            ..LogQuery::default()
+        }),
+        seqs(LogQuery {
+            after_seq: Some(25),
+            ..LogQuery::default()
+        }),
+        seqs(LogQuery {
+            run_id: Some(runs[0]),
+            record: Some("rec-0".to_owned()),
+            action: Some("disburse".to_owned()),
+            outcome: Some(Outcome::Succeeded),
+            ..LogQuery::default()
+        }),
+    ];
+    for (query, expected) in cases {
+        assert!(!expected.is_empty(), "{query:?} selects something");
+        let got: Vec<u64> = store
+            .log(&query)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(got, expected, "{query:?}");
+    }
+    // Hand-checked expectations, so a wrong `matches` cannot hide a wrong store.
+    let from_to = LogQuery {
+        from_ms: Some(T0 + 50),
+        to_ms: Some(T0 + 120),
+        ..LogQuery::default()
+    };
+    let got: Vec<u64> = store
+        .log(&from_to)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(got, (6..=12).collect::<Vec<u64>>());
+    let page = LogQuery {
+        record: Some("rec-1".to_owned()),
+        after_seq: Some(5),
+        limit: Some(3),
+        ..LogQuery::default()
+    };
+    let got: Vec<u64> = store
+        .log(&page)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(got, vec![8, 11, 14]);
+    let limited = LogQuery {
+        limit: Some(0),
+        ..LogQuery::default()
+    };
+    assert!(store.log(&limited).await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Concurrency
+// ---------------------------------------------------------------------------------------------------
+
+const TASKS: usize = 32;
+
+/// Runs `futures` at the same time, each on its own thread (released together by a barrier), and
+/// returns their outputs in order. Cases borrow the store, so they cannot `tokio::spawn`; scoped
+/// threads give the same contention. Needs a multi-thread runtime.
+fn in_parallel<T: Send, F: std::future::Future<Output = T> + Send>(futures: Vec<F>) -> Vec<T> {
+    let handle = tokio::runtime::Handle::current();
+    let barrier = std::sync::Barrier::new(futures.len());
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let threads: Vec<_> = futures
+                .into_iter()
+                .map(|f| {
+                    let (handle, barrier) = (&handle, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        handle.block_on(f)
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("a concurrent caller panicked"))
+                .collect()
+        })
+    })
+}
+
+/// 32 callers begin the same key at the same time: exactly one claims it, the others see it in
+/// progress.
+pub async fn concurrent_begins_on_one_key_claim_once(store: &dyn Store) {
+    let requests: Vec<BeginRequest> = (0..TASKS)
+        .map(|_| request(id(), "k1", "rec-1", T0))
+        .collect();
+    let answers = in_parallel(requests.iter().map(|r| store.begin(r)).collect());
+    let claimed = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(Begin::Claimed(_))))
+        .count();
+    assert_eq!(claimed, 1, "answers: {answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a, Ok(Begin::Claimed(_)) | Ok(Begin::InProgress { .. }))),
+        "answers: {answers:?}"
+    );
+    assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), Some(1));
+}
+
+/// 32 callers on 32 records all claim, each with token 1.
+pub async fn concurrent_begins_on_distinct_records_all_claim(store: &dyn Store) {
+    let run = id();
+    let requests: Vec<BeginRequest> = (0..TASKS)
+        .map(|i| request(run, &format!("k{i}"), &format!("rec-{i}"), T0))
+        .collect();
+    let answers = in_parallel(requests.iter().map(|r| store.begin(r)).collect());
+    for a in &answers {
+        assert_eq!(
+            a.as_ref().unwrap(),
+            &Begin::Claimed(Claim {
+                fencing_token: 1,
+                takeover: false,
+                previous_attempts: 0
+            })
+        );
+    }
+    let completions: Vec<Completion> = requests
+        .iter()
+        .map(|r| completion(r, serde_json::json!(r.key_text), T0 + 1))
+        .collect();
+    let done = in_parallel(completions.iter().map(|c| store.complete(c)).collect());
+    let seqs: HashSet<u64> = done.into_iter().map(|d| d.unwrap().seq).collect();
+    assert_eq!(seqs.len(), TASKS);
+}
+
+/// 32 callers appending 8 entries each, at the same time: one chain, no gaps, no repeats.
+pub async fn concurrent_appends_chain_without_gaps(store: &dyn Store) {
+    let run = id();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| async move {
+            let r = request(run, &format!("k{t}"), "rec-1", T0);
+            let mut seqs = Vec::new();
+            for i in 0..8 {
+                let e = entry(&r, i + 1, Outcome::Retrying, T0 + Millis::from(i));
+                seqs.push(store.append_log(&e).await.unwrap().seq);
+            }
+            seqs
+        })
+        .collect();
+    let per_task = in_parallel(tasks);
+    for seqs in &per_task {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "one caller's entries stay in order"
+        );
+    }
+    let mut seqs: Vec<u64> = per_task.into_iter().flatten().collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=(TASKS as u64 * 8)).collect::<Vec<_>>());
+    let log = store.log(&LogQuery::default()).await.unwrap();
+    assert_eq!(verify_chain(&log), Ok(TASKS as u64 * 8));
+}

@@ -1,0 +1,656 @@
+//! [`SqliteStore`]: the embedded default store, one SQLite file (`actguard.db`).
+//!
+//! # What is durable when
+//!
+//! The database runs in write-ahead-log mode with `synchronous = FULL`: every commit appends to the
+//! `-wal` file and fsyncs it before the commit returns. A store method that changes anything (`begin`,
+//! `complete`, `fail`, `append_log`, `halt_run`) answers only **after** the transaction holding its
+//! change has committed, so:
+//!
+//! - when `begin` answers [`Begin::Claimed`], the claim, the record lease and the new fencing token are
+//!   on disk: a process crash, an OS crash or a power cut after that point cannot lose them (on a disk
+//!   that honours fsync);
+//! - when `complete` returns, the result, the loop-filter mark, the released lease and the log entry
+//!   are on disk, all together or not at all; the same for `fail` and its queue entry;
+//! - when a write returns an error, nothing of it was written (a failed commit rolls back the whole
+//!   transaction, and a rejected request such as [`StoreError::ClaimLost`] rolls back to its own
+//!   savepoint).
+//!
+//! Checkpoints copy the log into the main file and fsync it before the log is reused, so they never
+//! make a committed change less durable. A background thread with its own connection runs them
+//! (`PASSIVE`, at most every 50 ms while writes arrive) so that the writer does not pay for them; the
+//! writer checkpoints by itself only if the log grows past 4000 pages.
+//!
+//! A process killed at any point leaves at most claims whose lease will expire: a later `begin` of the
+//! same key takes them over ([`Claim::takeover`](crate::store::Claim::takeover)) with the attempts the
+//! dead worker had logged.
+//!
+//! # Group commit
+//!
+//! rusqlite is blocking, so all writes go to one dedicated writer thread through a channel, and each
+//! caller awaits a oneshot reply. The writer takes every request waiting in the channel (up to 1024),
+//! applies them in **one** transaction (each in its own `SAVEPOINT`, so a request that fails leaves the
+//! others intact), commits once, and only then answers all of them. While one commit waits for its
+//! fsync, the next batch accumulates: throughput grows with the number of concurrent callers instead of
+//! being one fsync per call. A single caller pays one fsync per write, as it must.
+//!
+//! A batch whose transaction cannot start, whose commit fails, or whose content is uncertain (a
+//! savepoint that cannot be closed, a transaction SQLite rolled back by itself after an I/O error) is
+//! rolled back as a whole and every request in it gets the error: a `Claimed` answer always means a
+//! committed claim.
+//!
+//! Reads (`log`, `run_state`, `current_fencing_token`, `queue_entries`, `queue_entry`) use a second,
+//! read-only connection on its own thread, so they do not wait behind writes; they see every write
+//! that has answered.
+//!
+//! # Schema
+//!
+//! Version 1 (`PRAGMA user_version`): `runs` (halted runs), `keys` (one row per idempotency key:
+//! fingerprint, payload, state `claimed`/`completed`/`failed`/`released`, claim id and lease, stored
+//! result, queue entry, attempts logged), `records` (last fencing token and live lease per record),
+//! `acted` (last completion per record and action: the loop filter), `queue` (review-queue entries,
+//! ids from 1), `log` (the hash-chained action log: the entry's JSON exactly as hashed, plus indexed
+//! copies of run, action, record and time).
+//!
+//! # Files
+//!
+//! [`SqliteStore::open`] creates the file with permissions `0600` (owner only) on unix before SQLite
+//! opens it; SQLite gives the `-wal` and `-shm` files the same permissions. An existing file keeps its
+//! permissions. Before SQLite reads it, the file must start with the SQLite header and, when no
+//! write-ahead log is pending, hold every page its header declares (a truncated copy is refused at
+//! open rather than failing in the middle of a `begin`). The schema is migrated on open; a file
+//! written by a newer version is refused. Each refusal is a [`StoreError::Corrupt`] or
+//! [`StoreError::Unavailable`] whose message names the file and says what to do. A lock held by
+//! another process is waited for up to the busy timeout ([`SqliteOptions::busy_timeout`], 5 s).
+
+mod ops;
+mod schema;
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::store::{
+    Begin, BeginRequest, Completion, Failure, Millis, QueueEntry, QueueQuery, RunState, Store,
+    StoreError,
+};
+use ops::Ctx;
+use schema::{Location, Settings};
+
+/// The most requests the writer applies in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// How often the checkpointer copies the write-ahead log into the main file while writes go on.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// WAL size (pages) at which the writer checkpoints by itself, if the checkpointer falls behind.
+const WRITER_CHECKPOINT_PAGES: u32 = 4000;
+
+/// The store in one SQLite file: durable claims, group-committed writes. See the [module
+/// docs](crate::sqlite) for what is synced when.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), actguard::StoreError> {
+/// use actguard::{SqliteStore, Store};
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SqliteStore::open(dir.path().join("actguard.db"))?;
+/// assert_eq!(store.current_fencing_token("loan-7").await?, None);
+/// # Ok(()) }
+/// ```
+pub struct SqliteStore {
+    writer: mpsc::Sender<Job>,
+    reader: mpsc::Sender<Job>,
+    threads: Threads,
+    location: Location,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("file", &self.location.display)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to open a [`SqliteStore`]: `SqliteStore::options().busy_timeout(..).open(path)`.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// How long a write waits for a lock held by another connection (another process sharing the file)
+    /// before failing with [`StoreError::Unavailable`]. Default: 5 s.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Opens (or creates) the store at `path`.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path.as_ref(), self)
+    }
+}
+
+impl SqliteStore {
+    /// The schema version this version writes (`PRAGMA user_version` of the file). A file with a higher
+    /// version is refused on open.
+    pub const SCHEMA_VERSION: i64 = schema::SCHEMA_VERSION;
+
+    /// Opens the store at `path`, creating the file (mode `0600` on unix) and the schema if needed.
+    ///
+    /// Fails with [`StoreError::Unavailable`] if the file cannot be created, opened or locked, and with
+    /// [`StoreError::Corrupt`] if it is not a complete actguard database or was written by a newer
+    /// version; each message names the file and what to do.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteOptions::default().open(path)
+    }
+
+    /// Options for [`SqliteOptions::open`].
+    pub fn options() -> SqliteOptions {
+        SqliteOptions::default()
+    }
+
+    /// A store in memory, for tests: same rules, nothing survives the store. Reads and writes share
+    /// the writer thread.
+    pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        let location = Location {
+            display: ":memory:".to_owned(),
+        };
+        let settings = Settings {
+            busy_timeout: SqliteOptions::default().busy_timeout,
+        };
+        let mut conn = Connection::open_in_memory().at(&location)?;
+        schema::configure(&conn, &location, settings)?;
+        schema::migrate(&mut conn, &location)?;
+        let (writer, thread) = spawn_writer(conn, location.clone(), None)?;
+        Ok(SqliteStore {
+            reader: writer.clone(),
+            writer,
+            threads: Threads {
+                writer: thread,
+                reader: None,
+            },
+            location,
+        })
+    }
+
+    fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        let location = Location {
+            display: path.display().to_string(),
+        };
+        let settings = Settings {
+            busy_timeout: options.busy_timeout,
+        };
+        schema::prepare_file(path, &location)?;
+        let mut conn = schema::connect(path, &location, settings, false)?;
+        schema::migrate(&mut conn, &location)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+            .at(&location)?;
+        let read = schema::connect(path, &location, settings, true)?;
+        let checkpoint = schema::connect(path, &location, settings, false)?;
+        let checkpointer = spawn_checkpointer(checkpoint, location.clone())?;
+        let (writer, write_thread) = spawn_writer(conn, location.clone(), Some(checkpointer))?;
+        let (reader, read_thread) = spawn_reader(read, location.clone())?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            threads: Threads {
+                writer: write_thread,
+                reader: Some(read_thread),
+            },
+            location,
+        })
+    }
+
+    /// Closes the store: waits for the requests already sent, then closes both connections (the last
+    /// close checkpoints the write-ahead log into the main file and removes it). Dropping the store
+    /// does the same without waiting.
+    pub fn close(self) -> Result<(), StoreError> {
+        let SqliteStore {
+            writer,
+            reader,
+            threads,
+            location,
+        } = self;
+        let join = |t: Thread| {
+            t.join().unwrap_or_else(|_| {
+                Err(StoreError::Backend(format!(
+                    "the connection to `{}` panicked",
+                    location.display
+                )))
+            })
+        };
+        // The writer's connection closes last (after the reader here, and after the checkpointer in
+        // the writer thread): the last connection to close checkpoints the whole write-ahead log into
+        // the main file and removes it, which a read-only connection cannot do.
+        drop(reader);
+        let read = threads.reader.map_or(Ok(()), join);
+        drop(writer);
+        let write = join(threads.writer);
+        write.and(read)
+    }
+
+    /// The file this store keeps its data in (`:memory:` for an in-memory store).
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(&self.location.display)
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(Job::Write(make(tx)))
+            .map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &Location) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Read(Box::new(move |conn, at| {
+            let _ = tx.send(f(conn, at));
+        }));
+        self.reader.send(job).map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    fn stopped(&self) -> StoreError {
+        StoreError::Unavailable(format!(
+            "the connection to `{}` stopped: open the store again",
+            self.location.display
+        ))
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A write request for the writer thread.
+enum Write {
+    Begin(Box<BeginRequest>, Reply<Begin>),
+    Complete(Box<Completion>, Reply<LogEntry>),
+    Fail(Box<Failure>, Reply<LogEntry>),
+    Append(Box<NewLogEntry>, Reply<LogEntry>),
+    Halt {
+        run_id: Uuid,
+        reason: String,
+        now_ms: Millis,
+        reply: Reply<bool>,
+    },
+}
+
+type ReadFn = Box<dyn FnOnce(&Connection, &Location) + Send>;
+
+enum Job {
+    Write(Write),
+    Read(ReadFn),
+}
+
+/// A write applied inside the batch, waiting for the commit before it is answered.
+enum Applied {
+    Begin(Reply<Begin>, Result<Begin, StoreError>),
+    Log(Reply<LogEntry>, Box<Result<LogEntry, StoreError>>),
+    Bool(Reply<bool>, Result<bool, StoreError>),
+}
+
+impl Applied {
+    /// Answers the caller; a successful change whose commit failed becomes `error`.
+    fn answer(self, commit: Option<&dyn Fn() -> StoreError>) {
+        fn settle<T>(
+            r: Result<T, StoreError>,
+            commit: Option<&dyn Fn() -> StoreError>,
+        ) -> Result<T, StoreError> {
+            match (r, commit) {
+                (Ok(_), Some(error)) => Err(error()),
+                (r, _) => r,
+            }
+        }
+        match self {
+            Applied::Begin(tx, r) => {
+                let _ = tx.send(settle(r, commit));
+            }
+            Applied::Log(tx, r) => {
+                let _ = tx.send(settle(*r, commit));
+            }
+            Applied::Bool(tx, r) => {
+                let _ = tx.send(settle(r, commit));
+            }
+        }
+    }
+}
+
+type Thread = std::thread::JoinHandle<Result<(), StoreError>>;
+
+/// The threads owning the connections; each ends when its channel closes.
+struct Threads {
+    writer: Thread,
+    reader: Option<Thread>,
+}
+
+fn spawn_writer(
+    conn: Connection,
+    at: Location,
+    checkpointer: Option<(mpsc::Sender<()>, Thread)>,
+) -> Result<(mpsc::Sender<Job>, Thread), StoreError> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let thread = std::thread::Builder::new()
+        .name("actguard-writer".to_owned())
+        .spawn(move || {
+            let (checkpoints, checkpoint_thread) = checkpointer.unzip();
+            writer_loop(&conn, &at, rx, checkpoints.as_ref());
+            // Stop the checkpointer and wait for its connection to close, so that this one closes
+            // last and removes the log.
+            drop(checkpoints);
+            let checkpointed = checkpoint_thread.map_or(Ok(()), |t| {
+                t.join().unwrap_or_else(|_| {
+                    Err(StoreError::Backend(format!(
+                        "the checkpointer of `{}` panicked",
+                        at.display
+                    )))
+                })
+            });
+            let closed = conn.close().map_err(|(_, e)| at.error(&e));
+            closed.and(checkpointed)
+        })
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot start the store's writer thread: {e}"))
+        })?;
+    Ok((tx, thread))
+}
+
+fn spawn_reader(conn: Connection, at: Location) -> Result<(mpsc::Sender<Job>, Thread), StoreError> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let thread = std::thread::Builder::new()
+        .name("actguard-reader".to_owned())
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                if let Job::Read(f) = job {
+                    f(&conn, &at);
+                }
+            }
+            conn.close().map_err(|(_, e)| at.error(&e))
+        })
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot start the store's reader thread: {e}"))
+        })?;
+    Ok((tx, thread))
+}
+
+/// Copies the write-ahead log into the main file in the background (`PASSIVE`: never blocks the
+/// writer or readers), at most once per [`CHECKPOINT_INTERVAL`] while commits arrive. The writer thus
+/// spends its time on commits, not on copying pages and syncing the main file.
+fn spawn_checkpointer(
+    conn: Connection,
+    at: Location,
+) -> Result<(mpsc::Sender<()>, Thread), StoreError> {
+    let (tx, rx) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("actguard-ckpt".to_owned())
+        .spawn(move || {
+            'commits: while rx.recv().is_ok() {
+                let due = std::time::Instant::now() + CHECKPOINT_INTERVAL;
+                loop {
+                    let left = due.saturating_duration_since(std::time::Instant::now());
+                    match rx.recv_timeout(left) {
+                        Ok(()) => {}
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break 'commits,
+                    }
+                }
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(file = %at.display, error = %e, "background checkpoint failed");
+                }
+            }
+            conn.close().map_err(|(_, e)| at.error(&e))
+        })
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot start the store's checkpoint thread: {e}"))
+        })?;
+    Ok((tx, thread))
+}
+
+/// Runs until every sender is gone (the store was dropped): drain, apply, commit once, answer.
+fn writer_loop(
+    conn: &Connection,
+    at: &Location,
+    rx: mpsc::Receiver<Job>,
+    checkpoints: Option<&mpsc::Sender<()>>,
+) {
+    let mut writes = Vec::with_capacity(MAX_BATCH);
+    let mut reads = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(job) = next {
+            match job {
+                Job::Write(w) => writes.push(w),
+                Job::Read(f) => reads.push(f),
+            }
+            next = if writes.len() < MAX_BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !writes.is_empty() {
+            apply_batch(conn, at, writes.drain(..));
+            if let Some(c) = checkpoints {
+                let _ = c.send(());
+            }
+        }
+        for f in reads.drain(..) {
+            f(conn, at);
+        }
+    }
+}
+
+/// One transaction for the whole batch; one savepoint per request.
+fn apply_batch(conn: &Connection, at: &Location, writes: impl Iterator<Item = Write>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        for w in writes {
+            refuse(w, at.error(&e));
+        }
+        return;
+    }
+    // Set when a request's savepoint could not be closed, or SQLite rolled the whole transaction back
+    // by itself (it does on I/O errors and a full disk): the transaction's content is then unknown,
+    // so nothing of the batch may be committed.
+    let poisoned = Cell::new(false);
+    let mut applied = Vec::new();
+    let mut unapplied = Vec::new();
+    for w in writes {
+        if poisoned.get() {
+            unapplied.push(w);
+            continue;
+        }
+        applied.push(apply_one(conn, at, w, &poisoned));
+        if conn.is_autocommit() {
+            poisoned.set(true);
+        }
+    }
+    let failed = if poisoned.get() {
+        let _ = conn.execute_batch("ROLLBACK");
+        Some(StoreError::Unavailable(format!(
+            "a write to `{}` failed part-way, so its whole transaction was rolled back: check the \
+             file system, then retry",
+            at.display
+        )))
+    } else {
+        conn.execute_batch("COMMIT").err().map(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            at.error(&e)
+        })
+    };
+    match failed {
+        None => applied.into_iter().for_each(|a| a.answer(None)),
+        Some(e) => {
+            let error = || match &e {
+                StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+                StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+                other => StoreError::Backend(other.to_string()),
+            };
+            applied.into_iter().for_each(|a| a.answer(Some(&error)));
+            unapplied.into_iter().for_each(|w| refuse(w, error()));
+        }
+    }
+}
+
+fn refuse(w: Write, e: StoreError) {
+    match w {
+        Write::Begin(_, tx) => {
+            let _ = tx.send(Err(e));
+        }
+        Write::Complete(_, tx) | Write::Fail(_, tx) | Write::Append(_, tx) => {
+            let _ = tx.send(Err(e));
+        }
+        Write::Halt { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}
+
+fn apply_one(conn: &Connection, at: &Location, w: Write, poisoned: &Cell<bool>) -> Applied {
+    match w {
+        Write::Begin(r, tx) => {
+            Applied::Begin(tx, savepoint(conn, at, poisoned, |c| ops::begin(c, at, &r)))
+        }
+        Write::Complete(d, tx) => Applied::Log(
+            tx,
+            Box::new(savepoint(conn, at, poisoned, |c| ops::complete(c, at, &d))),
+        ),
+        Write::Fail(f, tx) => Applied::Log(
+            tx,
+            Box::new(savepoint(conn, at, poisoned, |c| ops::fail(c, at, &f))),
+        ),
+        Write::Append(e, tx) => Applied::Log(
+            tx,
+            Box::new(savepoint(conn, at, poisoned, |c| ops::append(c, at, *e))),
+        ),
+        Write::Halt {
+            run_id,
+            reason,
+            now_ms,
+            reply,
+        } => Applied::Bool(
+            reply,
+            savepoint(conn, at, poisoned, |c| {
+                ops::halt(c, at, run_id, &reason, now_ms)
+            }),
+        ),
+    }
+}
+
+/// Runs `f` in a savepoint: its changes stay if it succeeds and are undone if it fails.
+/// If the savepoint cannot be closed, `poisoned` is set: the request's changes may be half there.
+fn savepoint<T>(
+    conn: &Connection,
+    at: &Location,
+    poisoned: &Cell<bool>,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.prepare_cached("SAVEPOINT request")
+        .and_then(|mut s| s.execute([]))
+        .at(at)?;
+    let result = f(conn);
+    let end = if result.is_ok() {
+        "RELEASE request"
+    } else {
+        "ROLLBACK TO request"
+    };
+    let mut closed = conn.prepare_cached(end).and_then(|mut s| s.execute([]));
+    if result.is_err() && closed.is_ok() {
+        closed = conn
+            .prepare_cached("RELEASE request")
+            .and_then(|mut s| s.execute([]));
+    }
+    if closed.is_err() {
+        poisoned.set(true);
+    }
+    match (result, closed) {
+        (Ok(v), Ok(_)) => Ok(v),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(at.error(&e)),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError> {
+        let request = Box::new(request.clone());
+        self.write(|tx| Write::Begin(request, tx)).await
+    }
+
+    async fn complete(&self, completion: &Completion) -> Result<LogEntry, StoreError> {
+        let completion = Box::new(completion.clone());
+        self.write(|tx| Write::Complete(completion, tx)).await
+    }
+
+    async fn fail(&self, failure: &Failure) -> Result<LogEntry, StoreError> {
+        let failure = Box::new(failure.clone());
+        self.write(|tx| Write::Fail(failure, tx)).await
+    }
+
+    async fn append_log(&self, entry: &NewLogEntry) -> Result<LogEntry, StoreError> {
+        let entry = Box::new(entry.clone());
+        self.write(|tx| Write::Append(entry, tx)).await
+    }
+
+    async fn log(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+        let query = query.clone();
+        self.read(move |c, at| ops::log(c, at, &query)).await
+    }
+
+    async fn halt_run(
+        &self,
+        run_id: Uuid,
+        reason: &str,
+        now_ms: Millis,
+    ) -> Result<bool, StoreError> {
+        let reason = reason.to_owned();
+        self.write(|reply| Write::Halt {
+            run_id,
+            reason,
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn run_state(&self, run_id: Uuid) -> Result<RunState, StoreError> {
+        self.read(move |c, at| ops::run_state(c, at, run_id)).await
+    }
+
+    async fn current_fencing_token(&self, record: &str) -> Result<Option<u64>, StoreError> {
+        let record = record.to_owned();
+        self.read(move |c, at| ops::fencing_token(c, at, &record))
+            .await
+    }
+
+    async fn queue_entries(&self, query: &QueueQuery) -> Result<Vec<QueueEntry>, StoreError> {
+        let query = query.clone();
+        self.read(move |c, at| ops::queue_entries(c, at, &query))
+            .await
+    }
+
+    async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
+        self.read(move |c, at| ops::queue_entry(c, at, id)).await
+    }
+}

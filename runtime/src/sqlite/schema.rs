@@ -1,0 +1,301 @@
+//! Opening a database file: creation with owner-only permissions, cheap sanity checks before SQLite
+//! reads the file, connection settings, and the versioned schema.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::store::StoreError;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Migrations, in order: `MIGRATIONS[n]` brings a database from version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: the first schema.
+    r#"
+    CREATE TABLE runs (
+        run_id        TEXT PRIMARY KEY,
+        reason        TEXT NOT NULL,
+        halted_at_ms  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    -- One row per idempotency key: its claim while in progress, its result once completed, its queue
+    -- entry once terminally failed, and the fingerprint it was first seen with.
+    CREATE TABLE keys (
+        key_digest      TEXT PRIMARY KEY,
+        key_text        TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        record          TEXT NOT NULL,
+        run_id          TEXT NOT NULL,
+        fingerprint     TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('claimed', 'completed', 'failed', 'released')),
+        claim_id        TEXT,
+        lease_until_ms  INTEGER,
+        fencing_token   INTEGER,
+        result          TEXT,
+        completed_at_ms INTEGER,
+        queue_id        INTEGER,
+        attempts        INTEGER NOT NULL DEFAULT 0,  -- log entries with attempt > 0 under this key
+        updated_ms      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    -- One row per record: the last fencing token issued and the live lease, if any.
+    CREATE TABLE records (
+        record          TEXT PRIMARY KEY,
+        last_token      INTEGER NOT NULL,
+        holder_digest   TEXT,
+        holder_key      TEXT,
+        lease_until_ms  INTEGER
+    ) WITHOUT ROWID;
+
+    -- The loop filter: the last completion of (record, action).
+    CREATE TABLE acted (
+        record       TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        key_text     TEXT NOT NULL,
+        key_digest   TEXT NOT NULL,
+        acted_at_ms  INTEGER NOT NULL,
+        PRIMARY KEY (record, action)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE queue (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind        TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        run_id      TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        entry       TEXT NOT NULL
+    );
+
+    -- The action log. `entry` is the JSON of the `NewLogEntry` exactly as hashed; the other columns
+    -- are copies for queries.
+    CREATE TABLE log (
+        seq         INTEGER PRIMARY KEY,
+        at_ms       INTEGER NOT NULL,
+        run_id      TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        record      TEXT NOT NULL,
+        key_digest  TEXT NOT NULL,
+        attempt     INTEGER NOT NULL,
+        outcome     TEXT NOT NULL,
+        entry       TEXT NOT NULL,
+        prev_hash   TEXT NOT NULL,
+        hash        TEXT NOT NULL
+    );
+    CREATE INDEX log_by_run ON log (run_id, seq);
+    CREATE INDEX log_by_action ON log (action, seq);
+    CREATE INDEX log_by_record ON log (record, seq);
+    CREATE INDEX log_by_time ON log (at_ms);
+    "#,
+];
+
+/// Where a connection points, for messages.
+#[derive(Debug, Clone)]
+pub(crate) struct Location {
+    /// The file path, or `:memory:`.
+    pub(crate) display: String,
+}
+
+impl Location {
+    /// Turns a SQLite error into a [`StoreError`] whose message names the file and says what to do.
+    pub(crate) fn error(&self, e: &rusqlite::Error) -> StoreError {
+        let file = &self.display;
+        let code = match e {
+            rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+            _ => None,
+        };
+        match code {
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                StoreError::Corrupt(format!(
+                    "`{file}` is not a readable actguard database ({e}): restore it from a backup, or move it \
+                 aside so that a new store is created"
+                ))
+            }
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Unavailable(format!(
+                    "`{file}` is locked by another connection ({e}): stop the process holding the lock, or \
+                 raise the busy timeout"
+                ))
+            }
+            Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
+                StoreError::Unavailable(format!(
+                    "cannot write `{file}` ({e}): check that the file and its directory exist and are \
+                     writable by this user"
+                ))
+            }
+            Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => StoreError::Unavailable(
+                format!("cannot write `{file}` ({e}): check free disk space and the file system"),
+            ),
+            _ => StoreError::Backend(format!("`{file}`: {e}")),
+        }
+    }
+
+    fn io_error(&self, what: &str, e: &std::io::Error) -> StoreError {
+        StoreError::Unavailable(format!(
+            "cannot {what} `{}` ({e}): check that the path names a file in an existing directory that \
+             this user may read and write",
+            self.display
+        ))
+    }
+}
+
+/// Settings shared by every connection of a store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) busy_timeout: Duration,
+}
+
+/// Creates `path` with owner-only permissions if it does not exist, and checks that an existing file
+/// looks like a complete SQLite database, before SQLite itself opens it.
+pub(crate) fn prepare_file(path: &Path, at: &Location) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Only applies when the file is created: an existing file keeps the permissions it has.
+        options.mode(0o600);
+    }
+    let file = options.open(path).map_err(|e| at.io_error("open", &e))?;
+    let meta = file.metadata().map_err(|e| at.io_error("read", &e))?;
+    if meta.len() == 0 {
+        return Ok(());
+    }
+    check_header(path, &file, meta.len(), at)
+}
+
+/// The SQLite header (first 100 bytes): magic, page size and, when valid, the page count. A file whose
+/// header promises more pages than it holds was truncated; SQLite would only notice when it reads a
+/// missing page, possibly in the middle of a `begin`.
+fn check_header(
+    path: &Path,
+    file: &std::fs::File,
+    len: u64,
+    at: &Location,
+) -> Result<(), StoreError> {
+    use std::io::Read;
+    let corrupt = |why: &str| {
+        StoreError::Corrupt(format!(
+            "`{}` is not a readable actguard database ({why}): restore it from a backup, or move it aside \
+             so that a new store is created",
+            at.display
+        ))
+    };
+    let mut header = [0u8; 100];
+    let mut reader = file;
+    if len < 100 || reader.read_exact(&mut header).is_err() {
+        return Err(corrupt("the file is shorter than a database header"));
+    }
+    if &header[..16] != b"SQLite format 3\0" {
+        return Err(corrupt("the file does not start with the SQLite header"));
+    }
+    // With a write-ahead log present, pages beyond the end of the file may legitimately live in the
+    // log until the next checkpoint: the size check only holds for a checkpointed file.
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    if wal_len > 0 {
+        return Ok(());
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536u64,
+        n => u64::from(n),
+    };
+    let change_counter = u32::from_be_bytes([header[24], header[25], header[26], header[27]]);
+    let page_count = u32::from_be_bytes([header[28], header[29], header[30], header[31]]);
+    let valid_for = u32::from_be_bytes([header[92], header[93], header[94], header[95]]);
+    if change_counter == valid_for && page_count > 0 && len < page_size * u64::from(page_count) {
+        return Err(corrupt(&format!(
+            "the file holds {len} bytes but its header says {page_count} pages of {page_size} bytes: it \
+             was truncated"
+        )));
+    }
+    Ok(())
+}
+
+/// Opens a connection with the store's settings: write-ahead log, `synchronous = FULL`, a busy timeout.
+pub(crate) fn connect(
+    path: &Path,
+    at: &Location,
+    settings: Settings,
+    read_only: bool,
+) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| at.error(&e))?;
+    configure(&conn, at, settings)?;
+    if !read_only {
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| at.error(&e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!(
+                "`{}` cannot use a write-ahead log (journal mode stays `{mode}`): put the file on a local \
+                 file system that supports shared memory",
+                at.display
+            )));
+        }
+    }
+    Ok(conn)
+}
+
+/// Per-connection settings.
+pub(crate) fn configure(
+    conn: &Connection,
+    at: &Location,
+    settings: Settings,
+) -> Result<(), StoreError> {
+    conn.busy_timeout(settings.busy_timeout)
+        .map_err(|e| at.error(&e))?;
+    // synchronous = FULL: in WAL mode every commit fsyncs the log, so a claim is on disk before
+    // `begin` answers. temp_store = MEMORY: the savepoint journals of a batch never spill to a
+    // temporary file. cache_size: 16 MiB of pages, so lookups of keys and records rarely read the file.
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16384;",
+    )
+    .map_err(|e| at.error(&e))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], or refuses a file written by a newer version.
+pub(crate) fn migrate(conn: &mut Connection, at: &Location) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| at.error(&e))?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| at.error(&e))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "`{}` has schema version {version}, but this version of actguard reads versions up to \
+             {SCHEMA_VERSION}: upgrade actguard, or open another file",
+            at.display
+        )));
+    }
+    if version < 0 {
+        return Err(StoreError::Corrupt(format!(
+            "`{}` has schema version {version}, which no version of actguard writes: restore it from a \
+             backup, or move it aside so that a new store is created",
+            at.display
+        )));
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql).map_err(|e| at.error(&e))?;
+        tx.pragma_update(None, "user_version", from as i64 + 1)
+            .map_err(|e| at.error(&e))?;
+    }
+    tx.commit().map_err(|e| at.error(&e))?;
+    Ok(())
+}
