@@ -125,3 +125,19 @@ async fn the_same_key_with_another_amount_is_refused_while_the_first_is_open() {
     first.await.unwrap().unwrap();
     assert_eq!(ledger.effects("L-17"), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_same_key_with_another_amount_is_refused_after_the_first_completed() {
+    // Stripe's rule holds after completion too: the stored receipt answers only the same intent.
+    let w = World::new();
+    let run = w.agent.start_run();
+    let ledger = Downstream::new();
+    disburse(&run, &ledger, &instruction()).await.unwrap();
+
+    let mut changed = instruction();
+    changed.amount_cents += 1;
+    let reused = disburse(&run, &ledger, &changed).await;
+
+    assert!(matches!(reused, Err(ActionError::KeyReused { ref key }) if key == "disburse:L-17:3"));
+    assert_eq!(ledger.writes(), 1, "the body did not run again");
+}

@@ -62,7 +62,7 @@ macro_rules! conformance_suite {
             begin_refuses_halted_run
             begin_halted_comes_before_completed
             begin_replays_completed_key
-            begin_completed_comes_before_key_reused
+            begin_key_reused_comes_before_completed
             begin_rejects_key_reused_with_other_fingerprint
             begin_key_reused_comes_before_in_progress
             begin_points_failed_key_at_its_queue_entry
@@ -315,8 +315,9 @@ pub async fn begin_replays_completed_key(store: &dyn Store) {
     assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), Some(1));
 }
 
-/// Completed is checked before the fingerprint: a completed key replays whatever the payload.
-pub async fn begin_completed_comes_before_key_reused(store: &dyn Store) {
+/// The fingerprint is checked before completion (Stripe's rule): a completed key called with another
+/// payload is refused, never answered with the result of a different intent.
+pub async fn begin_key_reused_comes_before_completed(store: &dyn Store) {
     let r = request(id(), "k1", "rec-1", T0);
     claim(store, &r).await;
     store
@@ -327,10 +328,12 @@ pub async fn begin_completed_comes_before_key_reused(store: &dyn Store) {
         fingerprint: "fp-2".to_owned(),
         ..request(id(), "k1", "rec-1", T0 + 2)
     };
-    assert!(matches!(
+    assert_eq!(
         begin(store, &other).await,
-        Begin::Completed { .. }
-    ));
+        Begin::KeyReused {
+            stored_fingerprint: "fp-1".to_owned()
+        }
+    );
 }
 
 /// A key known with another fingerprint is refused with the stored fingerprint.

@@ -161,15 +161,15 @@ impl Store for MemoryStore {
 
         let mut takeover = false;
         if let Some(k) = s.keys.get(&req.key_digest) {
+            if k.fingerprint != req.fingerprint {
+                return Ok(Begin::KeyReused {
+                    stored_fingerprint: k.fingerprint.clone(),
+                });
+            }
             if let KeyStatus::Completed { result, at_ms } = &k.status {
                 return Ok(Begin::Completed {
                     result: result.clone(),
                     completed_at_ms: *at_ms,
-                });
-            }
-            if k.fingerprint != req.fingerprint {
-                return Ok(Begin::KeyReused {
-                    stored_fingerprint: k.fingerprint.clone(),
                 });
             }
             match &k.status {

@@ -50,17 +50,17 @@ pub struct BeginRequest {
 pub enum Begin {
     /// The run is halted: nothing was claimed.
     Halted,
+    /// The key is known with another payload fingerprint (Stripe's rule): nothing was claimed.
+    KeyReused {
+        /// The fingerprint stored with the key.
+        stored_fingerprint: String,
+    },
     /// The key completed before: here is its stored result; nothing was claimed.
     Completed {
         /// The stored result (`T` serialized).
         result: serde_json::Value,
         /// When it completed.
         completed_at_ms: Millis,
-    },
-    /// The key is known with another payload fingerprint (Stripe's rule): nothing was claimed.
-    KeyReused {
-        /// The fingerprint stored with the key.
-        stored_fingerprint: String,
     },
     /// The key failed terminally before (routed or dead-lettered): here is its queue entry.
     Failed {
@@ -284,7 +284,8 @@ pub enum StoreError {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Step 3 of the guarded call, atomically, in this order: run halted → [`Begin::Halted`]; key
-    /// completed → [`Begin::Completed`]; key known with another fingerprint → [`Begin::KeyReused`]; key
+    /// known with another fingerprint → [`Begin::KeyReused`] (whatever the key's state: a completed key
+    /// never answers a different intent with its result); key completed → [`Begin::Completed`]; key
     /// terminally failed → [`Begin::Failed`]; key claimed by a live lease → [`Begin::InProgress`]; record
     /// leased by a live claim of another key → [`Begin::RecordBusy`]; (record, action) completed under
     /// another key within `dedup_ms` → [`Begin::Skipped`]; otherwise claim key and record until

@@ -114,16 +114,16 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
 
     let mut takeover = false;
     if let Some(k) = &key {
+        if k.fingerprint != r.fingerprint {
+            return Ok(Begin::KeyReused {
+                stored_fingerprint: k.fingerprint.clone(),
+            });
+        }
         if k.state == "completed" {
             let result = from_json(at, "stored result", k.result.as_deref().unwrap_or("null"))?;
             return Ok(Begin::Completed {
                 result,
                 completed_at_ms: k.completed_at_ms.unwrap_or_default(),
-            });
-        }
-        if k.fingerprint != r.fingerprint {
-            return Ok(Begin::KeyReused {
-                stored_fingerprint: k.fingerprint.clone(),
             });
         }
         if k.state == "failed" {
