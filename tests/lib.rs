@@ -26,7 +26,7 @@ impl World {
             .alert_sink(alerts.clone())
             .jitter_seed(7);
         World {
-            agent: configure(builder).build(),
+            agent: configure(builder).build().expect("the agent builds"),
             store,
             alerts,
         }

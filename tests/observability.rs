@@ -114,7 +114,7 @@ async fn a_halt_is_an_error_event_from_the_default_alert_sink() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     // The default alert sink: a tracing error event.
-    let agent = actguard::Agent::new();
+    let agent = actguard::Agent::in_memory().unwrap();
     let run = agent.start_run();
     let out = Downstream::new();
     out.fail_next(DownstreamError::Forbidden("revoked".into()));

@@ -40,7 +40,7 @@ fn overhead(c: &mut Criterion) {
         .enable_time()
         .build()
         .unwrap();
-    let agent = rt.block_on(async { Agent::builder().store(MemoryStore::new()).build() });
+    let agent = rt.block_on(async { Agent::builder().store(MemoryStore::new()).build().unwrap() });
     let run = agent.start_run();
     let next = AtomicU64::new(0);
 

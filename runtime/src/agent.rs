@@ -10,6 +10,7 @@ use rand::rngs::SmallRng;
 use uuid::Uuid;
 
 use crate::alert::{AlertSink, TracingAlert};
+use crate::audit::{AuditError, AuditReport, AuditSettings, audit_registry};
 use crate::clock::{Clock, TokioClock};
 use crate::log::{ChainError, LogQuery, verify_chain};
 use crate::memory::MemoryStore;
@@ -32,10 +33,11 @@ pub const DEFAULT_CLAIM_WAIT: Duration = Duration::from_secs(30);
 ///     .store(MemoryStore::new())
 ///     .claim_wait(Duration::from_secs(5))
 ///     .resource(Ledger)
-///     .build();
+///     .build()?;
 /// assert!(agent.resource::<Ledger>().is_some());
 /// let run = agent.start_run();
 /// assert_eq!(run.id().get_version_num(), 7);
+/// # Ok::<(), actguard::AgentError>(())
 /// ```
 #[derive(Clone)]
 pub struct Agent {
@@ -50,6 +52,7 @@ pub(crate) struct AgentInner {
     pub(crate) strict: bool,
     resources: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     pub(crate) metrics: Metrics,
+    audit: AuditReport,
     /// Seeds each call's jitter generator; seeded by the builder for reproducible delays.
     rng: Mutex<SmallRng>,
 }
@@ -65,10 +68,10 @@ impl std::fmt::Debug for Agent {
 }
 
 impl Agent {
-    /// An agent with default settings: an in-memory store, alerts as tracing errors, the tokio clock,
-    /// a 30 second claim wait.
-    pub fn new() -> Self {
-        Agent::builder().build()
+    /// An agent on a fresh [`MemoryStore`] with every other setting at its default: for tests and
+    /// examples. Fails like [`AgentBuilder::build`] if the startup audit fails.
+    pub fn in_memory() -> Result<Agent, AgentError> {
+        Agent::builder().store(MemoryStore::new()).build()
     }
 
     /// Configures an agent.
@@ -124,6 +127,11 @@ impl Agent {
         self.inner.metrics.snapshot()
     }
 
+    /// The startup audit's report (its warnings; an agent is never built on a failing audit).
+    pub fn audit_report(&self) -> &AuditReport {
+        &self.inner.audit
+    }
+
     /// Verifies the whole action log of the store: see [`verify`].
     pub async fn verify(&self) -> Result<u64, VerifyError> {
         verify(self.inner.store.as_ref()).await
@@ -136,12 +144,6 @@ impl Agent {
     pub(crate) fn call_rng(&self) -> SmallRng {
         let mut rng = self.inner.rng.lock().unwrap_or_else(|e| e.into_inner());
         SmallRng::from_rng(&mut *rng)
-    }
-}
-
-impl Default for Agent {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -158,7 +160,8 @@ pub struct AgentBuilder {
 }
 
 impl AgentBuilder {
-    /// Where claims, the log, the queues and run state are kept (default: a fresh [`MemoryStore`]).
+    /// Where claims, the log, the queues and run state are kept (default: the embedded SQLite file
+    /// [`DEFAULT_STORE_PATH`] in the working directory).
     pub fn store(self, store: impl Store) -> Self {
         self.shared_store(Arc::new(store))
     }
@@ -207,25 +210,78 @@ impl AgentBuilder {
         self
     }
 
-    /// The agent.
-    pub fn build(self) -> Agent {
+    /// Audits every registered action (strict if [`strict`](Self::strict) was set), opens the default
+    /// store if none was given, and builds the agent.
+    ///
+    /// Refuses to build when the audit finds an error (the report lists every finding with its action
+    /// and source location) or the store cannot be opened. Audit warnings are logged as tracing
+    /// warnings and kept in [`Agent::audit_report`].
+    pub fn build(self) -> Result<Agent, AgentError> {
+        let audit = audit_registry(&AuditSettings {
+            strict: self.strict,
+        })
+        .into_result()?;
+        for finding in audit.warnings() {
+            tracing::warn!(
+                action = %finding.action,
+                location = %finding.location,
+                rule = %finding.rule,
+                "{}",
+                finding.message
+            );
+        }
+        let store = match self.store {
+            Some(store) => store,
+            None => default_store()?,
+        };
         let rng = match self.seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_rng(&mut rand::rng()),
         };
-        Agent {
+        Ok(Agent {
             inner: Arc::new(AgentInner {
-                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                store,
                 alert: self.alert.unwrap_or_else(|| Arc::new(TracingAlert)),
                 clock: self.clock.unwrap_or_else(|| Arc::new(TokioClock::new())),
                 claim_wait: self.claim_wait.unwrap_or(DEFAULT_CLAIM_WAIT),
                 strict: self.strict,
                 resources: self.resources,
                 metrics: Metrics::default(),
+                audit,
                 rng: Mutex::new(rng),
             }),
-        }
+        })
     }
+}
+
+/// The file of the default store, in the working directory.
+pub const DEFAULT_STORE_PATH: &str = "actguard.db";
+
+#[cfg(feature = "sqlite")]
+fn default_store() -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(crate::sqlite::SqliteStore::open(
+        DEFAULT_STORE_PATH,
+    )?))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn default_store() -> Result<Arc<dyn Store>, StoreError> {
+    Err(StoreError::Unavailable(
+        "no store was given and the `sqlite` feature (the embedded default) is off: \
+         pass one with `Agent::builder().store(..)`"
+            .to_owned(),
+    ))
+}
+
+/// Why an agent could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The startup audit found errors: the agent refuses to start. The report lists every finding.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// The store could not be opened.
+    #[error("cannot open the action store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Why [`verify`] failed.

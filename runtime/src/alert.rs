@@ -69,7 +69,8 @@ impl AlertSink for TracingAlert {
 ///
 /// ```no_run
 /// let sink = actguard::CommandAlert::new("/usr/local/bin/page-oncall").arg("--team=loan-ops");
-/// let agent = actguard::Agent::builder().alert_sink(sink).build();
+/// let agent = actguard::Agent::builder().alert_sink(sink).build()?;
+/// # Ok::<(), actguard::AgentError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct CommandAlert {

@@ -326,6 +326,7 @@ fn check_action(
     out: &mut Vec<Finding>,
 ) {
     let p = &spec.policy;
+    let strict = settings.strict;
     let mut push = |severity, rule, message: String| {
         out.push(Finding {
             severity,
@@ -381,11 +382,11 @@ fn check_action(
     if !owner_routed.is_empty() && p.owner.is_none() {
         let (kinds, note) = describe_kinds(spec, &owner_routed);
         push(
-            Severity::Error,
+            unnamed_queue_severity(spec, &owner_routed, strict),
             Rule::RouteOwnerWithoutOwner,
             format!(
-                "{kinds} failures are routed to the data owner{note}, but no owner queue is named; \
-                 add `owner = \"...\"`, or route them elsewhere ({})",
+                "{kinds} failures are routed to the data owner{note}, but no owner queue is named \
+                 (they go to the queue `owner`); add `owner = \"...\"`, or route them elsewhere ({})",
                 reroute_hint(&owner_routed)
             ),
         );
@@ -395,11 +396,12 @@ fn check_action(
     if !expert_routed.is_empty() && p.expert.is_none() {
         let (kinds, note) = describe_kinds(spec, &expert_routed);
         push(
-            Severity::Error,
+            unnamed_queue_severity(spec, &expert_routed, strict),
             Rule::EscalateWithoutExpert,
             format!(
                 "{kinds} failures are escalated to a domain expert{note}, but no expert queue is \
-                 named; add `expert = \"...\"`, or route them elsewhere ({})",
+                 named (they go to the queue `expert`); add `expert = \"...\"`, or route them \
+                 elsewhere ({})",
                 reroute_hint(&expert_routed)
             ),
         );
@@ -605,6 +607,19 @@ fn describe_kinds(spec: &ActionSpec, kinds: &[FailureKind]) -> (String, String) 
     (names.join(" and "), note)
 }
 
+/// A route written in the attribute to an unnamed queue is an error; a default route to one is a
+/// warning (the failures still land in a queue, named `owner` or `expert`), and an error in strict mode.
+fn unnamed_queue_severity(spec: &ActionSpec, kinds: &[FailureKind], strict: bool) -> Severity {
+    let written = kinds
+        .iter()
+        .any(|k| spec.is_explicit(&format!("on_{}", k.as_str())));
+    if written || strict {
+        Severity::Error
+    } else {
+        Severity::Warning
+    }
+}
+
 /// "`on_validation = dead_letter`".
 fn reroute_hint(kinds: &[FailureKind]) -> String {
     kinds
@@ -755,6 +770,16 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("`on_validation = dead_letter`"), "{msg}");
+        // Left to the default, the failures still land in a queue (named `owner`): a warning, unless
+        // the audit is strict.
+        assert_eq!(report.findings()[0].severity, Severity::Warning);
+        assert!(report.is_ok(), "{report}");
+        let strict = audit(&[&a], &AuditSettings::strict());
+        assert!(
+            strict.findings().iter().any(|f| {
+                f.rule == Rule::RouteOwnerWithoutOwner && f.severity == Severity::Error
+            })
+        );
 
         // Transient routed to the owner, validation elsewhere.
         let mut b = good("refund");
@@ -769,6 +794,8 @@ mod tests {
             msg.contains("transient failures are routed to the data owner, but"),
             "{msg}"
         );
+        // Written in the attribute: an error.
+        assert_eq!(report.findings()[0].severity, Severity::Error);
 
         // Nothing routed to the owner: no owner needed.
         let mut c = good("notify");

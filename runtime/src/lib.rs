@@ -36,7 +36,9 @@ pub mod testing;
 pub use actguard_macros::Classify;
 #[doc = include_str!("../docs/agent_action.md")]
 pub use actguard_macros::agent_action;
-pub use agent::{Agent, AgentBuilder, DEFAULT_CLAIM_WAIT, VerifyError, verify};
+pub use agent::{
+    Agent, AgentBuilder, AgentError, DEFAULT_CLAIM_WAIT, DEFAULT_STORE_PATH, VerifyError, verify,
+};
 pub use alert::{AlertSink, CommandAlert, HaltAlert, TracingAlert};
 pub use audit::{
     AuditError, AuditReport, AuditSettings, Finding, Rule, Severity, audit, audit_registry,

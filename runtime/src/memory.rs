@@ -21,7 +21,7 @@ use crate::store::{
 /// use actguard::{Agent, MemoryStore};
 ///
 /// let store = MemoryStore::new();
-/// let agent = Agent::builder().store(store.clone()).build();
+/// let agent = Agent::builder().store(store.clone()).build().unwrap();
 /// let run = agent.start_run();
 /// assert!(!run.is_halted().await.unwrap());
 /// # });

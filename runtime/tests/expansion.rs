@@ -96,7 +96,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 #[test]
 fn the_body_runs_and_its_value_is_returned() {
-    let run = actguard::Agent::new().start_run();
+    let run = actguard::Agent::in_memory().unwrap().start_run();
     let ledger = Ledger { fee_cents: 7 };
     let instr = Disbursement {
         loan_id: "L-17".into(),
@@ -118,7 +118,7 @@ fn the_body_runs_and_its_value_is_returned() {
 
 #[test]
 fn the_error_type_is_wrapped_in_action_error() {
-    let run = actguard::Agent::new().start_run();
+    let run = actguard::Agent::in_memory().unwrap().start_run();
     let instr = Disbursement {
         loan_id: "L-18".into(),
         seq: 1,
