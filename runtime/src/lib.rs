@@ -16,6 +16,8 @@ mod guard;
 mod key;
 pub mod log;
 mod policy;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod registry;
 mod run;
 #[cfg(feature = "sqlite")]
@@ -32,6 +34,8 @@ pub use log::{ChainError, LogEntry, LogQuery, Outcome, verify_chain};
 pub use policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
 pub use registry::registry;
 pub use run::{Attempt, Run};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, Store, StoreError};
