@@ -33,7 +33,9 @@ impl Drop for Schema {
             rt.block_on(async move {
                 let client = connect(&url).await;
                 client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .batch_execute(&format!(
+                        "SET lock_timeout = '30s'; DROP SCHEMA IF EXISTS {name} CASCADE"
+                    ))
                     .await
             })
         })

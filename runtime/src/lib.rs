@@ -32,10 +32,10 @@ pub use error::ActionError;
 pub use key::{KeyPart, Payload, RenderedKey, fingerprint};
 pub use log::{ChainError, LogEntry, LogQuery, Outcome, verify_chain};
 pub use policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
-pub use registry::registry;
-pub use run::{Attempt, Run};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use registry::registry;
+pub use run::{Attempt, Run};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, Store, StoreError};

@@ -106,9 +106,8 @@ fn completion(w: &Worker, r: &BeginRequest, token: u64, now_ms: Millis) -> Compl
 /// already seen for the record. Returns whether the write was accepted.
 async fn downstream(w: &Worker, record: &str, key: &str, token: u64, started_us: i64) -> bool {
     let s = &w.schema;
-    if let Err(e) = w
-        .db
-        .execute(
+    if let Err(e) =
+        w.db.execute(
             &format!("INSERT INTO {s}.in_flight (record, writer) VALUES ($1, $2)"),
             &[&record, &w.writer],
         )
@@ -144,9 +143,8 @@ async fn fenced_write(
         &[&record],
     )
     .await?;
-    let max: i64 = w
-        .db
-        .query_one(
+    let max: i64 =
+        w.db.query_one(
             &format!("SELECT max_token FROM {s}.fence WHERE record = $1 FOR UPDATE"),
             &[&record],
         )
@@ -203,7 +201,10 @@ async fn contend(w: &Worker, records: usize, keys: usize) {
             match w.store.begin(&r).await.unwrap_or_else(|e| store_error(e)) {
                 Begin::Claimed(c) => {
                     if !downstream(w, &record, &key, c.fencing_token, started).await {
-                        die(4, format!("the downstream rejected live token {}", c.fencing_token));
+                        die(
+                            4,
+                            format!("the downstream rejected live token {}", c.fencing_token),
+                        );
                     }
                     w.store
                         .complete(&completion(w, &r, c.fencing_token, now_ms()))
@@ -330,7 +331,10 @@ async fn claim(w: &Worker, key: &str, record: &str, lease_ms: Millis, offset_ms:
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 4 {
-        die(2, "usage: pg_worker <mode> <schema> <writer> <run-id> [args]");
+        die(
+            2,
+            "usage: pg_worker <mode> <schema> <writer> <run-id> [args]",
+        );
     }
     let (mode, schema, writer) = (&args[0], &args[1], &args[2]);
     let run: Uuid = args[3].parse().unwrap_or_else(|e| die(2, e));
@@ -361,7 +365,9 @@ async fn main() {
         "until_halt" => until_halt(&w, num(0) as usize).await,
         "claim" => {
             let key = rest.first().unwrap_or_else(|| die(2, "claim needs a key"));
-            let record = rest.get(1).unwrap_or_else(|| die(2, "claim needs a record"));
+            let record = rest
+                .get(1)
+                .unwrap_or_else(|| die(2, "claim needs a record"));
             claim(&w, key, record, num(2), num(3)).await
         }
         other => die(2, format!("unknown mode `{other}`")),

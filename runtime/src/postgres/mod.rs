@@ -175,7 +175,10 @@ impl PostgresStore {
         self.pool.close();
     }
 
-    async fn connect_with(url: &str, options: PostgresOptions) -> Result<PostgresStore, StoreError> {
+    async fn connect_with(
+        url: &str,
+        options: PostgresOptions,
+    ) -> Result<PostgresStore, StoreError> {
         let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
             StoreError::Unavailable(format!(
                 "`{}` is not a PostgreSQL connection URL ({e}): expected \
@@ -237,6 +240,18 @@ impl PostgresStore {
     }
 }
 
+/// Passes `result` on; a connection that failed with [`StoreError::Unavailable`] (closed, server shutting
+/// down) is dropped instead of going back to the pool, so the next operation opens a fresh one.
+fn settle<T>(
+    client: deadpool_postgres::Client,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if matches!(result, Err(StoreError::Unavailable(_))) {
+        drop(deadpool_postgres::Object::take(client));
+    }
+    result
+}
+
 /// Where the store connects, for messages: `host:port`, database and user, never the password.
 #[derive(Debug, Clone)]
 pub(crate) struct Server {
@@ -253,11 +268,7 @@ impl Server {
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                let port = ports
-                    .get(i)
-                    .or(ports.first())
-                    .copied()
-                    .unwrap_or(5432);
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
                 match h {
                     Host::Tcp(name) => format!("{name}:{port}"),
                     #[cfg(unix)]
@@ -364,27 +375,32 @@ fn redact(url: &str) -> String {
 impl Store for PostgresStore {
     async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError> {
         let mut client = self.client().await?;
-        ops::begin(&mut client, &self.server, &self.schema, request).await
+        let result = ops::begin(&mut client, &self.server, &self.schema, request).await;
+        settle(client, result)
     }
 
     async fn complete(&self, completion: &Completion) -> Result<LogEntry, StoreError> {
         let mut client = self.client().await?;
-        ops::complete(&mut client, &self.server, &self.schema, completion).await
+        let result = ops::complete(&mut client, &self.server, &self.schema, completion).await;
+        settle(client, result)
     }
 
     async fn fail(&self, failure: &Failure) -> Result<LogEntry, StoreError> {
         let mut client = self.client().await?;
-        ops::fail(&mut client, &self.server, &self.schema, failure).await
+        let result = ops::fail(&mut client, &self.server, &self.schema, failure).await;
+        settle(client, result)
     }
 
     async fn append_log(&self, entry: &NewLogEntry) -> Result<LogEntry, StoreError> {
         let mut client = self.client().await?;
-        ops::append_log(&mut client, &self.server, &self.schema, entry).await
+        let result = ops::append_log(&mut client, &self.server, &self.schema, entry).await;
+        settle(client, result)
     }
 
     async fn log(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
         let client = self.client().await?;
-        ops::log(&client, &self.server, &self.schema, query).await
+        let result = ops::log(&client, &self.server, &self.schema, query).await;
+        settle(client, result)
     }
 
     async fn halt_run(
@@ -394,27 +410,32 @@ impl Store for PostgresStore {
         now_ms: Millis,
     ) -> Result<bool, StoreError> {
         let client = self.client().await?;
-        ops::halt(&client, &self.server, &self.schema, run_id, reason, now_ms).await
+        let result = ops::halt(&client, &self.server, &self.schema, run_id, reason, now_ms).await;
+        settle(client, result)
     }
 
     async fn run_state(&self, run_id: Uuid) -> Result<RunState, StoreError> {
         let client = self.client().await?;
-        ops::run_state(&client, &self.server, &self.schema, run_id).await
+        let result = ops::run_state(&client, &self.server, &self.schema, run_id).await;
+        settle(client, result)
     }
 
     async fn current_fencing_token(&self, record: &str) -> Result<Option<u64>, StoreError> {
         let client = self.client().await?;
-        ops::fencing_token(&client, &self.server, &self.schema, record).await
+        let result = ops::fencing_token(&client, &self.server, &self.schema, record).await;
+        settle(client, result)
     }
 
     async fn queue_entries(&self, query: &QueueQuery) -> Result<Vec<QueueEntry>, StoreError> {
         let client = self.client().await?;
-        ops::queue_entries(&client, &self.server, &self.schema, query).await
+        let result = ops::queue_entries(&client, &self.server, &self.schema, query).await;
+        settle(client, result)
     }
 
     async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
         let client = self.client().await?;
-        ops::queue_entry(&client, &self.server, &self.schema, id).await
+        let result = ops::queue_entry(&client, &self.server, &self.schema, id).await;
+        settle(client, result)
     }
 }
 

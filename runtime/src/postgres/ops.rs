@@ -631,8 +631,10 @@ pub(crate) async fn log(
     }
     f.sql.push_str(" ORDER BY seq");
     if let Some(limit) = q.limit {
-        f.sql
-            .push_str(&format!(" LIMIT {}", i64::try_from(limit).unwrap_or(i64::MAX)));
+        f.sql.push_str(&format!(
+            " LIMIT {}",
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ));
     }
     let rows = db.all(client, &f.sql, &f.params()).await?;
     rows.iter()
@@ -733,11 +735,7 @@ pub(crate) async fn queue_entry(
         return Ok(None);
     };
     let row = db
-        .opt(
-            client,
-            &format!("{QUEUE_COLUMNS} WHERE id = $1"),
-            &[&id],
-        )
+        .opt(client, &format!("{QUEUE_COLUMNS} WHERE id = $1"), &[&id])
         .await?;
     row.map(|row| queue_row(db, &row)).transpose()
 }

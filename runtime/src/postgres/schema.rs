@@ -153,17 +153,23 @@ pub(crate) async fn migrate(
         Some(r) => r.get(0),
         None => 0,
     };
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::Corrupt(format!(
+    let refusal = if version > SCHEMA_VERSION {
+        Some(format!(
             "schema `{schema}` on {server} has version {version}, but this version of actguard reads \
              versions up to {SCHEMA_VERSION}: upgrade actguard, or use another schema"
-        )));
-    }
-    if version < 0 {
-        return Err(StoreError::Corrupt(format!(
+        ))
+    } else if version < 0 {
+        Some(format!(
             "schema `{schema}` on {server} has version {version}, which no version of actguard writes: \
              restore it from a backup, or use another schema"
-        )));
+        ))
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        // Ends the transaction now rather than whenever the connection is next used or dropped.
+        tx.rollback().await.map_err(err)?;
+        return Err(StoreError::Corrupt(refusal));
     }
     for sql in MIGRATIONS.iter().skip(version as usize) {
         tx.batch_execute(&qualify(sql, schema).replace("@GENESIS", GENESIS_HASH))
