@@ -31,6 +31,17 @@
 //! (a rolled-back append also rolls back its head move) and the chain never forks. The head lock is
 //! taken last in each transaction, to hold it as briefly as possible.
 //!
+//! # What is durable when
+//!
+//! A write answers only after its transaction committed, so a claim is on the server before `begin`
+//! answers [`Begin::Claimed`], and a result, its loop-filter mark, the released lease and the log entry
+//! are stored together or not at all. That is as durable as the server's commit: keep
+//! `synchronous_commit` on (the default) — with it off, a server crash can lose the last claims.
+//!
+//! A process killed at any point leaves at most a claim whose lease will expire; a later `begin` of the
+//! same key in any process takes it over ([`Claim::takeover`](crate::store::Claim::takeover)) with the
+//! next fencing token, and a `complete` of the dead claim would get [`StoreError::ClaimLost`].
+//!
 //! # Errors
 //!
 //! Nothing is acted on without a claim: any error of the server, the network or the pool is a
