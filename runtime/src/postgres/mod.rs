@@ -1,51 +1,4 @@
 //! [`PostgresStore`]: the store for agents that run on many machines (feature `postgres`).
-//!
-//! Every process that connects to the same database and schema shares the same claims, leases,
-//! fencing tokens, loop filter, halted runs, queues and action log, with the rules documented on
-//! [`Store`].
-//!
-//! # How each operation is made atomic across processes
-//!
-//! Every write is one short transaction (`READ COMMITTED`) that answers only after it committed:
-//!
-//! - `begin` first takes a transaction-scoped advisory lock on the key (`pg_advisory_xact_lock`, so two
-//!   processes beginning the same key — even one that has no row yet — are serialized), then locks the
-//!   key's row (`SELECT ... FOR UPDATE`) and the record's row (an `INSERT ... ON CONFLICT DO UPDATE`
-//!   that creates it if needed and locks it). Every check is then made on the latest committed state,
-//!   and the claim (next fencing token, record lease, key claim) is one statement.
-//! - `complete` and `fail` are conditional updates: `UPDATE keys ... WHERE state = 'claimed' AND
-//!   claim_id = $claim`. A claim that was taken over updates no row and gets
-//!   [`StoreError::ClaimLost`] with nothing changed.
-//! - Locks are always taken in the same order — key, record, log head — so operations never deadlock
-//!   each other.
-//! - Fencing tokens are `last_token + 1` on the record's row, under its row lock: strictly increasing
-//!   per record, whichever process claims.
-//!
-//! # The action log under concurrent writers
-//!
-//! The chain has one head row (`log_head`: the last `seq` and `hash`). An append, in the same
-//! transaction as the change it logs, locks that row (`SELECT ... FOR UPDATE`), computes the entry
-//! with [`LogEntry::chain_after`] (so hashes are byte-for-byte those of every other store), inserts
-//! it and moves the head. The lock is held until commit, so appends from every connection of every
-//! process are totally ordered: each one sees the head its predecessor committed, `seq` has no gap
-//! (a rolled-back append also rolls back its head move) and the chain never forks. The head lock is
-//! taken last in each transaction, to hold it as briefly as possible.
-//!
-//! # What is durable when
-//!
-//! A write answers only after its transaction committed, so a claim is on the server before `begin`
-//! answers [`Begin::Claimed`], and a result, its loop-filter mark, the released lease and the log entry
-//! are stored together or not at all. That is as durable as the server's commit: keep
-//! `synchronous_commit` on (the default) — with it off, a server crash can lose the last claims.
-//!
-//! A process killed at any point leaves at most a claim whose lease will expire; a later `begin` of the
-//! same key in any process takes it over ([`Claim::takeover`](crate::store::Claim::takeover)) with the
-//! next fencing token, and a `complete` of the dead claim would get [`StoreError::ClaimLost`].
-//!
-//! # Errors
-//!
-//! Nothing is acted on without a claim: any error of the server, the network or the pool is a
-//! [`StoreError`], whose message names the server (`host:port`, database, user) and what to check.
 
 mod ops;
 mod schema;
@@ -67,8 +20,56 @@ use crate::store::{
     StoreError,
 };
 
-/// The store in a PostgreSQL schema, shared by every process that connects to it. See the [module
-/// docs](self) for how each operation stays atomic across processes.
+/// The store in a PostgreSQL schema (feature `postgres`), shared by every process that connects to it.
+///
+/// Every process that connects to the same database and schema shares the same claims, leases,
+/// fencing tokens, loop filter, halted runs, queues and action log, with the rules documented on
+/// [`Store`].
+///
+/// # How each operation is made atomic across processes
+///
+/// Every write is one short transaction (`READ COMMITTED`) that answers only after it committed:
+///
+/// - `begin` first takes a transaction-scoped advisory lock on the key (`pg_advisory_xact_lock`, so two
+///   processes beginning the same key — even one that has no row yet — are serialized), then locks the
+///   key's row (`SELECT ... FOR UPDATE`) and the record's row (an `INSERT ... ON CONFLICT DO UPDATE`
+///   that creates it if needed and locks it). Every check is then made on the latest committed state,
+///   and the claim (next fencing token, record lease, key claim) is one statement.
+/// - `complete` and `fail` are conditional updates: `UPDATE keys ... WHERE state = 'claimed' AND
+///   claim_id = $claim`. A claim that was taken over updates no row and gets
+///   [`StoreError::ClaimLost`] with nothing changed.
+/// - Locks are always taken in the same order — key, record, log head — so operations never deadlock
+///   each other.
+/// - Fencing tokens are `last_token + 1` on the record's row, under its row lock: strictly increasing
+///   per record, whichever process claims.
+///
+/// # The action log under concurrent writers
+///
+/// The chain has one head row (`log_head`: the last `seq` and `hash`). An append, in the same
+/// transaction as the change it logs, locks that row (`SELECT ... FOR UPDATE`), computes the entry
+/// with [`LogEntry::chain_after`] (so hashes are byte-for-byte those of every other store), inserts
+/// it and moves the head. The lock is held until commit, so appends from every connection of every
+/// process are totally ordered: each one sees the head its predecessor committed, `seq` has no gap
+/// (a rolled-back append also rolls back its head move) and the chain never forks. The head lock is
+/// taken last in each transaction, to hold it as briefly as possible.
+///
+/// # What is durable when
+///
+/// A write answers only after its transaction committed, so a claim is on the server before `begin`
+/// answers [`Begin::Claimed`], and a result, its loop-filter mark, the released lease and the log entry
+/// are stored together or not at all. That is as durable as the server's commit: keep
+/// `synchronous_commit` on (the default) — with it off, a server crash can lose the last claims.
+///
+/// A process killed at any point leaves at most a claim whose lease will expire; a later `begin` of the
+/// same key in any process takes it over ([`Claim::takeover`](crate::store::Claim::takeover)) with the
+/// next fencing token, and a `complete` of the dead claim would get [`StoreError::ClaimLost`].
+///
+/// # Errors
+///
+/// Nothing is acted on without a claim: any error of the server, the network or the pool is a
+/// [`StoreError`], whose message names the server (`host:port`, database, user) and what to check.
+///
+/// # Example
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), actguard::StoreError> {
