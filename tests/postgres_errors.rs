@@ -181,7 +181,7 @@ async fn many_stores_migrating_one_new_schema_at_once_all_succeed() {
 }
 
 #[tokio::test]
-async fn a_lost_connection_is_an_error_never_a_claim() {
+async fn a_lost_connection_is_replaced_and_never_yields_a_claim_the_server_lacks() {
     let schema_name = fresh_schema_name();
     let app = format!("lost_{}", &schema_name[14..]);
     let store_url = format!("{}?application_name={app}", url());
@@ -191,7 +191,7 @@ async fn a_lost_connection_is_an_error_never_a_claim() {
         .connect(&store_url)
         .await
         .unwrap();
-    let _schema = Schema {
+    let schema = Schema {
         url: url(),
         name: schema_name,
     };
@@ -204,17 +204,41 @@ async fn a_lost_connection_is_an_error_never_a_claim() {
         .await
         .unwrap();
     assert_eq!(killed.len(), 1, "the store's one connection was terminated");
-    let answer = store.begin(&request("k1")).await;
-    assert!(
-        matches!(
-            answer,
-            Err(StoreError::Unavailable(_) | StoreError::Backend(_))
-        ),
-        "a begin on a dead connection fails closed: {answer:?}"
-    );
+    // Whether the store notices the dead connection before or during the next begin, it never answers
+    // with a claim that is not on the server: it fails closed, or claims on a fresh connection.
+    let check = connect(&url()).await;
+    let token = |record: &'static str| {
+        let (check, schema) = (&check, &schema.name);
+        async move {
+            check
+                .query_opt(
+                    &format!("SELECT last_token FROM {schema}.records WHERE record = $1 AND last_token > 0"),
+                    &[&record],
+                )
+                .await
+                .unwrap()
+                .map(|r| r.get::<_, i64>(0))
+        }
+    };
+    match store.begin(&request("k1")).await {
+        Err(StoreError::Unavailable(_) | StoreError::Backend(_)) => {
+            assert_eq!(
+                token("rec-k1").await,
+                None,
+                "a failed begin claimed nothing"
+            )
+        }
+        Ok(Begin::Claimed(c)) => {
+            assert_eq!(token("rec-k1").await, Some(c.fencing_token as i64))
+        }
+        other => panic!("unexpected answer: {other:?}"),
+    }
     // The broken connection is replaced: the store works again.
     let again = store.begin(&request("k2")).await.unwrap();
-    assert!(matches!(again, Begin::Claimed(_)), "{again:?}");
+    let Begin::Claimed(c) = again else {
+        panic!("a fresh key is claimed: {again:?}");
+    };
+    assert_eq!(token("rec-k2").await, Some(c.fencing_token as i64));
 }
 
 #[tokio::test]
@@ -223,4 +247,22 @@ async fn a_closed_store_refuses_every_operation() {
     store.close();
     let err = store.begin(&request("k1")).await.expect_err("closed");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_tampered_table_is_an_error_never_a_claim_or_a_panic() {
+    let (store, schema) = fresh_store().await;
+    connect(&schema.url)
+        .await
+        .batch_execute(&format!(
+            "ALTER TABLE {}.records ALTER COLUMN lease_until_ms TYPE text",
+            schema.name
+        ))
+        .await
+        .unwrap();
+    let answer = store.begin(&request("k1")).await;
+    let Err(StoreError::Corrupt(msg)) = &answer else {
+        panic!("expected Corrupt, got {answer:?}");
+    };
+    assert!(msg.contains(&schema.name), "{msg}");
 }

@@ -85,6 +85,15 @@ impl Db<'_> {
         c.execute(&stmt, params).await.map_err(|e| self.error(e))
     }
 
+    /// Column `i` of `row`: a value of an unexpected type means the schema was altered.
+    fn col<'r, T: tokio_postgres::types::FromSql<'r>>(
+        &self,
+        row: &'r Row,
+        i: usize,
+    ) -> Result<T, StoreError> {
+        row.try_get(i).map_err(|e| self.corrupt("row", e))
+    }
+
     fn json<T: serde::de::DeserializeOwned>(&self, what: &str, s: &str) -> Result<T, StoreError> {
         serde_json::from_str(s).map_err(|e| self.corrupt(what, e))
     }
@@ -135,13 +144,34 @@ pub(crate) async fn begin(
 ) -> Result<Begin, StoreError> {
     let db = Db { server, schema };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
-    let answer = begin_in(db, &tx, r).await?;
-    if matches!(answer, Begin::Claimed(_)) {
-        tx.commit().await.map_err(|e| db.error(e))?;
-    } else {
-        tx.rollback().await.map_err(|e| db.error(e))?;
+    let answer = begin_in(db, &tx, r).await;
+    // Only a claim changes anything; every other answer leaves the store as it was.
+    finish(db, tx, answer, |a| matches!(a, Begin::Claimed(_))).await
+}
+
+/// Ends `tx`: commits if `result` is a change to keep, otherwise rolls back at once (rather than when
+/// the connection is next used), so no lock outlives the operation.
+async fn finish<T>(
+    db: Db<'_>,
+    tx: Transaction<'_>,
+    result: Result<T, StoreError>,
+    keep: impl FnOnce(&T) -> bool,
+) -> Result<T, StoreError> {
+    match result {
+        Ok(v) if keep(&v) => {
+            tx.commit().await.map_err(|e| db.error(e))?;
+            Ok(v)
+        }
+        Ok(v) => {
+            tx.rollback().await.map_err(|e| db.error(e))?;
+            Ok(v)
+        }
+        Err(e) => {
+            // The operation's own error says more than a failed rollback would.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
     }
-    Ok(answer)
 }
 
 async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<Begin, StoreError> {
@@ -173,12 +203,12 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
         .await?;
     let mut takeover = false;
     if let Some(k) = &key {
-        let state: String = k.get(0);
-        let fingerprint: String = k.get(1);
+        let state: String = db.col(k, 0)?;
+        let fingerprint: String = db.col(k, 1)?;
         if state == "completed" {
-            let result: Option<String> = k.get(3);
+            let result: Option<String> = db.col(k, 3)?;
             let result = db.json("stored result", result.as_deref().unwrap_or("null"))?;
-            let completed_at_ms: Option<Millis> = k.get(4);
+            let completed_at_ms: Option<Millis> = db.col(k, 4)?;
             return Ok(Begin::Completed {
                 result,
                 completed_at_ms: completed_at_ms.unwrap_or_default(),
@@ -190,13 +220,13 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
             });
         }
         if state == "failed" {
-            let id: Option<i64> = k.get(5);
+            let id: Option<i64> = db.col(k, 5)?;
             let id = id.ok_or_else(|| db.corrupt("failed key", "it names no queue entry"))?;
             let entry = queue_ref(db, tx, id).await?;
             return Ok(Begin::Failed { entry });
         }
         if state == "claimed" {
-            let until: Option<Millis> = k.get(2);
+            let until: Option<Millis> = db.col(k, 2)?;
             let until = until.unwrap_or(Millis::MIN);
             if r.now_ms < until {
                 return Ok(Begin::InProgress {
@@ -217,9 +247,9 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
             &[&r.record],
         )
         .await?;
-    let holder: Option<String> = record.get(0);
-    let holder_key: Option<String> = record.get(1);
-    let until: Option<Millis> = record.get(2);
+    let holder: Option<String> = db.col(&record, 0)?;
+    let holder_key: Option<String> = db.col(&record, 1)?;
+    let until: Option<Millis> = db.col(&record, 2)?;
     if let (Some(holder), Some(until)) = (holder, until)
         && holder != r.key_digest
         && r.now_ms < until
@@ -239,9 +269,9 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
             )
             .await?;
         if let Some(a) = acted {
-            let previous_key: String = a.get(0);
-            let digest: String = a.get(1);
-            let acted_at_ms: Millis = a.get(2);
+            let previous_key: String = db.col(&a, 0)?;
+            let digest: String = db.col(&a, 1)?;
+            let acted_at_ms: Millis = db.col(&a, 2)?;
             if digest != r.key_digest && r.now_ms < acted_at_ms.saturating_add(window) {
                 return Ok(Begin::Skipped {
                     previous_key,
@@ -289,8 +319,8 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
             ],
         )
         .await?;
-    let token: i64 = claimed.get(0);
-    let previous_attempts: i64 = claimed.get(1);
+    let token: i64 = db.col(&claimed, 0)?;
+    let previous_attempts: i64 = db.col(&claimed, 1)?;
     Ok(Begin::Claimed(Claim {
         fencing_token: u64::try_from(token).map_err(|e| db.corrupt("fencing token", e))?,
         takeover,
@@ -313,7 +343,10 @@ async fn claim_lost(
         )
         .await;
     match stored {
-        Ok(Some(row)) => StoreError::ClaimLost { key: row.get(0) },
+        Ok(Some(row)) => match db.col(&row, 0) {
+            Ok(key) => StoreError::ClaimLost { key },
+            Err(e) => e,
+        },
         Ok(None) => StoreError::ClaimLost {
             key: key_text.to_owned(),
         },
@@ -335,12 +368,21 @@ pub(crate) async fn complete(
 ) -> Result<LogEntry, StoreError> {
     let db = Db { server, schema };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
+    let entry = complete_in(db, &tx, d).await;
+    finish(db, tx, entry, |_| true).await
+}
+
+async fn complete_in(
+    db: Db<'_>,
+    tx: &Transaction<'_>,
+    d: &Completion,
+) -> Result<LogEntry, StoreError> {
     let claim_id = d.claim_id.to_string();
     let result = to_json(&d.result)?;
     // Conditional: only the claim that still holds the key completes it.
     let held = db
         .opt(
-            &tx,
+            tx,
             "UPDATE @.keys SET state = 'completed', result = $3, completed_at_ms = $4, claim_id = NULL,
                  lease_until_ms = NULL, updated_ms = $4
              WHERE key_digest = $1 AND state = 'claimed' AND claim_id = $2
@@ -349,12 +391,12 @@ pub(crate) async fn complete(
         )
         .await?;
     let Some(held) = held else {
-        return Err(claim_lost(db, &tx, &d.key_digest, &d.entry.key_text).await);
+        return Err(claim_lost(db, tx, &d.key_digest, &d.entry.key_text).await);
     };
-    let record: String = held.get(0);
-    let key_text: String = held.get(1);
+    let record: String = db.col(&held, 0)?;
+    let key_text: String = db.col(&held, 1)?;
     db.exec(
-        &tx,
+        tx,
         "INSERT INTO @.acted (record, action, key_text, key_digest, acted_at_ms)
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (record, action) DO UPDATE SET key_text = excluded.key_text,
@@ -362,11 +404,9 @@ pub(crate) async fn complete(
         &[&d.record, &d.action, &key_text, &d.key_digest, &d.now_ms],
     )
     .await?;
-    db.exec(&tx, RELEASE_RECORD, &[&record, &d.key_digest])
+    db.exec(tx, RELEASE_RECORD, &[&record, &d.key_digest])
         .await?;
-    let entry = append_in(db, &tx, d.entry.clone()).await?;
-    tx.commit().await.map_err(|e| db.error(e))?;
-    Ok(entry)
+    append_in(db, tx, d.entry.clone()).await
 }
 
 /// Terminal failure of a claimed call, in one transaction.
@@ -378,6 +418,11 @@ pub(crate) async fn fail(
 ) -> Result<LogEntry, StoreError> {
     let db = Db { server, schema };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
+    let entry = fail_in(db, &tx, f).await;
+    finish(db, tx, entry, |_| true).await
+}
+
+async fn fail_in(db: Db<'_>, tx: &Transaction<'_>, f: &Failure) -> Result<LogEntry, StoreError> {
     let claim_id = f.claim_id.to_string();
     let state = if f.queue_entry.is_some() {
         "failed"
@@ -386,7 +431,7 @@ pub(crate) async fn fail(
     };
     let held = db
         .opt(
-            &tx,
+            tx,
             "UPDATE @.keys SET state = $3, claim_id = NULL, lease_until_ms = NULL, updated_ms = $4
              WHERE key_digest = $1 AND state = 'claimed' AND claim_id = $2
              RETURNING record",
@@ -394,25 +439,23 @@ pub(crate) async fn fail(
         )
         .await?;
     let Some(held) = held else {
-        return Err(claim_lost(db, &tx, &f.key_digest, &f.entry.key_text).await);
+        return Err(claim_lost(db, tx, &f.key_digest, &f.entry.key_text).await);
     };
-    let record: String = held.get(0);
+    let record: String = db.col(&held, 0)?;
     let mut entry = f.entry.clone();
     if let Some(q) = &f.queue_entry {
-        let id = insert_queue(db, &tx, q, f.now_ms).await?;
+        let id = insert_queue(db, tx, q, f.now_ms).await?;
         db.exec(
-            &tx,
+            tx,
             "UPDATE @.keys SET queue_id = $2 WHERE key_digest = $1",
             &[&f.key_digest, &id],
         )
         .await?;
         entry.queue_entry = Some(u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?);
     }
-    db.exec(&tx, RELEASE_RECORD, &[&record, &f.key_digest])
+    db.exec(tx, RELEASE_RECORD, &[&record, &f.key_digest])
         .await?;
-    let entry = append_in(db, &tx, entry).await?;
-    tx.commit().await.map_err(|e| db.error(e))?;
-    Ok(entry)
+    append_in(db, tx, entry).await
 }
 
 async fn insert_queue(
@@ -436,7 +479,7 @@ async fn insert_queue(
             ],
         )
         .await?;
-    Ok(row.get(0))
+    db.col(&row, 0)
 }
 
 /// Appends one entry in its own transaction.
@@ -448,9 +491,8 @@ pub(crate) async fn append_log(
 ) -> Result<LogEntry, StoreError> {
     let db = Db { server, schema };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
-    let entry = append_in(db, &tx, entry.clone()).await?;
-    tx.commit().await.map_err(|e| db.error(e))?;
-    Ok(entry)
+    let entry = append_in(db, &tx, entry.clone()).await;
+    finish(db, tx, entry, |_| true).await
 }
 
 /// Appends `entry` after the head of the chain. The head row stays locked until the transaction ends,
@@ -465,8 +507,8 @@ async fn append_in(
         .opt(tx, "SELECT seq, hash FROM @.log_head FOR UPDATE", &[])
         .await?
         .ok_or_else(|| db.corrupt("action log", "its head row is missing"))?;
-    let seq: i64 = head.get(0);
-    let prev_hash: String = head.get(1);
+    let seq: i64 = db.col(&head, 0)?;
+    let prev_hash: String = db.col(&head, 1)?;
     let seq = u64::try_from(seq).map_err(|e| db.corrupt("action log head", e))? + 1;
     let e = LogEntry::chain_after(seq, prev_hash, entry);
     let seq = to_i64(e.seq);
@@ -531,8 +573,8 @@ pub(crate) async fn run_state(
         .await?;
     Ok(match row {
         Some(row) => RunState::Halted {
-            reason: row.get(0),
-            at_ms: row.get(1),
+            reason: db.col(&row, 0)?,
+            at_ms: db.col(&row, 1)?,
         },
         None => RunState::Active,
     })
@@ -554,7 +596,7 @@ pub(crate) async fn fencing_token(
         )
         .await?;
     row.map(|row| {
-        let t: i64 = row.get(0);
+        let t: i64 = db.col(&row, 0)?;
         u64::try_from(t).map_err(|e| db.corrupt("fencing token", e))
     })
     .transpose()
@@ -639,13 +681,13 @@ pub(crate) async fn log(
     let rows = db.all(client, &f.sql, &f.params()).await?;
     rows.iter()
         .map(|row| {
-            let seq: i64 = row.get(0);
-            let entry: String = row.get(1);
+            let seq: i64 = db.col(row, 0)?;
+            let entry: String = db.col(row, 1)?;
             Ok(LogEntry {
                 seq: u64::try_from(seq).map_err(|e| db.corrupt("log entry", e))?,
                 entry: db.json("log entry", &entry)?,
-                prev_hash: row.get(2),
-                hash: row.get(3),
+                prev_hash: db.col(row, 2)?,
+                hash: db.col(row, 3)?,
             })
         })
         .collect()
@@ -656,23 +698,23 @@ async fn queue_ref<C: GenericClient>(db: Db<'_>, c: &C, id: i64) -> Result<Queue
         .opt(c, "SELECT kind, name FROM @.queue WHERE id = $1", &[&id])
         .await?
         .ok_or_else(|| db.corrupt("failed key", format!("queue entry {id} is missing")))?;
-    let kind: String = row.get(0);
+    let kind: String = db.col(&row, 0)?;
     let kind =
         queue_kind(&kind).ok_or_else(|| db.corrupt("queue entry", format!("kind `{kind}`")))?;
     Ok(QueueRef {
         id: u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?,
         kind,
-        name: row.get(1),
+        name: db.col(&row, 1)?,
     })
 }
 
 const QUEUE_COLUMNS: &str = "SELECT id, status, created_ms, entry FROM @.queue";
 
 fn queue_row(db: Db<'_>, row: &Row) -> Result<QueueEntry, StoreError> {
-    let id: i64 = row.get(0);
-    let status: String = row.get(1);
-    let created_ms: Millis = row.get(2);
-    let entry: String = row.get(3);
+    let id: i64 = db.col(row, 0)?;
+    let status: String = db.col(row, 1)?;
+    let created_ms: Millis = db.col(row, 2)?;
+    let entry: String = db.col(row, 3)?;
     let q: NewQueueEntry = db.json("queue entry", &entry)?;
     let status = status_of(&status)
         .ok_or_else(|| db.corrupt("queue entry", format!("status `{status}`")))?;

@@ -150,7 +150,7 @@ pub(crate) async fn migrate(
         .await
         .map_err(err)?;
     let version: i64 = match row {
-        Some(r) => r.get(0),
+        Some(r) => r.try_get(0).map_err(err)?,
         None => 0,
     };
     let refusal = if version > SCHEMA_VERSION {
