@@ -78,7 +78,9 @@ fn finished(name: &str, child: Child) -> String {
     stdout
 }
 
-/// The accepted downstream writes: (record, key, fencing_token, writer, started_us, ended_us).
+/// The accepted downstream writes: (record, key, fencing_token, writer, started_us, ended_us). In
+/// `contend`, `started_us` is taken when `begin` answered `Claimed`; in `until_halt`, before `begin`
+/// was called.
 type Effect = (String, String, i64, String, i64, i64);
 
 fn effects(rt: &tokio::runtime::Runtime, schema: &Schema) -> Vec<Effect> {
@@ -105,15 +107,22 @@ fn effects(rt: &tokio::runtime::Runtime, schema: &Schema) -> Vec<Effect> {
 fn workers_on_shared_records_never_overlap_and_act_once_per_key() {
     const WORKERS: usize = 6;
     const RECORDS: usize = 4;
-    const KEYS: usize = 40;
+    const KEYS: usize = 120;
     let rt = rt();
     let (store, schema) = setup(&rt);
     let run = Uuid::now_v7();
     let children: Vec<Child> = (0..WORKERS)
         .map(|i| {
-            worker(&schema, "contend", &format!("w{i}"), run, &["4", "40"])
-                .spawn()
-                .expect("the worker starts")
+            let (records, keys) = (RECORDS.to_string(), KEYS.to_string());
+            worker(
+                &schema,
+                "contend",
+                &format!("w{i}"),
+                run,
+                &[&records, &keys],
+            )
+            .spawn()
+            .expect("the worker starts")
         })
         .collect();
     let acted: usize = children
@@ -145,7 +154,7 @@ fn workers_on_shared_records_never_overlap_and_act_once_per_key() {
             let (a, b) = (pair[0], pair[1]);
             assert!(
                 b.4 >= a.5,
-                "{record}: the claim of {} began before the write of {} ended",
+                "{record}: the write of {} started before the write of {} ended",
                 b.1,
                 a.1
             );

@@ -196,11 +196,12 @@ async fn contend(w: &Worker, records: usize, keys: usize) {
         for i in pending {
             let key = format!("k{i}");
             let record = format!("r{}", i % records);
-            let started = now_us();
             let r = request(w, &key, &record, now_ms(), 30_000);
             match w.store.begin(&r).await.unwrap_or_else(|e| store_error(e)) {
                 Begin::Claimed(c) => {
-                    if !downstream(w, &record, &key, c.fencing_token, started).await {
+                    // The claim was granted at the latest now, after the previous holder released it.
+                    let claimed = now_us();
+                    if !downstream(w, &record, &key, c.fencing_token, claimed).await {
                         die(
                             4,
                             format!("the downstream rejected live token {}", c.fencing_token),
