@@ -11,7 +11,7 @@
 //!   the ledger's effect; replays return that result; no claim or record lease is left held;
 //! - the action log's hash chain verifies.
 //!
-//! The default run kills the worker 50 times (seeded: `ACTGUARD_CRASH_SEED`); a soak sets
+//! The default run kills the worker 100 times (seeded: `ACTGUARD_CRASH_SEED`); a soak sets
 //! `ACTGUARD_CRASH_KILLS` (e.g. 500, see `scripts/crash-soak.sh`). The waits are real (separate
 //! processes) but short: the kill delays, and the 300 ms lease a restarted worker waits out before
 //! taking over a dead worker's claim.
@@ -28,10 +28,10 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
 
 /// Kills of the default run.
-const DEFAULT_KILLS: usize = 50;
+const DEFAULT_KILLS: usize = 100;
 /// Seed of the default run.
 const DEFAULT_SEED: u64 = 0x5eed_c0de;
-/// Instructions for the default number of kills; a soak scales it with its kills.
+/// Instructions per 50 kills: the workload grows with the kills, so that most kills land on work.
 const INSTRUCTIONS_PER_50_KILLS: u32 = 200;
 const RECORDS: u32 = 20;
 /// Concurrent guarded calls in a worker.
@@ -280,8 +280,7 @@ fn amount(id: u32) -> i64 {
 fn a_worker_killed_at_random_moments_applies_every_instruction_exactly_once() {
     let kills = env_number("ACTGUARD_CRASH_KILLS", DEFAULT_KILLS as u64) as usize;
     let seed = env_number("ACTGUARD_CRASH_SEED", DEFAULT_SEED);
-    let instructions =
-        (INSTRUCTIONS_PER_50_KILLS as usize * kills.max(DEFAULT_KILLS) / DEFAULT_KILLS) as u32;
+    let instructions = (INSTRUCTIONS_PER_50_KILLS as usize * kills.max(50) / 50) as u32;
     let dir = tempfile::tempdir().unwrap();
     let files = Files {
         store: dir.path().join("actguard.db"),
@@ -293,6 +292,10 @@ fn a_worker_killed_at_random_moments_applies_every_instruction_exactly_once() {
     let killing = started.elapsed();
     let last_run = run_to_end(&files, instructions);
     let total = started.elapsed();
+    assert!(
+        !files.wal_pending(),
+        "a worker that ends cleanly closes the store, checkpointing its write-ahead log"
+    );
 
     // The ledger: each instruction applied exactly once, balances the sum of the instructions.
     let ledger = ledger_state(&files.ledger);
@@ -463,4 +466,43 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(f)
+}
+
+/// Fresh stores whose creating worker is killed, each at a different moment of the creation.
+const CREATION_KILLS: u64 = 30;
+
+#[test]
+fn a_store_killed_while_it_is_being_created_opens_on_restart() {
+    let seed = env_number("ACTGUARD_CRASH_SEED", DEFAULT_SEED);
+    let mut rng = Rng(seed ^ 0xc4ea7e);
+    let mut killed = 0;
+    for round in 0..CREATION_KILLS {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files {
+            store: dir.path().join("actguard.db"),
+            ledger: dir.path().join("ledger.db"),
+        };
+        // Spread over the first 60 ms: creating the file, switching it to WAL, the first migration.
+        let delay = Duration::from_micros(round * 2_000) + rng.micros(0, 2_000);
+        let mut child = files.worker(4);
+        std::thread::sleep(delay);
+        child.kill().expect("send SIGKILL to the worker");
+        let status = child.wait().expect("reap the worker");
+        let (out, err) = output(&mut child);
+        if status.signal() == Some(SIGKILL) {
+            killed += 1;
+        } else {
+            assert!(
+                status.success(),
+                "the worker failed ({status}):\n{out}\n{err}"
+            );
+        }
+        // The next worker opens the store (or creates it) and finishes.
+        run_to_end(&files, 4);
+        let ledger = ledger_state(&files.ledger);
+        assert_eq!(ledger.applications.len(), 4, "after a kill at {delay:?}");
+        assert!(ledger.applications.values().all(|n| *n == 1));
+    }
+    println!("creation: {killed} of {CREATION_KILLS} workers killed while creating their store");
+    assert!(killed > CREATION_KILLS / 2);
 }

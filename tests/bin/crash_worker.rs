@@ -347,6 +347,10 @@ async fn work() -> Result<(), String> {
             .map_err(|e| format!("pay:{id}: {e}"))?;
         check(&ledger, &instr, &effect)?;
     }
+    // A clean end closes the store: the write-ahead log is checkpointed into the file and removed.
+    drop((eager_run, patient_run, eager, patient));
+    let store = Arc::try_unwrap(store).map_err(|_| "the store is still shared".to_owned())?;
+    store.close().map_err(|e| e.to_string())?;
     println!("done");
     Ok(())
 }
