@@ -61,7 +61,7 @@ impl Rng {
     /// When to kill a worker after starting it: one time in five within its first 4 ms (the process
     /// starting, the store opening and recovering its write-ahead log), otherwise 4–100 ms in.
     fn kill_delay(&mut self) -> Duration {
-        if self.next() % 5 == 0 {
+        if self.next().is_multiple_of(5) {
             self.micros(0, 4_000)
         } else {
             self.micros(4_000, 100_000)

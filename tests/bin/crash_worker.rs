@@ -67,6 +67,17 @@ enum LedgerError {
     Unavailable(String),
 }
 
+/// One request to the ledger: the instruction and the attempt's context, as the ledger records it.
+struct Post {
+    key: String,
+    account: String,
+    amount: i64,
+    run_id: String,
+    fencing_token: i64,
+    attempt: u32,
+    retry: bool,
+}
+
 /// The downstream: a ledger that honours idempotency keys, in its own SQLite file.
 ///
 /// Tables: `effects` (one row per key: the first application), `applications` (how many times each
@@ -119,17 +130,17 @@ impl Ledger {
         })
     }
 
-    /// Applies `instr` under `key` unless the key is known, and answers the stored effect either way.
-    async fn post(
-        &self,
-        key: String,
-        account: String,
-        amount: i64,
-        run_id: String,
-        fencing_token: i64,
-        attempt: u32,
-        retry: bool,
-    ) -> Result<Effect, LedgerError> {
+    /// Applies `post` under its key unless the key is known, and answers the stored effect either way.
+    async fn post(&self, post: Post) -> Result<Effect, LedgerError> {
+        let Post {
+            key,
+            account,
+            amount,
+            run_id,
+            fencing_token,
+            attempt,
+            retry,
+        } = post;
         let conn = self.conn.clone();
         let applied_at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -220,15 +231,15 @@ async fn pay(
 ) -> Result<Effect, LedgerError> {
     let attempt = run.attempt();
     ledger
-        .post(
-            attempt.key().to_owned(),
-            attempt.record().to_owned(),
-            instr.amount,
-            attempt.run_id().to_string(),
-            attempt.fencing_token().unwrap_or(0) as i64,
-            attempt.number(),
-            attempt.is_retry(),
-        )
+        .post(Post {
+            key: attempt.key().to_owned(),
+            account: attempt.record().to_owned(),
+            amount: instr.amount,
+            run_id: attempt.run_id().to_string(),
+            fencing_token: attempt.fencing_token().unwrap_or(0) as i64,
+            attempt: attempt.number(),
+            retry: attempt.is_retry(),
+        })
         .await
 }
 
