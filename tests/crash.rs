@@ -393,6 +393,20 @@ fn a_worker_killed_at_random_moments_applies_every_instruction_exactly_once() {
             ),
             "{key}: the ledger was called after the call that completed: {calls:?}"
         );
+        // A worker that took over a dead worker's claim holds a newer fencing token, and its attempt
+        // is a retry.
+        for pair in calls.windows(2) {
+            if pair[0].run_id != pair[1].run_id {
+                assert!(
+                    pair[1].fencing_token > pair[0].fencing_token,
+                    "{key}: a takeover kept the dead worker's fencing token: {calls:?}"
+                );
+                assert!(
+                    done.entry.retry,
+                    "{key}: completed after a takeover, but not logged as a retry: {done:?}"
+                );
+            }
+        }
     }
     let repeated_calls = calls_per_key.values().filter(|c| c.len() > 1).count();
     let takeovers = succeeded.values().filter(|e| e.entry.retry).count();
