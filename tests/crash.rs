@@ -11,6 +11,13 @@
 //!   the ledger's effect; replays return that result; no claim or record lease is left held;
 //! - the action log's hash chain verifies.
 //!
+//! Key states and record leases are read from the store's file with a read-only SQLite connection
+//! (tables `keys` and `records` of `runtime/src/sqlite/schema.rs`): the `Store` trait has no query for
+//! them. Everything else goes through the public API (`Store::log`, `verify`).
+//!
+//! A second test kills workers while they create a fresh store file, at moments spread over the
+//! creation, and checks that the next worker opens it and finishes.
+//!
 //! The default run kills the worker 100 times (seeded: `ACTGUARD_CRASH_SEED`); a soak sets
 //! `ACTGUARD_CRASH_KILLS` (e.g. 500, see `scripts/crash-soak.sh`). The waits are real (separate
 //! processes) but short: the kill delays, and the 300 ms lease a restarted worker waits out before
