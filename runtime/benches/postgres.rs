@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 use actguard::log::{LogEntry, NewLogEntry, Outcome};
 use actguard::store::{Begin, BeginRequest, Completion};
 use actguard::{PostgresStore, Store};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use uuid::Uuid;
+
+mod support;
+
+use support::Case;
 
 const T0: i64 = 1_700_000_000_000;
 const CONCURRENCY: [u64; 3] = [1, 16, 64];
@@ -248,7 +251,10 @@ where
     start.elapsed()
 }
 
-fn bench(c: &mut Criterion) {
+fn main() {
+    if support::filtered_out("postgres begin+complete") {
+        return;
+    }
     let url = std::env::var(PostgresStore::URL_ENV)
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -287,40 +293,33 @@ fn bench(c: &mut Criterion) {
     };
     let run_id = Uuid::now_v7();
 
-    let mut group = c.benchmark_group("begin+complete");
-    group.throughput(Throughput::Elements(1));
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(5));
     for concurrency in CONCURRENCY {
-        group.bench_with_input(
-            BenchmarkId::new("store", concurrency),
-            &concurrency,
-            |b, &concurrency| {
-                b.to_async(&rt).iter_custom(|iters| {
+        let mut cases = vec![
+            Case::new(format!("store, {concurrency} callers"), |iters| {
+                let store = store.clone();
+                rt.block_on(run(concurrency, iters, "store", move |record| {
                     let store = store.clone();
-                    run(concurrency, iters, "store", move |record| {
-                        let store = store.clone();
-                        async move { through_store(&store, run_id, &record).await }
-                    })
-                })
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("by_hand", concurrency),
-            &concurrency,
-            |b, &concurrency| {
-                b.to_async(&rt).iter_custom(|iters| {
+                    async move { through_store(&store, run_id, &record).await }
+                }))
+            }),
+            Case::new(format!("by hand, {concurrency} callers"), |iters| {
+                let (pool, schema) = (pool.clone(), schema.clone());
+                rt.block_on(run(concurrency, iters, "hand", move |record| {
                     let (pool, schema) = (pool.clone(), schema.clone());
-                    run(concurrency, iters, "hand", move |record| {
-                        let (pool, schema) = (pool.clone(), schema.clone());
-                        async move { by_hand(&pool, &schema, run_id, &record).await }
-                    })
-                })
-            },
+                    async move { by_hand(&pool, &schema, run_id, &record).await }
+                }))
+            }),
+        ];
+        let stats = support::compare(&mut cases, support::rounds(7), Duration::from_millis(700));
+        support::print_throughput(
+            &format!(
+                "PostgresStore begin+complete, {concurrency} concurrent callers (ratio to the store)"
+            ),
+            &stats,
+            0,
+            "actions",
         );
     }
-    group.finish();
 
     rt.block_on(async {
         let client = pool.get().await.expect("a connection");
@@ -330,6 +329,3 @@ fn bench(c: &mut Criterion) {
             .expect("the benchmark schema is dropped");
     });
 }
-
-criterion_group!(benches, bench);
-criterion_main!(benches);
