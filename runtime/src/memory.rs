@@ -117,8 +117,13 @@ impl MemoryStore {
 impl State {
     fn append(&mut self, entry: NewLogEntry) -> LogEntry {
         if entry.attempt > 0 {
-            let max = self.attempts.entry(entry.key_digest.clone()).or_default();
-            *max = (*max).max(entry.attempt);
+            // Look up before inserting: only a key's first attempt pays for a copy of its digest.
+            match self.attempts.get_mut(&entry.key_digest) {
+                Some(max) => *max = (*max).max(entry.attempt),
+                None => {
+                    self.attempts.insert(entry.key_digest.clone(), entry.attempt);
+                }
+            }
         }
         let e = LogEntry::chain(self.log.last(), entry);
         self.log.push(e.clone());
