@@ -147,7 +147,8 @@ fn canonical_entry<W: std::io::Write>(w: &mut W, e: &NewLogEntry) -> serde_json:
         // Field names need no escaping: plain ASCII identifiers.
         let sep: &[u8] = if first { b"{\"" } else { b",\"" };
         w.write_all(sep).map_err(serde_json::Error::io)?;
-        w.write_all(name.as_bytes()).map_err(serde_json::Error::io)?;
+        w.write_all(name.as_bytes())
+            .map_err(serde_json::Error::io)?;
         w.write_all(b"\":").map_err(serde_json::Error::io)?;
         serde_json::to_writer(&mut *w, value)
     }
@@ -269,7 +270,9 @@ mod tests {
             message: message.map(str::to_owned),
             queue_entry: Some(3),
             before,
-            after: Some(serde_json::json!({"z": [1, -2, 2.5, null], "a": {"y": true, "b": "é\u{1}"}})),
+            after: Some(
+                serde_json::json!({"z": [1, -2, 2.5, null], "a": {"y": true, "b": "é\u{1}"}}),
+            ),
             fencing_token: Some(9),
             duration_ms: 12,
         }
@@ -285,7 +288,10 @@ mod tests {
     fn canonical_entry_writes_the_bytes_of_the_sorted_json_value() {
         for e in [
             sample(None, None),
-            sample(Some(serde_json::json!({"b": 1, "a": u64::MAX, "c": i64::MIN})), Some("boom \\ \"x\"")),
+            sample(
+                Some(serde_json::json!({"b": 1, "a": u64::MAX, "c": i64::MIN})),
+                Some("boom \\ \"x\""),
+            ),
             NewLogEntry {
                 failure_kind: None,
                 route: None,
@@ -306,7 +312,10 @@ mod tests {
 
     #[test]
     fn entry_hash_is_unchanged_and_survives_a_json_round_trip() {
-        let e = sample(Some(serde_json::json!({"n": 1.5, "m": [3, 2, 1]})), Some("note"));
+        let e = sample(
+            Some(serde_json::json!({"n": 1.5, "m": [3, 2, 1]})),
+            Some("note"),
+        );
         let mut h = Sha256::new();
         h.update(GENESIS_HASH.as_bytes());
         h.update([0u8]);

@@ -172,7 +172,8 @@ impl State {
             match self.attempts.get_mut(&entry.key_digest) {
                 Some(max) => *max = (*max).max(entry.attempt),
                 None => {
-                    self.attempts.insert(entry.key_digest.clone(), entry.attempt);
+                    self.attempts
+                        .insert(entry.key_digest.clone(), entry.attempt);
                 }
             }
         }
