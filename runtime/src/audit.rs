@@ -690,6 +690,7 @@ mod tests {
             deps: &[],
             result_type: "Receipt",
             error_type: "LedgerError",
+            invoke: None,
         }
     }
 

@@ -145,6 +145,7 @@ fn request(run: Uuid, key: &str, record: &str, now_ms: Millis) -> BeginRequest {
         now_ms,
         lease_ms: LEASE,
         dedup_ms: Some(DAY),
+        replay_of: None,
     }
 }
 
@@ -182,6 +183,7 @@ fn completion(r: &BeginRequest, result: serde_json::Value, now_ms: Millis) -> Co
             ..entry(r, 1, Outcome::Succeeded, now_ms)
         },
         now_ms,
+        replay_of: None,
     }
 }
 
@@ -230,6 +232,7 @@ fn failure(r: &BeginRequest, queue: Option<(QueueKind, &str)>, now_ms: Millis) -
             ..entry(r, 1, outcome, now_ms)
         },
         now_ms,
+        replay_of: None,
     }
 }
 
