@@ -15,7 +15,9 @@ use std::pin::Pin;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::classify::Classify;
 use crate::error::ActionError;
+use crate::policy::FailureKind;
 use crate::run::Run;
 
 /// Calls an action with a stored payload (a JSON object with one field per payload parameter) and
@@ -51,6 +53,8 @@ pub enum InvokeError {
         kind: &'static str,
         /// The error rendered.
         message: String,
+        /// The failure kind of a routed, dead-lettered, failed or halting call.
+        failure_kind: Option<FailureKind>,
         /// The queue entry the call went to (routed, dead-lettered, previously failed), if any.
         queue_entry: Option<u64>,
     },
@@ -110,7 +114,7 @@ pub fn invoke_dep_owned<T: Any + Send + Sync + Clone>(
 
 /// The outcome of the invoked call, serialized.
 #[doc(hidden)]
-pub fn invoke_result<T: Serialize, E: Display>(
+pub fn invoke_result<T: Serialize, E: Classify + Display>(
     action: &str,
     result: Result<T, ActionError<E>>,
 ) -> Result<serde_json::Value, InvokeError> {
@@ -123,24 +127,27 @@ pub fn invoke_result<T: Serialize, E: Display>(
     }
 }
 
-fn action_error<E: Display>(action: &str, e: &ActionError<E>) -> InvokeError {
-    let (kind, queue_entry) = match e {
-        ActionError::Halted { .. } => ("halted", None),
-        ActionError::Skipped { .. } => ("skipped", None),
-        ActionError::Routed { queue, .. } => ("routed", Some(queue.id)),
-        ActionError::DeadLettered { queue, .. } => ("dead_lettered", Some(queue.id)),
-        ActionError::SecurityHalt { .. } => ("security_halt", None),
-        ActionError::Failed { .. } => ("failed", None),
-        ActionError::PreviouslyFailed { queue, .. } => ("previously_failed", Some(queue.id)),
-        ActionError::InProgress { .. } => ("in_progress", None),
-        ActionError::KeyReused { .. } => ("key_reused", None),
-        ActionError::Serialization { .. } => ("serialization", None),
-        ActionError::Store(_) => ("store", None),
+fn action_error<E: Classify + Display>(action: &str, e: &ActionError<E>) -> InvokeError {
+    let (kind, failure_kind, queue_entry) = match e {
+        ActionError::Halted { .. } => ("halted", None, None),
+        ActionError::Skipped { .. } => ("skipped", None, None),
+        ActionError::Routed { kind, queue, .. } => ("routed", Some(*kind), Some(queue.id)),
+        ActionError::DeadLettered { queue, error, .. } => {
+            ("dead_lettered", Some(error.classify()), Some(queue.id))
+        }
+        ActionError::SecurityHalt { .. } => ("security_halt", Some(FailureKind::Security), None),
+        ActionError::Failed { kind, .. } => ("failed", Some(*kind), None),
+        ActionError::PreviouslyFailed { queue, .. } => ("previously_failed", None, Some(queue.id)),
+        ActionError::InProgress { .. } => ("in_progress", None, None),
+        ActionError::KeyReused { .. } => ("key_reused", None, None),
+        ActionError::Serialization { .. } => ("serialization", None, None),
+        ActionError::Store(_) => ("store", None, None),
     };
     InvokeError::Action {
         action: action.to_owned(),
         kind,
         message: e.to_string(),
+        failure_kind,
         queue_entry,
     }
 }

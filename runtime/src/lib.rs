@@ -22,6 +22,7 @@ pub mod log;
 pub mod manifest;
 mod memory;
 mod metrics;
+pub mod ops;
 mod policy;
 mod redacted;
 mod registry;
