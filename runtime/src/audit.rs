@@ -97,7 +97,8 @@ pub enum Rule {
     /// `compensate` names an action that only reads: it cannot reverse a write (warning).
     CompensateIsRead,
     /// The `compensate` action does not take the same payload parameters (names and types) as the
-    /// action it reverses: a revert calls it with the reversed entry's stored payload.
+    /// action it reverses: a revert calls it with the reversed entry's stored payload, so it cannot
+    /// revert this action (warning).
     CompensateSignatureMismatch,
     /// `dedup` is not longer than `cycle`: the loop filter would let the next cycle act again.
     DedupNotLongerThanCycle,
@@ -325,7 +326,7 @@ pub fn audit(specs: &[&ActionSpec], settings: &AuditSettings) -> AuditReport {
 
 /// The payload parameters as a revert passes them: names, and types without the reference (`&T` and
 /// `T` store the same payload).
-fn payload_shape(spec: &ActionSpec) -> Vec<(&'static str, String)> {
+pub(crate) fn payload_shape(spec: &ActionSpec) -> Vec<(&'static str, String)> {
     spec.payload
         .iter()
         .map(|p| {
@@ -466,8 +467,10 @@ fn check_action(
                             shape.iter().map(|(n, t)| format!("{n}: {t}")).collect();
                         format!("({})", params.join(", "))
                     };
+                    // A warning: only a revert needs the convention, and it reports such records as
+                    // failed with this reason rather than calling the action with a wrong payload.
                     push(
-                        Severity::Error,
+                        Severity::Warning,
                         Rule::CompensateSignatureMismatch,
                         format!(
                             "compensate = `{target}`, but `{target}` takes the payload {} while this                              action takes {}; a revert calls the compensating action with the stored                              payload of the entry it reverses, so give it the same payload parameters                              (names and types; `#[dep]`s may differ)",

@@ -103,8 +103,6 @@ pub fn payload_ref_field<T: PayloadParam + ReplayablePayload + ?Sized>(
     builder.field(name, value).map(|_| ())
 }
 
-
-
 /// Deserializes payload field `field` into `T`'s owned form (replay, revert); the bound is the same as
 /// the payload's, at the same span, so an unmet one is reported once.
 pub fn invoke_field<T: ReplayablePayload + ?Sized>(

@@ -1231,10 +1231,20 @@ async fn failed_key(store: &dyn Store, key: &str, now_ms: Millis) -> (BeginReque
     let r = request(id(), key, &format!("rec-{key}"), now_ms);
     claim(store, &r).await;
     let logged = store
-        .fail(&failure(&r, Some((QueueKind::Owner, "loan-ops")), now_ms + 1))
+        .fail(&failure(
+            &r,
+            Some((QueueKind::Owner, "loan-ops")),
+            now_ms + 1,
+        ))
         .await
         .unwrap();
-    (r, logged.entry.queue_entry.expect("fail names its queue entry"))
+    (
+        r,
+        logged
+            .entry
+            .queue_entry
+            .expect("fail names its queue entry"),
+    )
 }
 
 fn operator(r: &BeginRequest, at_ms: Millis, message: &str) -> NewLogEntry {
@@ -1284,7 +1294,12 @@ pub async fn queue_update_claims_resolves_and_logs(store: &dyn Store) {
     assert_eq!(claimed.claimed_by.as_deref(), Some("alice"));
     assert_eq!(claimed.closed_ms, None);
     let resolved = store
-        .queue_update(&op_update(&r, q, resolve_op("bob", "fixed the IBAN"), T0 + 20))
+        .queue_update(&op_update(
+            &r,
+            q,
+            resolve_op("bob", "fixed the IBAN"),
+            T0 + 20,
+        ))
         .await
         .unwrap();
     assert_eq!(resolved.status, QueueStatus::Resolved);
@@ -1335,7 +1350,10 @@ pub async fn queue_update_refuses_terminal_entries_and_unknown_ids(store: &dyn S
         .await
     {
         Err(StoreError::Conflict(m)) => {
-            assert!(m.contains(&format!("queue entry {q}")) && m.contains("claimed"), "{m}")
+            assert!(
+                m.contains(&format!("queue entry {q}")) && m.contains("claimed"),
+                "{m}"
+            )
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -1400,10 +1418,18 @@ pub async fn key_state_reports_payload_status_result_and_entry(store: &dyn Store
     claim(store, &r).await;
     let k = store.key_state(&r.key_digest).await.unwrap().unwrap();
     assert_eq!(
-        (k.status, k.payload.clone(), k.action.as_str(), k.key_text.as_str()),
+        (
+            k.status,
+            k.payload.clone(),
+            k.action.as_str(),
+            k.key_text.as_str()
+        ),
         (KeyStatus::Claimed, r.payload.clone(), "disburse", "k1")
     );
-    assert_eq!((k.record.as_str(), k.fingerprint.as_str()), ("rec-1", "fp-1"));
+    assert_eq!(
+        (k.record.as_str(), k.fingerprint.as_str()),
+        ("rec-1", "fp-1")
+    );
     store
         .complete(&completion(&r, serde_json::json!({"receipt": 7}), T0 + 1))
         .await
@@ -1413,7 +1439,10 @@ pub async fn key_state_reports_payload_status_result_and_entry(store: &dyn Store
     assert_eq!(k.result, Some(serde_json::json!({"receipt": 7})));
     let (f, q) = failed_key(store, "k2", T0).await;
     let k = store.key_state(&f.key_digest).await.unwrap().unwrap();
-    assert_eq!((k.status, k.queue_entry, k.result), (KeyStatus::Failed, Some(q), None));
+    assert_eq!(
+        (k.status, k.queue_entry, k.result),
+        (KeyStatus::Failed, Some(q), None)
+    );
 }
 
 /// A begin that replays exactly the failed key's open entry claims the key again (next fencing token,
@@ -1439,7 +1468,10 @@ pub async fn begin_replays_failed_key_with_its_open_queue_entry(store: &dyn Stor
     };
     store.complete(&done).await.unwrap();
     let e = store.queue_entry(q).await.unwrap().unwrap();
-    assert_eq!((e.status, e.closed_ms), (QueueStatus::Replayed, Some(T0 + 11)));
+    assert_eq!(
+        (e.status, e.closed_ms),
+        (QueueStatus::Replayed, Some(T0 + 11))
+    );
     assert!(matches!(
         begin(store, &request(id(), "k1", "rec-k1", T0 + 12)).await,
         Begin::Completed { result, .. } if result == serde_json::json!("ok")
@@ -1465,7 +1497,11 @@ pub async fn failed_replay_updates_the_same_queue_entry(store: &dyn Store) {
         ..request(id(), "k1", "rec-k1", T0 + 10)
     };
     claim(store, &again).await;
-    let mut refail = failure(&again, Some((QueueKind::DeadLetter, "dead-letter")), T0 + 20);
+    let mut refail = failure(
+        &again,
+        Some((QueueKind::DeadLetter, "dead-letter")),
+        T0 + 20,
+    );
     refail.replay_of = Some(q);
     if let Some(n) = refail.queue_entry.as_mut() {
         n.attempts = 2;

@@ -29,9 +29,9 @@ use crate::backoff::Backoff;
 use crate::classify::Classify;
 use crate::error::ActionError;
 use crate::key::{KeyBuilder, Payload, RenderedKey};
+use crate::log::LogEntry;
 use crate::log::{NewLogEntry, Outcome};
 use crate::policy::{ActionSpec, FailureKind, Route};
-use crate::log::LogEntry;
 use crate::run::{Attempt, Run};
 use crate::store::{
     Begin, BeginRequest, Completion, Failure, Millis, NewQueueEntry, QueueKind, QueueRef, RunState,

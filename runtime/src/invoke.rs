@@ -25,7 +25,9 @@ use crate::run::Run;
 pub type InvokeFn = for<'a> fn(
     &'a Run,
     serde_json::Value,
-) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, InvokeError>> + Send + 'a>>;
+) -> Pin<
+    Box<dyn Future<Output = Result<serde_json::Value, InvokeError>> + Send + 'a>,
+>;
 
 /// Why invoking an action from stored data did not succeed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -40,9 +42,7 @@ pub enum InvokeError {
         message: String,
     },
     /// A `#[dep]` the action needs was not given to the agent.
-    #[error(
-        "`{action}` needs the resource `{type_name}`: register it with AgentBuilder::resource"
-    )]
+    #[error("`{action}` needs the resource `{type_name}`: register it with AgentBuilder::resource")]
     MissingResource { action: String, type_name: String },
     /// The action ran (or refused) and returned an error.
     #[error("`{action}` {kind}: {message}")]

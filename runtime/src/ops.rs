@@ -328,7 +328,10 @@ pub enum RevertStatus {
     AlreadyReverted,
     /// The record changed since the faulty write: the compensating action refused with a conflict, the
     /// call waits in the expert queue, and the record was not overwritten.
-    Diverged { queue_entry: Option<u64>, message: String },
+    Diverged {
+        queue_entry: Option<u64>,
+        message: String,
+    },
     /// Not reverted, for this reason.
     Failed { message: String },
 }
@@ -546,9 +549,21 @@ async fn revert_one(
     let Some(target_spec) = registry().into_iter().find(|s| s.name == target) else {
         return Ok((
             compensate,
-            failed(format!("the compensating action `{target}` is not registered")),
+            failed(format!(
+                "the compensating action `{target}` is not registered"
+            )),
         ));
     };
+    if crate::audit::payload_shape(target_spec) != crate::audit::payload_shape(spec) {
+        return Ok((
+            compensate,
+            failed(format!(
+                "`{target}` does not take the payload parameters of `{}` \
+                 (audit: compensate_signature_mismatch)",
+                spec.name
+            )),
+        ));
+    }
     let Some(invoke) = target_spec.invoke else {
         return Ok((
             compensate,
