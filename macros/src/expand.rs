@@ -228,6 +228,15 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
     }
     let fn_ident = &sig.ident;
     let name = &action.name;
+    // The bounds on `T` and `E`, at the span of `Result` like the guarded call's, so an unmet one is
+    // reported once.
+    let at = result_span(&sig.output);
+    let ok_at = respan(action.ok_ty.to_token_stream(), at);
+    let err_at = respan(action.err_ty.to_token_stream(), at);
+    let p_at = respan(p.clone(), at);
+    let invoke_result = quote_spanned! {at=>
+        #p_at::invoke_result::<#ok_at, #err_at>(#name, __agent_action_result)
+    };
     let mut lets = Vec::new();
     let mut args = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate() {
@@ -254,27 +263,25 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
             Type::Reference(_) => return None,
             other => (false, other),
         };
+        if matches!(inner, Type::TraitObject(_)) {
+            return None;
+        }
         if *ident == action.run {
             args.push(quote!(__agent_action_run));
             continue;
         }
         let field = ident.to_string();
         if action.payload.iter().any(|param| param.ident == *ident) {
+            // Spanned on the type, like the payload bound, so an unmet bound is reported once.
+            let span = inner.span();
+            let ps = respan(p.clone(), span);
+            lets.push(quote_spanned! {span=>
+                let #local = #ps::invoke_field::<#inner>(#name, &__agent_action_stored, #field)?;
+            });
             if by_ref {
-                // Spanned on the type, like the payload bound, so an unmet bound is reported once.
-                let span = inner.span();
-                let ps = respan(p.clone(), span);
-                lets.push(quote_spanned! {span=>
-                    let #local = #ps::invoke_field::<#inner>(#name, &__agent_action_stored, #field)?;
-                });
-                args.push(quote!(#p::Borrow::<#inner>::borrow(&#local)));
+                args.push(quote!(&*#local));
             } else {
-                let span = inner.span();
-                let ps = respan(p.clone(), span);
-                lets.push(quote_spanned! {span=>
-                    let #local = #ps::invoke_field::<#inner>(#name, &__agent_action_stored, #field)?;
-                });
-                args.push(quote!(#local));
+                args.push(quote!(*#local));
             }
         } else if by_ref {
             lets.push(quote! {
@@ -296,7 +303,8 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
             + ::core::marker::Send + '__agent_action_a>> {
             #p::Box::pin(async move {
                 #(#lets)*
-                #p::invoke_result(#name, #fn_ident(#(#args),*).await)
+                let __agent_action_result = #fn_ident(#(#args),*).await;
+                #invoke_result
             })
         }
     })

@@ -13,7 +13,6 @@ use std::future::Future;
 use std::pin::Pin;
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::classify::Classify;
 use crate::error::ActionError;
@@ -73,22 +72,6 @@ impl InvokeError {
     }
 }
 
-/// Deserializes payload field `field` (a missing field reads as `null`, so `Option` parameters may be
-/// absent).
-#[doc(hidden)]
-pub fn invoke_payload<T: DeserializeOwned>(
-    action: &str,
-    payload: &serde_json::Value,
-    field: &str,
-) -> Result<T, InvokeError> {
-    let value = payload.get(field).unwrap_or(&serde_json::Value::Null);
-    T::deserialize(value).map_err(|e| InvokeError::Payload {
-        action: action.to_owned(),
-        field: field.to_owned(),
-        message: e.to_string(),
-    })
-}
-
 /// A `#[dep]` taken by reference from the agent's resources.
 #[doc(hidden)]
 pub fn invoke_dep<'a, T: Any + Send + Sync>(
@@ -113,8 +96,7 @@ pub fn invoke_dep_owned<T: Any + Send + Sync + Clone>(
 }
 
 /// The outcome of the invoked call, serialized.
-#[doc(hidden)]
-pub fn invoke_result<T: Serialize, E: Classify + Display>(
+pub(crate) fn invoke_result<T: Serialize, E: Classify + Display>(
     action: &str,
     result: Result<T, ActionError<E>>,
 ) -> Result<serde_json::Value, InvokeError> {
