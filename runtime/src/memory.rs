@@ -288,7 +288,9 @@ impl Store for MemoryStore {
                 at_ms: c.now_ms,
             },
         );
-        if let Some(q) = c.replay_of.and_then(|id| s.queue_mut(id)) {
+        if let Some(q) = c.replay_of.and_then(|id| s.queue_mut(id))
+            && !q.status.is_terminal()
+        {
             q.status = QueueStatus::Replayed;
             q.closed_ms = Some(c.now_ms);
         }
