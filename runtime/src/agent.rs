@@ -90,6 +90,8 @@ impl Agent {
             agent: self.clone(),
             id,
             attempt: None,
+            invocation: None,
+            outcome: None,
         }
     }
 
