@@ -305,7 +305,7 @@ fn blast_radius_finds_exactly_the_40_flagged_shipments() {
 fn replay_and_revert_explain_that_they_need_the_agents_binary() {
     let (_dir, db, filled) = filled_store();
     for args in [
-        vec!["queue", "replay", &*filled.dead_letter_entry.to_string()].join(" "),
+        format!("queue replay {}", filled.dead_letter_entry),
         "revert --action flag_priority".to_owned(),
     ] {
         plain_error(
