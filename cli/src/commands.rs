@@ -162,12 +162,12 @@ impl Ctx {
         lines.push(("prev hash", e.prev_hash.clone()));
         lines.push(("hash", e.hash.clone()));
         for (k, v) in lines {
-            writeln!(out, "{:<14}{v}", format!("{k}:"))?;
+            writeln!(out, "{:<15}{v}", format!("{k}:"))?;
         }
         for (k, v) in [("before", &n.before), ("after", &n.after)] {
             match v {
                 Some(v) => writeln!(out, "{k}:\n{}", indent(&pretty(v)))?,
-                None => writeln!(out, "{:<14}none", format!("{k}:"))?,
+                None => writeln!(out, "{:<15}none", format!("{k}:"))?,
             }
         }
         Ok(())

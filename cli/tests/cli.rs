@@ -1,8 +1,8 @@
-//! The `actguard` binary against a store filled by the shipping scenario (examples/ops_agent):
+//! The `actguard` binary against a store filled by the shipping scenario (examples/ship_agent):
 //! listing, showing, verifying (and detecting a tampered file), runs, queues, blast radius, manifests,
 //! and plain errors.
 
-#[path = "../examples/ops_agent/scenario.rs"]
+#[path = "../examples/ship_agent/scenario.rs"]
 #[allow(dead_code)]
 mod scenario;
 
@@ -118,10 +118,10 @@ fn show_prints_one_entry_in_full_with_before_and_after() {
         .args(["show", &first])
         .assert()
         .success()
-        .stdout(predicate::str::contains("action:       flag_priority"))
-        .stdout(predicate::str::contains("record:       S-005"))
+        .stdout(predicate::str::contains("action:        flag_priority"))
+        .stdout(predicate::str::contains("record:        S-005"))
         .stdout(predicate::str::contains(
-            "key:          flag_priority:S-005",
+            "key:           flag_priority:S-005",
         ))
         .stdout(predicate::str::contains("before:\n  \"normal\""))
         .stdout(predicate::str::contains("after:\n  \"high\""));

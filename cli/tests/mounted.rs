@@ -1,7 +1,7 @@
 //! The operator commands mounted in an agent's own binary (`my-agent ops ...`): parsed from the
 //! agent's command line and run with `run_ops` against the agent's store, registry and resources.
 
-#[path = "../examples/ops_agent/scenario.rs"]
+#[path = "../examples/ship_agent/scenario.rs"]
 #[allow(dead_code)]
 mod scenario;
 
@@ -31,7 +31,10 @@ enum MyCommand {
 
 fn ops(args: &str) -> OpsCommand {
     let argv = std::iter::once("my-agent").chain(args.split_whitespace());
-    match MyAgent::try_parse_from(argv).expect("the command line parses").command {
+    match MyAgent::try_parse_from(argv)
+        .expect("the command line parses")
+        .command
+    {
         MyCommand::Ops(cmd) => cmd,
         MyCommand::Run => panic!("not an ops command"),
     }
@@ -64,7 +67,9 @@ async fn the_read_commands_run_against_the_agents_store() {
     );
     let runs = run(&world, "ops runs").await.unwrap();
     assert!(runs.contains(&format!("{}  ", filled.halted_run)) && runs.contains("HALTED"));
-    let queue = run(&world, "ops queue ls --queue dead_letter").await.unwrap();
+    let queue = run(&world, "ops queue ls --queue dead_letter")
+        .await
+        .unwrap();
     assert!(queue.contains("O-6") && queue.ends_with("1 entry\n"));
     let err = run(&world, "ops show 4242").await.unwrap_err();
     assert_eq!(err.to_string(), "no log entry with seq 4242");

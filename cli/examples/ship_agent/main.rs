@@ -1,10 +1,10 @@
 //! A shipping agent's own binary, mounting the operator commands of actguard:
 //!
 //! ```text
-//! cargo run -p actguard-cli --example ops_agent -- --store /tmp/ship.db scenario
-//! cargo run -p actguard-cli --example ops_agent -- --store /tmp/ship.db ops queue ls
-//! cargo run -p actguard-cli --example ops_agent -- --store /tmp/ship.db ops queue replay 3
-//! cargo run -p actguard-cli --example ops_agent -- --store /tmp/ship.db ops revert --action flag_priority --run <id> --dry-run
+//! cargo run -p actguard-cli --example ship_agent -- --store /tmp/ship.db scenario
+//! cargo run -p actguard-cli --example ship_agent -- --store /tmp/ship.db ops queue ls
+//! cargo run -p actguard-cli --example ship_agent -- --store /tmp/ship.db ops queue replay 3
+//! cargo run -p actguard-cli --example ship_agent -- --store /tmp/ship.db ops revert --action flag_priority --run <id> --dry-run
 //! ```
 
 // Shared with the integration tests, which use all of it.
