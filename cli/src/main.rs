@@ -74,6 +74,8 @@ fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(code) => code,
+        // The reader went away (`actguard log | head`): nothing left to say.
+        Err(CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => e.report(),
     }
 }

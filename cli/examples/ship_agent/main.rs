@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use actguard::SqliteStore;
 use actguard_cli::{OpsCommand, run_ops};
 use clap::{Parser, Subcommand};
+use scenario::PriorityBoard;
 
 #[derive(Parser)]
 #[command(name = "ship-agent", about = "A shipping agent (actguard example)")]
@@ -47,8 +48,17 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let world = scenario::World::new(store);
-    match cli.command {
+    // The shipment board lives in a file beside the store, so that it outlives each command.
+    let mut board_file = cli.store.clone().into_os_string();
+    board_file.push(".board.json");
+    let board = match std::fs::read(&board_file) {
+        Ok(bytes) => {
+            PriorityBoard::from_snapshot(serde_json::from_slice(&bytes).unwrap_or_default())
+        }
+        Err(_) => PriorityBoard::with_shipments(200),
+    };
+    let world = scenario::World::with_board(store, board);
+    let code = match cli.command {
         Command::Scenario => {
             let filled = scenario::fill(&world).await;
             println!("shipping run: {}", filled.shipping_run);
@@ -60,5 +70,11 @@ async fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => e.report(),
         },
+    };
+    let snapshot = serde_json::to_vec_pretty(&world.board.snapshot()).unwrap_or_default();
+    if let Err(e) = std::fs::write(&board_file, snapshot) {
+        eprintln!("error: cannot save the shipment board: {e}");
+        return ExitCode::FAILURE;
     }
+    code
 }

@@ -57,6 +57,18 @@ impl PriorityBoard {
         flags.insert(id.to_owned(), p);
     }
 
+    /// Every shipment's priority.
+    pub fn snapshot(&self) -> BTreeMap<String, Priority> {
+        self.flags.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A board holding `flags`.
+    pub fn from_snapshot(flags: BTreeMap<String, Priority>) -> PriorityBoard {
+        PriorityBoard {
+            flags: Arc::new(Mutex::new(flags)),
+        }
+    }
+
     /// Shipments at high priority.
     pub fn high(&self) -> Vec<String> {
         let flags = self.flags.lock().unwrap_or_else(|e| e.into_inner());
@@ -161,8 +173,12 @@ pub struct World {
 impl World {
     /// An agent on `store`, with a carrier and a board of 200 shipments as resources.
     pub fn new(store: impl Store) -> World {
+        World::with_board(store, PriorityBoard::with_shipments(200))
+    }
+
+    /// An agent on `store`, with a carrier and `board` as resources.
+    pub fn with_board(store: impl Store, board: PriorityBoard) -> World {
         let carrier = Downstream::new();
-        let board = PriorityBoard::with_shipments(200);
         let agent = Agent::builder()
             .store(store)
             .resource(carrier.clone())
