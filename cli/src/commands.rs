@@ -251,7 +251,7 @@ impl Ctx {
                 outcomes.join(", "),
                 match &r.halted {
                     Some((reason, at)) => {
-                        format!("HALTED at {}: {}", format_short(*at), cut(reason, 50))
+                        format!("HALTED at {}: {}", format_short(*at), cut(reason, 72))
                     }
                     None => "active".to_owned(),
                 },
@@ -309,7 +309,7 @@ impl Ctx {
                 q.action.clone(),
                 cut(&q.record, 24),
                 q.attempts.to_string(),
-                cut(&format!("{}: {}", q.failure_kind.as_str(), q.message), 60),
+                cut(&format!("{}: {}", q.failure_kind.as_str(), q.message), 72),
             ]);
         }
         write!(out, "{}", t.render())?;

@@ -33,6 +33,8 @@ struct Cli {
 enum Command {
     /// Runs the shipping scenario: successes, queued failures, a halted run, the priority incident.
     Scenario,
+    /// Prints the manifest of the agent's actions (JSON).
+    Manifest,
     /// Operator commands: log, queues (with replay), blast radius, revert.
     #[command(subcommand)]
     Ops(OpsCommand),
@@ -64,6 +66,10 @@ async fn main() -> ExitCode {
             println!("shipping run: {}", filled.shipping_run);
             println!("priority run: {}", filled.priority_run);
             println!("halted run:   {}", filled.halted_run);
+            ExitCode::SUCCESS
+        }
+        Command::Manifest => {
+            print!("{}", actguard::Manifest::from_registry().to_json());
             ExitCode::SUCCESS
         }
         Command::Ops(cmd) => match run_ops(&world.agent, cmd).await {
