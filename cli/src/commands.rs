@@ -276,7 +276,7 @@ impl Ctx {
                 .as_deref()
                 .map(parse_enum::<QueueStatus>)
                 .transpose()?,
-            run_id: None,
+            ..QueueQuery::default()
         };
         let older_than = args
             .older_than
