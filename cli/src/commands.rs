@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
 
+use actguard::ops;
 use actguard::store::{Millis, QueueQuery};
 use actguard::{
     Agent, LogEntry, LogQuery, Outcome, QueueEntry, QueueKind, QueueStatus, RunState, Store,
@@ -53,22 +54,110 @@ impl Ctx {
             OpsCommand::Runs(args) => self.runs(args, out).await,
             OpsCommand::Queue(QueueCommand::Ls(args)) => self.queue_ls(args, out).await,
             OpsCommand::Queue(QueueCommand::Show(args)) => self.queue_show(args, out).await,
-            OpsCommand::Queue(QueueCommand::Claim(_)) => Err(not_in_this_version("queue claim")),
-            OpsCommand::Queue(QueueCommand::Resolve(_)) => {
-                Err(not_in_this_version("queue resolve"))
+            OpsCommand::Queue(QueueCommand::Claim(args)) => {
+                let agent = self.operator_agent()?;
+                let before = self.queue_entry(args.id).await?;
+                let e = ops::queue_claim(&agent, args.id, &args.by).await?;
+                writeln!(
+                    out,
+                    "queue entry {} ({} {}, {} {}) claimed by {}",
+                    e.id,
+                    e.kind.as_str(),
+                    e.name,
+                    before.action,
+                    before.record,
+                    args.by
+                )?;
+                Ok(())
             }
-            OpsCommand::Queue(QueueCommand::Discard(_)) => {
-                Err(not_in_this_version("queue discard"))
+            OpsCommand::Queue(QueueCommand::Resolve(args)) => {
+                let agent = self.operator_agent()?;
+                self.queue_entry(args.id).await?;
+                let e = ops::queue_resolve(&agent, args.id, &args.by, &args.note).await?;
+                writeln!(
+                    out,
+                    "queue entry {} ({} {}) resolved by {}: {}",
+                    e.id, e.action, e.record, args.by, args.note
+                )?;
+                Ok(())
             }
-            OpsCommand::Queue(QueueCommand::Replay(_)) => match &self.agent {
-                None => Err(CliError::NeedsRegistry("queue replay")),
-                Some(_) => Err(not_in_this_version("queue replay")),
-            },
+            OpsCommand::Queue(QueueCommand::Discard(args)) => {
+                let agent = self.operator_agent()?;
+                self.queue_entry(args.id).await?;
+                let e = ops::queue_discard(&agent, args.id, &args.by, &args.note).await?;
+                writeln!(
+                    out,
+                    "queue entry {} ({} {}) discarded by {}: {}",
+                    e.id, e.action, e.record, args.by, args.note
+                )?;
+                Ok(())
+            }
+            OpsCommand::Queue(QueueCommand::Replay(args)) => {
+                let Some(agent) = &self.agent else {
+                    return Err(CliError::NeedsRegistry("queue replay"));
+                };
+                self.queue_entry(args.id).await?;
+                let r = ops::replay(agent, args.id, &args.by).await?;
+                match &r.outcome {
+                    Ok(result) => {
+                        writeln!(
+                            out,
+                            "queue entry {} ({} {}) replayed by {} in run {}: succeeded",
+                            r.entry.id, r.entry.action, r.entry.record, args.by, r.run_id
+                        )?;
+                        writeln!(out, "result: {result}")?;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        writeln!(
+                            out,
+                            "queue entry {} ({} {}) replayed by {} in run {}: failed again; the entry \
+                             is {} ({} attempts)",
+                            r.entry.id,
+                            r.entry.action,
+                            r.entry.record,
+                            args.by,
+                            r.run_id,
+                            r.entry.status.as_str(),
+                            r.entry.attempts
+                        )?;
+                        Err(CliError::Failed(format!(
+                            "the replay of queue entry {} failed: {e}",
+                            r.entry.id
+                        )))
+                    }
+                }
+            }
             OpsCommand::BlastRadius(args) => self.blast_radius(args, out).await,
-            OpsCommand::Revert(_) => match &self.agent {
-                None => Err(CliError::NeedsRegistry("revert")),
-                Some(_) => Err(not_in_this_version("revert")),
-            },
+            OpsCommand::Revert(args) => {
+                let Some(agent) = &self.agent else {
+                    return Err(CliError::NeedsRegistry("revert"));
+                };
+                let query = self.select(&args.select).await?;
+                let radius = ops::blast_radius(self.store.as_ref(), &query).await?;
+                let report = ops::revert(
+                    agent,
+                    &radius,
+                    &ops::RevertOptions {
+                        dry_run: args.dry_run,
+                        by: args.by.clone(),
+                    },
+                )
+                .await?;
+                if args.select.json {
+                    print_json(out, &report)?;
+                } else {
+                    writeln!(out, "{report}")?;
+                }
+                let left = report.diverged() + report.failed();
+                if left > 0 {
+                    return Err(CliError::Failed(format!(
+                        "{} not reverted (listed above)",
+                        count(left, "record was", "records were")
+                    )));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -263,7 +352,19 @@ impl Ctx {
     }
 
     async fn queue_ls(&self, args: QueueLsArgs, out: &mut dyn Write) -> Result<(), CliError> {
+        let older_than = args
+            .older_than
+            .as_deref()
+            .map(|d| {
+                parse_duration(d).ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "cannot read the duration `{d}`: write a number and a unit (30m, 2h, 7d)"
+                    ))
+                })
+            })
+            .transpose()?;
         let query = QueueQuery {
+            older_than_ms: older_than.map(|age| self.now_ms - age),
             kind: args
                 .queue
                 .as_deref()
@@ -278,21 +379,7 @@ impl Ctx {
                 .transpose()?,
             ..QueueQuery::default()
         };
-        let older_than = args
-            .older_than
-            .as_deref()
-            .map(|d| {
-                parse_duration(d).ok_or_else(|| {
-                    CliError::Usage(format!(
-                        "cannot read the duration `{d}`: write a number and a unit (30m, 2h, 7d)"
-                    ))
-                })
-            })
-            .transpose()?;
-        let mut entries = self.store.queue_entries(&query).await?;
-        if let Some(age) = older_than {
-            entries.retain(|q| q.created_ms <= self.now_ms - age);
-        }
+        let entries = ops::queue_list(self.store.as_ref(), &query).await?;
         if args.json {
             let values: Vec<Value> = entries.iter().map(queue_json).collect();
             return print_json(out, &values);
@@ -337,6 +424,16 @@ impl Ctx {
             ("first failure", format_ms(q.first_failure_ms)),
             ("last failure", format_ms(q.last_failure_ms)),
         ];
+        let mut lines = lines;
+        if let Some(by) = &q.claimed_by {
+            lines.push(("by", by.clone()));
+        }
+        if let Some(note) = &q.note {
+            lines.push(("note", note.clone()));
+        }
+        if let Some(at) = q.closed_ms {
+            lines.push(("closed", format_ms(at)));
+        }
         for (k, v) in lines {
             writeln!(out, "{:<15}{v}", format!("{k}:"))?;
         }
@@ -346,57 +443,56 @@ impl Ctx {
 
     async fn blast_radius(&self, args: SelectArgs, out: &mut dyn Write) -> Result<(), CliError> {
         let query = self.select(&args).await?;
-        let entries: Vec<LogEntry> = self
-            .store
-            .log(&LogQuery {
-                outcome: Some(Outcome::Succeeded),
-                ..query
-            })
-            .await?;
-        let records: std::collections::BTreeSet<&str> =
-            entries.iter().map(|e| e.entry.record.as_str()).collect();
+        let radius = ops::blast_radius(self.store.as_ref(), &query).await?;
         if args.json {
-            let values: Vec<Value> = entries
+            let values: Vec<Value> = radius
+                .records
                 .iter()
-                .map(|e| {
+                .map(|r| {
                     json!({
-                        "seq": e.seq,
-                        "at_ms": e.entry.at_ms,
-                        "time": format_ms(e.entry.at_ms),
-                        "run_id": e.entry.run_id,
-                        "action": e.entry.action,
-                        "record": e.entry.record,
-                        "key": e.entry.key_text,
-                        "before": e.entry.before,
-                        "after": e.entry.after,
+                        "record": r.record,
+                        "action": r.action,
+                        "seq": r.seq,
+                        "at_ms": r.at_ms,
+                        "time": format_ms(r.at_ms),
+                        "run_id": r.run_id,
+                        "key": r.key_text,
+                        "before": r.before,
+                        "after": r.after,
                     })
                 })
                 .collect();
             return print_json(out, &values);
         }
         let mut t = Table::new(&["seq", "time", "action", "record", "before → after"]);
-        for e in &entries {
-            let n = &e.entry;
+        for r in &radius.records {
             t.row(vec![
-                e.seq.to_string(),
-                format_short(n.at_ms),
-                n.action.clone(),
-                cut(&n.record, 24),
+                r.seq.to_string(),
+                format_short(r.at_ms),
+                r.action.clone(),
+                cut(&r.record, 24),
                 format!(
                     "{} → {}",
-                    cut(&compact(n.before.as_ref()), 40),
-                    cut(&compact(n.after.as_ref()), 40)
+                    cut(&compact(r.before.as_ref()), 40),
+                    cut(&compact(r.after.as_ref()), 40)
                 ),
             ]);
         }
         write!(out, "{}", t.render())?;
-        writeln!(
-            out,
-            "{} written by {}",
-            count(records.len(), "record", "records"),
-            count(entries.len(), "entry", "entries")
-        )?;
+        writeln!(out, "{} written", count(radius.len(), "record", "records"))?;
         Ok(())
+    }
+
+    /// The agent operator actions run as: the mounted agent, or one on the store with no actions
+    /// (enough for claim, resolve and discard, which run no application code).
+    fn operator_agent(&self) -> Result<Agent, CliError> {
+        match &self.agent {
+            Some(agent) => Ok(agent.clone()),
+            None => Agent::builder()
+                .shared_store(self.store.clone())
+                .build()
+                .map_err(|e| CliError::Failed(e.to_string())),
+        }
     }
 
     /// The log query of a selection (`--action`, `--run`, `--record`, `--since`, `--until`).
@@ -476,12 +572,6 @@ impl Ctx {
     }
 }
 
-fn not_in_this_version(command: &str) -> CliError {
-    CliError::Refused(format!(
-        "`{command}` is not available in this version of actguard"
-    ))
-}
-
 struct RunSummary {
     run_id: Uuid,
     first_ms: Millis,
@@ -545,7 +635,7 @@ fn queue_json(q: &QueueEntry) -> Value {
 
 fn print_json<T: Serialize>(out: &mut dyn Write, value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CliError::Refused(format!("cannot write JSON: {e}")))?;
+        .map_err(|e| CliError::Failed(format!("cannot write JSON: {e}")))?;
     writeln!(out, "{text}")?;
     Ok(())
 }

@@ -82,12 +82,26 @@ pub enum CliError {
     /// A manifest could not be read or compared.
     #[error("{0}")]
     Manifest(#[from] ManifestError),
-    /// An operator operation was refused (wrong state, not compensable, ...).
+    /// An operator operation was refused: the queue entry is not in a state that allows it.
     #[error("{0}")]
     Refused(String),
+    /// An operation ran and did not succeed (a replay that failed again, records left unreverted).
+    #[error("{0}")]
+    Failed(String),
     /// Reading a file or writing the output failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<actguard::ops::OpsError> for CliError {
+    fn from(e: actguard::ops::OpsError) -> Self {
+        match e {
+            actguard::ops::OpsError::Store(StoreError::Conflict(m)) => CliError::Refused(m),
+            actguard::ops::OpsError::Store(StoreError::NotFound(m)) => CliError::NotFound(m),
+            actguard::ops::OpsError::Store(e) => CliError::Store(e),
+            other => CliError::Failed(other.to_string()),
+        }
+    }
 }
 
 impl CliError {

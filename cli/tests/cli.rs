@@ -293,12 +293,97 @@ fn blast_radius_finds_exactly_the_40_flagged_shipments() {
         .assert()
         .success()
         .stdout(predicate::str::contains("\"normal\" → \"high\""))
-        .stdout(predicate::str::contains("40 records written by 40 entries"));
+        .stdout(predicate::str::contains("40 records written"));
     plain_error(
         actguard(&db).arg("blast-radius"),
         1,
         "at least one of --action, --run or --record",
     );
+}
+
+#[test]
+fn queue_claim_resolve_and_discard_change_the_entries_and_are_logged() {
+    let (_dir, db, filled) = filled_store();
+    let owner = filled.owner_entry.to_string();
+    let expert = filled.expert_entry.to_string();
+    actguard(&db)
+        .args(["queue", "claim", &owner, "--by", "dana"])
+        .assert()
+        .success()
+        .stdout(format!(
+            "queue entry {owner} (owner warehouse-data, ship_order O-4) claimed by dana\n"
+        ));
+    let claimed = json(actguard(&db).args(["queue", "show", &owner, "--json"]));
+    assert_eq!(
+        (&claimed["status"], &claimed["claimed_by"]),
+        (&"claimed".into(), &"dana".into())
+    );
+
+    actguard(&db)
+        .args(["queue", "resolve", &owner, "--by", "dana", "--note"])
+        .arg("postcode added in the ERP")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "resolved by dana: postcode added in the ERP",
+        ));
+    // --by defaults to $USER.
+    actguard(&db)
+        .env("USER", "sam")
+        .args(["queue", "discard", &expert, "--note", "order cancelled"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "discarded by sam: order cancelled",
+        ));
+
+    let resolved = json(actguard(&db).args(["queue", "ls", "--status", "resolved", "--json"]));
+    assert_eq!(resolved.as_array().unwrap().len(), 1);
+    assert_eq!(resolved[0]["note"], "postcode added in the ERP");
+    let discarded = json(actguard(&db).args(["queue", "ls", "--status", "discarded", "--json"]));
+    assert_eq!(discarded[0]["claimed_by"], "sam");
+    actguard(&db)
+        .args(["queue", "show", &owner])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("status:        resolved"))
+        .stdout(predicate::str::contains(
+            "note:          postcode added in the ERP",
+        ));
+
+    // Settled entries cannot be settled again; unknown ones are plain errors.
+    plain_error(
+        actguard(&db).args(["queue", "discard", &owner, "--note", "again"]),
+        1,
+        "is resolved: it cannot be discarded",
+    );
+    plain_error(
+        actguard(&db).args(["queue", "claim", "99"]),
+        1,
+        "no queue entry with id 99",
+    );
+
+    // Every operator action is in the log, and the chain still verifies.
+    let operator = json(actguard(&db).args(["log", "--outcome", "operator", "--json"]));
+    let messages: Vec<&str> = operator
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            format!("queue entry {owner} claimed by dana"),
+            format!("queue entry {owner} resolved by dana: postcode added in the ERP"),
+            format!("queue entry {expert} discarded by sam: order cancelled"),
+        ]
+    );
+    actguard(&db)
+        .arg("verify")
+        .assert()
+        .success()
+        .stdout("ok: 51 entries verified\n");
 }
 
 #[test]

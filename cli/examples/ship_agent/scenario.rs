@@ -86,6 +86,14 @@ pub enum BoardError {
     #[classify(transient)]
     #[error("the shipment board is unavailable")]
     Unavailable,
+    /// A revert found the shipment changed since the write it reverses: someone else set it.
+    #[classify(conflict)]
+    #[error("shipment {shipment} is {now:?}, not {expected:?} as the reverted write left it")]
+    Changed {
+        shipment: String,
+        now: Priority,
+        expected: Priority,
+    },
 }
 
 /// What the board answers to a change.
@@ -142,7 +150,8 @@ pub async fn flag_priority(
     })
 }
 
-/// Puts a shipment back to normal priority: the compensation of `flag_priority`.
+/// Puts a shipment back to the priority it had before `flag_priority` (its compensation). Refuses,
+/// as a conflict, a shipment whose priority changed since the write being reverted.
 #[agent_action(
     key = "unflag_priority:{shipment.id}",
     record = "{shipment.id}",
@@ -154,12 +163,36 @@ pub async fn unflag_priority(
     #[dep] board: &PriorityBoard,
     shipment: &Shipment,
 ) -> Result<BoardChange, BoardError> {
-    run.attempt().before(&board.get(&shipment.id));
-    board.set(&shipment.id, Priority::Normal);
-    run.attempt().after(&Priority::Normal);
+    let now = board.get(&shipment.id);
+    let mut restore = Priority::Normal;
+    if let Some(reverting) = run.attempt().reverting() {
+        let left: Option<Priority> = reverting
+            .entry
+            .after
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok());
+        if let Some(expected) = left.filter(|p| *p != now) {
+            return Err(BoardError::Changed {
+                shipment: shipment.id.clone(),
+                now,
+                expected,
+            });
+        }
+        if let Some(before) = reverting
+            .entry
+            .before
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+        {
+            restore = before;
+        }
+    }
+    run.attempt().before(&now);
+    board.set(&shipment.id, restore);
+    run.attempt().after(&restore);
     Ok(BoardChange {
         shipment: shipment.id.clone(),
-        priority: Priority::Normal,
+        priority: restore,
     })
 }
 
