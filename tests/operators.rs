@@ -386,3 +386,83 @@ async fn a_replay_of_an_action_this_program_does_not_register_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[derive(Debug, Clone)]
+struct Prefix(String);
+
+/// Every kind of parameter an invocation fills: `&str`, a value, a slice, a `#[dep]` by reference and
+/// one by value (cloned from the resource).
+#[agent_action(effect = read)]
+async fn label(
+    run: &Run,
+    #[dep] prefix: Prefix,
+    #[dep] bank: &Downstream,
+    name: &str,
+    count: u32,
+    tags: &[String],
+) -> Result<String, DownstreamError> {
+    let _ = (run, bank);
+    Ok(format!("{}{name}x{count}[{}]", prefix.0, tags.join(",")))
+}
+
+struct Service;
+
+impl Service {
+    #[agent_action(effect = read)]
+    async fn status(&self, run: &Run) -> Result<u32, DownstreamError> {
+        let _ = run;
+        Ok(1)
+    }
+}
+
+fn spec(name: &str) -> &'static actguard::ActionSpec {
+    actguard::registry()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invocation_reads_each_parameter_from_the_payload_and_the_resources() {
+    let agent = Agent::builder()
+        .store(MemoryStore::new())
+        .resource(Prefix("#".into()))
+        .resource(Downstream::new())
+        .build()
+        .unwrap();
+    let run = agent.start_run();
+    assert_eq!(
+        label(
+            &run,
+            Prefix("#".into()),
+            &Downstream::new(),
+            "a",
+            2,
+            &["x".into()]
+        )
+        .await
+        .unwrap(),
+        "#ax2[x]"
+    );
+    let invoke = spec("label").invoke.expect("a free function is invocable");
+    let out = invoke(
+        &run,
+        serde_json::json!({"name": "box", "count": 3, "tags": ["a", "b"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, serde_json::json!("#boxx3[a,b]"));
+    match invoke(
+        &run,
+        serde_json::json!({"name": "box", "count": "three", "tags": []}),
+    )
+    .await
+    {
+        Err(InvokeError::Payload { field, action, .. }) => {
+            assert_eq!((field.as_str(), action.as_str()), ("count", "label"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(spec("status").invoke.is_none(), "a method is not invocable");
+    let _ = Service.status(&run).await;
+}
