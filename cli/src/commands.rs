@@ -8,7 +8,7 @@ use actguard::ops;
 use actguard::store::{Millis, QueueQuery};
 use actguard::{
     Agent, LogEntry, LogQuery, Outcome, QueueEntry, QueueKind, QueueStatus, RunState, Store,
-    VerifyError,
+    StoreError, VerifyError,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -275,6 +275,11 @@ impl Ctx {
             Err(VerifyError::Chain(e)) => {
                 writeln!(out, "TAMPERED: {e}")?;
                 Err(CliError::Tampered(e))
+            }
+            // A row that no longer parses was edited (or damaged) outside the store.
+            Err(VerifyError::Store(StoreError::Corrupt(m))) => {
+                writeln!(out, "TAMPERED: {m}")?;
+                Err(CliError::LogUnreadable(m))
             }
             Err(VerifyError::Store(e)) => Err(e.into()),
         }

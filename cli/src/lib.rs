@@ -76,6 +76,10 @@ pub enum CliError {
     /// The hash chain of the action log does not verify.
     #[error("the action log was tampered with: {0}")]
     Tampered(#[from] ChainError),
+    /// An action-log entry cannot even be read back (its stored form was damaged or edited by hand):
+    /// the log does not verify.
+    #[error("the action log does not verify: {0}")]
+    LogUnreadable(String),
     /// The command re-runs application code, which only the agent's own binary has.
     #[error("{}", needs_registry_message(.0))]
     NeedsRegistry(&'static str),
@@ -105,11 +109,11 @@ impl From<actguard::ops::OpsError> for CliError {
 }
 
 impl CliError {
-    /// The process exit code for this error: [`EXIT_TAMPERED`] for a tampered log, [`EXIT_ERROR`]
-    /// otherwise.
+    /// The process exit code for this error: [`EXIT_TAMPERED`] for a log that does not verify (tampered
+    /// or unreadable), [`EXIT_ERROR`] otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Tampered(_) => EXIT_TAMPERED,
+            CliError::Tampered(_) | CliError::LogUnreadable(_) => EXIT_TAMPERED,
             _ => EXIT_ERROR,
         }
     }

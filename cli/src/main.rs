@@ -1,7 +1,7 @@
 //! `actguard`: the operators' command (log, verify, queues, blast radius, manifest).
 //!
 //! Exit codes: 0 success; 1 error (missing store, wrong argument, unknown entry), and `manifest diff`
-//! when the manifests differ; 2 `verify` found the action log tampered with.
+//! when the manifests differ; 2 `verify` found the action log tampered with (or an entry unreadable).
 
 use std::io::Write;
 use std::path::PathBuf;

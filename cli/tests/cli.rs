@@ -184,6 +184,24 @@ fn verify_detects_a_deleted_row() {
 }
 
 #[test]
+fn verify_reports_a_row_that_no_longer_parses_as_tampered() {
+    let (_dir, db, _) = filled_store();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("UPDATE log SET entry = 'garbage' WHERE seq = 5", [])
+        .unwrap();
+    drop(conn);
+    actguard(&db)
+        .arg("verify")
+        .assert()
+        .code(2)
+        .stdout(predicate::str::starts_with("TAMPERED: "))
+        .stderr(predicate::str::contains(
+            "error: the action log does not verify: ",
+        ))
+        .stderr(predicate::str::contains("unreadable log entry"));
+}
+
+#[test]
 fn runs_lists_each_run_and_shows_the_halted_one() {
     let (_dir, db, filled) = filled_store();
     let halted = filled.halted_run.to_string();
