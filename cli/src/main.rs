@@ -85,11 +85,14 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Manifest(cmd) => manifest(cmd, &mut out),
         Command::Ops(cmd) => {
-            let store = StoreLocation::parse(&cli.store)?.open()?;
+            let location = StoreLocation::parse(&cli.store)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(run_standalone(store, cmd, &mut out))?;
+            runtime.block_on(async {
+                let store = location.open().await?;
+                run_standalone(store, cmd, &mut out).await
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }

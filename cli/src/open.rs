@@ -48,10 +48,10 @@ impl StoreLocation {
 
     /// Opens an existing store. Never creates one: a missing SQLite file is an error, so that a typo
     /// in a path does not show an empty log.
-    pub fn open(&self) -> Result<Arc<dyn Store>, CliError> {
+    pub async fn open(&self) -> Result<Arc<dyn Store>, CliError> {
         match self {
             StoreLocation::Sqlite(path) => open_sqlite(path),
-            StoreLocation::Postgres(url) => open_postgres(url),
+            StoreLocation::Postgres(url) => open_postgres(url).await,
         }
     }
 }
@@ -71,7 +71,7 @@ fn open_sqlite(path: &std::path::Path) -> Result<Arc<dyn Store>, CliError> {
 }
 
 #[cfg(not(feature = "postgres"))]
-fn open_postgres(_url: &str) -> Result<Arc<dyn Store>, CliError> {
+async fn open_postgres(_url: &str) -> Result<Arc<dyn Store>, CliError> {
     Err(CliError::Usage(
         "this build has no PostgreSQL support; build actguard-cli with --features postgres"
             .to_owned(),
@@ -79,12 +79,9 @@ fn open_postgres(_url: &str) -> Result<Arc<dyn Store>, CliError> {
 }
 
 #[cfg(feature = "postgres")]
-fn open_postgres(url: &str) -> Result<Arc<dyn Store>, CliError> {
-    // Where the PostgreSQL store is connected once actguard ships it.
-    Err(CliError::Usage(format!(
-        "cannot open `{}`: this version of actguard has no PostgreSQL store yet",
-        redact_password(url)
-    )))
+async fn open_postgres(url: &str) -> Result<Arc<dyn Store>, CliError> {
+    // The store's own errors already name the server without the password.
+    Ok(Arc::new(actguard::PostgresStore::connect(url).await?))
 }
 
 /// The URL without its password, for messages.
