@@ -6,8 +6,8 @@
 //! - `baseline_2tx`: what a durable claim needs without group commit: one transaction for the claim
 //!   (before acting), one for the completion and its log row.
 //!
-//! `cargo bench -p actguard --bench sqlite`: criterion's estimates per implementation, then a table of
-//! actions/s and ratios measured on interleaved rounds.
+//! `cargo bench -p actguard --bench sqlite`: a table of actions/s and ratios measured on interleaved
+//! rounds (`ACTGUARD_BENCH_ROUNDS`, default 6).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use actguard::log::{GENESIS_HASH, LogEntry, NewLogEntry, Outcome};
 use actguard::store::{Begin, BeginRequest, Completion};
 use actguard::{SqliteStore, Store};
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
+
+mod support;
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 const NOW: i64 = 1_700_000_000_000;
@@ -251,34 +252,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn bench(c: &mut Criterion) {
-    let rt = runtime();
-    let mut group = c.benchmark_group("durable_actions");
-    group
-        .sampling_mode(SamplingMode::Flat)
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-        .throughput(Throughput::Elements(1));
-    for concurrency in CONCURRENCY {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, run) in runners(dir.path(), concurrency) {
-            group.bench_function(BenchmarkId::new(name, concurrency), |b| {
-                b.iter_custom(|iters| run(&rt, iters))
-            });
-        }
-    }
-    group.finish();
-}
-
 /// The machine is shared, so load changes during a run: the ratios are measured on interleaved rounds
 /// (store, 1tx, 2tx, store, 1tx, 2tx, …), each about a second long, so that every implementation sees
 /// the same conditions.
 fn interleaved() {
-    const ROUNDS: usize = 6;
+    let rounds = support::rounds(6);
     let rt = runtime();
     println!();
-    println!("durable begin+complete pairs per second, {ROUNDS} interleaved rounds of ~1 s each:");
+    println!("durable begin+complete pairs per second, {rounds} interleaved rounds of ~1 s each:");
     println!(
         "{:>11} {:>14} {:>14} {:>14} {:>12} {:>12}",
         "concurrency", NAMES[0], NAMES[1], NAMES[2], "vs 1tx", "vs 2tx"
@@ -288,7 +269,7 @@ fn interleaved() {
         let runners = runners(dir.path(), concurrency);
         let mut totals = BTreeMap::<&str, (u64, Duration)>::new();
         let mut batch = BTreeMap::<&str, u64>::new();
-        for round in 0..=ROUNDS {
+        for round in 0..=rounds {
             for (name, run) in &runners {
                 // Round 0 warms up and sizes the rounds to about a second each.
                 let n = *batch.get(name).unwrap_or(&(concurrency as u64 * 50));
@@ -317,8 +298,8 @@ fn interleaved() {
 }
 
 fn main() {
-    let mut c = Criterion::default().configure_from_args();
-    bench(&mut c);
-    c.final_summary();
+    if support::filtered_out("sqlite durable_actions") {
+        return;
+    }
     interleaved();
 }
