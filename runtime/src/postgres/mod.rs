@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
-    Begin, BeginRequest, Completion, Failure, Millis, QueueEntry, QueueQuery, RunState, Store,
-    StoreError,
+    Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
+    QueueUpdate, RunState, Store, StoreError,
 };
 
 /// The store in a PostgreSQL schema (feature `postgres`), shared by every process that connects to it.
@@ -447,6 +447,18 @@ impl Store for PostgresStore {
     async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
         let client = self.client().await?;
         let result = ops::queue_entry(&client, &self.server, &self.schema, id).await;
+        settle(client, result)
+    }
+
+    async fn queue_update(&self, update: &QueueUpdate) -> Result<QueueEntry, StoreError> {
+        let mut client = self.client().await?;
+        let result = ops::queue_update(&mut client, &self.server, &self.schema, update).await;
+        settle(client, result)
+    }
+
+    async fn key_state(&self, key_digest: &str) -> Result<Option<KeyState>, StoreError> {
+        let client = self.client().await?;
+        let result = ops::key_state(&client, &self.server, &self.schema, key_digest).await;
         settle(client, result)
     }
 }
