@@ -38,8 +38,10 @@ use crate::store::{
 /// - `complete` and `fail` are conditional updates: `UPDATE keys ... WHERE state = 'claimed' AND
 ///   claim_id = $claim`. A claim that was taken over updates no row and gets
 ///   [`StoreError::ClaimLost`] with nothing changed.
-/// - Locks are always taken in the same order — key, record, log head — so operations never deadlock
-///   each other.
+/// - Locks are always taken in the same order — key, queue entry, record, log head — so operations
+///   never deadlock each other. An operator's `queue_update` locks the entry's row (`SELECT ... FOR
+///   UPDATE`), checks the transition ([`QueueOp::check`](crate::store::QueueOp::check)) and appends its
+///   log entry in the same transaction.
 /// - Fencing tokens are `last_token + 1` on the record's row, under its row lock: strictly increasing
 ///   per record, whichever process claims.
 ///
