@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
-    Begin, BeginRequest, Completion, Failure, Millis, QueueEntry, QueueQuery, RunState, Store,
-    StoreError,
+    Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
+    QueueUpdate, RunState, Store, StoreError,
 };
 
 /// The store in a PostgreSQL schema (feature `postgres`), shared by every process that connects to it.
@@ -38,8 +38,10 @@ use crate::store::{
 /// - `complete` and `fail` are conditional updates: `UPDATE keys ... WHERE state = 'claimed' AND
 ///   claim_id = $claim`. A claim that was taken over updates no row and gets
 ///   [`StoreError::ClaimLost`] with nothing changed.
-/// - Locks are always taken in the same order — key, record, log head — so operations never deadlock
-///   each other.
+/// - Locks are always taken in the same order — key, queue entry, record, log head — so operations
+///   never deadlock each other. An operator's `queue_update` locks the entry's row (`SELECT ... FOR
+///   UPDATE`), checks the transition ([`QueueOp::check`](crate::store::QueueOp::check)) and appends its
+///   log entry in the same transaction.
 /// - Fencing tokens are `last_token + 1` on the record's row, under its row lock: strictly increasing
 ///   per record, whichever process claims.
 ///
@@ -447,6 +449,18 @@ impl Store for PostgresStore {
     async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
         let client = self.client().await?;
         let result = ops::queue_entry(&client, &self.server, &self.schema, id).await;
+        settle(client, result)
+    }
+
+    async fn queue_update(&self, update: &QueueUpdate) -> Result<QueueEntry, StoreError> {
+        let mut client = self.client().await?;
+        let result = ops::queue_update(&mut client, &self.server, &self.schema, update).await;
+        settle(client, result)
+    }
+
+    async fn key_state(&self, key_digest: &str) -> Result<Option<KeyState>, StoreError> {
+        let client = self.client().await?;
+        let result = ops::key_state(&client, &self.server, &self.schema, key_digest).await;
         settle(client, result)
     }
 }

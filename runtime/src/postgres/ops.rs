@@ -10,8 +10,8 @@ use super::Server;
 use super::schema::qualify;
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
-    Begin, BeginRequest, Claim, Completion, Failure, Millis, NewQueueEntry, QueueEntry, QueueKind,
-    QueueQuery, QueueRef, QueueStatus, RunState, StoreError,
+    Begin, BeginRequest, Claim, Completion, Failure, KeyState, KeyStatus, Millis, NewQueueEntry,
+    QueueEntry, QueueKind, QueueQuery, QueueRef, QueueStatus, QueueUpdate, RunState, StoreError,
 };
 
 type Param<'a> = &'a (dyn ToSql + Sync);
@@ -202,6 +202,7 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
         )
         .await?;
     let mut takeover = false;
+    let mut replay = false;
     if let Some(k) = &key {
         let state: String = db.col(k, 0)?;
         let fingerprint: String = db.col(k, 1)?;
@@ -222,8 +223,11 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
         if state == "failed" {
             let id: Option<i64> = db.col(k, 5)?;
             let id = id.ok_or_else(|| db.corrupt("failed key", "it names no queue entry"))?;
-            let entry = queue_ref(db, tx, id).await?;
-            return Ok(Begin::Failed { entry });
+            replay = r.replay_of == u64::try_from(id).ok() && replayable(db, tx, id).await?;
+            if !replay {
+                let entry = queue_ref(db, tx, id).await?;
+                return Ok(Begin::Failed { entry });
+            }
         }
         if state == "claimed" {
             let until: Option<Millis> = db.col(k, 2)?;
@@ -320,7 +324,8 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
         )
         .await?;
     let token: i64 = db.col(&claimed, 0)?;
-    let previous_attempts: i64 = db.col(&claimed, 1)?;
+    // A replay is a new call under the same key: its attempts count afresh.
+    let previous_attempts: i64 = if replay { 0 } else { db.col(&claimed, 1)? };
     Ok(Begin::Claimed(Claim {
         fencing_token: u64::try_from(token).map_err(|e| db.corrupt("fencing token", e))?,
         takeover,
@@ -404,6 +409,16 @@ async fn complete_in(
         &[&d.record, &d.action, &key_text, &d.key_digest, &d.now_ms],
     )
     .await?;
+    if let Some(id) = d.replay_of {
+        // Only an entry no operator closed meanwhile becomes replayed.
+        db.exec(
+            tx,
+            "UPDATE @.queue SET status = 'replayed', closed_ms = $2
+             WHERE id = $1 AND status IN ('open', 'claimed')",
+            &[&to_i64(id), &d.now_ms],
+        )
+        .await?;
+    }
     db.exec(tx, RELEASE_RECORD, &[&record, &d.key_digest])
         .await?;
     append_in(db, tx, d.entry.clone()).await
@@ -424,7 +439,16 @@ pub(crate) async fn fail(
 
 async fn fail_in(db: Db<'_>, tx: &Transaction<'_>, f: &Failure) -> Result<LogEntry, StoreError> {
     let claim_id = f.claim_id.to_string();
-    let state = if f.queue_entry.is_some() {
+    // The entry a replay came from, if it exists (queue entries are never deleted, so reading it
+    // without a lock is stable).
+    let replayed = match f.replay_of.and_then(|id| i64::try_from(id).ok()) {
+        Some(id) => db
+            .opt(tx, "SELECT 1 FROM @.queue WHERE id = $1", &[&id])
+            .await?
+            .map(|_| id),
+        None => None,
+    };
+    let state = if f.queue_entry.is_some() || replayed.is_some() {
         "failed"
     } else {
         "released"
@@ -443,19 +467,177 @@ async fn fail_in(db: Db<'_>, tx: &Transaction<'_>, f: &Failure) -> Result<LogEnt
     };
     let record: String = db.col(&held, 0)?;
     let mut entry = f.entry.clone();
-    if let Some(q) = &f.queue_entry {
-        let id = insert_queue(db, tx, q, f.now_ms).await?;
+    let queue = match (&f.queue_entry, replayed) {
+        // A replay that failed again: the same entry takes the new failure and opens again.
+        (Some(q), Some(id)) => {
+            refail_queue(db, tx, id, q).await?;
+            Some(id)
+        }
+        // A replay halted: the key goes back to its entry.
+        (None, Some(id)) => Some(id),
+        (Some(q), None) => Some(insert_queue(db, tx, q, f.now_ms).await?),
+        (None, None) => None,
+    };
+    if let Some(id) = queue {
         db.exec(
             tx,
             "UPDATE @.keys SET queue_id = $2 WHERE key_digest = $1",
             &[&f.key_digest, &id],
         )
         .await?;
-        entry.queue_entry = Some(u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?);
+        if f.queue_entry.is_some() {
+            entry.queue_entry = Some(u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?);
+        }
     }
     db.exec(tx, RELEASE_RECORD, &[&record, &f.key_digest])
         .await?;
     append_in(db, tx, entry).await
+}
+
+/// A replay that failed again: entry `id` takes the new failure (attempts added) and opens again.
+async fn refail_queue(
+    db: Db<'_>,
+    tx: &Transaction<'_>,
+    id: i64,
+    q: &NewQueueEntry,
+) -> Result<(), StoreError> {
+    let row = db
+        .one(
+            tx,
+            "SELECT entry FROM @.queue WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await?;
+    let stored: String = db.col(&row, 0)?;
+    let mut e: NewQueueEntry = db.json("queue entry", &stored)?;
+    e.kind = q.kind;
+    e.name = q.name.clone();
+    e.failure_kind = q.failure_kind;
+    e.message = q.message.clone();
+    e.attempts = e.attempts.saturating_add(q.attempts);
+    e.last_failure_ms = q.last_failure_ms;
+    db.exec(
+        tx,
+        "UPDATE @.queue SET kind = $2, name = $3, status = 'open', closed_ms = NULL, entry = $4
+         WHERE id = $1",
+        &[&id, &e.kind.as_str(), &e.name, &to_json(&e)?],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether queue entry `id` is still open or claimed (so its key may be replayed).
+async fn replayable(db: Db<'_>, tx: &Transaction<'_>, id: i64) -> Result<bool, StoreError> {
+    Ok(db
+        .opt(
+            tx,
+            "SELECT 1 FROM @.queue WHERE id = $1 AND status IN ('open', 'claimed')",
+            &[&id],
+        )
+        .await?
+        .is_some())
+}
+
+/// An operator's change to a queue entry with its log entry, in one transaction.
+pub(crate) async fn queue_update(
+    client: &mut Client,
+    server: &Server,
+    schema: &str,
+    u: &QueueUpdate,
+) -> Result<QueueEntry, StoreError> {
+    let db = Db { server, schema };
+    let tx = client.transaction().await.map_err(|e| db.error(e))?;
+    let updated = queue_update_in(db, &tx, u).await;
+    finish(db, tx, updated, |_| true).await
+}
+
+async fn queue_update_in(
+    db: Db<'_>,
+    tx: &Transaction<'_>,
+    u: &QueueUpdate,
+) -> Result<QueueEntry, StoreError> {
+    let not_found = || StoreError::NotFound(format!("queue entry {}", u.id));
+    let id = i64::try_from(u.id).map_err(|_| not_found())?;
+    // The entry's row lock serializes operators (and replays) on it until the transaction ends.
+    let row = db
+        .opt(
+            tx,
+            &format!("{QUEUE_COLUMNS} WHERE id = $1 FOR UPDATE"),
+            &[&id],
+        )
+        .await?
+        .ok_or_else(not_found)?;
+    let mut e = queue_row(db, &row)?;
+    u.op.check(&e)?;
+    u.op.apply(&mut e, u.now_ms);
+    db.exec(
+        tx,
+        "UPDATE @.queue SET status = $2, claimed_by = $3, note = $4, closed_ms = $5 WHERE id = $1",
+        &[
+            &id,
+            &status_str(e.status),
+            &e.claimed_by,
+            &e.note,
+            &e.closed_ms,
+        ],
+    )
+    .await?;
+    let mut entry = u.entry.clone();
+    entry.queue_entry = Some(u.id);
+    append_in(db, tx, entry).await?;
+    Ok(e)
+}
+
+/// The stored state of one key. One statement.
+pub(crate) async fn key_state(
+    client: &Client,
+    server: &Server,
+    schema: &str,
+    key_digest: &str,
+) -> Result<Option<KeyState>, StoreError> {
+    let db = Db { server, schema };
+    let Some(row) = db
+        .opt(
+            client,
+            "SELECT action, key_text, record, fingerprint, payload, state, result, queue_id
+             FROM @.keys WHERE key_digest = $1",
+            &[&key_digest],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let state: String = db.col(&row, 5)?;
+    let status = match state.as_str() {
+        "claimed" => KeyStatus::Claimed,
+        "completed" => KeyStatus::Completed,
+        "failed" => KeyStatus::Failed,
+        "released" => KeyStatus::Released,
+        other => return Err(db.corrupt("key", format!("state `{other}`"))),
+    };
+    let payload: String = db.col(&row, 4)?;
+    let result: Option<String> = db.col(&row, 6)?;
+    let result = match (status, result) {
+        (KeyStatus::Completed, Some(r)) => Some(db.json("stored result", &r)?),
+        _ => None,
+    };
+    let queue_id: Option<i64> = db.col(&row, 7)?;
+    let queue_entry = match (status, queue_id) {
+        (KeyStatus::Failed, Some(id)) => {
+            Some(u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?)
+        }
+        _ => None,
+    };
+    Ok(Some(KeyState {
+        action: db.col(&row, 0)?,
+        key_text: db.col(&row, 1)?,
+        record: db.col(&row, 2)?,
+        fingerprint: db.col(&row, 3)?,
+        payload: db.json("payload", &payload)?,
+        status,
+        result,
+        queue_entry,
+    }))
 }
 
 async fn insert_queue(
@@ -708,7 +890,8 @@ async fn queue_ref<C: GenericClient>(db: Db<'_>, c: &C, id: i64) -> Result<Queue
     })
 }
 
-const QUEUE_COLUMNS: &str = "SELECT id, status, created_ms, entry FROM @.queue";
+const QUEUE_COLUMNS: &str =
+    "SELECT id, status, created_ms, entry, claimed_by, note, closed_ms FROM @.queue";
 
 fn queue_row(db: Db<'_>, row: &Row) -> Result<QueueEntry, StoreError> {
     let id: i64 = db.col(row, 0)?;
@@ -735,6 +918,9 @@ fn queue_row(db: Db<'_>, row: &Row) -> Result<QueueEntry, StoreError> {
         last_failure_ms: q.last_failure_ms,
         status,
         created_ms,
+        claimed_by: db.col(row, 4)?,
+        note: db.col(row, 5)?,
+        closed_ms: db.col(row, 6)?,
     })
 }
 
@@ -760,6 +946,12 @@ pub(crate) async fn queue_entries(
     }
     if let Some(r) = q.run_id {
         f.add("run_id =", Arg::Text(r.to_string()));
+    }
+    if let Some(t) = q.older_than_ms {
+        f.add("created_ms <=", Arg::Int(t));
+    }
+    if let Some(t) = q.newer_than_ms {
+        f.add("created_ms >=", Arg::Int(t));
     }
     f.sql.push_str(" ORDER BY id");
     let rows = db.all(client, &f.sql, &f.params()).await?;

@@ -8,7 +8,7 @@ use crate::log::GENESIS_HASH;
 use crate::store::StoreError;
 
 /// The schema version this build writes (the `version` of `<schema>.schema_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations, in order: `MIGRATIONS[n]` brings a schema from version `n` to `n + 1`. `@.` stands for
 /// the store's schema (`actguard.` by default).
@@ -101,6 +101,12 @@ const MIGRATIONS: &[&str] = &[
         hash  TEXT NOT NULL
     );
     INSERT INTO @.log_head (one, seq, hash) VALUES (TRUE, 0, '@GENESIS');
+    "#,
+    // 1 → 2: operators on queue entries (who claimed it, the note, when it was closed).
+    r#"
+    ALTER TABLE @.queue ADD COLUMN claimed_by TEXT;
+    ALTER TABLE @.queue ADD COLUMN note TEXT;
+    ALTER TABLE @.queue ADD COLUMN closed_ms BIGINT;
     "#,
 ];
 
