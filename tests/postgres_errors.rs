@@ -25,6 +25,7 @@ fn request(key: &str) -> BeginRequest {
         now_ms: 1_700_000_000_000,
         lease_ms: 30_000,
         dedup_ms: None,
+        replay_of: None,
     }
 }
 

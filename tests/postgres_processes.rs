@@ -349,6 +349,7 @@ fn a_worker_killed_mid_claim_loses_its_lease_and_another_takes_over_and_finishes
                 now_ms: 4_000_000_000_000,
                 lease_ms: 30_000,
                 dedup_ms: None,
+                replay_of: None,
             })
             .await
             .unwrap();

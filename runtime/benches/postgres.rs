@@ -41,6 +41,7 @@ fn request(run: Uuid, record: &str) -> BeginRequest {
         now_ms: T0,
         lease_ms: 30_000,
         dedup_ms: None,
+        replay_of: None,
     }
 }
 
@@ -80,6 +81,7 @@ async fn through_store(store: &PostgresStore, run: Uuid, record: &str) {
             result: serde_json::json!({ "ok": true }),
             entry: entry(&r, claim.fencing_token),
             now_ms: T0 + 1,
+            replay_of: None,
         })
         .await
         .expect("complete");

@@ -68,6 +68,7 @@ fn request(w: &Worker, key: &str, record: &str, now_ms: Millis, lease_ms: Millis
         now_ms,
         lease_ms,
         dedup_ms: None,
+        replay_of: None,
     }
 }
 
@@ -98,6 +99,7 @@ fn completion(w: &Worker, r: &BeginRequest, token: u64, now_ms: Millis) -> Compl
             duration_ms: 0,
         },
         now_ms,
+        replay_of: None,
     }
 }
 
