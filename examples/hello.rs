@@ -22,7 +22,11 @@ struct Greeting {
 #[agent_action(key = "greet:{to}", retries = 3, backoff = "10ms..1s")]
 async fn greet(run: &Run, to: &str) -> Result<Greeting, GreetError> {
     let attempt = run.attempt();
-    println!("attempt {}: greeting {to} under key {}", attempt.number(), attempt.key());
+    println!(
+        "attempt {}: greeting {to} under key {}",
+        attempt.number(),
+        attempt.key()
+    );
     if attempt.number() == 1 {
         // The first attempt meets an outage: a transient failure, retried after a short backoff.
         return Err(GreetError::Unavailable);

@@ -16,8 +16,8 @@ use std::time::Duration;
 use actguard::store::QueueQuery;
 use actguard::testing::{Downstream, DownstreamError, Receipt, naive_retry};
 use actguard::{
-    ActionError, Agent, AlertSink, Classify, DEFAULT_STORE_PATH, FailureKind, HaltAlert, LogQuery, Outcome,
-    QueueKind, Run, agent_action,
+    ActionError, Agent, AlertSink, Classify, DEFAULT_STORE_PATH, FailureKind, HaltAlert, LogQuery,
+    Outcome, QueueKind, Run, agent_action,
 };
 use serde::{Deserialize, Serialize};
 
@@ -495,7 +495,9 @@ async fn duplicate_disbursement(agent: &Agent, checks: &mut Checks) -> Row {
     })
     .await;
     let naive = naive_ledger.effects("L-17");
-    say(format!("unguarded: the ledger disbursed L-17 {naive} times"));
+    say(format!(
+        "unguarded: the ledger disbursed L-17 {naive} times"
+    ));
 
     let ledger = Downstream::new();
     ledger.fail_acks(3);
@@ -653,7 +655,11 @@ async fn work_order(agent: &Agent, checks: &mut Checks) -> Row {
     checks.expect("work order: effects", plant.effects("WO-9"), 3);
     checks.expect("work order: max in flight", plant.max_in_flight("WO-9"), 1);
     checks.expect("work order: overlaps", plant.overlaps(), 0);
-    checks.expect("work order: highest token", plant.highest_token("WO-9"), Some(3));
+    checks.expect(
+        "work order: highest token",
+        plant.highest_token("WO-9"),
+        Some(3),
+    );
     Row {
         incident: "work-order race",
         unguarded: format!("{naive_max} writers overlapped"),
@@ -805,16 +811,17 @@ async fn flooded_queue(agent: &Agent, alerts: &Mutex<u32>, checks: &mut Checks) 
     for (p, error, _) in &cases {
         // A guarded call retries only the transient failure (3 attempts: retries = 2); every other
         // kind stops at its first failure.
-        let n = if error.classify() == FailureKind::Transient { 3 } else { 1 };
+        let n = if error.classify() == FailureKind::Transient {
+            3
+        } else {
+            1
+        };
         ledger.fail_next_n(n, error.clone());
         let r = post(&run, &ledger, p).await;
         say(format!("guarded   {}: {}", p.id, short(&r)));
     }
     let refused = post(&run, &ledger, &after).await;
-    say(format!(
-        "guarded   P-5 after the halt: {}",
-        short(&refused)
-    ));
+    say(format!("guarded   P-5 after the halt: {}", short(&refused)));
 
     let store = agent.store();
     let count = |kind| {
@@ -830,7 +837,10 @@ async fn flooded_queue(agent: &Agent, alerts: &Mutex<u32>, checks: &mut Checks) 
                 .await
                 .map(|q| {
                     let names: BTreeSet<String> = q.iter().map(|e| e.name.clone()).collect();
-                    (q.len() as u64, names.into_iter().collect::<Vec<_>>().join(","))
+                    (
+                        q.len() as u64,
+                        names.into_iter().collect::<Vec<_>>().join(","),
+                    )
                 })
                 .unwrap_or((0, String::new()))
         }
@@ -889,7 +899,11 @@ async fn wrong_flags(agent: &Agent, checks: &mut Checks) -> (Row, uuid::Uuid) {
     for t in &buggy {
         naive_desk.set(t, "P1");
     }
-    let naive_p1 = naive_desk.snapshot().values().filter(|p| *p == "P1").count();
+    let naive_p1 = naive_desk
+        .snapshot()
+        .values()
+        .filter(|p| *p == "P1")
+        .count();
     say(format!(
         "unguarded: {naive_p1} tickets now P1; no record of which write did it or what they were before"
     ));
@@ -953,7 +967,11 @@ async fn wrong_flags(agent: &Agent, checks: &mut Checks) -> (Row, uuid::Uuid) {
         radius.len()
     ));
 
-    checks.expect("flags: blast radius = records the bug changed", &radius, &changed);
+    checks.expect(
+        "flags: blast radius = records the bug changed",
+        &radius,
+        &changed,
+    );
     checks.expect("flags: blast radius size", radius.len(), 5);
     checks.expect("flags: before state kept for each", restorable, 5);
     let row = Row {
