@@ -56,8 +56,8 @@ fn overhead(c: &mut Criterion) {
     });
     group.bench_function("plain_async_fn_backon_retry", |b| {
         b.to_async(&rt).iter(|| {
-            let id = next.fetch_add(1, Ordering::Relaxed);
-            (|| plain(&run, id)).retry(ExponentialBuilder::default())
+            let (run, id) = (&run, next.fetch_add(1, Ordering::Relaxed));
+            (move || plain(run, id)).retry(ExponentialBuilder::default())
         })
     });
     group.bench_function("guarded_memory_store", |b| {
