@@ -127,9 +127,12 @@ struct Deduplicating<'a>(&'a Carrier);
 impl Deduplicating<'_> {
     async fn create(&self, run: &Run, order: &str) -> Result<u64, CarrierError> {
         let attempt = run.attempt();
-        if attempt.is_retry()
-            && let Some(id) = self.0.find(attempt.key())
-        {
+        let booked = if attempt.is_retry() {
+            self.0.find(attempt.key())
+        } else {
+            None
+        };
+        if let Some(id) = booked {
             say(format!(
                 "guarded   attempt {}: the carrier already has booking {id} for {}: no new booking",
                 attempt.number(),
@@ -408,8 +411,11 @@ async fn main() {
         println!("Removed the previous {DEFAULT_STORE_PATH}: the demo starts from an empty store.");
     }
     let alerts = Arc::new(Mutex::new(0));
+    // The service desk is also an agent resource: revert calls the compensating action with it.
+    let desk = Desk::default();
     let agent = match Agent::builder()
         .alert_sink(PrintAlert(alerts.clone()))
+        .resource(desk.clone())
         .jitter_seed(7)
         .build()
     {
@@ -434,7 +440,7 @@ async fn main() {
         escalation_loop(&agent, &mut checks).await,
         flooded_queue(&agent, &alerts, &mut checks).await,
     ];
-    let (flags, bad_run) = wrong_flags(&agent, &mut checks).await;
+    let (flags, bad_run) = wrong_flags(&agent, &desk, &mut checks).await;
     rows.push(flags);
 
     let chain = agent.verify().await;
@@ -880,7 +886,7 @@ async fn flooded_queue(agent: &Agent, alerts: &Mutex<u32>, checks: &mut Checks) 
     }
 }
 
-async fn wrong_flags(agent: &Agent, checks: &mut Checks) -> (Row, uuid::Uuid) {
+async fn wrong_flags(agent: &Agent, desk: &Desk, checks: &mut Checks) -> (Row, uuid::Uuid) {
     heading(
         6,
         "Wrong priority flags: a bug sets P1 on a batch of 5 tickets among 12",
@@ -908,7 +914,6 @@ async fn wrong_flags(agent: &Agent, checks: &mut Checks) -> (Row, uuid::Uuid) {
         "unguarded: {naive_p1} tickets now P1; no record of which write did it or what they were before"
     ));
 
-    let desk = Desk::default();
     let triage = agent.start_run();
     for (i, t) in tickets.iter().enumerate() {
         let f = Flag {
@@ -916,7 +921,7 @@ async fn wrong_flags(agent: &Agent, checks: &mut Checks) -> (Row, uuid::Uuid) {
             batch: 1,
             priority: if i % 3 == 0 { "P2" } else { "P3" }.into(),
         };
-        let _ = set_priority(&triage, &desk, &f).await;
+        let _ = set_priority(&triage, desk, &f).await;
     }
     let good = desk.snapshot();
     let bad_run = agent.start_run();
@@ -926,7 +931,7 @@ async fn wrong_flags(agent: &Agent, checks: &mut Checks) -> (Row, uuid::Uuid) {
             batch: 2,
             priority: "P1".into(),
         };
-        let r = set_priority(&bad_run, &desk, &f).await;
+        let r = set_priority(&bad_run, desk, &f).await;
         say(format!("guarded   batch 2 sets {t} to P1: {}", short(&r)));
     }
     let changed: BTreeSet<String> = desk
