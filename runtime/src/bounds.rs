@@ -15,8 +15,8 @@
 use std::fmt::Display;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::classify::{Classify, RetryAfterValue};
 use crate::error::ActionError;
@@ -35,6 +35,36 @@ use crate::run::Run;
 pub trait PayloadParam: Serialize {}
 
 impl<T: Serialize + ?Sized> PayloadParam for T {}
+
+/// A payload parameter must also deserialize: replay and revert call the action again from the stored
+/// payload. For `&T` it is `T` that is read back (`str` and `[T]` too, boxed).
+#[diagnostic::on_unimplemented(
+    message = "payload parameter of type `{Self}` must implement `serde::Deserialize`",
+    label = "replay and revert call the action again with the payload stored with its key",
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`, or mark the parameter `#[dep]` if it is a client or handle rather than part of the intent"
+)]
+pub trait ReplayablePayload {
+    /// Reads a stored payload field back.
+    fn read_back(value: &serde_json::Value) -> Result<Box<Self>, serde_json::Error>;
+}
+
+impl<T: DeserializeOwned> ReplayablePayload for T {
+    fn read_back(value: &serde_json::Value) -> Result<Box<Self>, serde_json::Error> {
+        T::deserialize(value).map(Box::new)
+    }
+}
+
+impl ReplayablePayload for str {
+    fn read_back(value: &serde_json::Value) -> Result<Box<Self>, serde_json::Error> {
+        Box::<str>::deserialize(value)
+    }
+}
+
+impl<T: DeserializeOwned> ReplayablePayload for [T] {
+    fn read_back(value: &serde_json::Value) -> Result<Box<Self>, serde_json::Error> {
+        Box::<[T]>::deserialize(value)
+    }
+}
 
 /// The success type of an action: stored when the call completes, returned again on replay.
 #[diagnostic::on_unimplemented(
@@ -60,13 +90,45 @@ impl<E: Display + ?Sized> ErrorMessage for E {}
 /// What the generated payload closure returns.
 pub type PayloadResult = Result<Payload, serde_json::Error>;
 
-/// Adds one payload parameter; the bound is checked here, on the parameter's own type.
-pub fn payload_field<T: PayloadParam + ?Sized>(
+/// Adds one payload parameter taken by value; the bounds are checked here, on the parameter's own type.
+pub fn payload_field<T: PayloadParam + ReplayablePayload>(
     builder: &mut PayloadBuilder,
     name: &str,
     value: &T,
 ) -> Result<(), serde_json::Error> {
     builder.field(name, value).map(|_| ())
+}
+
+/// Adds one payload parameter taken by reference (`&T`): `T`'s owned form must deserialize.
+pub fn payload_ref_field<T: PayloadParam + ReplayablePayload + ?Sized>(
+    builder: &mut PayloadBuilder,
+    name: &str,
+    value: &T,
+) -> Result<(), serde_json::Error> {
+    builder.field(name, value).map(|_| ())
+}
+
+/// Reads payload field `field` back (replay, revert; a missing field reads as `null`). The bound is the
+/// payload's own, at the same span, so an unmet one is reported once.
+pub fn invoke_field<T: ReplayablePayload + ?Sized>(
+    action: &str,
+    payload: &serde_json::Value,
+    field: &str,
+) -> Result<Box<T>, crate::invoke::InvokeError> {
+    let value = payload.get(field).unwrap_or(&serde_json::Value::Null);
+    T::read_back(value).map_err(|e| crate::invoke::InvokeError::Payload {
+        action: action.to_owned(),
+        field: field.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The outcome of an invoked call, serialized; bounds as [`begin`]'s, at the same span.
+pub fn invoke_result<T: ActionResult, E: Classify + ErrorMessage>(
+    action: &str,
+    result: Result<T, ActionError<E>>,
+) -> Result<serde_json::Value, crate::invoke::InvokeError> {
+    crate::invoke::invoke_result(action, result)
 }
 
 /// [`Call::begin`], with the action's bounds.

@@ -28,6 +28,7 @@ async fn notify(run: &Run, note: &Note) -> Result<u64, LedgerError> {
     Ok(1)
 }
 
+#[derive(Deserialize)]
 pub struct Note {
     pub id: u64,
 }

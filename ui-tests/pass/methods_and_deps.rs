@@ -104,7 +104,7 @@ async fn braces(run: &Run, id: uuid_like::Id) -> Result<(), ApiError> {
 }
 
 mod uuid_like {
-    #[derive(serde::Serialize)]
+    #[derive(serde::Serialize, serde::Deserialize)]
     pub struct Id(pub u64);
 
     impl actguard::KeyPart for Id {
