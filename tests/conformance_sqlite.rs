@@ -42,6 +42,7 @@ mod sqlite_only {
             now_ms: T0,
             lease_ms: 30_000,
             dedup_ms: None,
+            replay_of: None,
         }
     }
 
@@ -72,6 +73,7 @@ mod sqlite_only {
                 duration_ms: 1,
             },
             now_ms: T0 + 1,
+            replay_of: None,
         }
     }
 

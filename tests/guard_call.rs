@@ -106,6 +106,15 @@ impl Store for HeldElsewhere {
     async fn queue_entry(&self, id: u64) -> Result<Option<actguard::QueueEntry>, StoreError> {
         self.0.queue_entry(id).await
     }
+    async fn queue_update(
+        &self,
+        u: &actguard::QueueUpdate,
+    ) -> Result<actguard::QueueEntry, StoreError> {
+        self.0.queue_update(u).await
+    }
+    async fn key_state(&self, d: &str) -> Result<Option<actguard::KeyState>, StoreError> {
+        self.0.key_state(d).await
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -290,6 +299,15 @@ impl Store for Unreachable {
         Err(StoreError::Unavailable("disk gone".into()))
     }
     async fn queue_entry(&self, _: u64) -> Result<Option<actguard::QueueEntry>, StoreError> {
+        Err(StoreError::Unavailable("disk gone".into()))
+    }
+    async fn queue_update(
+        &self,
+        _: &actguard::QueueUpdate,
+    ) -> Result<actguard::QueueEntry, StoreError> {
+        Err(StoreError::Unavailable("disk gone".into()))
+    }
+    async fn key_state(&self, _: &str) -> Result<Option<actguard::KeyState>, StoreError> {
         Err(StoreError::Unavailable("disk gone".into()))
     }
 }

@@ -27,7 +27,7 @@ async fn set_priority(
     tickets.write_for(run.attempt()).await
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 struct Payee {
     loan: String,
     iban: Redacted<String>,

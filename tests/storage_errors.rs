@@ -24,6 +24,7 @@ fn request(key: &str, record: &str) -> BeginRequest {
         now_ms: T0,
         lease_ms: 30_000,
         dedup_ms: None,
+        replay_of: None,
     }
 }
 

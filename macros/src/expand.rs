@@ -22,7 +22,6 @@ pub fn crate_path(krate: Option<&Opt<syn::Path>>) -> TokenStream {
 pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
     let krate = crate_path(action.args.krate.as_ref());
     let p = quote!(#krate::__private);
-    let spec = spec(action, &p);
     let ok = &action.ok_ty;
     let err = &action.err_ty;
     let run = &action.run;
@@ -44,10 +43,19 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
         // Spanned on the parameter's type, so a type that is not `Serialize` is reported there.
         let span = inner.span();
         let p = respan(p.clone(), span);
+        let field = if matches!(strip_groups(&param.ty), Type::Reference(_)) {
+            quote_spanned!(span=> payload_ref_field)
+        } else {
+            quote_spanned!(span=> payload_field)
+        };
         quote_spanned! {span=>
-            #p::payload_field(&mut __agent_action_payload, #name, #value)?;
+            #p::#field(&mut __agent_action_payload, #name, #value)?;
         }
     });
+    let (invoke_fn, invoke) = match invoke(action, &func, &p) {
+        Some(f) => (f, quote!(#p::Some(__agent_action_invoke))),
+        None => (quote!(), quote!(#p::None)),
+    };
 
     // A compensating action named by path must resolve (a misspelled one is a compile error there).
     let compensate_check = match action.args.compensate.as_ref().map(|c| &c.value) {
@@ -95,9 +103,11 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
         true,
     );
 
+    let spec = spec(action, &p, invoke);
     let block = &func.block;
     let body = quote! {
         {
+            #invoke_fn
             static __AGENT_ACTION_SPEC: #p::ActionSpec = #spec;
             #p::inventory::submit! { #p::Registration(&__AGENT_ACTION_SPEC) }
             #compensate_check
@@ -198,7 +208,123 @@ fn deref_to_referent<'a>(ident: &syn::Ident, ty: &'a Type) -> (TokenStream, &'a 
     (value, inner)
 }
 
-fn spec(action: &Action, p: &TokenStream) -> TokenStream {
+/// `ty` without invisible groups and parentheses.
+fn strip_groups(ty: &Type) -> &Type {
+    match ty {
+        Type::Paren(p) => strip_groups(&p.elem),
+        Type::Group(g) => strip_groups(&g.elem),
+        _ => ty,
+    }
+}
+
+/// The function that calls the action from a stored payload (replay, revert), for free non-generic
+/// functions whose parameters are the run, payloads by value or `&T`, and deps by value or `&T`;
+/// `None` otherwise (methods, generics, `impl Trait`, `&mut` or nested references): such actions are
+/// not invocable by operations.
+fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream> {
+    let sig = &func.sig;
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return None;
+    }
+    let fn_ident = &sig.ident;
+    let name = &action.name;
+    let mut lets = Vec::new();
+    let mut args = Vec::new();
+    for (i, input) in sig.inputs.iter().enumerate() {
+        let syn::FnArg::Typed(pat) = input else {
+            return None;
+        };
+        let syn::Pat::Ident(ident) = &*pat.pat else {
+            return None;
+        };
+        let ident = &ident.ident;
+        let local = syn::Ident::new(&format!("__agent_action_arg{i}"), Span::call_site());
+        let ty = strip_groups(&pat.ty);
+        if contains_impl_trait(ty) {
+            return None;
+        }
+        let (by_ref, inner) = match ty {
+            Type::Reference(r) if r.mutability.is_none() => {
+                let inner = strip_groups(&r.elem);
+                if matches!(inner, Type::Reference(_)) {
+                    return None;
+                }
+                (true, inner)
+            }
+            Type::Reference(_) => return None,
+            other => (false, other),
+        };
+        if *ident == action.run {
+            args.push(quote!(__agent_action_run));
+            continue;
+        }
+        let field = ident.to_string();
+        if action.payload.iter().any(|param| param.ident == *ident) {
+            if by_ref {
+                // Spanned on the type, like the payload bound, so an unmet bound is reported once.
+                let span = inner.span();
+                let ps = respan(p.clone(), span);
+                lets.push(quote_spanned! {span=>
+                    let #local = #ps::invoke_field::<#inner>(#name, &__agent_action_stored, #field)?;
+                });
+                args.push(quote!(#p::Borrow::<#inner>::borrow(&#local)));
+            } else {
+                let span = inner.span();
+                let ps = respan(p.clone(), span);
+                lets.push(quote_spanned! {span=>
+                    let #local = #ps::invoke_field::<#inner>(#name, &__agent_action_stored, #field)?;
+                });
+                args.push(quote!(#local));
+            }
+        } else if by_ref {
+            lets.push(quote! {
+                let #local: &#inner = #p::invoke_dep::<#inner>(__agent_action_run, #name)?;
+            });
+            args.push(quote!(#local));
+        } else {
+            lets.push(quote! {
+                let #local: #inner = #p::invoke_dep_owned::<#inner>(__agent_action_run, #name)?;
+            });
+            args.push(quote!(#local));
+        }
+    }
+    Some(quote! {
+        fn __agent_action_invoke<'__agent_action_a>(
+            __agent_action_run: &'__agent_action_a #p::Run,
+            __agent_action_stored: #p::Value,
+        ) -> #p::Pin<#p::Box<dyn #p::Future<Output = #p::Result<#p::Value, #p::InvokeError>>
+            + ::core::marker::Send + '__agent_action_a>> {
+            #p::Box::pin(async move {
+                #(#lets)*
+                #p::invoke_result(#name, #fn_ident(#(#args),*).await)
+            })
+        }
+    })
+}
+
+/// Whether `ty` mentions `impl Trait` (an anonymous generic) or a type that cannot be named here.
+fn contains_impl_trait(ty: &Type) -> bool {
+    match ty {
+        Type::ImplTrait(_) | Type::Infer(_) | Type::Macro(_) | Type::Verbatim(_) => true,
+        Type::Reference(r) => contains_impl_trait(&r.elem),
+        Type::Paren(p) => contains_impl_trait(&p.elem),
+        Type::Group(g) => contains_impl_trait(&g.elem),
+        Type::Slice(s) => contains_impl_trait(&s.elem),
+        Type::Array(a) => contains_impl_trait(&a.elem),
+        Type::Ptr(p) => contains_impl_trait(&p.elem),
+        Type::Tuple(t) => t.elems.iter().any(contains_impl_trait),
+        Type::Path(path) => path.path.segments.iter().any(|seg| match &seg.arguments {
+            PathArguments::AngleBracketed(args) => args.args.iter().any(|a| match a {
+                GenericArgument::Type(t) => contains_impl_trait(t),
+                _ => false,
+            }),
+            _ => false,
+        }),
+        _ => false,
+    }
+}
+
+fn spec(action: &Action, p: &TokenStream, invoke: TokenStream) -> TokenStream {
     let args = &action.args;
     let name = &action.name;
     let fn_name = &action.fn_name;
@@ -262,6 +388,7 @@ fn spec(action: &Action, p: &TokenStream) -> TokenStream {
             deps: #deps,
             result_type: #result_type,
             error_type: #error_type,
+            invoke: #invoke,
         }
     }
 }

@@ -42,6 +42,7 @@ fn begin_request(n: u64) -> BeginRequest {
         now_ms: NOW,
         lease_ms: 300_000,
         dedup_ms: Some(86_400_000),
+        replay_of: None,
     }
 }
 
@@ -104,6 +105,7 @@ async fn store_action(store: &SqliteStore, n: u64) {
         result: serde_json::json!({ "receipt": r.record, "token": claim.fencing_token }),
         entry: log_entry(&r),
         now_ms: NOW + 1,
+        replay_of: None,
     };
     store.complete(&completion).await.expect("complete");
 }

@@ -90,6 +90,7 @@ impl Agent {
             agent: self.clone(),
             id,
             attempt: None,
+            invocation: None,
         }
     }
 

@@ -96,6 +96,10 @@ pub enum Rule {
     UnknownCompensate,
     /// `compensate` names an action that only reads: it cannot reverse a write (warning).
     CompensateIsRead,
+    /// The `compensate` action does not take the same payload parameters (names and types) as the
+    /// action it reverses: a revert calls it with the reversed entry's stored payload, so it cannot
+    /// revert this action (warning).
+    CompensateSignatureMismatch,
     /// `dedup` is not longer than `cycle`: the loop filter would let the next cycle act again.
     DedupNotLongerThanCycle,
     /// `cycle` is declared while `dedup = none` turns the loop filter off (warning).
@@ -131,6 +135,7 @@ impl Rule {
             Rule::DestructiveWithoutCompensate => "destructive_without_compensate",
             Rule::UnknownCompensate => "unknown_compensate",
             Rule::CompensateIsRead => "compensate_is_read",
+            Rule::CompensateSignatureMismatch => "compensate_signature_mismatch",
             Rule::DedupNotLongerThanCycle => "dedup_not_longer_than_cycle",
             Rule::CycleWithoutDedup => "cycle_without_dedup",
             Rule::WriteWithoutKey => "write_without_key",
@@ -319,6 +324,25 @@ pub fn audit(specs: &[&ActionSpec], settings: &AuditSettings) -> AuditReport {
     }
 }
 
+/// The payload parameters as a revert passes them: names, and types without the reference (`&T` and
+/// `T` store the same payload).
+pub(crate) fn payload_shape(spec: &ActionSpec) -> Vec<(&'static str, String)> {
+    spec.payload
+        .iter()
+        .map(|p| {
+            let mut ty = p.ty.trim();
+            while let Some(rest) = ty.strip_prefix('&') {
+                ty = rest.trim_start();
+                if ty.starts_with('\'') {
+                    ty = ty.split_once(' ').map_or(ty, |(_, t)| t);
+                }
+                ty = ty.strip_prefix("mut ").unwrap_or(ty);
+            }
+            (p.name, ty.replace(' ', ""))
+        })
+        .collect()
+}
+
 fn check_action(
     spec: &ActionSpec,
     by_name: &BTreeMap<&str, Vec<&ActionSpec>>,
@@ -435,7 +459,27 @@ fn check_action(
                      write must itself write"
                 ),
             ),
-            Some(_) => {}
+            Some(group) => {
+                let ours = payload_shape(spec);
+                if let Some(other) = group.iter().find(|t| payload_shape(t) != ours) {
+                    let show = |shape: Vec<(&str, String)>| {
+                        let params: Vec<String> =
+                            shape.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+                        format!("({})", params.join(", "))
+                    };
+                    // A warning: only a revert needs the convention, and it reports such records as
+                    // failed with this reason rather than calling the action with a wrong payload.
+                    push(
+                        Severity::Warning,
+                        Rule::CompensateSignatureMismatch,
+                        format!(
+                            "compensate = `{target}`, but `{target}` takes the payload {} while this                              action takes {}; a revert calls the compensating action with the stored                              payload of the entry it reverses, so give it the same payload parameters                              (names and types; `#[dep]`s may differ)",
+                            show(payload_shape(other)),
+                            show(ours)
+                        ),
+                    );
+                }
+            }
         }
     }
 
@@ -690,6 +734,7 @@ mod tests {
             deps: &[],
             result_type: "Receipt",
             error_type: "LedgerError",
+            invoke: None,
         }
     }
 

@@ -36,6 +36,31 @@ pub trait PayloadParam: Serialize {}
 
 impl<T: Serialize + ?Sized> PayloadParam for T {}
 
+/// A payload parameter must also deserialize: replay and revert call the action again from the stored
+/// payload. `Owned` is what is deserialized: `T` itself for a sized `T` (also behind `&T`), `String`
+/// for `&str`, `Vec<T>` for `&[T]`.
+#[diagnostic::on_unimplemented(
+    message = "payload parameter of type `{Self}` must implement `serde::Deserialize`",
+    label = "replay and revert call the action again with the payload stored with its key",
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`, or mark the parameter `#[dep]` if it is a client or handle rather than part of the intent"
+)]
+pub trait ReplayablePayload {
+    /// The owned form deserialized from the stored payload.
+    type Owned: DeserializeOwned + std::borrow::Borrow<Self>;
+}
+
+impl<T: DeserializeOwned> ReplayablePayload for T {
+    type Owned = T;
+}
+
+impl ReplayablePayload for str {
+    type Owned = String;
+}
+
+impl<T: DeserializeOwned> ReplayablePayload for [T] {
+    type Owned = Vec<T>;
+}
+
 /// The success type of an action: stored when the call completes, returned again on replay.
 #[diagnostic::on_unimplemented(
     message = "the result type `{Self}` of an #[agent_action] must implement `Serialize` and `DeserializeOwned`",
@@ -60,13 +85,32 @@ impl<E: Display + ?Sized> ErrorMessage for E {}
 /// What the generated payload closure returns.
 pub type PayloadResult = Result<Payload, serde_json::Error>;
 
-/// Adds one payload parameter; the bound is checked here, on the parameter's own type.
-pub fn payload_field<T: PayloadParam + ?Sized>(
+/// Adds one payload parameter taken by value; the bounds are checked here, on the parameter's own type.
+pub fn payload_field<T: PayloadParam + ReplayablePayload>(
     builder: &mut PayloadBuilder,
     name: &str,
     value: &T,
 ) -> Result<(), serde_json::Error> {
     builder.field(name, value).map(|_| ())
+}
+
+/// Adds one payload parameter taken by reference (`&T`): `T`'s owned form must deserialize.
+pub fn payload_ref_field<T: PayloadParam + ReplayablePayload + ?Sized>(
+    builder: &mut PayloadBuilder,
+    name: &str,
+    value: &T,
+) -> Result<(), serde_json::Error> {
+    builder.field(name, value).map(|_| ())
+}
+
+/// Deserializes payload field `field` into `T`'s owned form (replay, revert); the bound is the same as
+/// the payload's, at the same span, so an unmet one is reported once.
+pub fn invoke_field<T: ReplayablePayload + ?Sized>(
+    action: &str,
+    payload: &serde_json::Value,
+    field: &str,
+) -> Result<T::Owned, crate::invoke::InvokeError> {
+    crate::invoke::invoke_payload::<T::Owned>(action, payload, field)
 }
 
 /// [`Call::begin`], with the action's bounds.

@@ -29,8 +29,8 @@ use uuid::Uuid;
 use crate::log::{LogQuery, NewLogEntry, Outcome, verify_chain};
 use crate::policy::{FailureKind, Route};
 use crate::store::{
-    Begin, BeginRequest, Claim, Completion, Failure, Millis, NewQueueEntry, QueueKind, QueueQuery,
-    QueueStatus, RunState, Store, StoreError,
+    Begin, BeginRequest, Claim, Completion, Failure, KeyStatus, Millis, NewQueueEntry, QueueKind,
+    QueueOp, QueueQuery, QueueStatus, QueueUpdate, RunState, Store, StoreError,
 };
 
 /// What a case runs against: a store, or a store with something that must live as long as it.
@@ -92,6 +92,14 @@ macro_rules! conformance_suite {
             concurrent_begins_on_one_key_claim_once
             concurrent_begins_on_distinct_records_all_claim
             concurrent_appends_chain_without_gaps
+            queue_update_claims_resolves_and_logs
+            queue_update_discards_a_claimed_entry
+            queue_update_refuses_terminal_entries_and_unknown_ids
+            queue_entries_filter_by_age
+            key_state_reports_payload_status_result_and_entry
+            begin_replays_failed_key_with_its_open_queue_entry
+            failed_replay_updates_the_same_queue_entry
+            replay_of_a_closed_or_other_entry_is_refused
         }
     };
 }
@@ -145,6 +153,7 @@ fn request(run: Uuid, key: &str, record: &str, now_ms: Millis) -> BeginRequest {
         now_ms,
         lease_ms: LEASE,
         dedup_ms: Some(DAY),
+        replay_of: None,
     }
 }
 
@@ -182,6 +191,7 @@ fn completion(r: &BeginRequest, result: serde_json::Value, now_ms: Millis) -> Co
             ..entry(r, 1, Outcome::Succeeded, now_ms)
         },
         now_ms,
+        replay_of: None,
     }
 }
 
@@ -230,6 +240,7 @@ fn failure(r: &BeginRequest, queue: Option<(QueueKind, &str)>, now_ms: Millis) -
             ..entry(r, 1, outcome, now_ms)
         },
         now_ms,
+        replay_of: None,
     }
 }
 
@@ -1209,4 +1220,333 @@ pub async fn concurrent_appends_chain_without_gaps(store: &dyn Store) {
     assert_eq!(seqs, (1..=(TASKS as u64 * 8)).collect::<Vec<_>>());
     let log = store.log(&LogQuery::default()).await.unwrap();
     assert_eq!(verify_chain(&log), Ok(TASKS as u64 * 8));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// operators: queue updates, key state, replay
+// ---------------------------------------------------------------------------------------------------
+
+/// A key failed into the owner queue `loan-ops`; returns its request and queue entry id.
+async fn failed_key(store: &dyn Store, key: &str, now_ms: Millis) -> (BeginRequest, u64) {
+    let r = request(id(), key, &format!("rec-{key}"), now_ms);
+    claim(store, &r).await;
+    let logged = store
+        .fail(&failure(
+            &r,
+            Some((QueueKind::Owner, "loan-ops")),
+            now_ms + 1,
+        ))
+        .await
+        .unwrap();
+    (
+        r,
+        logged
+            .entry
+            .queue_entry
+            .expect("fail names its queue entry"),
+    )
+}
+
+fn operator(r: &BeginRequest, at_ms: Millis, message: &str) -> NewLogEntry {
+    NewLogEntry {
+        attempt: 0,
+        retry: false,
+        message: Some(message.to_owned()),
+        ..entry(r, 0, Outcome::Operator, at_ms)
+    }
+}
+
+fn op_update(r: &BeginRequest, id: u64, op: QueueOp, now_ms: Millis) -> QueueUpdate {
+    QueueUpdate {
+        id,
+        entry: operator(r, now_ms, &format!("{op:?}")),
+        op,
+        now_ms,
+    }
+}
+
+fn claim_op(by: &str) -> QueueOp {
+    QueueOp::Claim { by: by.to_owned() }
+}
+
+fn resolve_op(by: &str, note: &str) -> QueueOp {
+    QueueOp::Resolve {
+        by: by.to_owned(),
+        note: note.to_owned(),
+    }
+}
+
+fn discard_op(by: &str, note: &str) -> QueueOp {
+    QueueOp::Discard {
+        by: by.to_owned(),
+        note: note.to_owned(),
+    }
+}
+
+/// Open → claimed → resolved, each change with its operator log entry naming the queue entry.
+pub async fn queue_update_claims_resolves_and_logs(store: &dyn Store) {
+    let (r, q) = failed_key(store, "k1", T0).await;
+    let claimed = store
+        .queue_update(&op_update(&r, q, claim_op("alice"), T0 + 10))
+        .await
+        .unwrap();
+    assert_eq!(claimed.status, QueueStatus::Claimed);
+    assert_eq!(claimed.claimed_by.as_deref(), Some("alice"));
+    assert_eq!(claimed.closed_ms, None);
+    let resolved = store
+        .queue_update(&op_update(
+            &r,
+            q,
+            resolve_op("bob", "fixed the IBAN"),
+            T0 + 20,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resolved.status, QueueStatus::Resolved);
+    assert_eq!(resolved.claimed_by.as_deref(), Some("bob"));
+    assert_eq!(resolved.note.as_deref(), Some("fixed the IBAN"));
+    assert_eq!(resolved.closed_ms, Some(T0 + 20));
+    assert_eq!(store.queue_entry(q).await.unwrap(), Some(resolved));
+    let log = store.log(&LogQuery::default()).await.unwrap();
+    assert_eq!(verify_chain(&log), Ok(3));
+    let ops: Vec<_> = log
+        .iter()
+        .filter(|e| e.entry.outcome == Outcome::Operator)
+        .collect();
+    assert_eq!(ops.len(), 2);
+    assert!(ops.iter().all(|e| e.entry.queue_entry == Some(q)));
+    // The key stays failed: a later call still answers with the (now resolved) entry.
+    assert!(matches!(
+        begin(store, &request(id(), "k1", "rec-k1", T0 + 30)).await,
+        Begin::Failed { entry } if entry.id == q
+    ));
+}
+
+/// A claimed entry may be discarded.
+pub async fn queue_update_discards_a_claimed_entry(store: &dyn Store) {
+    let (r, q) = failed_key(store, "k1", T0).await;
+    store
+        .queue_update(&op_update(&r, q, claim_op("alice"), T0 + 10))
+        .await
+        .unwrap();
+    let discarded = store
+        .queue_update(&op_update(&r, q, discard_op("alice", "duplicate"), T0 + 11))
+        .await
+        .unwrap();
+    assert_eq!(discarded.status, QueueStatus::Discarded);
+    assert_eq!(discarded.closed_ms, Some(T0 + 11));
+}
+
+/// Anything from a terminal status is a conflict naming the entry and its status; claiming a claimed
+/// entry too; an unknown id is not found; a refused update logs nothing.
+pub async fn queue_update_refuses_terminal_entries_and_unknown_ids(store: &dyn Store) {
+    let (r, q) = failed_key(store, "k1", T0).await;
+    store
+        .queue_update(&op_update(&r, q, claim_op("alice"), T0 + 10))
+        .await
+        .unwrap();
+    match store
+        .queue_update(&op_update(&r, q, claim_op("bob"), T0 + 11))
+        .await
+    {
+        Err(StoreError::Conflict(m)) => {
+            assert!(
+                m.contains(&format!("queue entry {q}")) && m.contains("claimed"),
+                "{m}"
+            )
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    store
+        .queue_update(&op_update(&r, q, resolve_op("alice", "done"), T0 + 12))
+        .await
+        .unwrap();
+    for op in [
+        claim_op("bob"),
+        resolve_op("bob", "again"),
+        discard_op("bob", "drop"),
+    ] {
+        match store.queue_update(&op_update(&r, q, op, T0 + 13)).await {
+            Err(StoreError::Conflict(m)) => assert!(m.contains("resolved"), "{m}"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        store
+            .queue_update(&op_update(&r, 9_999, claim_op("bob"), T0 + 14))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let entry = store.queue_entry(q).await.unwrap().unwrap();
+    assert_eq!(
+        (entry.status, entry.note.as_deref()),
+        (QueueStatus::Resolved, Some("done"))
+    );
+    let log = store.log(&LogQuery::default()).await.unwrap();
+    assert_eq!(verify_chain(&log), Ok(3));
+}
+
+/// `older_than_ms` and `newer_than_ms` select by creation time, both inclusive.
+pub async fn queue_entries_filter_by_age(store: &dyn Store) {
+    let (_, a) = failed_key(store, "k1", T0).await;
+    let (_, b) = failed_key(store, "k2", T0 + DAY).await;
+    let (_, c) = failed_key(store, "k3", T0 + 2 * DAY).await;
+    let ids = |v: Vec<crate::store::QueueEntry>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let older = QueueQuery {
+        older_than_ms: Some(T0 + DAY + 1),
+        ..QueueQuery::default()
+    };
+    assert_eq!(ids(store.queue_entries(&older).await.unwrap()), [a, b]);
+    let newer = QueueQuery {
+        newer_than_ms: Some(T0 + DAY + 1),
+        ..QueueQuery::default()
+    };
+    assert_eq!(ids(store.queue_entries(&newer).await.unwrap()), [b, c]);
+    let between = QueueQuery {
+        newer_than_ms: Some(T0 + 2),
+        older_than_ms: Some(T0 + 2 * DAY),
+        status: Some(QueueStatus::Open),
+        ..QueueQuery::default()
+    };
+    assert_eq!(ids(store.queue_entries(&between).await.unwrap()), [b]);
+}
+
+/// What a key was called with and what became of it.
+pub async fn key_state_reports_payload_status_result_and_entry(store: &dyn Store) {
+    assert_eq!(store.key_state(&digest("none")).await.unwrap(), None);
+    let r = request(id(), "k1", "rec-1", T0);
+    claim(store, &r).await;
+    let k = store.key_state(&r.key_digest).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            k.status,
+            k.payload.clone(),
+            k.action.as_str(),
+            k.key_text.as_str()
+        ),
+        (KeyStatus::Claimed, r.payload.clone(), "disburse", "k1")
+    );
+    assert_eq!(
+        (k.record.as_str(), k.fingerprint.as_str()),
+        ("rec-1", "fp-1")
+    );
+    store
+        .complete(&completion(&r, serde_json::json!({"receipt": 7}), T0 + 1))
+        .await
+        .unwrap();
+    let k = store.key_state(&r.key_digest).await.unwrap().unwrap();
+    assert_eq!(k.status, KeyStatus::Completed);
+    assert_eq!(k.result, Some(serde_json::json!({"receipt": 7})));
+    let (f, q) = failed_key(store, "k2", T0).await;
+    let k = store.key_state(&f.key_digest).await.unwrap().unwrap();
+    assert_eq!(
+        (k.status, k.queue_entry, k.result),
+        (KeyStatus::Failed, Some(q), None)
+    );
+}
+
+/// A begin that replays exactly the failed key's open entry claims the key again (next fencing token,
+/// no takeover, attempts afresh); its completion marks the entry replayed.
+pub async fn begin_replays_failed_key_with_its_open_queue_entry(store: &dyn Store) {
+    let (r, q) = failed_key(store, "k1", T0).await;
+    let again = BeginRequest {
+        replay_of: Some(q),
+        ..request(id(), "k1", "rec-k1", T0 + 10)
+    };
+    let c = claim(store, &again).await;
+    assert_eq!(
+        c,
+        Claim {
+            fencing_token: 2,
+            takeover: false,
+            previous_attempts: 0
+        }
+    );
+    let done = Completion {
+        replay_of: Some(q),
+        ..completion(&again, serde_json::json!("ok"), T0 + 11)
+    };
+    store.complete(&done).await.unwrap();
+    let e = store.queue_entry(q).await.unwrap().unwrap();
+    assert_eq!(
+        (e.status, e.closed_ms),
+        (QueueStatus::Replayed, Some(T0 + 11))
+    );
+    assert!(matches!(
+        begin(store, &request(id(), "k1", "rec-k1", T0 + 12)).await,
+        Begin::Completed { result, .. } if result == serde_json::json!("ok")
+    ));
+    let _ = r;
+}
+
+/// A replay that fails again updates the same entry (attempts added, the new failure, open again) and
+/// the key keeps pointing at it; no new entry is created.
+pub async fn failed_replay_updates_the_same_queue_entry(store: &dyn Store) {
+    let (_, q) = failed_key(store, "k1", T0).await;
+    store
+        .queue_update(&QueueUpdate {
+            id: q,
+            op: claim_op("alice"),
+            now_ms: T0 + 5,
+            entry: operator(&request(id(), "k1", "rec-k1", T0 + 5), T0 + 5, "claimed"),
+        })
+        .await
+        .unwrap();
+    let again = BeginRequest {
+        replay_of: Some(q),
+        ..request(id(), "k1", "rec-k1", T0 + 10)
+    };
+    claim(store, &again).await;
+    let mut refail = failure(
+        &again,
+        Some((QueueKind::DeadLetter, "dead-letter")),
+        T0 + 20,
+    );
+    refail.replay_of = Some(q);
+    if let Some(n) = refail.queue_entry.as_mut() {
+        n.attempts = 2;
+        n.message = "still unavailable".to_owned();
+    }
+    let logged = store.fail(&refail).await.unwrap();
+    assert_eq!(logged.entry.queue_entry, Some(q));
+    let all = store.queue_entries(&QueueQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 1);
+    let e = &all[0];
+    assert_eq!(e.id, q);
+    assert_eq!(e.status, QueueStatus::Open);
+    assert_eq!(e.attempts, 3);
+    assert_eq!(e.last_failure_ms, T0 + 20);
+    assert_eq!(e.first_failure_ms, T0 + 1);
+    assert_eq!(e.message, "still unavailable");
+    assert_eq!(e.kind, QueueKind::DeadLetter);
+    assert!(matches!(
+        begin(store, &request(id(), "k1", "rec-k1", T0 + 30)).await,
+        Begin::Failed { entry } if entry.id == q && entry.kind == QueueKind::DeadLetter
+    ));
+    // And it can be replayed again.
+    let third = BeginRequest {
+        replay_of: Some(q),
+        ..request(id(), "k1", "rec-k1", T0 + 40)
+    };
+    claim(store, &third).await;
+}
+
+/// A replay naming another entry, or an entry already closed, answers `Failed` as before.
+pub async fn replay_of_a_closed_or_other_entry_is_refused(store: &dyn Store) {
+    let (r, q) = failed_key(store, "k1", T0).await;
+    let (_, other) = failed_key(store, "k2", T0).await;
+    let wrong = BeginRequest {
+        replay_of: Some(other),
+        ..request(id(), "k1", "rec-k1", T0 + 10)
+    };
+    assert!(matches!(begin(store, &wrong).await, Begin::Failed { entry } if entry.id == q));
+    store
+        .queue_update(&op_update(&r, q, discard_op("alice", "obsolete"), T0 + 11))
+        .await
+        .unwrap();
+    let closed = BeginRequest {
+        replay_of: Some(q),
+        ..request(id(), "k1", "rec-k1", T0 + 12)
+    };
+    assert!(matches!(begin(store, &closed).await, Begin::Failed { entry } if entry.id == q));
 }

@@ -28,7 +28,8 @@ use crate::alert::HaltAlert;
 use crate::backoff::Backoff;
 use crate::classify::Classify;
 use crate::error::ActionError;
-use crate::key::{Payload, RenderedKey};
+use crate::key::{KeyBuilder, Payload, RenderedKey};
+use crate::log::LogEntry;
 use crate::log::{NewLogEntry, Outcome};
 use crate::policy::{ActionSpec, FailureKind, Route};
 use crate::run::{Attempt, Run};
@@ -72,6 +73,8 @@ pub struct Call<T, E> {
     first_failure_ms: Option<Millis>,
     backoff: Backoff<SmallRng>,
     span: tracing::Span,
+    /// The queue entry this call replays (an operator's replay), if any.
+    replay_of: Option<u64>,
     _result: PhantomData<fn() -> (T, E)>,
 }
 
@@ -96,6 +99,12 @@ where
         payload: Result<Payload, serde_json::Error>,
     ) -> Begun<T, E> {
         let read = key.is_none();
+        let invocation = run.invocation();
+        // An operation may replace the key (a revert's `revert:{reversed key}`): same rules, another key.
+        let key = match (key, invocation.and_then(|i| i.key_override.as_deref())) {
+            (Some(_), Some(text)) => Some(KeyBuilder::new(spec.name).literal(text).finish()),
+            (key, _) => key,
+        };
         let (key_text, key_digest) = key.map(|k| (k.text, k.digest)).unwrap_or_default();
         let record = record.map(|r| r.text).unwrap_or_else(|| key_text.clone());
         let span = tracing::info_span!(
@@ -163,12 +172,12 @@ where
             key_text: self.key_text.clone(),
             key_digest: self.key_digest.clone(),
             attempt: self.number,
-            retry: self.attempt().is_retry(),
+            retry: self.attempt().is_retry() || self.replay_of.is_some(),
             outcome,
             failure_kind: None,
             route: None,
-            message: None,
-            queue_entry: None,
+            message: invocation_note(self.replay_of, self.attempt().reverting()),
+            queue_entry: self.replay_of,
             before: self.attempt().take_before(),
             after: None,
             fencing_token: self.claim.as_ref().map(|c| c.fencing_token),
@@ -193,7 +202,14 @@ where
             }
         };
         let now_ms = self.now_ms();
-        let mut entry = self.entry(Outcome::Succeeded, now_ms);
+        // A compensating action's success is logged as the compensation it is (and so stays out of the
+        // blast radius of later queries for succeeded writes).
+        let outcome = if self.attempt().reverting().is_some() {
+            Outcome::Compensated
+        } else {
+            Outcome::Succeeded
+        };
+        let mut entry = self.entry(outcome, now_ms);
         entry.after = Some(
             self.attempt()
                 .take_after()
@@ -207,6 +223,7 @@ where
             result,
             entry,
             now_ms,
+            replay_of: self.replay_of,
         };
         match self.agent().inner.store.complete(&completion).await {
             Ok(_) => {
@@ -293,6 +310,7 @@ where
                         queue_entry: None,
                         entry,
                         now_ms,
+                        replay_of: self.replay_of,
                     };
                     if let Err(e) = store.fail(&release).await {
                         tracing::error!(error = %e, "the claim could not be released");
@@ -318,6 +336,7 @@ where
             fencing_token: self.claim.as_ref().map(|c| c.fencing_token),
             before: Mutex::new(None),
             after: Mutex::new(None),
+            reverting: self.attempt().reverting().cloned(),
         };
         self.run = self.run.with_attempt(attempt);
         self.attempt_started = Instant::now();
@@ -391,6 +410,7 @@ where
             }),
             entry,
             now_ms,
+            replay_of: self.replay_of,
         };
         let logged = match self.agent().inner.store.fail(&failure).await {
             Ok(logged) => logged,
@@ -479,6 +499,7 @@ where
                 queue_entry: None,
                 entry,
                 now_ms,
+                replay_of: self.replay_of,
             };
             // The run is halted durably already; a failure to release the claim only delays the key
             // until its lease expires, so the caller still learns that the run halted.
@@ -502,6 +523,10 @@ struct Beginning<'a> {
 }
 
 impl Beginning<'_> {
+    fn replay_of(&self) -> Option<u64> {
+        self.run.invocation().and_then(|i| i.replay_of)
+    }
+
     fn count(&self, outcome: &'static str) {
         self.agent.inner.metrics.count(self.spec.name, outcome);
     }
@@ -593,6 +618,7 @@ impl Beginning<'_> {
             now_ms: clock.now_ms(),
             lease_ms: policy.lease.as_millis() as Millis,
             dedup_ms: policy.dedup.map(|d| d.as_millis() as Millis),
+            replay_of: self.replay_of(),
         };
         let wait_until = Instant::now() + self.agent.inner.claim_wait;
         let mut poll = FIRST_CLAIM_POLL;
@@ -688,6 +714,7 @@ impl Beginning<'_> {
             fencing_token: claim.as_ref().map(|c| c.fencing_token),
             before: Mutex::new(None),
             after: Mutex::new(None),
+            reverting: self.run.invocation().and_then(|i| i.reverting.clone()),
         };
         let policy = &self.spec.policy;
         let backoff = Backoff::with_rng(
@@ -710,6 +737,7 @@ impl Beginning<'_> {
             first_failure_ms: None,
             backoff,
             span,
+            replay_of: self.replay_of(),
             _result: PhantomData,
         })
     }
@@ -763,6 +791,16 @@ impl Beginning<'_> {
                 acted_at_ms,
             },
         )
+    }
+}
+
+/// The message of a log entry written by an operation's call: which queue entry it replays, which log
+/// entry it reverses.
+fn invocation_note(replay_of: Option<u64>, reverting: Option<&LogEntry>) -> Option<String> {
+    match (replay_of, reverting) {
+        (Some(id), _) => Some(format!("replay of queue entry {id}")),
+        (None, Some(e)) => Some(format!("reverts log entry {}", e.seq)),
+        (None, None) => None,
     }
 }
 

@@ -16,11 +16,13 @@ mod clock;
 pub mod conformance;
 mod error;
 mod guard;
+mod invoke;
 mod key;
 pub mod log;
 pub mod manifest;
 mod memory;
 mod metrics;
+pub mod ops;
 mod policy;
 mod redacted;
 mod registry;
@@ -48,6 +50,7 @@ pub use classify::Classify;
 pub use clock::{Clock, TokioClock};
 pub use error::ActionError;
 pub use guard::DEAD_LETTER_QUEUE;
+pub use invoke::{InvokeError, InvokeFn};
 pub use key::{KeyPart, Payload, RenderedKey, fingerprint};
 pub use log::{ChainError, LogEntry, LogQuery, Outcome, verify_chain};
 pub use manifest::{Change, Manifest, ManifestDiff, ManifestError, McpAnnotations, McpTool};
@@ -56,10 +59,13 @@ pub use metrics::MetricsSnapshot;
 pub use policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
 pub use redacted::Redacted;
 pub use registry::registry;
-pub use run::{Attempt, Run};
+pub use run::{Attempt, Invocation, Run};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore};
-pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, RunState, Store, StoreError};
+pub use store::{
+    KeyState, KeyStatus, QueueEntry, QueueKind, QueueOp, QueueQuery, QueueRef, QueueStatus,
+    QueueUpdate, RunState, Store, StoreError,
+};
 
 /// What the expansion of `#[agent_action]` and `#[derive(Classify)]` names. Not public API: it may
 /// change in any release.
@@ -67,18 +73,28 @@ pub use store::{QueueEntry, QueueKind, QueueRef, QueueStatus, RunState, Store, S
 pub mod __private {
     pub use crate::bounds::{
         ActionResult, ClassifyDelegate, DelegateProbe, DelegateRetryAfter, ErrorMessage,
-        NoDelegateRetryAfter, PayloadParam, PayloadResult, RetryAfterField, begin, call_run,
-        delegate_classify, payload_field, retry_after_field, settle,
+        NoDelegateRetryAfter, PayloadParam, PayloadResult, ReplayablePayload, RetryAfterField,
+        begin, call_run, delegate_classify, invoke_field, payload_field, payload_ref_field,
+        retry_after_field, settle,
     };
     pub use crate::classify::{Classify, RetryAfterValue};
     pub use crate::error::ActionError;
     pub use crate::guard::{Begun, Call, attempt};
+    pub use crate::invoke::{
+        InvokeError, InvokeFn, invoke_dep, invoke_dep_owned, invoke_payload, invoke_result,
+    };
     pub use crate::key::{KeyBuilder, PayloadBuilder};
     pub use crate::policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
     pub use crate::registry::Registration;
     pub use crate::run::Run;
     pub use inventory;
+    pub use serde_json::Value;
+    pub use std::borrow::Borrow;
+    pub use std::boxed::Box;
+    pub use std::future::Future;
     pub use std::option::Option::{None, Some};
+    pub use std::pin::Pin;
+    pub use std::result::Result;
     pub use std::result::Result::{Err, Ok};
     pub use std::time::Duration;
 }

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
-    Begin, BeginRequest, Claim, Completion, Failure, Millis, QueueEntry, QueueQuery, QueueRef,
-    QueueStatus, RunState, Store, StoreError,
+    self, Begin, BeginRequest, Claim, Completion, Failure, Millis, QueueEntry, QueueQuery,
+    QueueRef, QueueStatus, QueueUpdate, RunState, Store, StoreError,
 };
 
 /// A store in memory. Cheap to clone: clones share the same state, so a test can keep one handle and
@@ -58,6 +58,15 @@ struct State {
 struct KeyState {
     fingerprint: String,
     status: KeyStatus,
+    /// What the key was last claimed with (for [`Store::key_state`]).
+    call: Arc<KeyCall>,
+}
+
+struct KeyCall {
+    action: String,
+    key_text: String,
+    record: String,
+    payload: serde_json::Value,
 }
 
 enum KeyStatus {
@@ -140,6 +149,20 @@ impl State {
         }
     }
 
+    fn queue_mut(&mut self, id: u64) -> Option<&mut QueueEntry> {
+        self.queue.iter_mut().find(|e| e.id == id)
+    }
+
+    /// Whether `req` replays exactly the failed key's entry `id`, and that entry is still open or claimed.
+    fn replayable(&self, req: &BeginRequest, id: u64) -> bool {
+        req.replay_of == Some(id)
+            && self
+                .queue
+                .iter()
+                .find(|e| e.id == id)
+                .is_some_and(|e| !e.status.is_terminal())
+    }
+
     fn release_record(&mut self, record: &str, claim_id: Uuid) {
         if let Some(r) = self.records.get_mut(record)
             && r.lease.as_ref().is_some_and(|l| l.claim_id == claim_id)
@@ -173,11 +196,12 @@ impl Store for MemoryStore {
                 });
             }
             match &k.status {
-                KeyStatus::Failed { entry } => {
+                KeyStatus::Failed { entry } if !s.replayable(req, entry.id) => {
                     return Ok(Begin::Failed {
                         entry: entry.clone(),
                     });
                 }
+                KeyStatus::Failed { .. } => {}
                 KeyStatus::Claimed { lease_until_ms, .. } if now < *lease_until_ms => {
                     return Ok(Begin::InProgress {
                         lease_until_ms: *lease_until_ms,
@@ -232,6 +256,12 @@ impl Store for MemoryStore {
                     claim_id: req.claim_id,
                     lease_until_ms: until_ms,
                 },
+                call: Arc::new(KeyCall {
+                    action: req.action.clone(),
+                    key_text: req.key_text.clone(),
+                    record: req.record.clone(),
+                    payload: req.payload.clone(),
+                }),
             },
         );
         Ok(Begin::Claimed(Claim {
@@ -258,6 +288,10 @@ impl Store for MemoryStore {
                 at_ms: c.now_ms,
             },
         );
+        if let Some(q) = c.replay_of.and_then(|id| s.queue_mut(id)) {
+            q.status = QueueStatus::Replayed;
+            q.closed_ms = Some(c.now_ms);
+        }
         s.release_record(&c.record, c.claim_id);
         Ok(s.append(c.entry.clone()))
     }
@@ -266,8 +300,40 @@ impl Store for MemoryStore {
         let mut s = self.lock();
         s.check_claim(&f.key_digest, f.claim_id, &f.entry.key_text)?;
         let mut entry = f.entry.clone();
-        let status = match &f.queue_entry {
-            Some(q) => {
+        let replayed = f.replay_of.and_then(|id| s.queue_mut(id).map(|e| e.id));
+        let status = match (&f.queue_entry, replayed) {
+            // A replay that failed again: the same entry, updated, stays the key's entry.
+            (Some(q), Some(id)) => {
+                let e = s.queue_mut(id).expect("checked above");
+                e.kind = q.kind;
+                e.name = q.name.clone();
+                e.failure_kind = q.failure_kind;
+                e.message = q.message.clone();
+                e.attempts = e.attempts.saturating_add(q.attempts);
+                e.last_failure_ms = q.last_failure_ms;
+                e.status = QueueStatus::Open;
+                e.closed_ms = None;
+                entry.queue_entry = Some(id);
+                KeyStatus::Failed {
+                    entry: QueueRef {
+                        id,
+                        kind: q.kind,
+                        name: q.name.clone(),
+                    },
+                }
+            }
+            // A replay halted: the key goes back to its entry, still open.
+            (None, Some(id)) => {
+                let e = s.queue_mut(id).expect("checked above");
+                KeyStatus::Failed {
+                    entry: QueueRef {
+                        id,
+                        kind: e.kind,
+                        name: e.name.clone(),
+                    },
+                }
+            }
+            (Some(q), None) => {
                 let id = s.queue.len() as u64 + 1;
                 s.queue.push(QueueEntry {
                     id,
@@ -286,6 +352,9 @@ impl Store for MemoryStore {
                     last_failure_ms: q.last_failure_ms,
                     status: QueueStatus::Open,
                     created_ms: f.now_ms,
+                    claimed_by: None,
+                    note: None,
+                    closed_ms: None,
                 });
                 entry.queue_entry = Some(id);
                 KeyStatus::Failed {
@@ -296,7 +365,7 @@ impl Store for MemoryStore {
                     },
                 }
             }
-            None => KeyStatus::Released,
+            (None, None) => KeyStatus::Released,
         };
         if let Some(k) = s.keys.get_mut(&f.key_digest) {
             k.status = status;
@@ -355,21 +424,49 @@ impl Store for MemoryStore {
 
     async fn queue_entries(&self, q: &QueueQuery) -> Result<Vec<QueueEntry>, StoreError> {
         let s = self.lock();
-        Ok(s.queue
-            .iter()
-            .filter(|e| {
-                q.kind.is_none_or(|k| e.kind == k)
-                    && q.name.as_ref().is_none_or(|n| &e.name == n)
-                    && q.action.as_ref().is_none_or(|a| &e.action == a)
-                    && q.status.is_none_or(|st| e.status == st)
-                    && q.run_id.is_none_or(|r| e.run_id == r)
-            })
-            .cloned()
-            .collect())
+        Ok(s.queue.iter().filter(|e| q.matches(e)).cloned().collect())
     }
 
     async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
         Ok(self.lock().queue.iter().find(|e| e.id == id).cloned())
+    }
+
+    async fn queue_update(&self, u: &QueueUpdate) -> Result<QueueEntry, StoreError> {
+        let mut s = self.lock();
+        let e = s
+            .queue_mut(u.id)
+            .ok_or_else(|| StoreError::NotFound(format!("queue entry {}", u.id)))?;
+        u.op.check(e)?;
+        u.op.apply(e, u.now_ms);
+        let updated = e.clone();
+        let mut entry = u.entry.clone();
+        entry.queue_entry = Some(u.id);
+        s.append(entry);
+        Ok(updated)
+    }
+
+    async fn key_state(&self, key_digest: &str) -> Result<Option<store::KeyState>, StoreError> {
+        let s = self.lock();
+        Ok(s.keys.get(key_digest).map(|k| {
+            let (status, result, queue_entry) = match &k.status {
+                KeyStatus::Claimed { .. } => (store::KeyStatus::Claimed, None, None),
+                KeyStatus::Completed { result, .. } => {
+                    (store::KeyStatus::Completed, Some(result.clone()), None)
+                }
+                KeyStatus::Failed { entry } => (store::KeyStatus::Failed, None, Some(entry.id)),
+                KeyStatus::Released => (store::KeyStatus::Released, None, None),
+            };
+            store::KeyState {
+                action: k.call.action.clone(),
+                key_text: k.call.key_text.clone(),
+                record: k.call.record.clone(),
+                fingerprint: k.fingerprint.clone(),
+                payload: k.call.payload.clone(),
+                status,
+                result,
+                queue_entry,
+            }
+        }))
     }
 }
 
@@ -393,6 +490,7 @@ mod tests {
             now_ms,
             lease_ms: 1_000,
             dedup_ms: Some(10_000),
+            replay_of: None,
         }
     }
 
@@ -427,6 +525,7 @@ mod tests {
             result: serde_json::json!({"ok": req.key_text}),
             entry: entry(req, Outcome::Succeeded, 1),
             now_ms,
+            replay_of: None,
         }
     }
 
@@ -451,6 +550,7 @@ mod tests {
             }),
             entry: entry(req, Outcome::Routed, 1),
             now_ms,
+            replay_of: None,
         }
     }
 
@@ -630,6 +730,7 @@ mod tests {
             queue_entry: None,
             entry: entry(&r, Outcome::Halted, 1),
             now_ms: 1,
+            replay_of: None,
         };
         assert_eq!(s.fail(&released).await.unwrap().entry.queue_entry, None);
         let mut other = request("k", "rec", 2);

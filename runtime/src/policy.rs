@@ -230,6 +230,10 @@ pub struct ActionSpec {
     pub result_type: &'static str,
     /// The error type `E` of `Result<T, E>`, as written.
     pub error_type: &'static str,
+    /// Calls the action from a stored payload (replay, revert). Generated for free, non-generic
+    /// functions; `None` for methods and generic functions, which operations cannot invoke.
+    #[serde(skip)]
+    pub invoke: Option<crate::invoke::InvokeFn>,
 }
 
 impl ActionSpec {

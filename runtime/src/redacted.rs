@@ -75,6 +75,17 @@ impl<T: Serialize> Serialize for Redacted<T> {
     }
 }
 
+/// Never succeeds: only the digest was stored, so the value cannot be read back. An action whose payload
+/// holds a `Redacted` field compiles, and its replay fails with an error naming the field (the value
+/// must come from the application again).
+impl<'de, T> serde::Deserialize<'de> for Redacted<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "a Redacted value is stored as its digest only and cannot be read back for a replay",
+        ))
+    }
+}
+
 impl<T: Serialize> fmt::Debug for Redacted<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Redacted").field(&self.digest()).finish()

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::agent::Agent;
 use crate::alert::HaltAlert;
+use crate::log::LogEntry;
 use crate::store::{RunState, StoreError};
 
 /// One run of an agent: the first argument of every guarded action (`disburse(&run, &instr).await`).
@@ -18,6 +19,22 @@ pub struct Run {
     pub(crate) agent: Agent,
     pub(crate) id: Uuid,
     pub(crate) attempt: Option<Arc<Attempt>>,
+    /// Set when an operator invokes an action from stored data (replay, revert).
+    pub(crate) invocation: Option<Arc<Invocation>>,
+}
+
+/// How an action is invoked by an operation rather than by the agent's own code: the guarded call
+/// reads it in `begin`.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// Replay of this queue entry: the failed key is claimed again, and the entry is marked replayed on
+    /// success (or updated on failure).
+    pub replay_of: Option<u64>,
+    /// Replaces the rendered idempotency key's text (the digest is recomputed over it): a revert uses
+    /// `revert:{key of the reversed entry}`, stable, so a second revert replays instead of acting.
+    pub key_override: Option<String>,
+    /// The log entry a compensating action reverses: [`Attempt::reverting`].
+    pub reverting: Option<LogEntry>,
 }
 
 impl std::fmt::Debug for Run {
@@ -96,7 +113,23 @@ impl Run {
             agent: self.agent.clone(),
             id: self.id,
             attempt: Some(Arc::new(attempt)),
+            invocation: self.invocation.clone(),
         }
+    }
+
+    /// This run, with actions called through it invoked as `invocation` says (replay, revert).
+    pub fn with_invocation(&self, invocation: Invocation) -> Run {
+        Run {
+            agent: self.agent.clone(),
+            id: self.id,
+            attempt: None,
+            invocation: Some(Arc::new(invocation)),
+        }
+    }
+
+    /// How actions called through this run are invoked, if by an operation.
+    pub fn invocation(&self) -> Option<&Invocation> {
+        self.invocation.as_deref()
     }
 }
 
@@ -114,6 +147,8 @@ pub struct Attempt {
     pub(crate) fencing_token: Option<u64>,
     pub(crate) before: Mutex<Option<serde_json::Value>>,
     pub(crate) after: Mutex<Option<serde_json::Value>>,
+    /// The entry a compensating action reverses (revert), if any.
+    pub(crate) reverting: Option<LogEntry>,
 }
 
 impl Attempt {
@@ -157,6 +192,14 @@ impl Attempt {
     /// stale writer can be rejected. `None` for `read` actions.
     pub fn fencing_token(&self) -> Option<u64> {
         self.fencing_token
+    }
+
+    /// The log entry this call reverses, when it runs as a compensating action of a revert: its `before`
+    /// is the state to restore and its `after` the state the reversed action left. A compensating body
+    /// that finds the record's current state differs from `after` should return a conflict error
+    /// rather than overwrite a later change (the call then goes to the expert queue).
+    pub fn reverting(&self) -> Option<&LogEntry> {
+        self.reverting.as_ref()
     }
 
     /// Captures the state of the record before the write, for the action log (and revert).

@@ -43,6 +43,11 @@ pub struct BeginRequest {
     pub lease_ms: Millis,
     /// Loop-filter window for (record, action); `None` turns it off.
     pub dedup_ms: Option<Millis>,
+    /// A replay of this queue entry: when the key is terminally failed with exactly this entry and the
+    /// entry is open or claimed, the key is claimed again (next fencing token, no takeover) instead of
+    /// answering [`Begin::Failed`].
+    #[serde(default)]
+    pub replay_of: Option<u64>,
 }
 
 /// The answer to [`Store::begin`], checked in this order.
@@ -120,6 +125,9 @@ pub struct Completion {
     pub entry: NewLogEntry,
     /// Now.
     pub now_ms: Millis,
+    /// The queue entry this call replays: it is marked [`QueueStatus::Replayed`] in the same transaction.
+    #[serde(default)]
+    pub replay_of: Option<u64>,
 }
 
 /// A terminal failure of a claimed call (routed, dead-lettered or halted).
@@ -137,6 +145,11 @@ pub struct Failure {
     pub entry: NewLogEntry,
     /// Now.
     pub now_ms: Millis,
+    /// The queue entry this call replays. A replay that fails again with a `queue_entry` updates that
+    /// entry (attempts added, `last_failure_ms`, message, status back to open) instead of creating a new
+    /// one; the key stays failed and points at it.
+    #[serde(default)]
+    pub replay_of: Option<u64>,
 }
 
 /// Which review queue.
@@ -226,6 +239,159 @@ pub struct QueueEntry {
     pub last_failure_ms: Millis,
     pub status: QueueStatus,
     pub created_ms: Millis,
+    /// Who claimed the entry (the last operator to claim, resolve or discard it).
+    #[serde(default)]
+    pub claimed_by: Option<String>,
+    /// The note of the resolution or discard.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// When the entry reached a terminal status (resolved, discarded, replayed).
+    #[serde(default)]
+    pub closed_ms: Option<Millis>,
+}
+
+impl QueueStatus {
+    /// The spelling used in logs and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueStatus::Open => "open",
+            QueueStatus::Claimed => "claimed",
+            QueueStatus::Resolved => "resolved",
+            QueueStatus::Discarded => "discarded",
+            QueueStatus::Replayed => "replayed",
+        }
+    }
+
+    /// Whether no operation may change the entry any more (resolved, discarded, replayed).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            QueueStatus::Resolved | QueueStatus::Discarded | QueueStatus::Replayed
+        )
+    }
+}
+
+/// What an operator does to a queue entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueOp {
+    /// Take the entry: open → claimed.
+    Claim { by: String },
+    /// Settle it with a note: open or claimed → resolved.
+    Resolve { by: String, note: String },
+    /// Drop it with a note: open or claimed → discarded.
+    Discard { by: String, note: String },
+}
+
+impl QueueOp {
+    /// Who acts.
+    pub fn by(&self) -> &str {
+        match self {
+            QueueOp::Claim { by } | QueueOp::Resolve { by, .. } | QueueOp::Discard { by, .. } => by,
+        }
+    }
+
+    /// The status the entry moves to.
+    pub fn target(&self) -> QueueStatus {
+        match self {
+            QueueOp::Claim { .. } => QueueStatus::Claimed,
+            QueueOp::Resolve { .. } => QueueStatus::Resolved,
+            QueueOp::Discard { .. } => QueueStatus::Discarded,
+        }
+    }
+
+    /// The note, for resolve and discard.
+    pub fn note(&self) -> Option<&str> {
+        match self {
+            QueueOp::Claim { .. } => None,
+            QueueOp::Resolve { note, .. } | QueueOp::Discard { note, .. } => Some(note),
+        }
+    }
+
+    /// Checks the transition from `entry`'s status; the error is [`StoreError::Conflict`] naming the
+    /// entry and its status. Every store applies this one rule.
+    pub fn check(&self, entry: &QueueEntry) -> Result<(), StoreError> {
+        let allowed = match self {
+            QueueOp::Claim { .. } => entry.status == QueueStatus::Open,
+            QueueOp::Resolve { .. } | QueueOp::Discard { .. } => !entry.status.is_terminal(),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!(
+                "queue entry {} is {}: it cannot be {}",
+                entry.id,
+                entry.status.as_str(),
+                self.target().as_str()
+            )))
+        }
+    }
+
+    /// Applies the transition to `entry` (after [`check`](Self::check)).
+    pub fn apply(&self, entry: &mut QueueEntry, now_ms: Millis) {
+        entry.status = self.target();
+        entry.claimed_by = Some(self.by().to_owned());
+        if let Some(note) = self.note() {
+            entry.note = Some(note.to_owned());
+            entry.closed_ms = Some(now_ms);
+        }
+    }
+}
+
+/// An operator's change to a queue entry, atomic with its log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueUpdate {
+    /// The entry.
+    pub id: u64,
+    /// What to do.
+    pub op: QueueOp,
+    /// Now.
+    pub now_ms: Millis,
+    /// The operator log entry (`Outcome::Operator`, `queue_entry = Some(id)`), appended in the same
+    /// transaction.
+    pub entry: NewLogEntry,
+}
+
+/// What became of a key, as the store holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// Claimed by a call (live or expired lease).
+    Claimed,
+    /// Completed: the result is stored.
+    Completed,
+    /// Terminally failed: a queue entry decides.
+    Failed,
+    /// Released without a result (the run halted).
+    Released,
+}
+
+impl KeyStatus {
+    /// The spelling used in the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Claimed => "claimed",
+            KeyStatus::Completed => "completed",
+            KeyStatus::Failed => "failed",
+            KeyStatus::Released => "released",
+        }
+    }
+}
+
+/// One idempotency key as stored: what it was called with and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyState {
+    pub action: String,
+    pub key_text: String,
+    pub record: String,
+    pub fingerprint: String,
+    /// The payload of the call (what replay and revert invoke actions with).
+    pub payload: serde_json::Value,
+    pub status: KeyStatus,
+    /// The stored result, once completed.
+    pub result: Option<serde_json::Value>,
+    /// The queue entry, once terminally failed.
+    pub queue_entry: Option<u64>,
 }
 
 /// Which queue entries to list.
@@ -236,6 +402,25 @@ pub struct QueueQuery {
     pub action: Option<String>,
     pub status: Option<QueueStatus>,
     pub run_id: Option<Uuid>,
+    /// Entries created at or before this time (Unix ms): "older than".
+    #[serde(default)]
+    pub older_than_ms: Option<Millis>,
+    /// Entries created at or after this time (Unix ms): "newer than".
+    #[serde(default)]
+    pub newer_than_ms: Option<Millis>,
+}
+
+impl QueueQuery {
+    /// Whether `e` matches every filter.
+    pub fn matches(&self, e: &QueueEntry) -> bool {
+        self.kind.is_none_or(|k| e.kind == k)
+            && self.name.as_ref().is_none_or(|n| &e.name == n)
+            && self.action.as_ref().is_none_or(|a| &e.action == a)
+            && self.status.is_none_or(|st| e.status == st)
+            && self.run_id.is_none_or(|r| e.run_id == r)
+            && self.older_than_ms.is_none_or(|t| e.created_ms <= t)
+            && self.newer_than_ms.is_none_or(|t| e.created_ms >= t)
+    }
 }
 
 /// Whether a run may go on.
@@ -272,6 +457,10 @@ pub enum StoreError {
     /// Something asked for does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The operation does not apply to the current state (a queue entry already resolved, discarded
+    /// or replayed).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// Anything else the backend reported.
     #[error("store error: {0}")]
     Backend(String),
@@ -329,4 +518,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// One queue entry.
     async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError>;
+
+    /// An operator's change to a queue entry, atomically with appending `update.entry` (its
+    /// `queue_entry` set to the id). Transitions (checked by [`QueueOp::check`]): open → claimed;
+    /// open or claimed → resolved or discarded; anything from a terminal status →
+    /// [`StoreError::Conflict`]. An unknown id → [`StoreError::NotFound`]. Returns the updated entry.
+    async fn queue_update(&self, update: &QueueUpdate) -> Result<QueueEntry, StoreError>;
+
+    /// The stored state of one key (by digest), or `None` if the store never saw it.
+    async fn key_state(&self, key_digest: &str) -> Result<Option<KeyState>, StoreError>;
 }

@@ -52,6 +52,7 @@ static DISBURSE: ActionSpec = ActionSpec {
     deps: &[],
     result_type: "Receipt",
     error_type: "LedgerError",
+    invoke: None,
 };
 
 static REVERSE: ActionSpec = ActionSpec {
@@ -97,6 +98,7 @@ static REVERSE: ActionSpec = ActionSpec {
     }],
     result_type: "()",
     error_type: "LedgerError",
+    invoke: None,
 };
 
 static BALANCE: ActionSpec = ActionSpec {
@@ -122,6 +124,7 @@ static BALANCE: ActionSpec = ActionSpec {
     deps: &[],
     result_type: "Money",
     error_type: "LedgerError",
+    invoke: None,
 };
 
 // Registered the way `#[agent_action]` registers them.

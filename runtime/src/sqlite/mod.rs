@@ -78,8 +78,8 @@ use uuid::Uuid;
 
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
-    Begin, BeginRequest, Completion, Failure, Millis, QueueEntry, QueueQuery, RunState, Store,
-    StoreError,
+    Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
+    QueueUpdate, RunState, Store, StoreError,
 };
 use ops::Ctx;
 use schema::{Location, Settings};
@@ -290,6 +290,7 @@ enum Write {
     Complete(Box<Completion>, Reply<LogEntry>),
     Fail(Box<Failure>, Reply<LogEntry>),
     Append(Box<NewLogEntry>, Reply<LogEntry>),
+    Queue(Box<QueueUpdate>, Reply<QueueEntry>),
     Halt {
         run_id: Uuid,
         reason: String,
@@ -310,6 +311,7 @@ enum Applied {
     Begin(Reply<Begin>, Result<Begin, StoreError>),
     Log(Reply<LogEntry>, Box<Result<LogEntry, StoreError>>),
     Bool(Reply<bool>, Result<bool, StoreError>),
+    Queue(Reply<QueueEntry>, Box<Result<QueueEntry, StoreError>>),
 }
 
 impl Applied {
@@ -333,6 +335,9 @@ impl Applied {
             }
             Applied::Bool(tx, r) => {
                 let _ = tx.send(settle(r, commit));
+            }
+            Applied::Queue(tx, r) => {
+                let _ = tx.send(settle(*r, commit));
             }
         }
     }
@@ -524,6 +529,9 @@ fn refuse(w: Write, e: StoreError) {
         Write::Halt { reply, .. } => {
             let _ = reply.send(Err(e));
         }
+        Write::Queue(_, tx) => {
+            let _ = tx.send(Err(e));
+        }
     }
 }
 
@@ -543,6 +551,12 @@ fn apply_one(conn: &Connection, at: &Location, w: Write, poisoned: &Cell<bool>) 
         Write::Append(e, tx) => Applied::Log(
             tx,
             Box::new(savepoint(conn, at, poisoned, |c| ops::append(c, at, *e))),
+        ),
+        Write::Queue(u, tx) => Applied::Queue(
+            tx,
+            Box::new(savepoint(conn, at, poisoned, |c| {
+                ops::queue_update(c, at, &u)
+            })),
         ),
         Write::Halt {
             run_id,
@@ -652,5 +666,16 @@ impl Store for SqliteStore {
 
     async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
         self.read(move |c, at| ops::queue_entry(c, at, id)).await
+    }
+
+    async fn queue_update(&self, update: &QueueUpdate) -> Result<QueueEntry, StoreError> {
+        let update = Box::new(update.clone());
+        self.write(|tx| Write::Queue(update, tx)).await
+    }
+
+    async fn key_state(&self, key_digest: &str) -> Result<Option<KeyState>, StoreError> {
+        let key_digest = key_digest.to_owned();
+        self.read(move |c, at| ops::key_state(c, at, &key_digest))
+            .await
     }
 }

@@ -7,8 +7,8 @@ use uuid::Uuid;
 use super::schema::Location;
 use crate::log::{GENESIS_HASH, LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
-    Begin, BeginRequest, Claim, Completion, Failure, Millis, NewQueueEntry, QueueEntry, QueueKind,
-    QueueQuery, QueueRef, QueueStatus, RunState, StoreError,
+    Begin, BeginRequest, Claim, Completion, Failure, KeyState, KeyStatus, Millis, NewQueueEntry,
+    QueueEntry, QueueKind, QueueQuery, QueueRef, QueueStatus, QueueUpdate, RunState, StoreError,
 };
 
 /// Ties SQLite errors to the file they came from.
@@ -48,13 +48,7 @@ fn queue_kind(s: &str) -> Option<QueueKind> {
 }
 
 fn status_str(s: QueueStatus) -> &'static str {
-    match s {
-        QueueStatus::Open => "open",
-        QueueStatus::Claimed => "claimed",
-        QueueStatus::Resolved => "resolved",
-        QueueStatus::Discarded => "discarded",
-        QueueStatus::Replayed => "replayed",
-    }
+    s.as_str()
 }
 
 fn status_of(s: &str) -> Option<QueueStatus> {
@@ -113,6 +107,7 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
         .at(at)?;
 
     let mut takeover = false;
+    let mut replay = false;
     if let Some(k) = &key {
         if k.fingerprint != r.fingerprint {
             return Ok(Begin::KeyReused {
@@ -130,8 +125,11 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
             let id = k
                 .queue_id
                 .ok_or_else(|| corrupt(at, "failed key", "it names no queue entry"))?;
-            let entry = queue_ref(c, at, id)?;
-            return Ok(Begin::Failed { entry });
+            replay = r.replay_of == Some(id as u64) && replayable(c, at, id)?;
+            if !replay {
+                let entry = queue_ref(c, at, id)?;
+                return Ok(Begin::Failed { entry });
+            }
         }
         if k.state == "claimed" {
             let until = k.lease_until_ms.unwrap_or(Millis::MIN);
@@ -195,7 +193,12 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
         }
     }
 
-    let previous_attempts = key.as_ref().map_or(0, |k| k.attempts);
+    // A replay is a new call under the same key: its attempts count afresh.
+    let previous_attempts = if replay {
+        0
+    } else {
+        key.as_ref().map_or(0, |k| k.attempts)
+    };
     let token = record.as_ref().map_or(0, |rec| rec.0) + 1;
     let lease_until = r.now_ms.saturating_add(r.lease_ms);
     c.prepare_cached(
@@ -319,17 +322,162 @@ pub(crate) fn complete(
     .at(at)?
     .execute(params![d.record, d.action, key_text, d.key_digest, d.now_ms])
     .at(at)?;
+    if let Some(id) = d.replay_of {
+        c.prepare_cached(
+            "UPDATE queue SET status = 'replayed', closed_ms = ?2 WHERE id = ?1 AND status IN ('open', 'claimed')",
+        )
+        .at(at)?
+        .execute(params![id as i64, d.now_ms])
+        .at(at)?;
+    }
     release_record(c, at, &record, &d.key_digest)?;
     append(c, at, d.entry.clone())
+}
+
+/// Whether queue entry `id` is still open or claimed (so its key may be replayed).
+fn replayable(c: &Connection, at: &Location, id: i64) -> Result<bool, StoreError> {
+    c.prepare_cached("SELECT 1 FROM queue WHERE id = ?1 AND status IN ('open', 'claimed')")
+        .at(at)?
+        .exists(params![id])
+        .at(at)
+}
+
+/// A replay that failed again: the same entry takes the new failure and opens again.
+fn refail_queue(
+    c: &Connection,
+    at: &Location,
+    id: i64,
+    q: &NewQueueEntry,
+) -> Result<(), StoreError> {
+    let stored: String = c
+        .prepare_cached("SELECT entry FROM queue WHERE id = ?1")
+        .at(at)?
+        .query_row(params![id], |row| row.get(0))
+        .at(at)?;
+    let mut e: NewQueueEntry = from_json(at, "queue entry", &stored)?;
+    e.kind = q.kind;
+    e.name = q.name.clone();
+    e.failure_kind = q.failure_kind;
+    e.message = q.message.clone();
+    e.attempts = e.attempts.saturating_add(q.attempts);
+    e.last_failure_ms = q.last_failure_ms;
+    c.prepare_cached(
+        "UPDATE queue SET kind = ?2, name = ?3, status = 'open', closed_ms = NULL, entry = ?4 WHERE id = ?1",
+    )
+    .at(at)?
+    .execute(params![id, e.kind.as_str(), e.name, to_json(&e)?])
+    .at(at)?;
+    Ok(())
+}
+
+/// An operator's change to a queue entry, with its log entry.
+pub(crate) fn queue_update(
+    c: &Connection,
+    at: &Location,
+    u: &QueueUpdate,
+) -> Result<QueueEntry, StoreError> {
+    let mut e = queue_entry(c, at, u.id)?
+        .ok_or_else(|| StoreError::NotFound(format!("queue entry {}", u.id)))?;
+    u.op.check(&e)?;
+    u.op.apply(&mut e, u.now_ms);
+    c.prepare_cached(
+        "UPDATE queue SET status = ?2, claimed_by = ?3, note = ?4, closed_ms = ?5 WHERE id = ?1",
+    )
+    .at(at)?
+    .execute(params![
+        e.id as i64,
+        status_str(e.status),
+        e.claimed_by,
+        e.note,
+        e.closed_ms
+    ])
+    .at(at)?;
+    let mut entry = u.entry.clone();
+    entry.queue_entry = Some(u.id);
+    append(c, at, entry)?;
+    Ok(e)
+}
+
+/// The stored state of one key.
+pub(crate) fn key_state(
+    c: &Connection,
+    at: &Location,
+    key_digest: &str,
+) -> Result<Option<KeyState>, StoreError> {
+    let row = c
+        .prepare_cached(
+            "SELECT action, key_text, record, fingerprint, payload, state, result, queue_id
+             FROM keys WHERE key_digest = ?1",
+        )
+        .at(at)?
+        .query_row(params![key_digest], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, String>(5)?,
+                row.get::<_, Option<String>>(6)?,
+                row.get::<_, Option<i64>>(7)?,
+            ))
+        })
+        .optional()
+        .at(at)?;
+    let Some((action, key_text, record, fingerprint, payload, state, result, queue_id)) = row
+    else {
+        return Ok(None);
+    };
+    let status = match state.as_str() {
+        "claimed" => KeyStatus::Claimed,
+        "completed" => KeyStatus::Completed,
+        "failed" => KeyStatus::Failed,
+        "released" => KeyStatus::Released,
+        other => return Err(corrupt(at, "key", format!("state `{other}`"))),
+    };
+    let result = match (status, result) {
+        (KeyStatus::Completed, Some(r)) => Some(from_json(at, "stored result", &r)?),
+        _ => None,
+    };
+    Ok(Some(KeyState {
+        action,
+        key_text,
+        record,
+        fingerprint,
+        payload: from_json(at, "payload", &payload)?,
+        status,
+        result,
+        queue_entry: match status {
+            KeyStatus::Failed => queue_id.map(|id| id as u64),
+            _ => None,
+        },
+    }))
 }
 
 /// Terminal failure of a claimed call.
 pub(crate) fn fail(c: &Connection, at: &Location, f: &Failure) -> Result<LogEntry, StoreError> {
     let (record, _) = held(c, at, &f.key_digest, f.claim_id, &f.entry.key_text)?;
     let mut entry = f.entry.clone();
-    match &f.queue_entry {
-        Some(q) => {
-            let id = insert_queue(c, at, q, f.now_ms)?;
+    let replayed = match f.replay_of {
+        Some(id) => c
+            .prepare_cached("SELECT 1 FROM queue WHERE id = ?1")
+            .at(at)?
+            .exists(params![id as i64])
+            .at(at)?
+            .then_some(id as i64),
+        None => None,
+    };
+    let queue = match (&f.queue_entry, replayed) {
+        (Some(q), Some(id)) => {
+            refail_queue(c, at, id, q)?;
+            Some(id)
+        }
+        (None, Some(id)) => Some(id),
+        (Some(q), None) => Some(insert_queue(c, at, q, f.now_ms)?),
+        (None, None) => None,
+    };
+    match queue {
+        Some(id) => {
             c.prepare_cached(
                 "UPDATE keys SET state = 'failed', queue_id = ?2, claim_id = NULL, lease_until_ms = NULL,
                      updated_ms = ?3
@@ -338,7 +486,9 @@ pub(crate) fn fail(c: &Connection, at: &Location, f: &Failure) -> Result<LogEntr
             .at(at)?
             .execute(params![f.key_digest, id, f.now_ms])
             .at(at)?;
-            entry.queue_entry = Some(id as u64);
+            if f.queue_entry.is_some() {
+                entry.queue_entry = Some(id as u64);
+            }
         }
         None => {
             c.prepare_cached(
@@ -558,10 +708,21 @@ fn queue_ref(c: &Connection, at: &Location, id: i64) -> Result<QueueRef, StoreEr
     })
 }
 
-const QUEUE_COLUMNS: &str = "SELECT id, status, created_ms, entry FROM queue";
+const QUEUE_COLUMNS: &str =
+    "SELECT id, status, created_ms, entry, claimed_by, note, closed_ms FROM queue";
 
-fn queue_row(at: &Location, row: (i64, String, Millis, String)) -> Result<QueueEntry, StoreError> {
-    let (id, status, created_ms, entry) = row;
+type QueueRow = (
+    i64,
+    String,
+    Millis,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<Millis>,
+);
+
+fn queue_row(at: &Location, row: QueueRow) -> Result<QueueEntry, StoreError> {
+    let (id, status, created_ms, entry, claimed_by, note, closed_ms) = row;
     let q: NewQueueEntry = from_json(at, "queue entry", &entry)?;
     let status = status_of(&status)
         .ok_or_else(|| corrupt(at, "queue entry", format!("status `{status}`")))?;
@@ -582,11 +743,22 @@ fn queue_row(at: &Location, row: (i64, String, Millis, String)) -> Result<QueueE
         last_failure_ms: q.last_failure_ms,
         status,
         created_ms,
+        claimed_by,
+        note,
+        closed_ms,
     })
 }
 
-fn get_queue_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, Millis, String)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+fn get_queue_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
 }
 
 pub(crate) fn queue_entries(
@@ -595,25 +767,31 @@ pub(crate) fn queue_entries(
     q: &QueueQuery,
 ) -> Result<Vec<QueueEntry>, StoreError> {
     let mut sql = format!("{QUEUE_COLUMNS} WHERE 1 = 1");
-    let mut args: Vec<String> = Vec::new();
-    let mut filter = |column: &str, v: String| {
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut filter = |column: &str, op: &str, v: rusqlite::types::Value| {
         args.push(v);
-        sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        sql.push_str(&format!(" AND {column} {op} ?{}", args.len()));
     };
     if let Some(k) = q.kind {
-        filter("kind", k.as_str().to_owned());
+        filter("kind", "=", k.as_str().to_owned().into());
     }
     if let Some(n) = &q.name {
-        filter("name", n.clone());
+        filter("name", "=", n.clone().into());
     }
     if let Some(a) = &q.action {
-        filter("action", a.clone());
+        filter("action", "=", a.clone().into());
     }
     if let Some(s) = q.status {
-        filter("status", status_str(s).to_owned());
+        filter("status", "=", status_str(s).to_owned().into());
     }
     if let Some(r) = q.run_id {
-        filter("run_id", r.to_string());
+        filter("run_id", "=", r.to_string().into());
+    }
+    if let Some(t) = q.older_than_ms {
+        filter("created_ms", "<=", t.into());
+    }
+    if let Some(t) = q.newer_than_ms {
+        filter("created_ms", ">=", t.into());
     }
     sql.push_str(" ORDER BY id");
     let mut stmt = c.prepare_cached(&sql).at(at)?;

@@ -9,7 +9,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::store::StoreError;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations, in order: `MIGRATIONS[n]` brings a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -91,6 +91,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX log_by_action ON log (action, seq);
     CREATE INDEX log_by_record ON log (record, seq);
     CREATE INDEX log_by_time ON log (at_ms);
+    "#,
+    // 1 → 2: operators on queue entries (who claimed it, the note, when it was closed).
+    r#"
+    ALTER TABLE queue ADD COLUMN claimed_by TEXT;
+    ALTER TABLE queue ADD COLUMN note TEXT;
+    ALTER TABLE queue ADD COLUMN closed_ms INTEGER;
     "#,
 ];
 

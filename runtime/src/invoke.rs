@@ -1,0 +1,153 @@
+//! Calling a registered action from stored data: what replay and revert use.
+//!
+//! `#[agent_action]` on a free, non-generic function generates an [`InvokeFn`] in its
+//! [`ActionSpec`](crate::ActionSpec): it deserializes each payload parameter from the stored payload
+//! (by parameter name), takes each `#[dep]` from the agent's resources
+//! ([`AgentBuilder::resource`](crate::AgentBuilder::resource)), calls the guarded function and
+//! serializes its result. Methods (`self`) and generic functions have no `InvokeFn`: they cannot be
+//! replayed or used as compensating actions by an operation (the audit warns about it).
+
+use std::any::Any;
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::classify::Classify;
+use crate::error::ActionError;
+use crate::policy::FailureKind;
+use crate::run::Run;
+
+/// Calls an action with a stored payload (a JSON object with one field per payload parameter) and
+/// the agent's resources; answers the serialized result.
+pub type InvokeFn = for<'a> fn(
+    &'a Run,
+    serde_json::Value,
+) -> Pin<
+    Box<dyn Future<Output = Result<serde_json::Value, InvokeError>> + Send + 'a>,
+>;
+
+/// Why invoking an action from stored data did not succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvokeError {
+    /// A payload field is missing or no longer deserializes into the parameter's type.
+    #[error(
+        "the stored payload of `{action}` does not deserialize: field `{field}`: {message} (was the parameter's type changed since?)"
+    )]
+    Payload {
+        action: String,
+        field: String,
+        message: String,
+    },
+    /// A `#[dep]` the action needs was not given to the agent.
+    #[error("`{action}` needs the resource `{type_name}`: register it with AgentBuilder::resource")]
+    MissingResource { action: String, type_name: String },
+    /// The action ran (or refused) and returned an error.
+    #[error("`{action}` {kind}: {message}")]
+    Action {
+        action: String,
+        /// What kind of outcome: `skipped`, `routed`, `dead_lettered`, `halted`, `security_halt`,
+        /// `failed`, `previously_failed`, `in_progress`, `key_reused`, `serialization`, `store`.
+        kind: &'static str,
+        /// The error rendered.
+        message: String,
+        /// The failure kind of a routed, dead-lettered, failed or halting call.
+        failure_kind: Option<FailureKind>,
+        /// The queue entry the call went to (routed, dead-lettered, previously failed), if any.
+        queue_entry: Option<u64>,
+    },
+    /// The result could not be serialized.
+    #[error("cannot serialize the result of `{action}`: {message}")]
+    Result { action: String, message: String },
+}
+
+impl InvokeError {
+    /// The kind of an [`InvokeError::Action`] (`routed`, `dead_lettered`, …), else `None`.
+    pub fn action_kind(&self) -> Option<&'static str> {
+        match self {
+            InvokeError::Action { kind, .. } => Some(kind),
+            _ => None,
+        }
+    }
+}
+
+/// Deserializes payload field `field` (a missing field reads as `null`, so `Option` parameters may be
+/// absent).
+#[doc(hidden)]
+pub fn invoke_payload<T: DeserializeOwned>(
+    action: &str,
+    payload: &serde_json::Value,
+    field: &str,
+) -> Result<T, InvokeError> {
+    let value = payload.get(field).unwrap_or(&serde_json::Value::Null);
+    T::deserialize(value).map_err(|e| InvokeError::Payload {
+        action: action.to_owned(),
+        field: field.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// A `#[dep]` taken by reference from the agent's resources.
+#[doc(hidden)]
+pub fn invoke_dep<'a, T: Any + Send + Sync>(
+    run: &'a Run,
+    action: &str,
+) -> Result<&'a T, InvokeError> {
+    run.agent()
+        .resource::<T>()
+        .ok_or_else(|| InvokeError::MissingResource {
+            action: action.to_owned(),
+            type_name: std::any::type_name::<T>().to_owned(),
+        })
+}
+
+/// A `#[dep]` taken by value: cloned from the agent's resources.
+#[doc(hidden)]
+pub fn invoke_dep_owned<T: Any + Send + Sync + Clone>(
+    run: &Run,
+    action: &str,
+) -> Result<T, InvokeError> {
+    invoke_dep::<T>(run, action).cloned()
+}
+
+/// The outcome of the invoked call, serialized.
+#[doc(hidden)]
+pub fn invoke_result<T: Serialize, E: Classify + Display>(
+    action: &str,
+    result: Result<T, ActionError<E>>,
+) -> Result<serde_json::Value, InvokeError> {
+    match result {
+        Ok(v) => serde_json::to_value(&v).map_err(|e| InvokeError::Result {
+            action: action.to_owned(),
+            message: e.to_string(),
+        }),
+        Err(e) => Err(action_error(action, &e)),
+    }
+}
+
+fn action_error<E: Classify + Display>(action: &str, e: &ActionError<E>) -> InvokeError {
+    let (kind, failure_kind, queue_entry) = match e {
+        ActionError::Halted { .. } => ("halted", None, None),
+        ActionError::Skipped { .. } => ("skipped", None, None),
+        ActionError::Routed { kind, queue, .. } => ("routed", Some(*kind), Some(queue.id)),
+        ActionError::DeadLettered { queue, error, .. } => {
+            ("dead_lettered", Some(error.classify()), Some(queue.id))
+        }
+        ActionError::SecurityHalt { .. } => ("security_halt", Some(FailureKind::Security), None),
+        ActionError::Failed { kind, .. } => ("failed", Some(*kind), None),
+        ActionError::PreviouslyFailed { queue, .. } => ("previously_failed", None, Some(queue.id)),
+        ActionError::InProgress { .. } => ("in_progress", None, None),
+        ActionError::KeyReused { .. } => ("key_reused", None, None),
+        ActionError::Serialization { .. } => ("serialization", None, None),
+        ActionError::Store(_) => ("store", None, None),
+    };
+    InvokeError::Action {
+        action: action.to_owned(),
+        kind,
+        message: e.to_string(),
+        failure_kind,
+        queue_entry,
+    }
+}
