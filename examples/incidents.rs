@@ -13,6 +13,7 @@ use std::fmt::Display;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actguard::ops::{self, RevertOptions};
 use actguard::store::QueueQuery;
 use actguard::testing::{Downstream, DownstreamError, Receipt, naive_retry};
 use actguard::{
@@ -305,6 +306,12 @@ enum DeskError {
     #[error("the service desk is unavailable")]
     #[classify(transient)]
     Unavailable,
+    #[error("ticket {ticket} changed since the faulty write (now {now}): not overwritten")]
+    #[classify(conflict)]
+    ChangedSince { ticket: String, now: String },
+    #[error("restore_priority runs only as the compensation of set_priority (revert)")]
+    #[classify(validation)]
+    NotAReversal,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -329,21 +336,36 @@ async fn set_priority(run: &Run, #[dep] desk: &Desk, f: &Flag) -> Result<String,
     Ok(f.priority.clone())
 }
 
-/// The compensating action of `set_priority`: puts back the priority a ticket had before. Revert
-/// runs it for exactly the records of a bad batch.
-#[allow(dead_code)]
+/// The compensating action of `set_priority`, run by revert for exactly the records of a bad batch: it
+/// gets the same payload, and the log entry it reverses, whose `before` is the priority to put back.
+/// A ticket changed since the faulty write is left alone (a conflict: the expert queue decides).
 #[agent_action(
     key = "restore:{f.ticket}:{f.batch}",
     record = "{f.ticket}",
     dedup = "none",
-    backoff = "10ms..100ms"
+    backoff = "10ms..100ms",
+    expert = "service-desk"
 )]
 async fn restore_priority(run: &Run, #[dep] desk: &Desk, f: &Flag) -> Result<String, DeskError> {
     let attempt = run.attempt();
-    attempt.before(&desk.get(&f.ticket));
-    desk.set(&f.ticket, &f.priority);
-    attempt.after(&f.priority);
-    Ok(f.priority.clone())
+    let reverting = attempt.reverting().ok_or(DeskError::NotAReversal)?;
+    let before: String = reverting
+        .entry
+        .before
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or(DeskError::NotAReversal)?;
+    let now = desk.get(&f.ticket);
+    if now != f.priority {
+        return Err(DeskError::ChangedSince {
+            ticket: f.ticket.clone(),
+            now,
+        });
+    }
+    attempt.before(&now);
+    desk.set(&f.ticket, &before);
+    attempt.after(&before);
+    Ok(before)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -942,52 +964,83 @@ async fn wrong_flags(agent: &Agent, desk: &Desk, checks: &mut Checks) -> (Row, u
         .collect();
 
     // The blast radius: what the bad run's set_priority wrote, with before and after, from the log.
-    let entries = agent
-        .store()
-        .log(&LogQuery {
-            run_id: Some(bad_run.id()),
-            action: Some("set_priority".into()),
-            outcome: Some(Outcome::Succeeded),
-            ..LogQuery::default()
-        })
-        .await
-        .unwrap_or_default();
+    let selection = LogQuery {
+        run_id: Some(bad_run.id()),
+        action: Some("set_priority".into()),
+        ..LogQuery::default()
+    };
+    let radius = match ops::blast_radius(agent.store().as_ref(), &selection).await {
+        Ok(r) => r,
+        Err(e) => {
+            say(format!("guarded: blast radius failed: {e}"));
+            ops::BlastRadius::default()
+        }
+    };
     say("guarded: blast radius of the bad batch, from the action log:".to_string());
-    let mut radius = BTreeSet::new();
+    let mut in_radius = BTreeSet::new();
     let mut restorable = 0;
-    for e in &entries {
-        let before = e.entry.before.clone().unwrap_or_default();
-        let after = e.entry.after.clone().unwrap_or_default();
-        if good.get(&e.entry.record).map(|p| serde_json::json!(p)) == Some(before.clone()) {
+    for r in &radius.records {
+        let before = r.before.clone().unwrap_or_default();
+        let after = r.after.clone().unwrap_or_default();
+        if good.get(&r.record).map(|p| serde_json::json!(p)) == Some(before.clone()) {
             restorable += 1;
         }
         say(format!(
             "  seq {:>3} {} before {before} after {after}",
-            e.seq, e.entry.record
+            r.seq, r.record
         ));
-        radius.insert(e.entry.record.clone());
+        in_radius.insert(r.record.clone());
     }
+
+    // Revert: restore_priority (set_priority's `compensate`) for exactly those records.
+    let options = RevertOptions {
+        dry_run: false,
+        by: "incidents demo".into(),
+    };
+    let report = ops::revert(agent, &radius, &options).await;
+    let (reverted, failed) = match &report {
+        Ok(r) => (r.reverted(), r.failed() + r.diverged()),
+        Err(e) => {
+            say(format!("guarded: revert failed: {e}"));
+            (0, radius.len())
+        }
+    };
+    let restored = desk.snapshot() == good;
     say(format!(
-        "guarded: {} records in the blast radius, each with the priority to restore; revert: not run (needs `actguard::ops`)",
-        radius.len()
+        "guarded: revert ran restore_priority on {reverted} records; every ticket back to its priority before the batch: {restored}"
+    ));
+    // A second revert of the same selection replays the compensations' stored results: nothing acts.
+    let again = ops::revert(agent, &radius, &options).await;
+    let already = again.as_ref().map(|r| r.already_reverted()).unwrap_or(0);
+    say(format!(
+        "guarded: a second revert: {already} records already reverted, nothing written"
     ));
 
     checks.expect(
         "flags: blast radius = records the bug changed",
-        &radius,
+        &in_radius,
         &changed,
     );
     checks.expect("flags: blast radius size", radius.len(), 5);
     checks.expect("flags: before state kept for each", restorable, 5);
+    checks.expect("flags: records reverted", reverted, 5);
+    checks.expect("flags: records not reverted", failed, 0);
+    checks.expect("flags: priorities restored", restored, true);
+    checks.expect("flags: second revert acts on nothing", already, 5);
+    checks.expect(
+        "flags: still restored after the second revert",
+        desk.snapshot() == good,
+        true,
+    );
     let row = Row {
         incident: "wrong priority flags",
         unguarded: format!("{naive_p1} wrong, blast radius unknown"),
-        effects: entries.len() as u64,
+        effects: radius.len() as u64,
         duplicates: 0,
         skips: 0,
         queued: "0".into(),
         halt: "no",
-        reverted: "pending".into(),
+        reverted: reverted.to_string(),
         note: format!("blast radius {} records", radius.len()),
     };
     (row, bad_run.id())
