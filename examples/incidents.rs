@@ -431,6 +431,8 @@ async fn main() {
             let _ = std::fs::remove_file(format!("{DEFAULT_STORE_PATH}{suffix}"));
         }
         println!("Removed the previous {DEFAULT_STORE_PATH}: the demo starts from an empty store.");
+    } else {
+        println!("No previous {DEFAULT_STORE_PATH}: the demo starts from an empty store.");
     }
     let alerts = Arc::new(Mutex::new(0));
     // The service desk is also an agent resource: revert calls the compensating action with it.
