@@ -43,13 +43,8 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
         // Spanned on the parameter's type, so a type that is not `Serialize` is reported there.
         let span = inner.span();
         let p = respan(p.clone(), span);
-        let field = if matches!(strip_groups(&param.ty), Type::Reference(_)) {
-            quote_spanned!(span=> payload_ref_field)
-        } else {
-            quote_spanned!(span=> payload_field)
-        };
         quote_spanned! {span=>
-            #p::#field(&mut __agent_action_payload, #name, #value)?;
+            #p::payload_field(&mut __agent_action_payload, #name, #value)?;
         }
     });
     let (invoke_fn, invoke) = match invoke(action, &func, &p) {
@@ -228,15 +223,6 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
     }
     let fn_ident = &sig.ident;
     let name = &action.name;
-    // The bounds on `T` and `E`, at the span of `Result` like the guarded call's, so an unmet one is
-    // reported once.
-    let at = result_span(&sig.output);
-    let ok_at = respan(action.ok_ty.to_token_stream(), at);
-    let err_at = respan(action.err_ty.to_token_stream(), at);
-    let p_at = respan(p.clone(), at);
-    let invoke_result = quote_spanned! {at=>
-        #p_at::invoke_result::<#ok_at, #err_at>(#name, __agent_action_result)
-    };
     let mut lets = Vec::new();
     let mut args = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate() {
@@ -267,7 +253,7 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
             return None;
         }
         if *ident == action.run {
-            args.push(quote!(__agent_action_run));
+            args.push(quote!(&__agent_action_invoked));
             continue;
         }
         let field = ident.to_string();
@@ -303,8 +289,11 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
             + ::core::marker::Send + '__agent_action_a>> {
             #p::Box::pin(async move {
                 #(#lets)*
-                let __agent_action_result = #fn_ident(#(#args),*).await;
-                #invoke_result
+                let __agent_action_invoked = #p::invoke_run(__agent_action_run);
+                // The guarded call records its outcome serialized: no bound on `T` or `E` here, so an
+                // unmet one is reported once, by the guarded call.
+                let _ = #fn_ident(#(#args),*).await;
+                #p::invoke_outcome(&__agent_action_invoked, #name)
             })
         }
     })

@@ -91,6 +91,7 @@ impl Agent {
             id,
             attempt: None,
             invocation: None,
+            outcome: None,
         }
     }
 

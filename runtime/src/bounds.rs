@@ -37,7 +37,8 @@ pub trait PayloadParam: Serialize {}
 impl<T: Serialize + ?Sized> PayloadParam for T {}
 
 /// A payload parameter must also deserialize: replay and revert call the action again from the stored
-/// payload. For `&T` it is `T` that is read back (`str` and `[T]` too, boxed).
+/// payload. For `&T` it is `T` that is read back (`str` and `[T]` too, boxed). Checked only for actions
+/// that can be invoked (free, non-generic functions).
 #[diagnostic::on_unimplemented(
     message = "payload parameter of type `{Self}` must implement `serde::Deserialize`",
     label = "replay and revert call the action again with the payload stored with its key",
@@ -90,8 +91,10 @@ impl<E: Display + ?Sized> ErrorMessage for E {}
 /// What the generated payload closure returns.
 pub type PayloadResult = Result<Payload, serde_json::Error>;
 
-/// Adds one payload parameter taken by value; the bounds are checked here, on the parameter's own type.
-pub fn payload_field<T: PayloadParam + ReplayablePayload>(
+/// Adds one payload parameter; the bound is checked here, on the parameter's own type. (That it also
+/// deserializes is checked where replay needs it: in the generated invocation, see
+/// [`invoke_field`].)
+pub fn payload_field<T: PayloadParam + ?Sized>(
     builder: &mut PayloadBuilder,
     name: &str,
     value: &T,
@@ -99,17 +102,7 @@ pub fn payload_field<T: PayloadParam + ReplayablePayload>(
     builder.field(name, value).map(|_| ())
 }
 
-/// Adds one payload parameter taken by reference (`&T`): `T`'s owned form must deserialize.
-pub fn payload_ref_field<T: PayloadParam + ReplayablePayload + ?Sized>(
-    builder: &mut PayloadBuilder,
-    name: &str,
-    value: &T,
-) -> Result<(), serde_json::Error> {
-    builder.field(name, value).map(|_| ())
-}
-
-/// Reads payload field `field` back (replay, revert; a missing field reads as `null`). The bound is the
-/// payload's own, at the same span, so an unmet one is reported once.
+/// Reads payload field `field` back (replay, revert; a missing field reads as `null`).
 pub fn invoke_field<T: ReplayablePayload + ?Sized>(
     action: &str,
     payload: &serde_json::Value,
@@ -121,14 +114,6 @@ pub fn invoke_field<T: ReplayablePayload + ?Sized>(
         field: field.to_owned(),
         message: e.to_string(),
     })
-}
-
-/// The outcome of an invoked call, serialized; bounds as [`begin`]'s, at the same span.
-pub fn invoke_result<T: ActionResult, E: Classify + ErrorMessage>(
-    action: &str,
-    result: Result<T, ActionError<E>>,
-) -> Result<serde_json::Value, crate::invoke::InvokeError> {
-    crate::invoke::invoke_result(action, result)
 }
 
 /// [`Call::begin`], with the action's bounds.

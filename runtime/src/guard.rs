@@ -28,6 +28,7 @@ use crate::alert::HaltAlert;
 use crate::backoff::Backoff;
 use crate::classify::Classify;
 use crate::error::ActionError;
+use crate::invoke::{OutcomeSlot, record_outcome};
 use crate::key::{KeyBuilder, Payload, RenderedKey};
 use crate::log::LogEntry;
 use crate::log::{NewLogEntry, Outcome};
@@ -75,6 +76,8 @@ pub struct Call<T, E> {
     span: tracing::Span,
     /// The queue entry this call replays (an operator's replay), if any.
     replay_of: Option<u64>,
+    /// Where an invoked call leaves its outcome.
+    outcome: Option<OutcomeSlot>,
     _result: PhantomData<fn() -> (T, E)>,
 }
 
@@ -125,7 +128,13 @@ where
             key_digest,
             record,
         };
-        begin.run(payload, span.clone()).instrument(span).await
+        let slot = run.outcome.clone();
+        let mut begun = begin.run(payload, span.clone()).instrument(span).await;
+        match &mut begun {
+            Begun::Done(result) => record_outcome(slot.as_ref(), spec.name, result),
+            Begun::Act(call) => call.outcome = slot,
+        }
+        begun
     }
 
     /// The run handle the body sees: it carries the current attempt.
@@ -137,14 +146,19 @@ where
     /// the backoff delay, already slept).
     pub async fn settle(&mut self, outcome: Result<T, E>) -> Option<Result<T, ActionError<E>>> {
         let span = self.span.clone();
-        async move {
+        let this = &mut *self;
+        let result = async move {
             match outcome {
-                Ok(value) => Some(self.succeed(value).await),
-                Err(error) => self.failed(error).await,
+                Ok(value) => Some(this.succeed(value).await),
+                Err(error) => this.failed(error).await,
             }
         }
         .instrument(span)
-        .await
+        .await;
+        if let Some(r) = &result {
+            record_outcome(self.outcome.as_ref(), self.spec.name, r);
+        }
+        result
     }
 
     fn agent(&self) -> &Agent {
@@ -738,6 +752,7 @@ impl Beginning<'_> {
             backoff,
             span,
             replay_of: self.replay_of(),
+            outcome: None,
             _result: PhantomData,
         })
     }

@@ -11,6 +11,7 @@ use std::any::Any;
 use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -95,18 +96,48 @@ pub fn invoke_dep_owned<T: Any + Send + Sync + Clone>(
     invoke_dep::<T>(run, action).cloned()
 }
 
-/// The outcome of the invoked call, serialized.
-pub(crate) fn invoke_result<T: Serialize, E: Classify + Display>(
+/// Where the guarded call leaves the outcome of an invoked call, serialized: the generated invocation
+/// then needs no bound on `T` and `E` (they are checked once, by the guarded call).
+pub(crate) type OutcomeSlot = Arc<Mutex<Option<Result<serde_json::Value, InvokeError>>>>;
+
+/// Records the outcome of the call begun with `slot` (the guarded call does, with its bounds).
+pub(crate) fn record_outcome<T: Serialize, E: Classify + Display>(
+    slot: Option<&OutcomeSlot>,
     action: &str,
-    result: Result<T, ActionError<E>>,
-) -> Result<serde_json::Value, InvokeError> {
-    match result {
-        Ok(v) => serde_json::to_value(&v).map_err(|e| InvokeError::Result {
+    result: &Result<T, ActionError<E>>,
+) {
+    let Some(slot) = slot else { return };
+    let outcome = match result {
+        Ok(v) => serde_json::to_value(v).map_err(|e| InvokeError::Result {
             action: action.to_owned(),
             message: e.to_string(),
         }),
-        Err(e) => Err(action_error(action, &e)),
-    }
+        Err(e) => Err(action_error(action, e)),
+    };
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+}
+
+/// `run` with a fresh place for the outcome of the call about to be invoked (its invocation kept).
+#[doc(hidden)]
+pub fn invoke_run(run: &Run) -> Run {
+    let mut run = run.clone();
+    run.attempt = None;
+    run.outcome = Some(OutcomeSlot::default());
+    run
+}
+
+/// The outcome the guarded call recorded for the call invoked through `run`.
+#[doc(hidden)]
+pub fn invoke_outcome(run: &Run, action: &str) -> Result<serde_json::Value, InvokeError> {
+    run.outcome
+        .as_ref()
+        .and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take())
+        .unwrap_or_else(|| {
+            Err(InvokeError::Result {
+                action: action.to_owned(),
+                message: "the call recorded no outcome".to_owned(),
+            })
+        })
 }
 
 fn action_error<E: Classify + Display>(action: &str, e: &ActionError<E>) -> InvokeError {

@@ -74,20 +74,20 @@ pub mod __private {
     pub use crate::bounds::{
         ActionResult, ClassifyDelegate, DelegateProbe, DelegateRetryAfter, ErrorMessage,
         NoDelegateRetryAfter, PayloadParam, PayloadResult, ReplayablePayload, RetryAfterField,
-        begin, call_run, delegate_classify, invoke_field, invoke_result, payload_field,
-        payload_ref_field, retry_after_field, settle,
+        begin, call_run, delegate_classify, invoke_field, payload_field, retry_after_field, settle,
     };
     pub use crate::classify::{Classify, RetryAfterValue};
     pub use crate::error::ActionError;
     pub use crate::guard::{Begun, Call, attempt};
-    pub use crate::invoke::{InvokeError, InvokeFn, invoke_dep, invoke_dep_owned};
+    pub use crate::invoke::{
+        InvokeError, InvokeFn, invoke_dep, invoke_dep_owned, invoke_outcome, invoke_run,
+    };
     pub use crate::key::{KeyBuilder, PayloadBuilder};
     pub use crate::policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
     pub use crate::registry::Registration;
     pub use crate::run::Run;
     pub use inventory;
     pub use serde_json::Value;
-    pub use std::borrow::Borrow;
     pub use std::boxed::Box;
     pub use std::future::Future;
     pub use std::option::Option::{None, Some};

@@ -19,8 +19,11 @@ pub struct Run {
     pub(crate) agent: Agent,
     pub(crate) id: Uuid,
     pub(crate) attempt: Option<Arc<Attempt>>,
-    /// Set when an operator invokes an action from stored data (replay, revert).
+    /// Set when an operator invokes an action from stored data (replay, revert); only the call begun
+    /// with this run handle reads it (the run its body sees carries none).
     pub(crate) invocation: Option<Arc<Invocation>>,
+    /// Where that call leaves its outcome.
+    pub(crate) outcome: Option<crate::invoke::OutcomeSlot>,
 }
 
 /// How an action is invoked by an operation rather than by the agent's own code: the guarded call
@@ -113,7 +116,9 @@ impl Run {
             agent: self.agent.clone(),
             id: self.id,
             attempt: Some(Arc::new(attempt)),
-            invocation: self.invocation.clone(),
+            // The body's own calls are ordinary calls: no replay, no key override.
+            invocation: None,
+            outcome: None,
         }
     }
 
@@ -124,6 +129,7 @@ impl Run {
             id: self.id,
             attempt: None,
             invocation: Some(Arc::new(invocation)),
+            outcome: None,
         }
     }
 
