@@ -1,93 +1,114 @@
-//! Declares two actions and prints what operations sign off: the startup audit's findings and the
-//! manifest's "five questions" sheet for each action.
+//! The policy of every action, as the program itself knows it: the registry, the startup audit (lenient
+//! and strict) and the Markdown "five questions" sheet for the people who sign off.
 //!
 //! `cargo run --example policies`
 
-use actguard::{Agent, Classify, Manifest, MemoryStore, Run, agent_action};
+use actguard::audit::{AuditSettings, audit_registry};
+use actguard::testing::{Downstream, DownstreamError, Receipt};
+use actguard::{Manifest, Run, agent_action, registry};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Classify, thiserror::Error)]
-enum LedgerError {
-    #[error("ledger timed out")]
-    #[classify(transient)]
-    Timeout,
-    #[error("account {0} does not exist")]
-    #[classify(validation)]
-    NoSuchAccount(String),
-    #[error("the loan is closed")]
-    #[classify(conflict)]
-    Closed,
-    #[error("forbidden")]
-    #[classify(security)]
-    Forbidden,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Disbursement {
     loan_id: String,
     seq: u32,
-    cents: u64,
+    amount_cents: u64,
 }
 
+/// Pays out a loan: every one of the five questions answered in the attribute.
 #[agent_action(
     key = "disburse:{instr.loan_id}:{instr.seq}",
-    record = "{instr.loan_id}",
+    record = "loan:{instr.loan_id}",
     retries = 5,
     max_elapsed = "2m",
+    backoff = "200ms..20s",
+    jitter = full,
     dedup = "24h",
+    cycle = "6h",
     on_validation = route_owner,
     owner = "loan-ops",
     on_conflict = escalate,
     expert = "credit-risk",
-    on_security = halt
+    on_security = halt,
 )]
-async fn disburse(run: &Run, instr: &Disbursement) -> Result<String, LedgerError> {
-    if instr.cents == 0 {
-        return Err(LedgerError::NoSuchAccount(instr.loan_id.clone()));
-    }
-    Ok(run.attempt().key().to_owned())
+async fn disburse(
+    run: &Run,
+    #[dep] ledger: &Downstream,
+    instr: &Disbursement,
+) -> Result<Receipt, DownstreamError> {
+    ledger.write_for(run.attempt()).await
 }
 
-#[agent_action(effect = read, retries = 2, backoff = "50ms..1s")]
-async fn balance(run: &Run, loan_id: &str) -> Result<u64, LedgerError> {
-    let _ = run;
-    match loan_id {
-        "" => Err(LedgerError::Timeout),
-        "closed" => Err(LedgerError::Closed),
-        "secret" => Err(LedgerError::Forbidden),
-        _ => Ok(250_000),
-    }
+/// Takes a disbursement back: destructive, so it names the action that reverses it.
+#[agent_action(
+    effect = destructive,
+    key = "claw-back:{instr.loan_id}:{instr.seq}",
+    record = "loan:{instr.loan_id}",
+    compensate = disburse,
+    retries = 2,
+    max_elapsed = "30s",
+    dedup = "none",
+    owner = "loan-ops",
+    expert = "credit-risk",
+    on_security = halt,
+)]
+async fn claw_back(
+    run: &Run,
+    #[dep] ledger: &Downstream,
+    instr: &Disbursement,
+) -> Result<Receipt, DownstreamError> {
+    ledger.write_for(run.attempt()).await
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Building the agent runs the startup audit over every registered action.
-    let agent = Agent::builder().store(MemoryStore::new()).build()?;
-    let run = agent.start_run();
-    let instr = Disbursement {
-        loan_id: "L-17".into(),
-        seq: 3,
-        cents: 250_000,
-    };
-    println!("disburse: {}", disburse(&run, &instr).await?);
-    println!("balance:  {}", balance(&run, &instr.loan_id).await?);
-    let audit = agent.audit_report();
-    println!(
-        "audit: {} actions, {} findings",
-        audit.action_count(),
-        audit.findings().len()
-    );
-    for f in audit.findings() {
+/// Flags a shipment: leaves most answers to the defaults, which the strict audit points out.
+#[agent_action(key = "flag:{shipment}")]
+async fn flag_shipment(
+    run: &Run,
+    #[dep] board: &Downstream,
+    shipment: &str,
+) -> Result<Receipt, DownstreamError> {
+    board.write_for(run.attempt()).await
+}
+
+/// Reads a balance: no key needed.
+#[agent_action(effect = read, retries = 2, owner = "loan-ops", expert = "credit-risk")]
+async fn balance(
+    run: &Run,
+    #[dep] ledger: &Downstream,
+    loan_id: &str,
+) -> Result<u64, DownstreamError> {
+    let _ = (run, ledger, loan_id);
+    Ok(0)
+}
+
+fn main() {
+    // The functions are only declared here; referencing them keeps the example honest about what it
+    // registers.
+    let _ = (disburse, claw_back, flag_shipment, balance);
+
+    println!("# Registry\n");
+    for spec in registry() {
         println!(
-            "  {} [{}] {} ({}): {}",
-            f.severity.as_str(),
-            f.rule.as_str(),
-            f.action,
-            f.location,
-            f.message
+            "- {:<14} {:<11} key {:<40} retries {:<3} dedup {:<5} ({}:{})",
+            spec.name,
+            spec.effect.as_str(),
+            spec.key.unwrap_or("-"),
+            spec.policy.retries,
+            spec.policy
+                .dedup
+                .map(actguard::manifest::short_duration)
+                .unwrap_or_else(|| "none".to_owned()),
+            spec.file,
+            spec.line,
         );
     }
-    println!();
-    print!("{}", Manifest::from_registry().to_markdown());
-    Ok(())
+
+    println!("\n# Startup audit (lenient: what `Agent::builder().build()` runs)\n");
+    println!("{}", audit_registry(&AuditSettings::default()));
+
+    println!("\n# Startup audit (strict: every answer written down)\n");
+    println!("{}", audit_registry(&AuditSettings::strict()));
+
+    println!("\n# Manifest sheet (Markdown)\n");
+    println!("{}", Manifest::from_registry().to_markdown());
 }

@@ -91,6 +91,7 @@ macro_rules! conformance_suite {
             log_queries_filter_and_page
             concurrent_begins_on_one_key_claim_once
             concurrent_begins_on_distinct_records_all_claim
+            concurrent_begins_of_distinct_keys_on_one_record_claim_once
             concurrent_appends_chain_without_gaps
             queue_update_claims_resolves_and_logs
             queue_update_discards_a_claimed_entry
@@ -1192,6 +1193,34 @@ pub async fn concurrent_begins_on_distinct_records_all_claim(store: &dyn Store) 
     let done = in_parallel(completions.iter().map(|c| store.complete(c)).collect());
     let seqs: HashSet<u64> = done.into_iter().map(|d| d.unwrap().seq).collect();
     assert_eq!(seqs.len(), TASKS);
+}
+
+/// 32 callers begin 32 different keys on one record at the same time: exactly one claims the record
+/// (token 1), the others find it busy, held by the winner's key.
+pub async fn concurrent_begins_of_distinct_keys_on_one_record_claim_once(store: &dyn Store) {
+    let run = id();
+    let requests: Vec<BeginRequest> = (0..TASKS)
+        .map(|i| request(run, &format!("k{i}"), "rec-1", T0))
+        .collect();
+    let answers = in_parallel(requests.iter().map(|r| store.begin(r)).collect());
+    let winners: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| matches!(a, Ok(Begin::Claimed(_))))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(winners.len(), 1, "answers: {answers:?}");
+    let winner = &requests[winners[0]].key_text;
+    for (i, a) in answers.iter().enumerate() {
+        match a {
+            Ok(Begin::Claimed(c)) => assert_eq!(c.fencing_token, 1),
+            Ok(Begin::RecordBusy { holder_key, .. }) => {
+                assert_eq!(holder_key, winner, "caller {i} names the holder")
+            }
+            other => panic!("caller {i}: {other:?}"),
+        }
+    }
+    assert_eq!(store.current_fencing_token("rec-1").await.unwrap(), Some(1));
 }
 
 /// 32 callers appending 8 entries each, at the same time: one chain, no gaps, no repeats.

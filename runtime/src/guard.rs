@@ -628,7 +628,7 @@ impl Beginning<'_> {
             record: self.record.clone(),
             fingerprint: payload.fingerprint,
             payload: payload.value,
-            claim_id: Uuid::now_v7(),
+            claim_id: new_claim_id(),
             now_ms: clock.now_ms(),
             lease_ms: policy.lease.as_millis() as Millis,
             dedup_ms: policy.dedup.map(|d| d.as_millis() as Millis),
@@ -807,6 +807,18 @@ impl Beginning<'_> {
             },
         )
     }
+}
+
+/// A fresh claim id: a UUIDv7 like `Uuid::now_v7`, whose random bits come from the thread's
+/// cryptographically secure generator (seeded once from the OS) instead of a system call per call.
+/// Claim ids are only compared for equality, so 74 random bits under the millisecond suffice.
+fn new_claim_id() -> Uuid {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut random = [0u8; 10];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut random);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
 /// The message of a log entry written by an operation's call: which queue entry it replays, which log

@@ -169,7 +169,7 @@ impl KeyBuilder {
         let hasher = std::mem::take(&mut self.hasher);
         RenderedKey {
             text: std::mem::take(&mut self.text),
-            digest: hex::encode(hasher.finalize()),
+            digest: hex_lower(&hasher.finalize()),
         }
     }
 }
@@ -224,13 +224,46 @@ impl Payload {
 pub fn fingerprint(value: &serde_json::Value) -> String {
     // serde_json's `Map` is a BTreeMap (the `preserve_order` feature is not enabled), so objects
     // serialize with sorted keys: the same value always gives the same bytes.
-    let bytes = serde_json::to_vec(value).expect("a JSON value always serializes");
-    hex::encode(Sha256::digest(&bytes))
+    // Serialized straight into the hasher: the same bytes as `to_vec`, without the buffer.
+    let mut h = Sha256::new();
+    serde_json::to_writer(HashWriter(&mut h), value).expect("a JSON value always serializes");
+    hex_lower(&h.finalize())
 }
 
 /// SHA-256 of bytes, hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    hex_lower(&Sha256::digest(bytes))
+}
+
+/// Lowercase hex of `bytes`, as `hex::encode` writes it, in one allocation (digests are hashed and
+/// encoded several times per guarded call).
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// An `io::Write` that feeds a SHA-256 hasher: serialize into it instead of into a buffer.
+pub(crate) struct HashWriter<'a>(pub(crate) &'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.update(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -258,6 +291,20 @@ mod tests {
         let a = KeyBuilder::new("one").literal("k").finish();
         let b = KeyBuilder::new("two").literal("k").finish();
         assert_ne!(a.digest, b.digest);
+    }
+
+    #[test]
+    fn hex_lower_matches_hex_encode() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(hex_lower(&bytes), hex::encode(&bytes));
+        assert_eq!(hex_lower(&[]), "");
+    }
+
+    #[test]
+    fn fingerprint_is_the_sha256_of_the_canonical_bytes() {
+        let v = serde_json::json!({"b": [1, 2.5, "x\"y"], "a": {"d": null, "c": true}});
+        let bytes = serde_json::to_vec(&v).unwrap();
+        assert_eq!(fingerprint(&v), hex::encode(Sha256::digest(&bytes)));
     }
 
     #[test]

@@ -24,6 +24,8 @@ mod memory;
 mod metrics;
 pub mod ops;
 mod policy;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod redacted;
 mod registry;
 mod run;
@@ -57,6 +59,8 @@ pub use manifest::{Change, Manifest, ManifestDiff, ManifestError, McpAnnotations
 pub use memory::MemoryStore;
 pub use metrics::MetricsSnapshot;
 pub use policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use redacted::Redacted;
 pub use registry::registry;
 pub use run::{Attempt, Invocation, Run};

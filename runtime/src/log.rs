@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::key::{HashWriter, hex_lower};
 use crate::policy::{FailureKind, Route};
 use crate::store::Millis;
 
@@ -120,17 +121,55 @@ impl LogEntry {
 }
 
 /// The hash of an entry: `sha256(prev_hash ‖ 0 ‖ seq ‖ canonical JSON of the entry)`.
+///
+/// The canonical JSON is the entry as a JSON object with its keys sorted (the form
+/// `serde_json::to_value` gives, since its objects are sorted maps) and no whitespace. It is written
+/// straight into the hasher, field by field in sorted order, without building the value: the bytes
+/// are the same, so entries hashed either way verify alike, also after a round trip through JSON.
 pub fn entry_hash(seq: u64, prev_hash: &str, entry: &NewLogEntry) -> String {
-    // To a JSON value first: its objects are sorted maps, so the bytes are canonical whatever the
-    // field order of the struct.
-    let value = serde_json::to_value(entry).expect("a log entry always serializes");
-    let bytes = serde_json::to_vec(&value).expect("a JSON value always serializes");
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update([0u8]);
     h.update(seq.to_be_bytes());
-    h.update(&bytes);
-    hex::encode(h.finalize())
+    canonical_entry(&mut HashWriter(&mut h), entry).expect("a log entry always serializes");
+    hex_lower(&h.finalize())
+}
+
+/// Writes `entry` as canonical JSON: an object whose keys are in sorted (byte) order, compact. Keep the
+/// fields below sorted and complete: a test compares the bytes with `serde_json::to_value`'s.
+fn canonical_entry<W: std::io::Write>(w: &mut W, e: &NewLogEntry) -> serde_json::Result<()> {
+    fn field<W: std::io::Write, T: Serialize + ?Sized>(
+        w: &mut W,
+        first: bool,
+        name: &str,
+        value: &T,
+    ) -> serde_json::Result<()> {
+        // Field names need no escaping: plain ASCII identifiers.
+        let sep: &[u8] = if first { b"{\"" } else { b",\"" };
+        w.write_all(sep).map_err(serde_json::Error::io)?;
+        w.write_all(name.as_bytes())
+            .map_err(serde_json::Error::io)?;
+        w.write_all(b"\":").map_err(serde_json::Error::io)?;
+        serde_json::to_writer(&mut *w, value)
+    }
+    field(w, true, "action", &e.action)?;
+    field(w, false, "after", &e.after)?;
+    field(w, false, "at_ms", &e.at_ms)?;
+    field(w, false, "attempt", &e.attempt)?;
+    field(w, false, "before", &e.before)?;
+    field(w, false, "duration_ms", &e.duration_ms)?;
+    field(w, false, "failure_kind", &e.failure_kind)?;
+    field(w, false, "fencing_token", &e.fencing_token)?;
+    field(w, false, "key_digest", &e.key_digest)?;
+    field(w, false, "key_text", &e.key_text)?;
+    field(w, false, "message", &e.message)?;
+    field(w, false, "outcome", &e.outcome)?;
+    field(w, false, "queue_entry", &e.queue_entry)?;
+    field(w, false, "record", &e.record)?;
+    field(w, false, "retry", &e.retry)?;
+    field(w, false, "route", &e.route)?;
+    field(w, false, "run_id", &e.run_id)?;
+    w.write_all(b"}").map_err(serde_json::Error::io)
 }
 
 /// Why the chain does not verify, at the first bad entry.
@@ -208,5 +247,85 @@ impl LogQuery {
             && self.from_ms.is_none_or(|t| e.entry.at_ms >= t)
             && self.to_ms.is_none_or(|t| e.entry.at_ms < t)
             && self.after_seq.is_none_or(|s| e.seq > s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(before: Option<serde_json::Value>, message: Option<&str>) -> NewLogEntry {
+        NewLogEntry {
+            at_ms: 1_700_000_000_123,
+            run_id: Uuid::from_u128(0x0123_4567_89ab_cdef),
+            action: "disburse".into(),
+            record: "loan \"7\"\n".into(),
+            key_text: "disburse:loan-7:1".into(),
+            key_digest: "ab".repeat(32),
+            attempt: 2,
+            retry: true,
+            outcome: Outcome::Routed,
+            failure_kind: Some(FailureKind::Validation),
+            route: Some(Route::RouteOwner),
+            message: message.map(str::to_owned),
+            queue_entry: Some(3),
+            before,
+            after: Some(
+                serde_json::json!({"z": [1, -2, 2.5, null], "a": {"y": true, "b": "é\u{1}"}}),
+            ),
+            fencing_token: Some(9),
+            duration_ms: 12,
+        }
+    }
+
+    /// The chain format: the canonical JSON is the entry's `serde_json::Value` (sorted keys), compact.
+    fn canonical_via_value(e: &NewLogEntry) -> Vec<u8> {
+        let value = serde_json::to_value(e).unwrap();
+        serde_json::to_vec(&value).unwrap()
+    }
+
+    #[test]
+    fn canonical_entry_writes_the_bytes_of_the_sorted_json_value() {
+        for e in [
+            sample(None, None),
+            sample(
+                Some(serde_json::json!({"b": 1, "a": u64::MAX, "c": i64::MIN})),
+                Some("boom \\ \"x\""),
+            ),
+            NewLogEntry {
+                failure_kind: None,
+                route: None,
+                queue_entry: None,
+                after: None,
+                fencing_token: None,
+                ..sample(Some(serde_json::json!([0.1, 1e300, "s"])), Some(""))
+            },
+        ] {
+            let mut streamed = Vec::new();
+            canonical_entry(&mut streamed, &e).unwrap();
+            assert_eq!(
+                String::from_utf8(streamed).unwrap(),
+                String::from_utf8(canonical_via_value(&e)).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn entry_hash_is_unchanged_and_survives_a_json_round_trip() {
+        let e = sample(
+            Some(serde_json::json!({"n": 1.5, "m": [3, 2, 1]})),
+            Some("note"),
+        );
+        let mut h = Sha256::new();
+        h.update(GENESIS_HASH.as_bytes());
+        h.update([0u8]);
+        h.update(7u64.to_be_bytes());
+        h.update(canonical_via_value(&e));
+        let expected = hex::encode(h.finalize());
+        assert_eq!(entry_hash(7, GENESIS_HASH, &e), expected);
+        let logged = LogEntry::chain_after(7, GENESIS_HASH.to_owned(), e);
+        let json = serde_json::to_string(&logged.entry).unwrap();
+        let back: NewLogEntry = serde_json::from_str(&json).unwrap();
+        assert_eq!(entry_hash(7, GENESIS_HASH, &back), logged.hash);
     }
 }

@@ -2,6 +2,7 @@
 //! durability: everything is lost with the process.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -42,15 +43,19 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
+/// The maps of the store hash with [`FastHasher`]: a guarded call makes about a dozen lookups, and
+/// SipHash over 64-character digests was a large share of its cost.
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
 #[derive(Default)]
 struct State {
-    runs: HashMap<Uuid, RunState>,
-    keys: HashMap<String, KeyState>,
-    records: HashMap<String, RecordState>,
+    runs: Map<Uuid, RunState>,
+    keys: Map<String, KeyState>,
+    records: Map<String, RecordState>,
     /// Last completion per action, then record (nested so a lookup borrows instead of allocating).
-    acted: HashMap<String, HashMap<String, Acted>>,
+    acted: Map<String, Map<String, Acted>>,
     /// Highest attempt number logged per key digest.
-    attempts: HashMap<String, u32>,
+    attempts: Map<String, u32>,
     log: Vec<LogEntry>,
     queue: Vec<QueueEntry>,
 }
@@ -104,6 +109,52 @@ struct RecordLease {
     until_ms: Millis,
 }
 
+/// A multiply-rotate hasher over 8-byte words (the FxHash scheme): fast and good enough for the keys
+/// of an in-memory test store (digests, record names, run ids). Not resistant to chosen collisions,
+/// which a store for tests and examples does not need.
+#[derive(Default, Clone, Copy)]
+struct FastHasher(u64);
+
+impl FastHasher {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // hashbrown takes its control bits from the top of the hash: fold the low bits up.
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
@@ -126,8 +177,14 @@ impl MemoryStore {
 impl State {
     fn append(&mut self, entry: NewLogEntry) -> LogEntry {
         if entry.attempt > 0 {
-            let max = self.attempts.entry(entry.key_digest.clone()).or_default();
-            *max = (*max).max(entry.attempt);
+            // Look up before inserting: only a key's first attempt pays for a copy of its digest.
+            match self.attempts.get_mut(&entry.key_digest) {
+                Some(max) => *max = (*max).max(entry.attempt),
+                None => {
+                    self.attempts
+                        .insert(entry.key_digest.clone(), entry.attempt);
+                }
+            }
         }
         let e = LogEntry::chain(self.log.last(), entry);
         self.log.push(e.clone());
@@ -280,7 +337,12 @@ impl Store for MemoryStore {
                 at_ms: c.now_ms,
             };
         }
-        s.acted.entry(c.action.clone()).or_default().insert(
+        // The action's map exists after its first completion: look it up before copying the name.
+        if !s.acted.contains_key(&c.action) {
+            s.acted.insert(c.action.clone(), Map::default());
+        }
+        let acted = s.acted.get_mut(&c.action).expect("inserted above");
+        acted.insert(
             c.record.clone(),
             Acted {
                 key_text: c.entry.key_text.clone(),
@@ -288,7 +350,9 @@ impl Store for MemoryStore {
                 at_ms: c.now_ms,
             },
         );
-        if let Some(q) = c.replay_of.and_then(|id| s.queue_mut(id)) {
+        if let Some(q) = c.replay_of.and_then(|id| s.queue_mut(id))
+            && !q.status.is_terminal()
+        {
             q.status = QueueStatus::Replayed;
             q.closed_ms = Some(c.now_ms);
         }

@@ -1,0 +1,555 @@
+//! The `actguard` binary against a store filled by the shipping scenario (examples/ship_agent):
+//! listing, showing, verifying (and detecting a tampered file), runs, queues, blast radius, manifests,
+//! and plain errors.
+
+#[path = "../examples/ship_agent/scenario.rs"]
+#[allow(dead_code)]
+mod scenario;
+
+use std::path::{Path, PathBuf};
+
+use actguard::SqliteStore;
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use scenario::{Filled, World};
+
+/// A tempdir holding `actguard.db`, filled by the scenario (backoff sleeps on paused time).
+fn filled_store() -> (TempDir, PathBuf, Filled) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("actguard.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let filled = rt.block_on(async {
+        let world = World::new(SqliteStore::open(&path).unwrap());
+        scenario::fill(&world).await
+    });
+    (dir, path, filled)
+}
+
+fn actguard(store: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("actguard").unwrap();
+    cmd.env_remove("ACTGUARD_STORE").arg("--store").arg(store);
+    cmd
+}
+
+fn json(cmd: &mut Command) -> Value {
+    let out = cmd.assert().success().get_output().stdout.clone();
+    serde_json::from_slice(&out).expect("--json prints JSON")
+}
+
+/// A failure that reads as a plain error: `error: ...` on stderr, no panic, no backtrace.
+fn plain_error(cmd: &mut Command, code: i32, message: &str) {
+    cmd.assert()
+        .code(code)
+        .stderr(predicate::str::starts_with("error: "))
+        .stderr(predicate::str::contains(message))
+        .stderr(predicate::str::contains("panicked").not())
+        .stderr(predicate::str::contains("backtrace").not());
+}
+
+#[test]
+fn log_lists_the_scenario_as_a_table_and_as_json() {
+    let (_dir, db, filled) = filled_store();
+    actguard(&db)
+        .arg("log")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("seq  time"))
+        .stdout(predicate::str::contains("dead_lettered"))
+        .stdout(predicate::str::contains(
+            "validation, queue #1: invalid request: address has no postcode",
+        ))
+        .stdout(predicate::str::contains("48 entries"));
+
+    let all = json(actguard(&db).args(["log", "--json"]));
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 48);
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=48).collect::<Vec<_>>());
+
+    let routed = json(actguard(&db).args([
+        "log",
+        "--action",
+        "ship_order",
+        "--outcome",
+        "routed",
+        "--json",
+    ]));
+    let records: Vec<&str> = routed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["record"].as_str().unwrap())
+        .collect();
+    assert_eq!(records, ["O-4", "O-5"]);
+
+    // The short run id shown in tables selects the run.
+    let short = &filled.priority_run.simple().to_string()[24..];
+    let flagged = json(actguard(&db).args(["log", "--run", short, "--json"]));
+    assert_eq!(flagged.as_array().unwrap().len(), 40);
+
+    let last = json(actguard(&db).args(["log", "--limit", "2", "--json"]));
+    let seqs: Vec<u64> = last
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [47, 48]);
+
+    let future = json(actguard(&db).args(["log", "--since", "2999-01-01", "--json"]));
+    assert_eq!(future.as_array().unwrap().len(), 0);
+    let recent = json(actguard(&db).args(["log", "--since", "1h", "--json"]));
+    assert_eq!(recent.as_array().unwrap().len(), 48);
+}
+
+#[test]
+fn show_prints_one_entry_in_full_with_before_and_after() {
+    let (_dir, db, _) = filled_store();
+    let flags = json(actguard(&db).args(["log", "--action", "flag_priority", "--json"]));
+    let first = flags[0]["seq"].as_u64().unwrap().to_string();
+    actguard(&db)
+        .args(["show", &first])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("action:        flag_priority"))
+        .stdout(predicate::str::contains("record:        S-005"))
+        .stdout(predicate::str::contains(
+            "key:           flag_priority:S-005",
+        ))
+        .stdout(predicate::str::contains("before:\n  \"normal\""))
+        .stdout(predicate::str::contains("after:\n  \"high\""));
+    let entry = json(actguard(&db).args(["show", &first, "--json"]));
+    assert_eq!(entry["after"], "high");
+
+    plain_error(
+        actguard(&db).args(["show", "999"]),
+        1,
+        "no log entry with seq 999",
+    );
+}
+
+#[test]
+fn verify_passes_then_detects_an_edited_row_with_exit_2() {
+    let (_dir, db, _) = filled_store();
+    actguard(&db)
+        .arg("verify")
+        .assert()
+        .success()
+        .stdout("ok: 48 entries verified\n");
+
+    // Someone rewrites history: entry 10 now says it flagged another shipment.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE log SET entry = json_set(entry, '$.record', 'S-999') WHERE seq = 10",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+
+    actguard(&db)
+        .arg("verify")
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains(
+            "TAMPERED: log entry 10 was modified",
+        ))
+        .stderr(predicate::str::contains(
+            "error: the action log was tampered with: log entry 10 was modified",
+        ))
+        .stderr(predicate::str::contains("panicked").not());
+}
+
+#[test]
+fn verify_detects_a_deleted_row() {
+    let (_dir, db, _) = filled_store();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("DELETE FROM log WHERE seq = 20", []).unwrap();
+    drop(conn);
+    actguard(&db)
+        .arg("verify")
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains(
+            "TAMPERED: log sequence jumps from 19 to 21",
+        ));
+}
+
+#[test]
+fn verify_reports_a_row_that_no_longer_parses_as_tampered() {
+    let (_dir, db, _) = filled_store();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("UPDATE log SET entry = 'garbage' WHERE seq = 5", [])
+        .unwrap();
+    drop(conn);
+    actguard(&db)
+        .arg("verify")
+        .assert()
+        .code(2)
+        .stdout(predicate::str::starts_with("TAMPERED: "))
+        .stderr(predicate::str::contains(
+            "error: the action log does not verify: ",
+        ))
+        .stderr(predicate::str::contains("unreadable log entry"));
+}
+
+#[test]
+fn runs_lists_each_run_and_shows_the_halted_one() {
+    let (_dir, db, filled) = filled_store();
+    let halted = filled.halted_run.to_string();
+    actguard(&db)
+        .arg("runs")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3 runs"))
+        .stdout(predicate::str::contains("40 succeeded"))
+        .stdout(predicate::str::contains(
+            "1 dead_lettered, 1 retrying, 2 routed, 3 succeeded",
+        ))
+        .stdout(predicate::str::is_match(format!("{halted} .* HALTED at .*forbidden")).unwrap());
+
+    let runs = json(actguard(&db).args(["runs", "--json"]));
+    let state: Vec<(String, bool)> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["run_id"].as_str().unwrap().to_owned(),
+                r["halted"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        state,
+        [
+            (filled.shipping_run.to_string(), false),
+            (filled.priority_run.to_string(), false),
+            (halted, true),
+        ]
+    );
+    assert_eq!(runs[2]["outcomes"]["halted"], 1);
+}
+
+#[test]
+fn queue_ls_filters_and_queue_show_prints_the_payload() {
+    let (_dir, db, filled) = filled_store();
+    actguard(&db)
+        .args(["queue", "ls"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("owner warehouse-data"))
+        .stdout(predicate::str::contains("expert logistics"))
+        .stdout(predicate::str::contains("dead_letter dead-letter"))
+        .stdout(predicate::str::contains("3 entries"));
+
+    let dead = json(actguard(&db).args(["queue", "ls", "--queue", "dead_letter", "--json"]));
+    let dead = dead.as_array().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["id"].as_u64(), Some(filled.dead_letter_entry));
+    assert_eq!(dead[0]["attempts"], 2);
+
+    let owner = json(actguard(&db).args(["queue", "ls", "--name", "warehouse-data", "--json"]));
+    assert_eq!(owner[0]["id"].as_u64(), Some(filled.owner_entry));
+    let none = json(actguard(&db).args(["queue", "ls", "--status", "resolved", "--json"]));
+    assert_eq!(none.as_array().unwrap().len(), 0);
+    let old = json(actguard(&db).args(["queue", "ls", "--older-than", "1d", "--json"]));
+    assert_eq!(old.as_array().unwrap().len(), 0);
+
+    actguard(&db)
+        .args(["queue", "show", &filled.expert_entry.to_string()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("queue:         expert logistics"))
+        .stdout(predicate::str::contains(
+            "message:       state conflict: order is on hold for a credit check",
+        ))
+        .stdout(predicate::str::contains("\"id\": \"O-5\""));
+    plain_error(
+        actguard(&db).args(["queue", "show", "99"]),
+        1,
+        "no queue entry with id 99",
+    );
+}
+
+#[test]
+fn blast_radius_finds_exactly_the_40_flagged_shipments() {
+    let (_dir, db, filled) = filled_store();
+    let run = filled.priority_run.to_string();
+    let radius = json(actguard(&db).args([
+        "blast-radius",
+        "--action",
+        "flag_priority",
+        "--run",
+        &run,
+        "--json",
+    ]));
+    let records: Vec<String> = radius
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["record"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(records, filled.flagged);
+    assert!(
+        radius
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["before"] == "normal" && e["after"] == "high")
+    );
+    actguard(&db)
+        .args(["blast-radius", "--action", "flag_priority", "--run", &run])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"normal\" → \"high\""))
+        .stdout(predicate::str::contains("40 records written"));
+    plain_error(
+        actguard(&db).arg("blast-radius"),
+        1,
+        "at least one of --action, --run or --record",
+    );
+}
+
+#[test]
+fn queue_claim_resolve_and_discard_change_the_entries_and_are_logged() {
+    let (_dir, db, filled) = filled_store();
+    let owner = filled.owner_entry.to_string();
+    let expert = filled.expert_entry.to_string();
+    actguard(&db)
+        .args(["queue", "claim", &owner, "--by", "dana"])
+        .assert()
+        .success()
+        .stdout(format!(
+            "queue entry {owner} (owner warehouse-data, ship_order O-4) claimed by dana\n"
+        ));
+    let claimed = json(actguard(&db).args(["queue", "show", &owner, "--json"]));
+    assert_eq!(
+        (&claimed["status"], &claimed["claimed_by"]),
+        (&"claimed".into(), &"dana".into())
+    );
+
+    actguard(&db)
+        .args(["queue", "resolve", &owner, "--by", "dana", "--note"])
+        .arg("postcode added in the ERP")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "resolved by dana: postcode added in the ERP",
+        ));
+    // --by defaults to $USER.
+    actguard(&db)
+        .env("USER", "sam")
+        .args(["queue", "discard", &expert, "--note", "order cancelled"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "discarded by sam: order cancelled",
+        ));
+
+    let resolved = json(actguard(&db).args(["queue", "ls", "--status", "resolved", "--json"]));
+    assert_eq!(resolved.as_array().unwrap().len(), 1);
+    assert_eq!(resolved[0]["note"], "postcode added in the ERP");
+    let discarded = json(actguard(&db).args(["queue", "ls", "--status", "discarded", "--json"]));
+    assert_eq!(discarded[0]["claimed_by"], "sam");
+    actguard(&db)
+        .args(["queue", "show", &owner])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("status:        resolved"))
+        .stdout(predicate::str::contains(
+            "note:          postcode added in the ERP",
+        ));
+
+    // Settled entries cannot be settled again; unknown ones are plain errors.
+    plain_error(
+        actguard(&db).args(["queue", "discard", &owner, "--note", "again"]),
+        1,
+        "is resolved: it cannot be discarded",
+    );
+    plain_error(
+        actguard(&db).args(["queue", "claim", "99"]),
+        1,
+        "no queue entry with id 99",
+    );
+
+    // Every operator action is in the log, and the chain still verifies.
+    let operator = json(actguard(&db).args(["log", "--outcome", "operator", "--json"]));
+    let messages: Vec<&str> = operator
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            format!("queue entry {owner} claimed by dana"),
+            format!("queue entry {owner} resolved by dana: postcode added in the ERP"),
+            format!("queue entry {expert} discarded by sam: order cancelled"),
+        ]
+    );
+    actguard(&db)
+        .arg("verify")
+        .assert()
+        .success()
+        .stdout("ok: 51 entries verified\n");
+}
+
+#[test]
+fn replay_and_revert_explain_that_they_need_the_agents_binary() {
+    let (_dir, db, filled) = filled_store();
+    for args in [
+        format!("queue replay {}", filled.dead_letter_entry),
+        "revert --action flag_priority".to_owned(),
+    ] {
+        plain_error(
+            actguard(&db).args(args.split(' ')),
+            1,
+            "which this standalone binary does not have",
+        );
+        actguard(&db)
+            .args(args.split(' '))
+            .assert()
+            .stderr(predicate::str::contains("Ops(actguard_cli::OpsCommand)"))
+            .stderr(predicate::str::contains(
+                "actguard_cli::run_ops(&agent, cmd)",
+            ));
+    }
+}
+
+#[test]
+fn a_missing_store_is_a_plain_error_and_is_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere.db");
+    plain_error(
+        actguard(&missing).arg("log"),
+        1,
+        &format!(
+            "no action store at {}: run the agent first, or pass --store",
+            missing.display()
+        ),
+    );
+    assert!(!missing.exists());
+
+    // The default is actguard.db in the working directory.
+    plain_error(
+        Command::cargo_bin("actguard")
+            .unwrap()
+            .env_remove("ACTGUARD_STORE")
+            .current_dir(dir.path())
+            .arg("runs"),
+        1,
+        "no action store at actguard.db",
+    );
+    assert!(!dir.path().join("actguard.db").exists());
+}
+
+#[test]
+fn store_urls_and_the_environment_variable_name_the_store() {
+    let (_dir, db, _) = filled_store();
+    Command::cargo_bin("actguard")
+        .unwrap()
+        .env("ACTGUARD_STORE", &db)
+        .arg("verify")
+        .assert()
+        .success()
+        .stdout("ok: 48 entries verified\n");
+    Command::cargo_bin("actguard")
+        .unwrap()
+        .env_remove("ACTGUARD_STORE")
+        .arg("--store")
+        .arg(format!("sqlite:{}", db.display()))
+        .arg("verify")
+        .assert()
+        .success();
+
+    let url = |u: &str| {
+        let mut cmd = Command::cargo_bin("actguard").unwrap();
+        cmd.env_remove("ACTGUARD_STORE").args(["--store", u, "log"]);
+        cmd
+    };
+    plain_error(
+        &mut url("postgres://ops:secret@db.internal/actguard"),
+        1,
+        "this build has no PostgreSQL support; build actguard-cli with --features postgres",
+    );
+    plain_error(
+        &mut url("mysql://db.internal/actguard"),
+        1,
+        "unsupported store URL scheme `mysql://`",
+    );
+    plain_error(
+        actguard(&db).args(["log", "--since", "yesterday"]),
+        1,
+        "cannot read the time `yesterday`",
+    );
+    // A usage error is exit 1 too: exit 2 only ever means a tampered log.
+    actguard(&db)
+        .args(["log", "--outcome", "exploded"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("invalid value 'exploded'"));
+}
+
+#[test]
+fn manifest_render_writes_the_sheet_and_diff_names_each_changed_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.json");
+    let new = dir.path().join("new.json");
+    let manifest = actguard::Manifest::from_registry().to_json();
+    std::fs::write(&old, &manifest).unwrap();
+    let mut changed: Value = serde_json::from_str(&manifest).unwrap();
+    let actions = changed["actions"].as_array_mut().unwrap();
+    let ship = actions
+        .iter_mut()
+        .find(|a| a["name"] == "ship_order")
+        .unwrap();
+    assert_eq!(ship["retries"]["retries"], 1);
+    ship["retries"]["retries"] = 5.into();
+    std::fs::write(&new, serde_json::to_string_pretty(&changed).unwrap()).unwrap();
+
+    let mut cmd = Command::cargo_bin("actguard").unwrap();
+    cmd.arg("manifest").arg("render").arg(&old);
+    cmd.assert()
+        .success()
+        .stdout(predicate::str::starts_with(
+            "# The five questions: action sign-off sheet",
+        ))
+        .stdout(predicate::str::contains("flag_priority"));
+    let sheet = dir.path().join("sheet.md");
+    let mut cmd = Command::cargo_bin("actguard").unwrap();
+    cmd.args(["manifest", "render"])
+        .arg(&old)
+        .arg("--out")
+        .arg(&sheet);
+    cmd.assert().success();
+    assert!(
+        std::fs::read_to_string(&sheet)
+            .unwrap()
+            .contains("unflag_priority")
+    );
+
+    let mut cmd = Command::cargo_bin("actguard").unwrap();
+    cmd.args(["manifest", "diff"]).arg(&old).arg(&new);
+    cmd.assert()
+        .code(1)
+        .stdout(predicate::str::contains("ship_order: retries 1 → 5"));
+    let mut cmd = Command::cargo_bin("actguard").unwrap();
+    cmd.args(["manifest", "diff"]).arg(&old).arg(&old);
+    cmd.assert().success().stdout("no policy changes\n");
+
+    let mut cmd = Command::cargo_bin("actguard").unwrap();
+    cmd.args(["manifest", "diff"])
+        .arg(&old)
+        .arg(dir.path().join("missing.json"));
+    plain_error(&mut cmd, 1, "cannot read the manifest");
+}

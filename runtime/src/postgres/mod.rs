@@ -1,0 +1,476 @@
+//! [`PostgresStore`]: the store for agents that run on many machines (feature `postgres`).
+
+mod ops;
+mod schema;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::config::Host;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::store::{
+    Begin, BeginRequest, Completion, Failure, Millis, QueueEntry, QueueQuery, RunState, Store,
+    StoreError,
+};
+
+/// The store in a PostgreSQL schema (feature `postgres`), shared by every process that connects to it.
+///
+/// Every process that connects to the same database and schema shares the same claims, leases,
+/// fencing tokens, loop filter, halted runs, queues and action log, with the rules documented on
+/// [`Store`].
+///
+/// # How each operation is made atomic across processes
+///
+/// Every write is one short transaction (`READ COMMITTED`) that answers only after it committed:
+///
+/// - `begin` first takes a transaction-scoped advisory lock on the key (`pg_advisory_xact_lock`, so two
+///   processes beginning the same key — even one that has no row yet — are serialized), then locks the
+///   key's row (`SELECT ... FOR UPDATE`) and the record's row (an `INSERT ... ON CONFLICT DO UPDATE`
+///   that creates it if needed and locks it). Every check is then made on the latest committed state,
+///   and the claim (next fencing token, record lease, key claim) is one statement.
+/// - `complete` and `fail` are conditional updates: `UPDATE keys ... WHERE state = 'claimed' AND
+///   claim_id = $claim`. A claim that was taken over updates no row and gets
+///   [`StoreError::ClaimLost`] with nothing changed.
+/// - Locks are always taken in the same order — key, record, log head — so operations never deadlock
+///   each other.
+/// - Fencing tokens are `last_token + 1` on the record's row, under its row lock: strictly increasing
+///   per record, whichever process claims.
+///
+/// # The action log under concurrent writers
+///
+/// The chain has one head row (`log_head`: the last `seq` and `hash`). An append, in the same
+/// transaction as the change it logs, locks that row (`SELECT ... FOR UPDATE`), computes the entry
+/// with [`LogEntry::chain_after`] (so hashes are byte-for-byte those of every other store), inserts
+/// it and moves the head. The lock is held until commit, so appends from every connection of every
+/// process are totally ordered: each one sees the head its predecessor committed, `seq` has no gap
+/// (a rolled-back append also rolls back its head move) and the chain never forks. The head lock is
+/// taken last in each transaction, to hold it as briefly as possible.
+///
+/// # What is durable when
+///
+/// A write answers only after its transaction committed, so a claim is on the server before `begin`
+/// answers [`Begin::Claimed`], and a result, its loop-filter mark, the released lease and the log entry
+/// are stored together or not at all. That is as durable as the server's commit: keep
+/// `synchronous_commit` on (the default) — with it off, a server crash can lose the last claims.
+///
+/// A process killed at any point leaves at most a claim whose lease will expire; a later `begin` of the
+/// same key in any process takes it over ([`Claim::takeover`](crate::store::Claim::takeover)) with the
+/// next fencing token, and a `complete` of the dead claim would get [`StoreError::ClaimLost`].
+///
+/// # Errors
+///
+/// Nothing is acted on without a claim: any error of the server, the network or the pool is a
+/// [`StoreError`], whose message names the server (`host:port`, database, user) and what to check.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn example() -> Result<(), actguard::StoreError> {
+/// use actguard::{PostgresStore, Store};
+/// let store = PostgresStore::connect("postgres://actguard@db.internal/agents").await?;
+/// assert_eq!(store.current_fencing_token("loan-7").await?, None);
+/// # Ok(()) }
+/// ```
+pub struct PostgresStore {
+    pool: Pool,
+    schema: String,
+    server: Server,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("server", &self.server.to_string())
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to connect a [`PostgresStore`]: `PostgresStore::options().schema("agents").connect(url)`.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    schema: String,
+    max_connections: usize,
+    connect_timeout: Duration,
+    wait_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            schema: PostgresStore::DEFAULT_SCHEMA.to_owned(),
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(10),
+            wait_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// The schema holding the store's tables (created if missing). Default: `actguard`. Must be a
+    /// plain lower-case SQL identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The most connections the store opens (each store operation uses one at a time). Default: 16.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long opening one connection may take before failing with [`StoreError::Unavailable`].
+    /// Default: 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long an operation waits for a free connection when all are busy. Default: 30 s.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// Connects to the server named by `url` (`postgres://user:password@host:port/database`), creates or
+    /// migrates the schema, and returns the store.
+    pub async fn connect(self, url: &str) -> Result<PostgresStore, StoreError> {
+        PostgresStore::connect_with(url, self).await
+    }
+}
+
+impl PostgresStore {
+    /// The schema version this version writes. A schema with a higher version is refused on connect.
+    pub const SCHEMA_VERSION: i64 = schema::SCHEMA_VERSION;
+
+    /// The schema used unless another is given.
+    pub const DEFAULT_SCHEMA: &'static str = "actguard";
+
+    /// The environment variable the examples and tests read the connection URL from.
+    pub const URL_ENV: &'static str = "ACTGUARD_PG_URL";
+
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and uses schema `actguard`,
+    /// creating or migrating it.
+    ///
+    /// Fails with [`StoreError::Unavailable`] if the server cannot be reached, refuses the credentials
+    /// or has no such database, and with [`StoreError::Corrupt`] if the schema was written by a newer
+    /// version of actguard; each message names the server and what to check.
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        PostgresOptions::default().connect(url).await
+    }
+
+    /// Like [`connect`](Self::connect), with the tables in `schema`.
+    pub async fn connect_with_schema(url: &str, schema: &str) -> Result<PostgresStore, StoreError> {
+        PostgresOptions::default().schema(schema).connect(url).await
+    }
+
+    /// Options for [`PostgresOptions::connect`].
+    pub fn options() -> PostgresOptions {
+        PostgresOptions::default()
+    }
+
+    /// The schema holding this store's tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Closes every connection; operations after this fail with [`StoreError::Unavailable`].
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    async fn connect_with(
+        url: &str,
+        options: PostgresOptions,
+    ) -> Result<PostgresStore, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "`{}` is not a PostgreSQL connection URL ({e}): expected \
+                 postgres://user:password@host:port/database (check {})",
+                redact(url),
+                Self::URL_ENV
+            ))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        let server = Server::of(&config);
+        if !schema::valid_schema_name(&options.schema) {
+            return Err(StoreError::Backend(format!(
+                "`{}` cannot name the store's schema: use a lower-case SQL identifier \
+                 ([a-z_][a-z0-9_]*, at most 63 bytes)",
+                options.schema
+            )));
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.wait_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
+        let store = PostgresStore {
+            pool,
+            schema: options.schema,
+            server,
+        };
+        let mut client = store.client().await?;
+        schema::migrate(&mut client, &store.server, &store.schema).await?;
+        drop(client);
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        use deadpool_postgres::PoolError;
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Backend(e) => self.server.error(&e),
+            PoolError::Timeout(_) => StoreError::Unavailable(format!(
+                "no connection to {} became available in time: check that the server is reachable, \
+                 or raise max_connections",
+                self.server
+            )),
+            PoolError::Closed => {
+                StoreError::Unavailable(format!("the store for {} was closed", self.server))
+            }
+            other => StoreError::Backend(format!("{}: {other}", self.server)),
+        })
+    }
+}
+
+/// Passes `result` on; a connection that failed with [`StoreError::Unavailable`] (closed, server shutting
+/// down) is dropped instead of going back to the pool, so the next operation opens a fresh one.
+fn settle<T>(
+    client: deadpool_postgres::Client,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if matches!(result, Err(StoreError::Unavailable(_))) {
+        drop(deadpool_postgres::Object::take(client));
+    }
+    result
+}
+
+/// Where the store connects, for messages: `host:port`, database and user, never the password.
+#[derive(Debug, Clone)]
+pub(crate) struct Server {
+    hosts: String,
+    database: String,
+    user: String,
+}
+
+impl Server {
+    fn of(config: &tokio_postgres::Config) -> Server {
+        let ports = config.get_ports();
+        let hosts = config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                match h {
+                    Host::Tcp(name) => format!("{name}:{port}"),
+                    #[cfg(unix)]
+                    Host::Unix(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
+                }
+            })
+            .collect::<Vec<_>>();
+        let hosts = if hosts.is_empty() {
+            "localhost:5432".to_owned()
+        } else {
+            hosts.join(",")
+        };
+        let user = config.get_user().unwrap_or("(default user)").to_owned();
+        let database = config
+            .get_dbname()
+            .map_or_else(|| user.clone(), str::to_owned);
+        Server {
+            hosts,
+            database,
+            user,
+        }
+    }
+
+    /// Turns a driver error into a [`StoreError`] whose message names the server and says what to do.
+    pub(crate) fn error(&self, e: &tokio_postgres::Error) -> StoreError {
+        let check = PostgresStore::URL_ENV;
+        if let Some(db) = e.as_db_error() {
+            let code = db.code();
+            let msg = db.message();
+            return if *code == SqlState::INVALID_PASSWORD
+                || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            {
+                StoreError::Unavailable(format!(
+                    "{self} refused the credentials of user `{}` ({msg}): check the user and password \
+                     in the connection URL ({check})",
+                    self.user
+                ))
+            } else if *code == SqlState::INVALID_CATALOG_NAME {
+                StoreError::Unavailable(format!(
+                    "{self}: database `{}` does not exist ({msg}): create it, or name another database \
+                     in the connection URL ({check})",
+                    self.database
+                ))
+            } else if *code == SqlState::TOO_MANY_CONNECTIONS
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+            {
+                StoreError::Unavailable(format!("{self} is not accepting work ({msg})"))
+            } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+                StoreError::Unavailable(format!(
+                    "{self}: user `{}` may not use the store's tables ({msg}): grant it the privileges \
+                     on the schema",
+                    self.user
+                ))
+            } else {
+                StoreError::Backend(format!("{self}: {msg} (SQLSTATE {})", code.code()))
+            };
+        }
+        let cause = std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string());
+        if e.is_closed() {
+            StoreError::Unavailable(format!(
+                "the connection to {self} was closed ({cause}): check that the server is running"
+            ))
+        } else {
+            StoreError::Unavailable(format!(
+                "cannot reach {self} ({e}: {cause}): check that the server is running and that the \
+                 connection URL ({check}) names its host and port"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PostgreSQL at {} (database `{}`, user `{}`)",
+            self.hosts, self.database, self.user
+        )
+    }
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError> {
+        let mut client = self.client().await?;
+        let result = ops::begin(&mut client, &self.server, &self.schema, request).await;
+        settle(client, result)
+    }
+
+    async fn complete(&self, completion: &Completion) -> Result<LogEntry, StoreError> {
+        let mut client = self.client().await?;
+        let result = ops::complete(&mut client, &self.server, &self.schema, completion).await;
+        settle(client, result)
+    }
+
+    async fn fail(&self, failure: &Failure) -> Result<LogEntry, StoreError> {
+        let mut client = self.client().await?;
+        let result = ops::fail(&mut client, &self.server, &self.schema, failure).await;
+        settle(client, result)
+    }
+
+    async fn append_log(&self, entry: &NewLogEntry) -> Result<LogEntry, StoreError> {
+        let mut client = self.client().await?;
+        let result = ops::append_log(&mut client, &self.server, &self.schema, entry).await;
+        settle(client, result)
+    }
+
+    async fn log(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+        let client = self.client().await?;
+        let result = ops::log(&client, &self.server, &self.schema, query).await;
+        settle(client, result)
+    }
+
+    async fn halt_run(
+        &self,
+        run_id: Uuid,
+        reason: &str,
+        now_ms: Millis,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let result = ops::halt(&client, &self.server, &self.schema, run_id, reason, now_ms).await;
+        settle(client, result)
+    }
+
+    async fn run_state(&self, run_id: Uuid) -> Result<RunState, StoreError> {
+        let client = self.client().await?;
+        let result = ops::run_state(&client, &self.server, &self.schema, run_id).await;
+        settle(client, result)
+    }
+
+    async fn current_fencing_token(&self, record: &str) -> Result<Option<u64>, StoreError> {
+        let client = self.client().await?;
+        let result = ops::fencing_token(&client, &self.server, &self.schema, record).await;
+        settle(client, result)
+    }
+
+    async fn queue_entries(&self, query: &QueueQuery) -> Result<Vec<QueueEntry>, StoreError> {
+        let client = self.client().await?;
+        let result = ops::queue_entries(&client, &self.server, &self.schema, query).await;
+        settle(client, result)
+    }
+
+    async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
+        let client = self.client().await?;
+        let result = ops::queue_entry(&client, &self.server, &self.schema, id).await;
+        settle(client, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_the_password_only() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(schema::valid_schema_name("actguard"));
+        assert!(schema::valid_schema_name("actguard_test_0f3a"));
+        assert!(!schema::valid_schema_name("Actguard"));
+        assert!(!schema::valid_schema_name("a-b"));
+        assert!(!schema::valid_schema_name("x; DROP TABLE y"));
+        assert!(!schema::valid_schema_name(""));
+    }
+}

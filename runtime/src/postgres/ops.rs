@@ -1,0 +1,783 @@
+//! The store's rules as SQL, one function per operation, each one short transaction (or one
+//! statement). `@.` in a statement stands for the store's schema.
+
+use deadpool_postgres::{Client, GenericClient, Transaction};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::Server;
+use super::schema::qualify;
+use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::store::{
+    Begin, BeginRequest, Claim, Completion, Failure, Millis, NewQueueEntry, QueueEntry, QueueKind,
+    QueueQuery, QueueRef, QueueStatus, RunState, StoreError,
+};
+
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// The server and schema a statement runs against: qualifies statements, maps errors.
+#[derive(Clone, Copy)]
+struct Db<'a> {
+    server: &'a Server,
+    schema: &'a str,
+}
+
+impl Db<'_> {
+    fn error(&self, e: tokio_postgres::Error) -> StoreError {
+        self.server.error(&e)
+    }
+
+    fn corrupt(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt(format!(
+            "schema `{}` on {} holds an unreadable {what} ({e}): restore it from a backup",
+            self.schema, self.server
+        ))
+    }
+
+    async fn prepare<C: GenericClient>(
+        &self,
+        c: &C,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, StoreError> {
+        c.prepare_cached(&qualify(sql, self.schema))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn opt<C: GenericClient>(
+        &self,
+        c: &C,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Option<Row>, StoreError> {
+        let stmt = self.prepare(c, sql).await?;
+        c.query_opt(&stmt, params).await.map_err(|e| self.error(e))
+    }
+
+    async fn one<C: GenericClient>(
+        &self,
+        c: &C,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Row, StoreError> {
+        let stmt = self.prepare(c, sql).await?;
+        c.query_one(&stmt, params).await.map_err(|e| self.error(e))
+    }
+
+    async fn all<C: GenericClient>(
+        &self,
+        c: &C,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>, StoreError> {
+        let stmt = self.prepare(c, sql).await?;
+        c.query(&stmt, params).await.map_err(|e| self.error(e))
+    }
+
+    async fn exec<C: GenericClient>(
+        &self,
+        c: &C,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<u64, StoreError> {
+        let stmt = self.prepare(c, sql).await?;
+        c.execute(&stmt, params).await.map_err(|e| self.error(e))
+    }
+
+    /// Column `i` of `row`: a value of an unexpected type means the schema was altered.
+    fn col<'r, T: tokio_postgres::types::FromSql<'r>>(
+        &self,
+        row: &'r Row,
+        i: usize,
+    ) -> Result<T, StoreError> {
+        row.try_get(i).map_err(|e| self.corrupt("row", e))
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, what: &str, s: &str) -> Result<T, StoreError> {
+        serde_json::from_str(s).map_err(|e| self.corrupt(what, e))
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("cannot serialize: {e}")))
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn queue_kind(s: &str) -> Option<QueueKind> {
+    [QueueKind::Owner, QueueKind::Expert, QueueKind::DeadLetter]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+}
+
+fn status_str(s: QueueStatus) -> &'static str {
+    match s {
+        QueueStatus::Open => "open",
+        QueueStatus::Claimed => "claimed",
+        QueueStatus::Resolved => "resolved",
+        QueueStatus::Discarded => "discarded",
+        QueueStatus::Replayed => "replayed",
+    }
+}
+
+fn status_of(s: &str) -> Option<QueueStatus> {
+    [
+        QueueStatus::Open,
+        QueueStatus::Claimed,
+        QueueStatus::Resolved,
+        QueueStatus::Discarded,
+        QueueStatus::Replayed,
+    ]
+    .into_iter()
+    .find(|k| status_str(*k) == s)
+}
+
+/// Step 3 of the guarded call, in the documented order, in one transaction.
+pub(crate) async fn begin(
+    client: &mut Client,
+    server: &Server,
+    schema: &str,
+    r: &BeginRequest,
+) -> Result<Begin, StoreError> {
+    let db = Db { server, schema };
+    let tx = client.transaction().await.map_err(|e| db.error(e))?;
+    let answer = begin_in(db, &tx, r).await;
+    // Only a claim changes anything; every other answer leaves the store as it was.
+    finish(db, tx, answer, |a| matches!(a, Begin::Claimed(_))).await
+}
+
+/// Ends `tx`: commits if `result` is a change to keep, otherwise rolls back at once (rather than when
+/// the connection is next used), so no lock outlives the operation.
+async fn finish<T>(
+    db: Db<'_>,
+    tx: Transaction<'_>,
+    result: Result<T, StoreError>,
+    keep: impl FnOnce(&T) -> bool,
+) -> Result<T, StoreError> {
+    match result {
+        Ok(v) if keep(&v) => {
+            tx.commit().await.map_err(|e| db.error(e))?;
+            Ok(v)
+        }
+        Ok(v) => {
+            tx.rollback().await.map_err(|e| db.error(e))?;
+            Ok(v)
+        }
+        Err(e) => {
+            // The operation's own error says more than a failed rollback would.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<Begin, StoreError> {
+    let run = r.run_id.to_string();
+    // The key lock first, in its own statement, so that every read below sees what the previous
+    // holder of the lock committed. It serializes begins of the same key, even before the key has a row.
+    let lock = format!("{}:{}", db.schema, r.key_digest);
+    db.exec(
+        tx,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&lock],
+    )
+    .await?;
+    let halted = db
+        .opt(tx, "SELECT 1 FROM @.runs WHERE run_id = $1", &[&run])
+        .await?
+        .is_some();
+    if halted {
+        return Ok(Begin::Halted);
+    }
+
+    let key = db
+        .opt(
+            tx,
+            "SELECT state, fingerprint, lease_until_ms, result, completed_at_ms, queue_id
+             FROM @.keys WHERE key_digest = $1 FOR UPDATE",
+            &[&r.key_digest],
+        )
+        .await?;
+    let mut takeover = false;
+    if let Some(k) = &key {
+        let state: String = db.col(k, 0)?;
+        let fingerprint: String = db.col(k, 1)?;
+        if fingerprint != r.fingerprint {
+            return Ok(Begin::KeyReused {
+                stored_fingerprint: fingerprint,
+            });
+        }
+        if state == "completed" {
+            let result: Option<String> = db.col(k, 3)?;
+            let result = db.json("stored result", result.as_deref().unwrap_or("null"))?;
+            let completed_at_ms: Option<Millis> = db.col(k, 4)?;
+            return Ok(Begin::Completed {
+                result,
+                completed_at_ms: completed_at_ms.unwrap_or_default(),
+            });
+        }
+        if state == "failed" {
+            let id: Option<i64> = db.col(k, 5)?;
+            let id = id.ok_or_else(|| db.corrupt("failed key", "it names no queue entry"))?;
+            let entry = queue_ref(db, tx, id).await?;
+            return Ok(Begin::Failed { entry });
+        }
+        if state == "claimed" {
+            let until: Option<Millis> = db.col(k, 2)?;
+            let until = until.unwrap_or(Millis::MIN);
+            if r.now_ms < until {
+                return Ok(Begin::InProgress {
+                    lease_until_ms: until,
+                });
+            }
+            takeover = true;
+        }
+    }
+
+    // Creates the record's row if needed and locks it either way: claims on one record are serialized.
+    let record = db
+        .one(
+            tx,
+            "INSERT INTO @.records AS rec (record, last_token) VALUES ($1, 0)
+             ON CONFLICT (record) DO UPDATE SET last_token = rec.last_token
+             RETURNING holder_digest, holder_key, lease_until_ms",
+            &[&r.record],
+        )
+        .await?;
+    let holder: Option<String> = db.col(&record, 0)?;
+    let holder_key: Option<String> = db.col(&record, 1)?;
+    let until: Option<Millis> = db.col(&record, 2)?;
+    if let (Some(holder), Some(until)) = (holder, until)
+        && holder != r.key_digest
+        && r.now_ms < until
+    {
+        return Ok(Begin::RecordBusy {
+            holder_key: holder_key.unwrap_or_default(),
+            lease_until_ms: until,
+        });
+    }
+
+    if let Some(window) = r.dedup_ms {
+        let acted = db
+            .opt(
+                tx,
+                "SELECT key_text, key_digest, acted_at_ms FROM @.acted WHERE record = $1 AND action = $2",
+                &[&r.record, &r.action],
+            )
+            .await?;
+        if let Some(a) = acted {
+            let previous_key: String = db.col(&a, 0)?;
+            let digest: String = db.col(&a, 1)?;
+            let acted_at_ms: Millis = db.col(&a, 2)?;
+            if digest != r.key_digest && r.now_ms < acted_at_ms.saturating_add(window) {
+                return Ok(Begin::Skipped {
+                    previous_key,
+                    acted_at_ms,
+                });
+            }
+        }
+    }
+
+    let lease_until = r.now_ms.saturating_add(r.lease_ms);
+    let payload = to_json(&r.payload)?;
+    let claim_id = r.claim_id.to_string();
+    let claimed = db
+        .one(
+            tx,
+            "WITH rec AS (
+                 UPDATE @.records SET last_token = last_token + 1, holder_digest = $2::text,
+                     holder_key = $3::text, lease_until_ms = $4::bigint
+                 WHERE record = $1::text
+                 RETURNING last_token
+             )
+             INSERT INTO @.keys AS k (key_digest, key_text, action, record, run_id, fingerprint, payload,
+                 state, claim_id, lease_until_ms, fencing_token, updated_ms)
+             SELECT $2::text, $3::text, $5::text, $1::text, $6::text, $7::text, $8::text, 'claimed',
+                 $9::text, $4::bigint, rec.last_token, $10::bigint
+             FROM rec
+             ON CONFLICT (key_digest) DO UPDATE SET key_text = excluded.key_text,
+                 action = excluded.action, record = excluded.record, run_id = excluded.run_id,
+                 payload = excluded.payload, state = 'claimed', claim_id = excluded.claim_id,
+                 lease_until_ms = excluded.lease_until_ms, fencing_token = excluded.fencing_token,
+                 updated_ms = excluded.updated_ms
+             RETURNING fencing_token,
+                 (SELECT count(*) FROM @.log WHERE key_digest = $2::text AND attempt > 0)",
+            &[
+                &r.record,
+                &r.key_digest,
+                &r.key_text,
+                &lease_until,
+                &r.action,
+                &run,
+                &r.fingerprint,
+                &payload,
+                &claim_id,
+                &r.now_ms,
+            ],
+        )
+        .await?;
+    let token: i64 = db.col(&claimed, 0)?;
+    let previous_attempts: i64 = db.col(&claimed, 1)?;
+    Ok(Begin::Claimed(Claim {
+        fencing_token: u64::try_from(token).map_err(|e| db.corrupt("fencing token", e))?,
+        takeover,
+        previous_attempts: u32::try_from(previous_attempts).unwrap_or(u32::MAX),
+    }))
+}
+
+/// The `ClaimLost` error of a key whose claim `complete`/`fail` no longer holds.
+async fn claim_lost(
+    db: Db<'_>,
+    tx: &Transaction<'_>,
+    key_digest: &str,
+    key_text: &str,
+) -> StoreError {
+    let stored = db
+        .opt(
+            tx,
+            "SELECT key_text FROM @.keys WHERE key_digest = $1",
+            &[&key_digest],
+        )
+        .await;
+    match stored {
+        Ok(Some(row)) => match db.col(&row, 0) {
+            Ok(key) => StoreError::ClaimLost { key },
+            Err(e) => e,
+        },
+        Ok(None) => StoreError::ClaimLost {
+            key: key_text.to_owned(),
+        },
+        Err(e) => e,
+    }
+}
+
+/// Releases the record's lease if `key_digest` holds it.
+const RELEASE_RECORD: &str = "UPDATE @.records SET holder_digest = NULL, holder_key = NULL,
+         lease_until_ms = NULL
+     WHERE record = $1 AND holder_digest = $2";
+
+/// Success of a claimed call, in one transaction.
+pub(crate) async fn complete(
+    client: &mut Client,
+    server: &Server,
+    schema: &str,
+    d: &Completion,
+) -> Result<LogEntry, StoreError> {
+    let db = Db { server, schema };
+    let tx = client.transaction().await.map_err(|e| db.error(e))?;
+    let entry = complete_in(db, &tx, d).await;
+    finish(db, tx, entry, |_| true).await
+}
+
+async fn complete_in(
+    db: Db<'_>,
+    tx: &Transaction<'_>,
+    d: &Completion,
+) -> Result<LogEntry, StoreError> {
+    let claim_id = d.claim_id.to_string();
+    let result = to_json(&d.result)?;
+    // Conditional: only the claim that still holds the key completes it.
+    let held = db
+        .opt(
+            tx,
+            "UPDATE @.keys SET state = 'completed', result = $3, completed_at_ms = $4, claim_id = NULL,
+                 lease_until_ms = NULL, updated_ms = $4
+             WHERE key_digest = $1 AND state = 'claimed' AND claim_id = $2
+             RETURNING record, key_text",
+            &[&d.key_digest, &claim_id, &result, &d.now_ms],
+        )
+        .await?;
+    let Some(held) = held else {
+        return Err(claim_lost(db, tx, &d.key_digest, &d.entry.key_text).await);
+    };
+    let record: String = db.col(&held, 0)?;
+    let key_text: String = db.col(&held, 1)?;
+    db.exec(
+        tx,
+        "INSERT INTO @.acted (record, action, key_text, key_digest, acted_at_ms)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (record, action) DO UPDATE SET key_text = excluded.key_text,
+             key_digest = excluded.key_digest, acted_at_ms = excluded.acted_at_ms",
+        &[&d.record, &d.action, &key_text, &d.key_digest, &d.now_ms],
+    )
+    .await?;
+    db.exec(tx, RELEASE_RECORD, &[&record, &d.key_digest])
+        .await?;
+    append_in(db, tx, d.entry.clone()).await
+}
+
+/// Terminal failure of a claimed call, in one transaction.
+pub(crate) async fn fail(
+    client: &mut Client,
+    server: &Server,
+    schema: &str,
+    f: &Failure,
+) -> Result<LogEntry, StoreError> {
+    let db = Db { server, schema };
+    let tx = client.transaction().await.map_err(|e| db.error(e))?;
+    let entry = fail_in(db, &tx, f).await;
+    finish(db, tx, entry, |_| true).await
+}
+
+async fn fail_in(db: Db<'_>, tx: &Transaction<'_>, f: &Failure) -> Result<LogEntry, StoreError> {
+    let claim_id = f.claim_id.to_string();
+    let state = if f.queue_entry.is_some() {
+        "failed"
+    } else {
+        "released"
+    };
+    let held = db
+        .opt(
+            tx,
+            "UPDATE @.keys SET state = $3, claim_id = NULL, lease_until_ms = NULL, updated_ms = $4
+             WHERE key_digest = $1 AND state = 'claimed' AND claim_id = $2
+             RETURNING record",
+            &[&f.key_digest, &claim_id, &state, &f.now_ms],
+        )
+        .await?;
+    let Some(held) = held else {
+        return Err(claim_lost(db, tx, &f.key_digest, &f.entry.key_text).await);
+    };
+    let record: String = db.col(&held, 0)?;
+    let mut entry = f.entry.clone();
+    if let Some(q) = &f.queue_entry {
+        let id = insert_queue(db, tx, q, f.now_ms).await?;
+        db.exec(
+            tx,
+            "UPDATE @.keys SET queue_id = $2 WHERE key_digest = $1",
+            &[&f.key_digest, &id],
+        )
+        .await?;
+        entry.queue_entry = Some(u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?);
+    }
+    db.exec(tx, RELEASE_RECORD, &[&record, &f.key_digest])
+        .await?;
+    append_in(db, tx, entry).await
+}
+
+async fn insert_queue(
+    db: Db<'_>,
+    tx: &Transaction<'_>,
+    q: &NewQueueEntry,
+    now_ms: Millis,
+) -> Result<i64, StoreError> {
+    let row = db
+        .one(
+            tx,
+            "INSERT INTO @.queue (kind, name, action, run_id, status, created_ms, entry)
+             VALUES ($1, $2, $3, $4, 'open', $5, $6) RETURNING id",
+            &[
+                &q.kind.as_str(),
+                &q.name,
+                &q.action,
+                &q.run_id.to_string(),
+                &now_ms,
+                &to_json(q)?,
+            ],
+        )
+        .await?;
+    db.col(&row, 0)
+}
+
+/// Appends one entry in its own transaction.
+pub(crate) async fn append_log(
+    client: &mut Client,
+    server: &Server,
+    schema: &str,
+    entry: &NewLogEntry,
+) -> Result<LogEntry, StoreError> {
+    let db = Db { server, schema };
+    let tx = client.transaction().await.map_err(|e| db.error(e))?;
+    let entry = append_in(db, &tx, entry.clone()).await;
+    finish(db, tx, entry, |_| true).await
+}
+
+/// Appends `entry` after the head of the chain. The head row stays locked until the transaction ends,
+/// so concurrent appends (from any process) are totally ordered and each links to the one committed
+/// before it.
+async fn append_in(
+    db: Db<'_>,
+    tx: &Transaction<'_>,
+    entry: NewLogEntry,
+) -> Result<LogEntry, StoreError> {
+    let head = db
+        .opt(tx, "SELECT seq, hash FROM @.log_head FOR UPDATE", &[])
+        .await?
+        .ok_or_else(|| db.corrupt("action log", "its head row is missing"))?;
+    let seq: i64 = db.col(&head, 0)?;
+    let prev_hash: String = db.col(&head, 1)?;
+    let seq = u64::try_from(seq).map_err(|e| db.corrupt("action log head", e))? + 1;
+    let e = LogEntry::chain_after(seq, prev_hash, entry);
+    let seq = to_i64(e.seq);
+    db.exec(
+        tx,
+        "WITH head AS (UPDATE @.log_head SET seq = $1, hash = $11)
+         INSERT INTO @.log (seq, at_ms, run_id, action, record, key_digest, attempt, outcome, entry,
+             prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &[
+            &seq,
+            &e.entry.at_ms,
+            &e.entry.run_id.to_string(),
+            &e.entry.action,
+            &e.entry.record,
+            &e.entry.key_digest,
+            &i64::from(e.entry.attempt),
+            &e.entry.outcome.as_str(),
+            &to_json(&e.entry)?,
+            &e.prev_hash,
+            &e.hash,
+        ],
+    )
+    .await?;
+    Ok(e)
+}
+
+/// Halts a run; `true` the first time. One statement.
+pub(crate) async fn halt(
+    client: &Client,
+    server: &Server,
+    schema: &str,
+    run_id: Uuid,
+    reason: &str,
+    now_ms: Millis,
+) -> Result<bool, StoreError> {
+    let db = Db { server, schema };
+    let n = db
+        .exec(
+            client,
+            "INSERT INTO @.runs (run_id, reason, halted_at_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (run_id) DO NOTHING",
+            &[&run_id.to_string(), &reason, &now_ms],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub(crate) async fn run_state(
+    client: &Client,
+    server: &Server,
+    schema: &str,
+    run_id: Uuid,
+) -> Result<RunState, StoreError> {
+    let db = Db { server, schema };
+    let row = db
+        .opt(
+            client,
+            "SELECT reason, halted_at_ms FROM @.runs WHERE run_id = $1",
+            &[&run_id.to_string()],
+        )
+        .await?;
+    Ok(match row {
+        Some(row) => RunState::Halted {
+            reason: db.col(&row, 0)?,
+            at_ms: db.col(&row, 1)?,
+        },
+        None => RunState::Active,
+    })
+}
+
+pub(crate) async fn fencing_token(
+    client: &Client,
+    server: &Server,
+    schema: &str,
+    record: &str,
+) -> Result<Option<u64>, StoreError> {
+    let db = Db { server, schema };
+    // A row with token 0 was created by a begin that did not claim: no token issued yet.
+    let row = db
+        .opt(
+            client,
+            "SELECT last_token FROM @.records WHERE record = $1 AND last_token > 0",
+            &[&record],
+        )
+        .await?;
+    row.map(|row| {
+        let t: i64 = db.col(&row, 0)?;
+        u64::try_from(t).map_err(|e| db.corrupt("fencing token", e))
+    })
+    .transpose()
+}
+
+/// A filter's value: the columns compared are text or bigint.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl Arg {
+    fn as_param(&self) -> Param<'_> {
+        match self {
+            Arg::Text(s) => s,
+            Arg::Int(i) => i,
+        }
+    }
+}
+
+/// Collects `AND <clause> $n` filters.
+struct Filters {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Filters {
+    fn new(select: &str) -> Filters {
+        Filters {
+            sql: format!("{select} WHERE TRUE"),
+            args: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, clause: &str, v: Arg) {
+        self.args.push(v);
+        self.sql
+            .push_str(&format!(" AND {clause} ${}", self.args.len()));
+    }
+
+    fn params(&self) -> Vec<Param<'_>> {
+        self.args.iter().map(Arg::as_param).collect()
+    }
+}
+
+pub(crate) async fn log(
+    client: &Client,
+    server: &Server,
+    schema: &str,
+    q: &LogQuery,
+) -> Result<Vec<LogEntry>, StoreError> {
+    let db = Db { server, schema };
+    let mut f = Filters::new("SELECT seq, entry, prev_hash, hash FROM @.log");
+    if let Some(r) = q.run_id {
+        f.add("run_id =", Arg::Text(r.to_string()));
+    }
+    if let Some(a) = &q.action {
+        f.add("action =", Arg::Text(a.clone()));
+    }
+    if let Some(r) = &q.record {
+        f.add("record =", Arg::Text(r.clone()));
+    }
+    if let Some(o) = q.outcome {
+        f.add("outcome =", Arg::Text(o.as_str().to_owned()));
+    }
+    if let Some(t) = q.from_ms {
+        f.add("at_ms >=", Arg::Int(t));
+    }
+    if let Some(t) = q.to_ms {
+        f.add("at_ms <", Arg::Int(t));
+    }
+    if let Some(s) = q.after_seq {
+        f.add("seq >", Arg::Int(to_i64(s)));
+    }
+    f.sql.push_str(" ORDER BY seq");
+    if let Some(limit) = q.limit {
+        f.sql.push_str(&format!(
+            " LIMIT {}",
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ));
+    }
+    let rows = db.all(client, &f.sql, &f.params()).await?;
+    rows.iter()
+        .map(|row| {
+            let seq: i64 = db.col(row, 0)?;
+            let entry: String = db.col(row, 1)?;
+            Ok(LogEntry {
+                seq: u64::try_from(seq).map_err(|e| db.corrupt("log entry", e))?,
+                entry: db.json("log entry", &entry)?,
+                prev_hash: db.col(row, 2)?,
+                hash: db.col(row, 3)?,
+            })
+        })
+        .collect()
+}
+
+async fn queue_ref<C: GenericClient>(db: Db<'_>, c: &C, id: i64) -> Result<QueueRef, StoreError> {
+    let row = db
+        .opt(c, "SELECT kind, name FROM @.queue WHERE id = $1", &[&id])
+        .await?
+        .ok_or_else(|| db.corrupt("failed key", format!("queue entry {id} is missing")))?;
+    let kind: String = db.col(&row, 0)?;
+    let kind =
+        queue_kind(&kind).ok_or_else(|| db.corrupt("queue entry", format!("kind `{kind}`")))?;
+    Ok(QueueRef {
+        id: u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?,
+        kind,
+        name: db.col(&row, 1)?,
+    })
+}
+
+const QUEUE_COLUMNS: &str = "SELECT id, status, created_ms, entry FROM @.queue";
+
+fn queue_row(db: Db<'_>, row: &Row) -> Result<QueueEntry, StoreError> {
+    let id: i64 = db.col(row, 0)?;
+    let status: String = db.col(row, 1)?;
+    let created_ms: Millis = db.col(row, 2)?;
+    let entry: String = db.col(row, 3)?;
+    let q: NewQueueEntry = db.json("queue entry", &entry)?;
+    let status = status_of(&status)
+        .ok_or_else(|| db.corrupt("queue entry", format!("status `{status}`")))?;
+    Ok(QueueEntry {
+        id: u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?,
+        kind: q.kind,
+        name: q.name,
+        run_id: q.run_id,
+        action: q.action,
+        key_text: q.key_text,
+        key_digest: q.key_digest,
+        record: q.record,
+        payload: q.payload,
+        failure_kind: q.failure_kind,
+        message: q.message,
+        attempts: q.attempts,
+        first_failure_ms: q.first_failure_ms,
+        last_failure_ms: q.last_failure_ms,
+        status,
+        created_ms,
+    })
+}
+
+pub(crate) async fn queue_entries(
+    client: &Client,
+    server: &Server,
+    schema: &str,
+    q: &QueueQuery,
+) -> Result<Vec<QueueEntry>, StoreError> {
+    let db = Db { server, schema };
+    let mut f = Filters::new(QUEUE_COLUMNS);
+    if let Some(k) = q.kind {
+        f.add("kind =", Arg::Text(k.as_str().to_owned()));
+    }
+    if let Some(n) = &q.name {
+        f.add("name =", Arg::Text(n.clone()));
+    }
+    if let Some(a) = &q.action {
+        f.add("action =", Arg::Text(a.clone()));
+    }
+    if let Some(s) = q.status {
+        f.add("status =", Arg::Text(status_str(s).to_owned()));
+    }
+    if let Some(r) = q.run_id {
+        f.add("run_id =", Arg::Text(r.to_string()));
+    }
+    f.sql.push_str(" ORDER BY id");
+    let rows = db.all(client, &f.sql, &f.params()).await?;
+    rows.iter().map(|row| queue_row(db, row)).collect()
+}
+
+pub(crate) async fn queue_entry(
+    client: &Client,
+    server: &Server,
+    schema: &str,
+    id: u64,
+) -> Result<Option<QueueEntry>, StoreError> {
+    let db = Db { server, schema };
+    let Ok(id) = i64::try_from(id) else {
+        return Ok(None);
+    };
+    let row = db
+        .opt(client, &format!("{QUEUE_COLUMNS} WHERE id = $1"), &[&id])
+        .await?;
+    row.map(|row| queue_row(db, &row)).transpose()
+}
