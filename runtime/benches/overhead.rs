@@ -1,6 +1,7 @@
 //! What a guarded call costs over the plain async fn, with the in-memory store: the same run, the same
 //! body, a distinct key per call (`dedup = "none"`), so every guarded call really claims, completes and
-//! appends a chained log entry.
+//! appends a chained log entry. For reference, the same plain fn under `backon`'s retry (exponential
+//! backoff, no key, no claim, no log), measured in the same run.
 //!
 //! `cargo bench -p actguard --bench overhead`
 
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actguard::{Agent, Classify, MemoryStore, Run, agent_action};
+use backon::{ExponentialBuilder, Retryable};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 #[derive(Debug, Classify, thiserror::Error)]
@@ -51,6 +53,12 @@ fn overhead(c: &mut Criterion) {
     group.bench_function("plain_async_fn", |b| {
         b.to_async(&rt)
             .iter(|| plain(&run, next.fetch_add(1, Ordering::Relaxed)))
+    });
+    group.bench_function("plain_async_fn_backon_retry", |b| {
+        b.to_async(&rt).iter(|| {
+            let (run, id) = (&run, next.fetch_add(1, Ordering::Relaxed));
+            (move || plain(run, id)).retry(ExponentialBuilder::default())
+        })
     });
     group.bench_function("guarded_memory_store", |b| {
         b.to_async(&rt)
