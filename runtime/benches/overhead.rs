@@ -7,11 +7,14 @@
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actguard::{Agent, Classify, MemoryStore, Run, agent_action};
+
+mod support;
+
 use backon::{ExponentialBuilder, Retryable};
-use criterion::{Criterion, criterion_group, criterion_main};
+use support::Case;
 
 #[derive(Debug, Classify, thiserror::Error)]
 enum BenchError {
@@ -37,35 +40,69 @@ async fn guarded(run: &Run, id: u64) -> Result<u64, BenchError> {
     Ok(black_box(id).wrapping_mul(2))
 }
 
-fn overhead(c: &mut Criterion) {
+/// A fresh agent on a fresh in-memory store for each round, so every round starts from the same state
+/// instead of an ever-growing store.
+fn fresh_run(rt: &tokio::runtime::Runtime) -> Run {
+    rt.block_on(async {
+        Agent::builder()
+            .store(MemoryStore::new())
+            .build()
+            .unwrap()
+            .start_run()
+    })
+}
+
+fn main() {
+    if support::filtered_out("overhead") {
+        return;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
-    let agent = rt.block_on(async { Agent::builder().store(MemoryStore::new()).build().unwrap() });
-    let run = agent.start_run();
     let next = AtomicU64::new(0);
+    let id = || next.fetch_add(1, Ordering::Relaxed);
 
-    let mut group = c.benchmark_group("overhead");
-    group
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
-    group.bench_function("plain_async_fn", |b| {
-        b.to_async(&rt)
-            .iter(|| plain(&run, next.fetch_add(1, Ordering::Relaxed)))
-    });
-    group.bench_function("plain_async_fn_backon_retry", |b| {
-        b.to_async(&rt).iter(|| {
-            let (run, id) = (&run, next.fetch_add(1, Ordering::Relaxed));
-            (move || plain(run, id)).retry(ExponentialBuilder::default())
-        })
-    });
-    group.bench_function("guarded_memory_store", |b| {
-        b.to_async(&rt)
-            .iter(|| guarded(&run, next.fetch_add(1, Ordering::Relaxed)))
-    });
-    group.finish();
+    let mut cases = vec![
+        Case::new("plain async fn", |n| {
+            let run = fresh_run(&rt);
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..n {
+                    black_box(plain(&run, id()).await.ok());
+                }
+                start.elapsed()
+            })
+        }),
+        Case::new("plain async fn under backon retry", |n| {
+            let run = fresh_run(&rt);
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..n {
+                    let (run, id) = (&run, id());
+                    let r = (move || plain(run, id))
+                        .retry(ExponentialBuilder::default())
+                        .await;
+                    black_box(r.ok());
+                }
+                start.elapsed()
+            })
+        }),
+        Case::new("guarded call, MemoryStore", |n| {
+            let run = fresh_run(&rt);
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..n {
+                    black_box(guarded(&run, id()).await.ok());
+                }
+                start.elapsed()
+            })
+        }),
+    ];
+    let stats = support::compare(&mut cases, support::rounds(15), Duration::from_millis(300));
+    support::print_times("per-call time (ratio to the plain async fn)", &stats, 0);
+    println!(
+        "\nadded by the guarded call: {} per call",
+        support::human_ns(stats[2].median_ns - stats[0].median_ns)
+    );
 }
-
-criterion_group!(benches, overhead);
-criterion_main!(benches);
