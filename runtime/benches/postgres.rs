@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 use actguard::log::{LogEntry, NewLogEntry, Outcome};
 use actguard::store::{Begin, BeginRequest, Completion};
 use actguard::{PostgresStore, Store};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use bb8_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
 mod support;
 
 use support::Case;
+
+type Pool = bb8::Pool<PostgresConnectionManager<tokio_postgres::NoTls>>;
 
 const T0: i64 = 1_700_000_000_000;
 const CONCURRENCY: [u64; 3] = [1, 16, 64];
@@ -96,24 +98,24 @@ async fn by_hand(pool: &Pool, schema: &str, run: Uuid, record: &str) {
     let run_id = r.run_id.to_string();
     let lock = format!("{schema}:{}", r.key_digest);
     let s = tx
-        .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .prepare("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .await
         .unwrap();
     tx.execute(&s, &[&lock]).await.unwrap();
     let s = tx
-        .prepare_cached(&q("SELECT 1 FROM @.runs WHERE run_id = $1"))
+        .prepare(&q("SELECT 1 FROM @.runs WHERE run_id = $1"))
         .await
         .unwrap();
     assert!(tx.query_opt(&s, &[&run_id]).await.unwrap().is_none());
     let s = tx
-        .prepare_cached(&q(
+        .prepare(&q(
             "SELECT state FROM @.keys WHERE key_digest = $1 FOR UPDATE",
         ))
         .await
         .unwrap();
     assert!(tx.query_opt(&s, &[&r.key_digest]).await.unwrap().is_none());
     let s = tx
-        .prepare_cached(&q(
+        .prepare(&q(
             "INSERT INTO @.records AS rec (record, last_token) VALUES ($1, 0)
              ON CONFLICT (record) DO UPDATE SET last_token = rec.last_token
              RETURNING holder_digest",
@@ -122,7 +124,7 @@ async fn by_hand(pool: &Pool, schema: &str, run: Uuid, record: &str) {
         .unwrap();
     tx.query_one(&s, &[&r.record]).await.unwrap();
     let s = tx
-        .prepare_cached(&q("WITH rec AS (
+        .prepare(&q("WITH rec AS (
                  UPDATE @.records SET last_token = last_token + 1, holder_digest = $2::text,
                      holder_key = $3::text, lease_until_ms = $4::bigint
                  WHERE record = $1::text RETURNING last_token)
@@ -158,7 +160,7 @@ async fn by_hand(pool: &Pool, schema: &str, run: Uuid, record: &str) {
     let now = T0 + 1;
     let result = serde_json::to_string(&serde_json::json!({ "ok": true })).unwrap();
     let s = tx
-        .prepare_cached(&q(
+        .prepare(&q(
             "UPDATE @.keys SET state = 'completed', result = $3, completed_at_ms = $4, claim_id = NULL,
                  lease_until_ms = NULL, updated_ms = $4
              WHERE key_digest = $1 AND state = 'claimed' AND claim_id = $2 RETURNING record",
@@ -169,7 +171,7 @@ async fn by_hand(pool: &Pool, schema: &str, run: Uuid, record: &str) {
         .await
         .unwrap();
     let s = tx
-        .prepare_cached(&q(
+        .prepare(&q(
             "INSERT INTO @.acted (record, action, key_text, key_digest, acted_at_ms)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (record, action) DO UPDATE SET key_text = excluded.key_text,
@@ -184,7 +186,7 @@ async fn by_hand(pool: &Pool, schema: &str, run: Uuid, record: &str) {
     .await
     .unwrap();
     let s = tx
-        .prepare_cached(&q(
+        .prepare(&q(
             "UPDATE @.records SET holder_digest = NULL, holder_key = NULL, lease_until_ms = NULL
              WHERE record = $1 AND holder_digest = $2",
         ))
@@ -192,14 +194,14 @@ async fn by_hand(pool: &Pool, schema: &str, run: Uuid, record: &str) {
         .unwrap();
     tx.execute(&s, &[&r.record, &r.key_digest]).await.unwrap();
     let s = tx
-        .prepare_cached(&q("SELECT seq, hash FROM @.log_head FOR UPDATE"))
+        .prepare(&q("SELECT seq, hash FROM @.log_head FOR UPDATE"))
         .await
         .unwrap();
     let head = tx.query_one(&s, &[]).await.unwrap();
     let (seq, prev): (i64, String) = (head.get(0), head.get(1));
     let e = LogEntry::chain_after(seq as u64 + 1, prev, entry(&r, token as u64));
     let s = tx
-        .prepare_cached(&q(
+        .prepare(&q(
             "WITH head AS (UPDATE @.log_head SET seq = $1, hash = $11)
              INSERT INTO @.log (seq, at_ms, run_id, action, record, key_digest, attempt, outcome, entry,
                  prev_hash, hash)
@@ -280,18 +282,11 @@ fn main() {
     let pool = {
         let _guard = rt.enter();
         let config: tokio_postgres::Config = url.parse().expect("a URL");
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        Pool::builder(manager)
-            .max_size(max)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .expect("a pool")
+        let manager = PostgresConnectionManager::new(config, tokio_postgres::NoTls);
+        Pool::builder()
+            .max_size(u32::try_from(max).expect("a pool size"))
+            .test_on_check_out(false)
+            .build_unchecked(manager)
     };
     let run_id = Uuid::now_v7();
 

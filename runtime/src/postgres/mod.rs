@@ -5,10 +5,12 @@ mod schema;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use bb8::{ErrorSink, ManageConnection, PooledConnection};
+use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
@@ -81,7 +83,10 @@ use crate::store::{
 /// # Ok(()) }
 /// ```
 pub struct PostgresStore {
-    pool: Pool,
+    /// `None` once closed.
+    pool: Mutex<Option<Pool>>,
+    /// The last error met while opening a connection in the background.
+    last_error: LastError,
     schema: String,
     server: Server,
 }
@@ -186,7 +191,10 @@ impl PostgresStore {
 
     /// Closes every connection; operations after this fail with [`StoreError::Unavailable`].
     pub fn close(&self) {
-        self.pool.close();
+        self.pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     async fn connect_with(
@@ -212,56 +220,131 @@ impl PostgresStore {
                 options.schema
             )));
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.max_connections)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(options.wait_timeout))
-            .create_timeout(Some(options.connect_timeout))
-            .build()
-            .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
-        let store = PostgresStore {
-            pool,
+        let last_error = LastError {
+            server: server.clone(),
+            last: Arc::default(),
+        };
+        let pool = Pool::builder()
+            .max_size(u32::try_from(options.max_connections).unwrap_or(u32::MAX))
+            .connection_timeout(options.wait_timeout)
+            .test_on_check_out(false)
+            .error_sink(Box::new(last_error.clone()))
+            .build_unchecked(Manager(PostgresConnectionManager::new(config, NoTls)));
+        // The first connection is opened here, so that an unreachable server, refused credentials
+        // or a missing database fail `connect` at once with the server's own reason.
+        let mut first = pool
+            .dedicated_connection()
+            .await
+            .map_err(|e| server.error(&e))?;
+        schema::migrate(&mut first.client, &server, &options.schema).await?;
+        // A pool that is already full keeps its own connections; this one is then closed.
+        let _ = pool.add(first);
+        Ok(PostgresStore {
+            pool: Mutex::new(Some(pool)),
+            last_error,
             schema: options.schema,
             server,
-        };
-        let mut client = store.client().await?;
-        schema::migrate(&mut client, &store.server, &store.schema).await?;
-        drop(client);
-        Ok(store)
+        })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        use deadpool_postgres::PoolError;
-        self.pool.get().await.map_err(|e| match e {
-            PoolError::Backend(e) => self.server.error(&e),
-            PoolError::Timeout(_) => StoreError::Unavailable(format!(
-                "no connection to {} became available in time: check that the server is reachable, \
-                 or raise max_connections",
-                self.server
-            )),
-            PoolError::Closed => {
+    async fn client(&self) -> Result<PooledConnection<'static, Manager>, StoreError> {
+        let pool = self
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
                 StoreError::Unavailable(format!("the store for {} was closed", self.server))
+            })?;
+        match pool.get_owned().await {
+            Ok(conn) => {
+                self.last_error.clear();
+                Ok(conn)
             }
-            other => StoreError::Backend(format!("{}: {other}", self.server)),
+            Err(bb8::RunError::User(e)) => Err(self.server.error(&e)),
+            Err(bb8::RunError::TimedOut) => Err(self.last_error.take().unwrap_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "no connection to {} became available in time: check that the server is \
+                     reachable, or raise max_connections",
+                    self.server
+                ))
+            })),
+        }
+    }
+}
+
+type Pool = bb8::Pool<Manager>;
+
+/// A pooled connection, and whether an operation found it unusable.
+struct Conn {
+    client: tokio_postgres::Client,
+    broken: bool,
+}
+
+/// Opens connections with `bb8-postgres`; the pool drops a connection that is closed or was marked
+/// broken instead of handing it out again.
+struct Manager(PostgresConnectionManager<NoTls>);
+
+impl ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = tokio_postgres::Error;
+
+    async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
+        let client = self.0.connect().await?;
+        Ok(Conn {
+            client,
+            broken: false,
         })
+    }
+
+    async fn is_valid(&self, conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
+        self.0.is_valid(&mut conn.client).await
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken || self.0.has_broken(&mut conn.client)
+    }
+}
+
+/// Keeps the last error the pool met while opening a connection in the background, so that an
+/// operation that timed out waiting for one reports why (server down, credentials refused).
+#[derive(Debug, Clone)]
+struct LastError {
+    server: Server,
+    last: Arc<Mutex<Option<StoreError>>>,
+}
+
+impl LastError {
+    fn take(&self) -> Option<StoreError> {
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    fn clear(&self) {
+        self.take();
+    }
+}
+
+impl ErrorSink<tokio_postgres::Error> for LastError {
+    fn sink(&self, error: tokio_postgres::Error) {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.server.error(&error));
+    }
+
+    fn boxed_clone(&self) -> Box<dyn ErrorSink<tokio_postgres::Error>> {
+        Box::new(self.clone())
     }
 }
 
 /// Passes `result` on; a connection that failed with [`StoreError::Unavailable`] (closed, server shutting
 /// down) is dropped instead of going back to the pool, so the next operation opens a fresh one.
 fn settle<T>(
-    client: deadpool_postgres::Client,
+    mut conn: PooledConnection<'static, Manager>,
     result: Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     if matches!(result, Err(StoreError::Unavailable(_))) {
-        drop(deadpool_postgres::Object::take(client));
+        conn.broken = true;
     }
     result
 }
@@ -388,33 +471,33 @@ fn redact(url: &str) -> String {
 #[async_trait]
 impl Store for PostgresStore {
     async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError> {
-        let mut client = self.client().await?;
-        let result = ops::begin(&mut client, &self.server, &self.schema, request).await;
-        settle(client, result)
+        let mut conn = self.client().await?;
+        let result = ops::begin(&mut conn.client, &self.server, &self.schema, request).await;
+        settle(conn, result)
     }
 
     async fn complete(&self, completion: &Completion) -> Result<LogEntry, StoreError> {
-        let mut client = self.client().await?;
-        let result = ops::complete(&mut client, &self.server, &self.schema, completion).await;
-        settle(client, result)
+        let mut conn = self.client().await?;
+        let result = ops::complete(&mut conn.client, &self.server, &self.schema, completion).await;
+        settle(conn, result)
     }
 
     async fn fail(&self, failure: &Failure) -> Result<LogEntry, StoreError> {
-        let mut client = self.client().await?;
-        let result = ops::fail(&mut client, &self.server, &self.schema, failure).await;
-        settle(client, result)
+        let mut conn = self.client().await?;
+        let result = ops::fail(&mut conn.client, &self.server, &self.schema, failure).await;
+        settle(conn, result)
     }
 
     async fn append_log(&self, entry: &NewLogEntry) -> Result<LogEntry, StoreError> {
-        let mut client = self.client().await?;
-        let result = ops::append_log(&mut client, &self.server, &self.schema, entry).await;
-        settle(client, result)
+        let mut conn = self.client().await?;
+        let result = ops::append_log(&mut conn.client, &self.server, &self.schema, entry).await;
+        settle(conn, result)
     }
 
     async fn log(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
-        let client = self.client().await?;
-        let result = ops::log(&client, &self.server, &self.schema, query).await;
-        settle(client, result)
+        let conn = self.client().await?;
+        let result = ops::log(&conn.client, &self.server, &self.schema, query).await;
+        settle(conn, result)
     }
 
     async fn halt_run(
@@ -423,45 +506,53 @@ impl Store for PostgresStore {
         reason: &str,
         now_ms: Millis,
     ) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let result = ops::halt(&client, &self.server, &self.schema, run_id, reason, now_ms).await;
-        settle(client, result)
+        let conn = self.client().await?;
+        let result = ops::halt(
+            &conn.client,
+            &self.server,
+            &self.schema,
+            run_id,
+            reason,
+            now_ms,
+        )
+        .await;
+        settle(conn, result)
     }
 
     async fn run_state(&self, run_id: Uuid) -> Result<RunState, StoreError> {
-        let client = self.client().await?;
-        let result = ops::run_state(&client, &self.server, &self.schema, run_id).await;
-        settle(client, result)
+        let conn = self.client().await?;
+        let result = ops::run_state(&conn.client, &self.server, &self.schema, run_id).await;
+        settle(conn, result)
     }
 
     async fn current_fencing_token(&self, record: &str) -> Result<Option<u64>, StoreError> {
-        let client = self.client().await?;
-        let result = ops::fencing_token(&client, &self.server, &self.schema, record).await;
-        settle(client, result)
+        let conn = self.client().await?;
+        let result = ops::fencing_token(&conn.client, &self.server, &self.schema, record).await;
+        settle(conn, result)
     }
 
     async fn queue_entries(&self, query: &QueueQuery) -> Result<Vec<QueueEntry>, StoreError> {
-        let client = self.client().await?;
-        let result = ops::queue_entries(&client, &self.server, &self.schema, query).await;
-        settle(client, result)
+        let conn = self.client().await?;
+        let result = ops::queue_entries(&conn.client, &self.server, &self.schema, query).await;
+        settle(conn, result)
     }
 
     async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
-        let client = self.client().await?;
-        let result = ops::queue_entry(&client, &self.server, &self.schema, id).await;
-        settle(client, result)
+        let conn = self.client().await?;
+        let result = ops::queue_entry(&conn.client, &self.server, &self.schema, id).await;
+        settle(conn, result)
     }
 
     async fn queue_update(&self, update: &QueueUpdate) -> Result<QueueEntry, StoreError> {
-        let mut client = self.client().await?;
-        let result = ops::queue_update(&mut client, &self.server, &self.schema, update).await;
-        settle(client, result)
+        let mut conn = self.client().await?;
+        let result = ops::queue_update(&mut conn.client, &self.server, &self.schema, update).await;
+        settle(conn, result)
     }
 
     async fn key_state(&self, key_digest: &str) -> Result<Option<KeyState>, StoreError> {
-        let client = self.client().await?;
-        let result = ops::key_state(&client, &self.server, &self.schema, key_digest).await;
-        settle(client, result)
+        let conn = self.client().await?;
+        let result = ops::key_state(&conn.client, &self.server, &self.schema, key_digest).await;
+        settle(conn, result)
     }
 }
 

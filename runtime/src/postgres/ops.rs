@@ -1,9 +1,8 @@
 //! The store's rules as SQL, one function per operation, each one short transaction (or one
 //! statement). `@.` in a statement stands for the store's schema.
 
-use deadpool_postgres::{Client, GenericClient, Transaction};
-use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, GenericClient, Row, Transaction};
 use uuid::Uuid;
 
 use super::Server;
@@ -40,7 +39,7 @@ impl Db<'_> {
         c: &C,
         sql: &str,
     ) -> Result<tokio_postgres::Statement, StoreError> {
-        c.prepare_cached(&qualify(sql, self.schema))
+        c.prepare(&qualify(sql, self.schema))
             .await
             .map_err(|e| self.error(e))
     }

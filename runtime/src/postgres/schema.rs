@@ -1,7 +1,7 @@
 //! The versioned schema: migrations applied on connect, inside one transaction serialized across
 //! processes, and a refusal of a schema written by a newer version.
 
-use deadpool_postgres::Client;
+use tokio_postgres::Client;
 
 use super::Server;
 use crate::log::GENESIS_HASH;
