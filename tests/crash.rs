@@ -496,6 +496,19 @@ const CREATION_KILLS: u64 = 30;
 fn a_store_killed_while_it_is_being_created_opens_on_restart() {
     let seed = env_number("ACTGUARD_CRASH_SEED", DEFAULT_SEED);
     let mut rng = Rng(seed ^ 0xc4ea7e);
+    // How long a worker takes to create its store and finish on this machine: the kills are spread
+    // over that window, so they land during creation however fast or slow the machine is.
+    let window = {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files {
+            store: dir.path().join("actguard.db"),
+            ledger: dir.path().join("ledger.db"),
+        };
+        let start = Instant::now();
+        run_to_end(&files, 4);
+        start.elapsed()
+    };
+    let step = (window / CREATION_KILLS as u32).max(Duration::from_micros(100));
     let mut killed = 0;
     for round in 0..CREATION_KILLS {
         let dir = tempfile::tempdir().unwrap();
@@ -503,8 +516,8 @@ fn a_store_killed_while_it_is_being_created_opens_on_restart() {
             store: dir.path().join("actguard.db"),
             ledger: dir.path().join("ledger.db"),
         };
-        // Spread over the first 60 ms: creating the file, switching it to WAL, the first migration.
-        let delay = Duration::from_micros(round * 2_000) + rng.micros(0, 2_000);
+        // Spread over the window: creating the file, switching it to WAL, the migrations, the work.
+        let delay = step * round as u32 + rng.micros(0, step.as_micros() as u64);
         let mut child = files.worker(4);
         std::thread::sleep(delay);
         child.kill().expect("send SIGKILL to the worker");
@@ -524,6 +537,8 @@ fn a_store_killed_while_it_is_being_created_opens_on_restart() {
         assert_eq!(ledger.applications.len(), 4, "after a kill at {delay:?}");
         assert!(ledger.applications.values().all(|n| *n == 1));
     }
-    println!("creation: {killed} of {CREATION_KILLS} workers killed while creating their store");
+    println!(
+        "creation: {killed} of {CREATION_KILLS} workers killed within the {window:?} a worker takes"
+    );
     assert!(killed > CREATION_KILLS / 2);
 }
