@@ -305,22 +305,46 @@ pub(crate) fn complete(
     at: &Location,
     d: &Completion,
 ) -> Result<LogEntry, StoreError> {
-    let (record, key_text) = held(c, at, &d.key_digest, d.claim_id, &d.entry.key_text)?;
-    c.prepare_cached(
-        "UPDATE keys SET state = 'completed', result = ?2, completed_at_ms = ?3, claim_id = NULL,
-             lease_until_ms = NULL, updated_ms = ?3
-         WHERE key_digest = ?1",
-    )
-    .at(at)?
-    .execute(params![d.key_digest, to_json(&d.result)?, d.now_ms])
-    .at(at)?;
+    // One statement checks the claim, stores the result and counts the attempt; the row it returns
+    // is the claim that was held. No row: the claim is lost, and `held` says under which key text.
+    let bump = i64::from(d.entry.attempt > 0 && d.entry.key_digest == d.key_digest);
+    let claim = d.claim_id.to_string();
+    let row = c
+        .prepare_cached(
+            "UPDATE keys SET state = 'completed', result = ?2, completed_at_ms = ?3, claim_id = NULL,
+                 lease_until_ms = NULL, updated_ms = ?3, attempts = attempts + ?5
+             WHERE key_digest = ?1 AND state = 'claimed' AND claim_id = ?4
+             RETURNING record, key_text",
+        )
+        .at(at)?
+        .query_row(
+            params![d.key_digest, to_json(&d.result)?, d.now_ms, claim, bump],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+        )
+        .optional()
+        .at(at)?;
+    let (record, key_text) = match row {
+        Some(r) => r,
+        None => {
+            held(c, at, &d.key_digest, d.claim_id, &d.entry.key_text)?;
+            return Err(StoreError::ClaimLost {
+                key: d.entry.key_text.clone(),
+            });
+        }
+    };
     c.prepare_cached(
         "INSERT INTO acted (record, action, key_text, key_digest, acted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (record, action) DO UPDATE SET key_text = excluded.key_text,
              key_digest = excluded.key_digest, acted_at_ms = excluded.acted_at_ms",
     )
     .at(at)?
-    .execute(params![d.record, d.action, key_text, d.key_digest, d.now_ms])
+    .execute(params![
+        d.record,
+        d.action,
+        key_text,
+        d.key_digest,
+        d.now_ms
+    ])
     .at(at)?;
     if let Some(id) = d.replay_of {
         c.prepare_cached(
@@ -331,7 +355,7 @@ pub(crate) fn complete(
         .at(at)?;
     }
     release_record(c, at, &record, &d.key_digest)?;
-    append(c, at, d.entry.clone())
+    append_entry(c, at, d.entry.clone(), bump == 0)
 }
 
 /// Whether queue entry `id` is still open or claimed (so its key may be replayed).
@@ -458,6 +482,7 @@ pub(crate) fn key_state(
 pub(crate) fn fail(c: &Connection, at: &Location, f: &Failure) -> Result<LogEntry, StoreError> {
     let (record, _) = held(c, at, &f.key_digest, f.claim_id, &f.entry.key_text)?;
     let mut entry = f.entry.clone();
+    let bump = i64::from(entry.attempt > 0 && entry.key_digest == f.key_digest);
     let replayed = match f.replay_of {
         Some(id) => c
             .prepare_cached("SELECT 1 FROM queue WHERE id = ?1")
@@ -480,11 +505,11 @@ pub(crate) fn fail(c: &Connection, at: &Location, f: &Failure) -> Result<LogEntr
         Some(id) => {
             c.prepare_cached(
                 "UPDATE keys SET state = 'failed', queue_id = ?2, claim_id = NULL, lease_until_ms = NULL,
-                     updated_ms = ?3
+                     updated_ms = ?3, attempts = attempts + ?4
                  WHERE key_digest = ?1",
             )
             .at(at)?
-            .execute(params![f.key_digest, id, f.now_ms])
+            .execute(params![f.key_digest, id, f.now_ms, bump])
             .at(at)?;
             if f.queue_entry.is_some() {
                 entry.queue_entry = Some(id as u64);
@@ -493,16 +518,16 @@ pub(crate) fn fail(c: &Connection, at: &Location, f: &Failure) -> Result<LogEntr
         None => {
             c.prepare_cached(
                 "UPDATE keys SET state = 'released', claim_id = NULL, lease_until_ms = NULL,
-                     updated_ms = ?2
+                     updated_ms = ?2, attempts = attempts + ?3
                  WHERE key_digest = ?1",
             )
             .at(at)?
-            .execute(params![f.key_digest, f.now_ms])
+            .execute(params![f.key_digest, f.now_ms, bump])
             .at(at)?;
         }
     }
     release_record(c, at, &record, &f.key_digest)?;
-    append(c, at, entry)
+    append_entry(c, at, entry, bump == 0)
 }
 
 fn insert_queue(
@@ -533,6 +558,17 @@ pub(crate) fn append(
     c: &Connection,
     at: &Location,
     entry: NewLogEntry,
+) -> Result<LogEntry, StoreError> {
+    append_entry(c, at, entry, true)
+}
+
+/// Appends one entry; `count_attempt`: whether an attempt (`attempt > 0`) still has to be counted on
+/// its key (the completion and failure count it in their own update of the key).
+fn append_entry(
+    c: &Connection,
+    at: &Location,
+    entry: NewLogEntry,
+    count_attempt: bool,
 ) -> Result<LogEntry, StoreError> {
     let head: Option<(i64, String)> = c
         .prepare_cached("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
@@ -565,7 +601,7 @@ pub(crate) fn append(
         e.hash,
     ])
     .at(at)?;
-    if e.entry.attempt > 0 {
+    if count_attempt && e.entry.attempt > 0 {
         // Kept on the key so that a takeover knows how many attempts the previous worker made.
         c.prepare_cached("UPDATE keys SET attempts = attempts + 1 WHERE key_digest = ?1")
             .at(at)?
