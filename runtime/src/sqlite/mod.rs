@@ -45,12 +45,13 @@
 //!
 //! # Schema
 //!
-//! Version 1 (`PRAGMA user_version`): `runs` (halted runs), `keys` (one row per idempotency key:
+//! Version 3 (`PRAGMA user_version`): `runs` (halted runs), `keys` (one row per idempotency key:
 //! fingerprint, payload, state `claimed`/`completed`/`failed`/`released`, claim id and lease, stored
-//! result, queue entry, attempts logged), `records` (last fencing token and live lease per record),
-//! `acted` (last completion per record and action: the loop filter), `queue` (review-queue entries,
-//! ids from 1), `log` (the hash-chained action log: the entry's JSON exactly as hashed, plus indexed
-//! copies of run, action, record and time).
+//! result, queue entry, attempts logged), `records` (per record, side by side in one B-tree: its last
+//! fencing token and live lease, and the last completion of each action on it, the loop filter),
+//! `queue` (review-queue entries, ids from 1, with the operator's claim, note and closing time), `log`
+//! (the hash-chained action log: the entry's JSON exactly as hashed, plus indexed copies of run,
+//! action, record and time). Files of versions 1 and 2 are upgraded on open.
 //!
 //! # Files
 //!

@@ -144,7 +144,8 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
 
     let record = c
         .prepare_cached(
-            "SELECT last_token, holder_digest, holder_key, lease_until_ms FROM records WHERE record = ?1",
+            "SELECT last_token, holder_digest, holder_key, lease_until_ms FROM records
+             WHERE record = ?1 AND kind = 0 AND action = ''",
         )
         .at(at)?
         .query_row(params![r.record], |row| {
@@ -170,7 +171,8 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
     if let Some(window) = r.dedup_ms {
         let acted = c
             .prepare_cached(
-                "SELECT key_text, key_digest, acted_at_ms FROM acted WHERE record = ?1 AND action = ?2",
+                "SELECT key_text, key_digest, acted_at_ms FROM records
+                 WHERE record = ?1 AND kind = 1 AND action = ?2",
             )
             .at(at)?
             .query_row(params![r.record, r.action], |row| {
@@ -202,9 +204,10 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
     let token = record.as_ref().map_or(0, |rec| rec.0) + 1;
     let lease_until = r.now_ms.saturating_add(r.lease_ms);
     c.prepare_cached(
-        "INSERT INTO records (record, last_token, holder_digest, holder_key, lease_until_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (record) DO UPDATE SET last_token = excluded.last_token,
+        "INSERT INTO records (record, kind, action, last_token, holder_digest, holder_key,
+             lease_until_ms)
+         VALUES (?1, 0, '', ?2, ?3, ?4, ?5)
+         ON CONFLICT (record, kind, action) DO UPDATE SET last_token = excluded.last_token,
              holder_digest = excluded.holder_digest, holder_key = excluded.holder_key,
              lease_until_ms = excluded.lease_until_ms",
     )
@@ -291,7 +294,7 @@ fn release_record(
 ) -> Result<(), StoreError> {
     c.prepare_cached(
         "UPDATE records SET holder_digest = NULL, holder_key = NULL, lease_until_ms = NULL
-         WHERE record = ?1 AND holder_digest = ?2",
+         WHERE record = ?1 AND kind = 0 AND action = '' AND holder_digest = ?2",
     )
     .at(at)?
     .execute(params![record, key_digest])
@@ -333,8 +336,9 @@ pub(crate) fn complete(
         }
     };
     c.prepare_cached(
-        "INSERT INTO acted (record, action, key_text, key_digest, acted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (record, action) DO UPDATE SET key_text = excluded.key_text,
+        "INSERT INTO records (record, kind, action, key_text, key_digest, acted_at_ms)
+         VALUES (?1, 1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (record, kind, action) DO UPDATE SET key_text = excluded.key_text,
              key_digest = excluded.key_digest, acted_at_ms = excluded.acted_at_ms",
     )
     .at(at)?
@@ -655,7 +659,9 @@ pub(crate) fn fencing_token(
     record: &str,
 ) -> Result<Option<u64>, StoreError> {
     let token: Option<i64> = c
-        .prepare_cached("SELECT last_token FROM records WHERE record = ?1")
+        .prepare_cached(
+            "SELECT last_token FROM records WHERE record = ?1 AND kind = 0 AND action = ''",
+        )
         .at(at)?
         .query_row(params![record], |row| row.get(0))
         .optional()
