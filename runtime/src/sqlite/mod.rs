@@ -287,8 +287,10 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// A write request for the writer thread.
 enum Write {
-    Begin(Box<BeginRequest>, Reply<Begin>),
-    Complete(Box<Completion>, Reply<LogEntry>),
+    /// With the payload's JSON, serialized by the caller rather than on the writer thread.
+    Begin(Box<(BeginRequest, String)>, Reply<Begin>),
+    /// With the JSON of the result and of the log entry, serialized by the caller.
+    Complete(Box<(Completion, String, String)>, Reply<LogEntry>),
     Fail(Box<Failure>, Reply<LogEntry>),
     Append(Box<NewLogEntry>, Reply<LogEntry>),
     Queue(Box<QueueUpdate>, Reply<QueueEntry>),
@@ -538,12 +540,15 @@ fn refuse(w: Write, e: StoreError) {
 
 fn apply_one(conn: &Connection, at: &Location, w: Write, poisoned: &Cell<bool>) -> Applied {
     match w {
-        Write::Begin(r, tx) => {
-            Applied::Begin(tx, savepoint(conn, at, poisoned, |c| ops::begin(c, at, &r)))
-        }
+        Write::Begin(r, tx) => Applied::Begin(
+            tx,
+            savepoint(conn, at, poisoned, |c| ops::begin(c, at, &r.0, &r.1)),
+        ),
         Write::Complete(d, tx) => Applied::Log(
             tx,
-            Box::new(savepoint(conn, at, poisoned, |c| ops::complete(c, at, &d))),
+            Box::new(savepoint(conn, at, poisoned, |c| {
+                ops::complete(c, at, &d.0, &d.1, &d.2)
+            })),
         ),
         Write::Fail(f, tx) => Applied::Log(
             tx,
@@ -609,12 +614,15 @@ fn savepoint<T>(
 #[async_trait]
 impl Store for SqliteStore {
     async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError> {
-        let request = Box::new(request.clone());
+        let payload = ops::to_json(&request.payload)?;
+        let request = Box::new((request.clone(), payload));
         self.write(|tx| Write::Begin(request, tx)).await
     }
 
     async fn complete(&self, completion: &Completion) -> Result<LogEntry, StoreError> {
-        let completion = Box::new(completion.clone());
+        let result = ops::to_json(&completion.result)?;
+        let entry = ops::to_json(&completion.entry)?;
+        let completion = Box::new((completion.clone(), result, entry));
         self.write(|tx| Write::Complete(completion, tx)).await
     }
 

@@ -29,7 +29,7 @@ fn corrupt(at: &Location, what: &str, e: impl std::fmt::Display) -> StoreError {
     ))
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("cannot serialize: {e}")))
 }
 
@@ -75,7 +75,13 @@ struct KeyRow {
 }
 
 /// Step 3 of the guarded call, in the documented order.
-pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<Begin, StoreError> {
+/// `payload`: the JSON of `r.payload`.
+pub(crate) fn begin(
+    c: &Connection,
+    at: &Location,
+    r: &BeginRequest,
+    payload: &str,
+) -> Result<Begin, StoreError> {
     let run = r.run_id.to_string();
     let halted = c
         .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")
@@ -238,7 +244,7 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
         r.record,
         run,
         r.fingerprint,
-        to_json(&r.payload)?,
+        payload,
         r.claim_id.to_string(),
         lease_until,
         token,
@@ -302,11 +308,13 @@ fn release_record(
     Ok(())
 }
 
-/// Success of a claimed call.
+/// Success of a claimed call; `result` and `entry`: the JSON of `d.result` and `d.entry`.
 pub(crate) fn complete(
     c: &Connection,
     at: &Location,
     d: &Completion,
+    result: &str,
+    entry: &str,
 ) -> Result<LogEntry, StoreError> {
     // One statement checks the claim, stores the result and counts the attempt; the row it returns
     // is the claim that was held. No row: the claim is lost, and `held` says under which key text.
@@ -321,7 +329,7 @@ pub(crate) fn complete(
         )
         .at(at)?
         .query_row(
-            params![d.key_digest, to_json(&d.result)?, d.now_ms, claim, bump],
+            params![d.key_digest, result, d.now_ms, claim, bump],
             |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
         )
         .optional()
@@ -359,7 +367,7 @@ pub(crate) fn complete(
         .at(at)?;
     }
     release_record(c, at, &record, &d.key_digest)?;
-    append_entry(c, at, d.entry.clone(), bump == 0)
+    append_entry(c, at, d.entry.clone(), bump == 0, Some(entry))
 }
 
 /// Whether queue entry `id` is still open or claimed (so its key may be replayed).
@@ -531,7 +539,7 @@ pub(crate) fn fail(c: &Connection, at: &Location, f: &Failure) -> Result<LogEntr
         }
     }
     release_record(c, at, &record, &f.key_digest)?;
-    append_entry(c, at, entry, bump == 0)
+    append_entry(c, at, entry, bump == 0, None)
 }
 
 fn insert_queue(
@@ -563,16 +571,18 @@ pub(crate) fn append(
     at: &Location,
     entry: NewLogEntry,
 ) -> Result<LogEntry, StoreError> {
-    append_entry(c, at, entry, true)
+    append_entry(c, at, entry, true, None)
 }
 
 /// Appends one entry; `count_attempt`: whether an attempt (`attempt > 0`) still has to be counted on
-/// its key (the completion and failure count it in their own update of the key).
+/// its key (the completion and failure count it in their own update of the key); `json`: the entry's
+/// JSON, if the caller has it already.
 fn append_entry(
     c: &Connection,
     at: &Location,
     entry: NewLogEntry,
     count_attempt: bool,
+    json: Option<&str>,
 ) -> Result<LogEntry, StoreError> {
     let head: Option<(i64, String)> = c
         .prepare_cached("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
@@ -585,6 +595,10 @@ fn append_entry(
         None => (1, GENESIS_HASH.to_owned()),
     };
     let e = LogEntry::chain_after(seq, prev_hash, entry);
+    let json = match json {
+        Some(j) => std::borrow::Cow::Borrowed(j),
+        None => std::borrow::Cow::Owned(to_json(&e.entry)?),
+    };
     c.prepare_cached(
         "INSERT INTO log (seq, at_ms, run_id, action, record, key_digest, attempt, outcome, entry,
              prev_hash, hash)
@@ -600,7 +614,7 @@ fn append_entry(
         e.entry.key_digest,
         e.entry.attempt,
         e.entry.outcome.as_str(),
-        to_json(&e.entry)?,
+        json.as_ref(),
         e.prev_hash,
         e.hash,
     ])
