@@ -45,12 +45,13 @@
 //!
 //! # Schema
 //!
-//! Version 1 (`PRAGMA user_version`): `runs` (halted runs), `keys` (one row per idempotency key:
+//! Version 3 (`PRAGMA user_version`): `runs` (halted runs), `keys` (one row per idempotency key:
 //! fingerprint, payload, state `claimed`/`completed`/`failed`/`released`, claim id and lease, stored
-//! result, queue entry, attempts logged), `records` (last fencing token and live lease per record),
-//! `acted` (last completion per record and action: the loop filter), `queue` (review-queue entries,
-//! ids from 1), `log` (the hash-chained action log: the entry's JSON exactly as hashed, plus indexed
-//! copies of run, action, record and time).
+//! result, queue entry, attempts logged), `records` (per record, side by side in one B-tree: its last
+//! fencing token and live lease, and the last completion of each action on it, the loop filter),
+//! `queue` (review-queue entries, ids from 1, with the operator's claim, note and closing time), `log`
+//! (the hash-chained action log: the entry's JSON exactly as hashed, plus indexed copies of run,
+//! action, record and time). Files of versions 1 and 2 are upgraded on open.
 //!
 //! # Files
 //!
@@ -286,8 +287,10 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// A write request for the writer thread.
 enum Write {
-    Begin(Box<BeginRequest>, Reply<Begin>),
-    Complete(Box<Completion>, Reply<LogEntry>),
+    /// With the payload's JSON, serialized by the caller rather than on the writer thread.
+    Begin(Box<(BeginRequest, String)>, Reply<Begin>),
+    /// With the JSON of the result and of the log entry, serialized by the caller.
+    Complete(Box<(Completion, String, String)>, Reply<LogEntry>),
     Fail(Box<Failure>, Reply<LogEntry>),
     Append(Box<NewLogEntry>, Reply<LogEntry>),
     Queue(Box<QueueUpdate>, Reply<QueueEntry>),
@@ -537,12 +540,15 @@ fn refuse(w: Write, e: StoreError) {
 
 fn apply_one(conn: &Connection, at: &Location, w: Write, poisoned: &Cell<bool>) -> Applied {
     match w {
-        Write::Begin(r, tx) => {
-            Applied::Begin(tx, savepoint(conn, at, poisoned, |c| ops::begin(c, at, &r)))
-        }
+        Write::Begin(r, tx) => Applied::Begin(
+            tx,
+            savepoint(conn, at, poisoned, |c| ops::begin(c, at, &r.0, &r.1)),
+        ),
         Write::Complete(d, tx) => Applied::Log(
             tx,
-            Box::new(savepoint(conn, at, poisoned, |c| ops::complete(c, at, &d))),
+            Box::new(savepoint(conn, at, poisoned, |c| {
+                ops::complete(c, at, &d.0, &d.1, &d.2)
+            })),
         ),
         Write::Fail(f, tx) => Applied::Log(
             tx,
@@ -608,12 +614,15 @@ fn savepoint<T>(
 #[async_trait]
 impl Store for SqliteStore {
     async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError> {
-        let request = Box::new(request.clone());
+        let payload = ops::to_json(&request.payload)?;
+        let request = Box::new((request.clone(), payload));
         self.write(|tx| Write::Begin(request, tx)).await
     }
 
     async fn complete(&self, completion: &Completion) -> Result<LogEntry, StoreError> {
-        let completion = Box::new(completion.clone());
+        let result = ops::to_json(&completion.result)?;
+        let entry = ops::to_json(&completion.entry)?;
+        let completion = Box::new((completion.clone(), result, entry));
         self.write(|tx| Write::Complete(completion, tx)).await
     }
 

@@ -29,7 +29,7 @@ fn corrupt(at: &Location, what: &str, e: impl std::fmt::Display) -> StoreError {
     ))
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("cannot serialize: {e}")))
 }
 
@@ -75,7 +75,13 @@ struct KeyRow {
 }
 
 /// Step 3 of the guarded call, in the documented order.
-pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<Begin, StoreError> {
+/// `payload`: the JSON of `r.payload`.
+pub(crate) fn begin(
+    c: &Connection,
+    at: &Location,
+    r: &BeginRequest,
+    payload: &str,
+) -> Result<Begin, StoreError> {
     let run = r.run_id.to_string();
     let halted = c
         .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")
@@ -144,7 +150,8 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
 
     let record = c
         .prepare_cached(
-            "SELECT last_token, holder_digest, holder_key, lease_until_ms FROM records WHERE record = ?1",
+            "SELECT last_token, holder_digest, holder_key, lease_until_ms FROM records
+             WHERE record = ?1 AND kind = 0 AND action = ''",
         )
         .at(at)?
         .query_row(params![r.record], |row| {
@@ -170,7 +177,8 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
     if let Some(window) = r.dedup_ms {
         let acted = c
             .prepare_cached(
-                "SELECT key_text, key_digest, acted_at_ms FROM acted WHERE record = ?1 AND action = ?2",
+                "SELECT key_text, key_digest, acted_at_ms FROM records
+                 WHERE record = ?1 AND kind = 1 AND action = ?2",
             )
             .at(at)?
             .query_row(params![r.record, r.action], |row| {
@@ -202,9 +210,10 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
     let token = record.as_ref().map_or(0, |rec| rec.0) + 1;
     let lease_until = r.now_ms.saturating_add(r.lease_ms);
     c.prepare_cached(
-        "INSERT INTO records (record, last_token, holder_digest, holder_key, lease_until_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (record) DO UPDATE SET last_token = excluded.last_token,
+        "INSERT INTO records (record, kind, action, last_token, holder_digest, holder_key,
+             lease_until_ms)
+         VALUES (?1, 0, '', ?2, ?3, ?4, ?5)
+         ON CONFLICT (record, kind, action) DO UPDATE SET last_token = excluded.last_token,
              holder_digest = excluded.holder_digest, holder_key = excluded.holder_key,
              lease_until_ms = excluded.lease_until_ms",
     )
@@ -235,7 +244,7 @@ pub(crate) fn begin(c: &Connection, at: &Location, r: &BeginRequest) -> Result<B
         r.record,
         run,
         r.fingerprint,
-        to_json(&r.payload)?,
+        payload,
         r.claim_id.to_string(),
         lease_until,
         token,
@@ -291,7 +300,7 @@ fn release_record(
 ) -> Result<(), StoreError> {
     c.prepare_cached(
         "UPDATE records SET holder_digest = NULL, holder_key = NULL, lease_until_ms = NULL
-         WHERE record = ?1 AND holder_digest = ?2",
+         WHERE record = ?1 AND kind = 0 AND action = '' AND holder_digest = ?2",
     )
     .at(at)?
     .execute(params![record, key_digest])
@@ -299,28 +308,55 @@ fn release_record(
     Ok(())
 }
 
-/// Success of a claimed call.
+/// Success of a claimed call; `result` and `entry`: the JSON of `d.result` and `d.entry`.
 pub(crate) fn complete(
     c: &Connection,
     at: &Location,
     d: &Completion,
+    result: &str,
+    entry: &str,
 ) -> Result<LogEntry, StoreError> {
-    let (record, key_text) = held(c, at, &d.key_digest, d.claim_id, &d.entry.key_text)?;
+    // One statement checks the claim, stores the result and counts the attempt; the row it returns
+    // is the claim that was held. No row: the claim is lost, and `held` says under which key text.
+    let bump = i64::from(d.entry.attempt > 0 && d.entry.key_digest == d.key_digest);
+    let claim = d.claim_id.to_string();
+    let row = c
+        .prepare_cached(
+            "UPDATE keys SET state = 'completed', result = ?2, completed_at_ms = ?3, claim_id = NULL,
+                 lease_until_ms = NULL, updated_ms = ?3, attempts = attempts + ?5
+             WHERE key_digest = ?1 AND state = 'claimed' AND claim_id = ?4
+             RETURNING record, key_text",
+        )
+        .at(at)?
+        .query_row(
+            params![d.key_digest, result, d.now_ms, claim, bump],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+        )
+        .optional()
+        .at(at)?;
+    let (record, key_text) = match row {
+        Some(r) => r,
+        None => {
+            held(c, at, &d.key_digest, d.claim_id, &d.entry.key_text)?;
+            return Err(StoreError::ClaimLost {
+                key: d.entry.key_text.clone(),
+            });
+        }
+    };
     c.prepare_cached(
-        "UPDATE keys SET state = 'completed', result = ?2, completed_at_ms = ?3, claim_id = NULL,
-             lease_until_ms = NULL, updated_ms = ?3
-         WHERE key_digest = ?1",
-    )
-    .at(at)?
-    .execute(params![d.key_digest, to_json(&d.result)?, d.now_ms])
-    .at(at)?;
-    c.prepare_cached(
-        "INSERT INTO acted (record, action, key_text, key_digest, acted_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (record, action) DO UPDATE SET key_text = excluded.key_text,
+        "INSERT INTO records (record, kind, action, key_text, key_digest, acted_at_ms)
+         VALUES (?1, 1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (record, kind, action) DO UPDATE SET key_text = excluded.key_text,
              key_digest = excluded.key_digest, acted_at_ms = excluded.acted_at_ms",
     )
     .at(at)?
-    .execute(params![d.record, d.action, key_text, d.key_digest, d.now_ms])
+    .execute(params![
+        d.record,
+        d.action,
+        key_text,
+        d.key_digest,
+        d.now_ms
+    ])
     .at(at)?;
     if let Some(id) = d.replay_of {
         c.prepare_cached(
@@ -331,7 +367,7 @@ pub(crate) fn complete(
         .at(at)?;
     }
     release_record(c, at, &record, &d.key_digest)?;
-    append(c, at, d.entry.clone())
+    append_entry(c, at, d.entry.clone(), bump == 0, Some(entry))
 }
 
 /// Whether queue entry `id` is still open or claimed (so its key may be replayed).
@@ -458,6 +494,7 @@ pub(crate) fn key_state(
 pub(crate) fn fail(c: &Connection, at: &Location, f: &Failure) -> Result<LogEntry, StoreError> {
     let (record, _) = held(c, at, &f.key_digest, f.claim_id, &f.entry.key_text)?;
     let mut entry = f.entry.clone();
+    let bump = i64::from(entry.attempt > 0 && entry.key_digest == f.key_digest);
     let replayed = match f.replay_of {
         Some(id) => c
             .prepare_cached("SELECT 1 FROM queue WHERE id = ?1")
@@ -480,11 +517,11 @@ pub(crate) fn fail(c: &Connection, at: &Location, f: &Failure) -> Result<LogEntr
         Some(id) => {
             c.prepare_cached(
                 "UPDATE keys SET state = 'failed', queue_id = ?2, claim_id = NULL, lease_until_ms = NULL,
-                     updated_ms = ?3
+                     updated_ms = ?3, attempts = attempts + ?4
                  WHERE key_digest = ?1",
             )
             .at(at)?
-            .execute(params![f.key_digest, id, f.now_ms])
+            .execute(params![f.key_digest, id, f.now_ms, bump])
             .at(at)?;
             if f.queue_entry.is_some() {
                 entry.queue_entry = Some(id as u64);
@@ -493,16 +530,16 @@ pub(crate) fn fail(c: &Connection, at: &Location, f: &Failure) -> Result<LogEntr
         None => {
             c.prepare_cached(
                 "UPDATE keys SET state = 'released', claim_id = NULL, lease_until_ms = NULL,
-                     updated_ms = ?2
+                     updated_ms = ?2, attempts = attempts + ?3
                  WHERE key_digest = ?1",
             )
             .at(at)?
-            .execute(params![f.key_digest, f.now_ms])
+            .execute(params![f.key_digest, f.now_ms, bump])
             .at(at)?;
         }
     }
     release_record(c, at, &record, &f.key_digest)?;
-    append(c, at, entry)
+    append_entry(c, at, entry, bump == 0, None)
 }
 
 fn insert_queue(
@@ -534,6 +571,19 @@ pub(crate) fn append(
     at: &Location,
     entry: NewLogEntry,
 ) -> Result<LogEntry, StoreError> {
+    append_entry(c, at, entry, true, None)
+}
+
+/// Appends one entry; `count_attempt`: whether an attempt (`attempt > 0`) still has to be counted on
+/// its key (the completion and failure count it in their own update of the key); `json`: the entry's
+/// JSON, if the caller has it already.
+fn append_entry(
+    c: &Connection,
+    at: &Location,
+    entry: NewLogEntry,
+    count_attempt: bool,
+    json: Option<&str>,
+) -> Result<LogEntry, StoreError> {
     let head: Option<(i64, String)> = c
         .prepare_cached("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
         .at(at)?
@@ -545,6 +595,10 @@ pub(crate) fn append(
         None => (1, GENESIS_HASH.to_owned()),
     };
     let e = LogEntry::chain_after(seq, prev_hash, entry);
+    let json = match json {
+        Some(j) => std::borrow::Cow::Borrowed(j),
+        None => std::borrow::Cow::Owned(to_json(&e.entry)?),
+    };
     c.prepare_cached(
         "INSERT INTO log (seq, at_ms, run_id, action, record, key_digest, attempt, outcome, entry,
              prev_hash, hash)
@@ -560,12 +614,12 @@ pub(crate) fn append(
         e.entry.key_digest,
         e.entry.attempt,
         e.entry.outcome.as_str(),
-        to_json(&e.entry)?,
+        json.as_ref(),
         e.prev_hash,
         e.hash,
     ])
     .at(at)?;
-    if e.entry.attempt > 0 {
+    if count_attempt && e.entry.attempt > 0 {
         // Kept on the key so that a takeover knows how many attempts the previous worker made.
         c.prepare_cached("UPDATE keys SET attempts = attempts + 1 WHERE key_digest = ?1")
             .at(at)?
@@ -619,7 +673,9 @@ pub(crate) fn fencing_token(
     record: &str,
 ) -> Result<Option<u64>, StoreError> {
     let token: Option<i64> = c
-        .prepare_cached("SELECT last_token FROM records WHERE record = ?1")
+        .prepare_cached(
+            "SELECT last_token FROM records WHERE record = ?1 AND kind = 0 AND action = ''",
+        )
         .at(at)?
         .query_row(params![record], |row| row.get(0))
         .optional()

@@ -9,7 +9,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::store::StoreError;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Migrations, in order: `MIGRATIONS[n]` brings a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -97,6 +97,32 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE queue ADD COLUMN claimed_by TEXT;
     ALTER TABLE queue ADD COLUMN note TEXT;
     ALTER TABLE queue ADD COLUMN closed_ms INTEGER;
+    "#,
+    // 2 → 3: `records` and `acted` become one table keyed by record, so that the lease of a record
+    // and the loop-filter marks of its actions share a page: a completion writes one page for both.
+    // `kind` 0 is the record's row (last fencing token, live lease; `action` is empty); `kind` 1 is
+    // the last completion of `action` on the record.
+    r#"
+    CREATE TABLE record_rows (
+        record          TEXT NOT NULL,
+        kind            INTEGER NOT NULL CHECK (kind IN (0, 1)),
+        action          TEXT NOT NULL,
+        last_token      INTEGER,
+        holder_digest   TEXT,
+        holder_key      TEXT,
+        lease_until_ms  INTEGER,
+        key_text        TEXT,
+        key_digest      TEXT,
+        acted_at_ms     INTEGER,
+        PRIMARY KEY (record, kind, action)
+    ) WITHOUT ROWID;
+    INSERT INTO record_rows (record, kind, action, last_token, holder_digest, holder_key, lease_until_ms)
+        SELECT record, 0, '', last_token, holder_digest, holder_key, lease_until_ms FROM records;
+    INSERT INTO record_rows (record, kind, action, key_text, key_digest, acted_at_ms)
+        SELECT record, 1, action, key_text, key_digest, acted_at_ms FROM acted;
+    DROP TABLE records;
+    DROP TABLE acted;
+    ALTER TABLE record_rows RENAME TO records;
     "#,
 ];
 
@@ -304,4 +330,55 @@ pub(crate) fn migrate(conn: &mut Connection, at: &Location) -> Result<(), StoreE
     }
     tx.commit().map_err(|e| at.error(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version 2 file keeps its records' tokens and leases and its loop-filter marks in version 3.
+    #[test]
+    fn version_2_records_and_marks_survive_the_upgrade() {
+        let at = Location {
+            display: ":memory:".to_owned(),
+        };
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO records VALUES ('loan-1', 7, 'd1', 'k1', 1000);
+             INSERT INTO records VALUES ('loan-2', 3, NULL, NULL, NULL);
+             INSERT INTO acted VALUES ('loan-2', 'disburse', 'k2', 'd2', 500);",
+        )
+        .unwrap();
+        migrate(&mut conn, &at).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let lease: (i64, Option<String>, Option<String>, Option<i64>) = conn
+            .query_row(
+                "SELECT last_token, holder_digest, holder_key, lease_until_ms FROM records
+                 WHERE record = 'loan-1' AND kind = 0 AND action = ''",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(lease, (7, Some("d1".into()), Some("k1".into()), Some(1000)));
+        let mark: (String, String, i64) = conn
+            .query_row(
+                "SELECT key_text, key_digest, acted_at_ms FROM records
+                 WHERE record = 'loan-2' AND kind = 1 AND action = 'disburse'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(mark, ("k2".into(), "d2".into(), 500));
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 3);
+    }
 }
