@@ -399,27 +399,7 @@ impl Store for MemoryStore {
             }
             (Some(q), None) => {
                 let id = s.queue.len() as u64 + 1;
-                s.queue.push(QueueEntry {
-                    id,
-                    kind: q.kind,
-                    name: q.name.clone(),
-                    run_id: q.run_id,
-                    action: q.action.clone(),
-                    key_text: q.key_text.clone(),
-                    key_digest: q.key_digest.clone(),
-                    record: q.record.clone(),
-                    payload: q.payload.clone(),
-                    failure_kind: q.failure_kind,
-                    message: q.message.clone(),
-                    attempts: q.attempts,
-                    first_failure_ms: q.first_failure_ms,
-                    last_failure_ms: q.last_failure_ms,
-                    status: QueueStatus::Open,
-                    created_ms: f.now_ms,
-                    claimed_by: None,
-                    note: None,
-                    closed_ms: None,
-                });
+                s.queue.push(QueueEntry::open(id, q.clone(), f.now_ms));
                 entry.queue_entry = Some(id);
                 KeyStatus::Failed {
                     entry: QueueRef {

@@ -250,6 +250,34 @@ pub struct QueueEntry {
     pub closed_ms: Option<Millis>,
 }
 
+impl QueueEntry {
+    /// A new, open entry created at `created_ms` from what a failure recorded; every store builds its
+    /// entries (and reads them back) through this, so the three agree field by field.
+    pub fn open(id: u64, q: NewQueueEntry, created_ms: Millis) -> QueueEntry {
+        QueueEntry {
+            id,
+            kind: q.kind,
+            name: q.name,
+            run_id: q.run_id,
+            action: q.action,
+            key_text: q.key_text,
+            key_digest: q.key_digest,
+            record: q.record,
+            payload: q.payload,
+            failure_kind: q.failure_kind,
+            message: q.message,
+            attempts: q.attempts,
+            first_failure_ms: q.first_failure_ms,
+            last_failure_ms: q.last_failure_ms,
+            status: QueueStatus::Open,
+            created_ms,
+            claimed_by: None,
+            note: None,
+            closed_ms: None,
+        }
+    }
+}
+
 impl QueueStatus {
     /// The spelling used in logs and the CLI.
     pub fn as_str(self) -> &'static str {

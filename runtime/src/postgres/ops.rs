@@ -900,26 +900,13 @@ fn queue_row(db: Db<'_>, row: &Row) -> Result<QueueEntry, StoreError> {
     let q: NewQueueEntry = db.json("queue entry", &entry)?;
     let status = status_of(&status)
         .ok_or_else(|| db.corrupt("queue entry", format!("status `{status}`")))?;
+    let id = u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?;
     Ok(QueueEntry {
-        id: u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?,
-        kind: q.kind,
-        name: q.name,
-        run_id: q.run_id,
-        action: q.action,
-        key_text: q.key_text,
-        key_digest: q.key_digest,
-        record: q.record,
-        payload: q.payload,
-        failure_kind: q.failure_kind,
-        message: q.message,
-        attempts: q.attempts,
-        first_failure_ms: q.first_failure_ms,
-        last_failure_ms: q.last_failure_ms,
         status,
-        created_ms,
         claimed_by: db.col(row, 4)?,
         note: db.col(row, 5)?,
         closed_ms: db.col(row, 6)?,
+        ..QueueEntry::open(id, q, created_ms)
     })
 }
 

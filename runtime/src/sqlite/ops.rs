@@ -783,25 +783,11 @@ fn queue_row(at: &Location, row: QueueRow) -> Result<QueueEntry, StoreError> {
     let status = status_of(&status)
         .ok_or_else(|| corrupt(at, "queue entry", format!("status `{status}`")))?;
     Ok(QueueEntry {
-        id: id as u64,
-        kind: q.kind,
-        name: q.name,
-        run_id: q.run_id,
-        action: q.action,
-        key_text: q.key_text,
-        key_digest: q.key_digest,
-        record: q.record,
-        payload: q.payload,
-        failure_kind: q.failure_kind,
-        message: q.message,
-        attempts: q.attempts,
-        first_failure_ms: q.first_failure_ms,
-        last_failure_ms: q.last_failure_ms,
         status,
-        created_ms,
         claimed_by,
         note,
         closed_ms,
+        ..QueueEntry::open(id as u64, q, created_ms)
     })
 }
 
