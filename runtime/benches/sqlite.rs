@@ -297,8 +297,43 @@ fn interleaved() {
     }
 }
 
+/// `ACTGUARD_BENCH_PROFILE=<actions>`: runs only `SqliteStore`, that many actions at
+/// `ACTGUARD_BENCH_CALLERS` callers (default 64; with 1, every batch holds one request, so counts
+/// compare exactly between versions) in `ACTGUARD_BENCH_DIR` (default: a temporary directory), and
+/// prints the rate: a workload for a
+/// profiler (`valgrind --tool=callgrind --separate-threads=yes`), whose instruction counts per action
+/// do not depend on the machine's load.
+fn profile(actions: u64) {
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("ACTGUARD_BENCH_DIR")
+            .unwrap_or_else(|| std::env::temp_dir().into_os_string()),
+    )
+    .unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("profile.db")).unwrap());
+    let callers = std::env::var("ACTGUARD_BENCH_CALLERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let rt = runtime();
+    let elapsed = rt.block_on(drive(callers, actions, move |k| {
+        let store = store.clone();
+        async move { store_action(&store, k).await }
+    }));
+    println!(
+        "{actions} actions in {elapsed:?}: {:.0}/s",
+        actions as f64 / elapsed.as_secs_f64()
+    );
+}
+
 fn main() {
     if support::filtered_out("sqlite durable_actions") {
+        return;
+    }
+    if let Some(n) = std::env::var("ACTGUARD_BENCH_PROFILE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        profile(n);
         return;
     }
     interleaved();

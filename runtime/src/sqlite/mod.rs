@@ -67,7 +67,6 @@
 mod ops;
 mod schema;
 
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -289,7 +288,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Write {
     /// With the payload's JSON, serialized by the caller rather than on the writer thread.
     Begin(Box<(BeginRequest, String)>, Reply<Begin>),
-    /// With the JSON of the result and of the log entry, serialized by the caller.
+    /// With the JSON of the result and the canonical JSON of the log entry, built by the caller.
     Complete(Box<(Completion, String, String)>, Reply<LogEntry>),
     Fail(Box<Failure>, Reply<LogEntry>),
     Append(Box<NewLogEntry>, Reply<LogEntry>),
@@ -318,6 +317,16 @@ enum Applied {
 }
 
 impl Applied {
+    /// Whether the request failed (was refused or hit an error).
+    fn failed(&self) -> bool {
+        match self {
+            Applied::Begin(_, r) => r.is_err(),
+            Applied::Log(_, r) => r.is_err(),
+            Applied::Bool(_, r) => r.is_err(),
+            Applied::Queue(_, r) => r.is_err(),
+        }
+    }
+
     /// Answers the caller; a successful change whose commit failed becomes `error`.
     fn answer(self, commit: Option<&dyn Fn() -> StoreError>) {
         fn settle<T>(
@@ -436,6 +445,16 @@ fn spawn_checkpointer(
     Ok((tx, thread))
 }
 
+/// The writer's view of the database between batches: the in-memory state ([`ops::Hot`]) and the
+/// `PRAGMA data_version` it was loaded at. Another connection's commit changes the version, so the
+/// state is loaded again; a batch that is rolled back drops it.
+struct WriterState<'c> {
+    hot: Option<ops::Hot>,
+    data_version: i64,
+    /// Prepared on the first batch (and again after a failure to prepare).
+    prepared: Option<ops::Prepared<'c>>,
+}
+
 /// Runs until every sender is gone (the store was dropped): drain, apply, commit once, answer.
 fn writer_loop(
     conn: &Connection,
@@ -445,6 +464,11 @@ fn writer_loop(
 ) {
     let mut writes = Vec::with_capacity(MAX_BATCH);
     let mut reads = Vec::new();
+    let mut state = WriterState {
+        hot: None,
+        data_version: 0,
+        prepared: None,
+    };
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some(job) = next {
@@ -459,7 +483,7 @@ fn writer_loop(
             };
         }
         if !writes.is_empty() {
-            apply_batch(conn, at, writes.drain(..));
+            apply_batch(conn, at, &mut state, writes.drain(..));
             if let Some(c) = checkpoints {
                 let _ = c.send(());
             }
@@ -470,54 +494,115 @@ fn writer_loop(
     }
 }
 
-/// One transaction for the whole batch; one savepoint per request.
-fn apply_batch(conn: &Connection, at: &Location, writes: impl Iterator<Item = Write>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        for w in writes {
-            refuse(w, at.error(&e));
-        }
-        return;
+/// Runs one of the fixed statements of the batch (`BEGIN IMMEDIATE`, `COMMIT`, `ROLLBACK`), prepared
+/// once.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// Starts the batch's transaction and makes sure the in-memory state matches the database.
+fn start_batch<'s, 'c>(
+    conn: &'c Connection,
+    at: &Location,
+    state: &'s mut WriterState<'c>,
+) -> Result<(&'s mut ops::Prepared<'c>, &'s mut ops::Hot), StoreError> {
+    if state.prepared.is_none() {
+        state.prepared = Some(ops::Prepared::new(conn, at)?);
     }
-    // Set when a request's savepoint could not be closed, or SQLite rolled the whole transaction back
-    // by itself (it does on I/O errors and a full disk): the transaction's content is then unknown,
-    // so nothing of the batch may be committed.
-    let poisoned = Cell::new(false);
-    let mut applied = Vec::new();
+    run(conn, "BEGIN IMMEDIATE").at(at)?;
+    let checked = (|| {
+        let version: i64 = conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .at(at)?;
+        if state.hot.is_none() || version != state.data_version {
+            state.hot = None;
+            state.hot = Some(ops::Hot::load(conn, at)?);
+            state.data_version = version;
+        }
+        Ok(())
+    })();
+    if let Err(e) = checked {
+        let _ = run(conn, "ROLLBACK");
+        return Err(e);
+    }
+    Ok((
+        state.prepared.as_mut().expect("prepared above"),
+        state.hot.as_mut().expect("loaded above"),
+    ))
+}
+
+/// One transaction for the whole batch, committed once.
+///
+/// Requests run without savepoints: every operation makes all its checks before its first change, so
+/// a request that is refused (`ClaimLost`, a busy record, …) has changed nothing and the others stay.
+/// A request that fails after changing a row (an I/O error, a full disk) leaves the transaction with a
+/// part of it: that poisons the batch, which is then rolled back as a whole.
+fn apply_batch<'c>(
+    conn: &'c Connection,
+    at: &Location,
+    state: &mut WriterState<'c>,
+    writes: impl Iterator<Item = Write>,
+) {
+    let (s, hot) = match start_batch(conn, at, state) {
+        Ok(started) => started,
+        Err(e) => {
+            let error = clone_error(&e);
+            for w in writes {
+                refuse(w, error());
+            }
+            return;
+        }
+    };
+    // Set when a request failed after changing rows, or SQLite rolled the whole transaction back by
+    // itself (it does on I/O errors and a full disk): the transaction's content is then not what the
+    // answers would say, so nothing of the batch may be committed.
+    let mut poisoned = false;
+    let mut applied = Vec::with_capacity(MAX_BATCH);
     let mut unapplied = Vec::new();
     for w in writes {
-        if poisoned.get() {
+        if poisoned {
             unapplied.push(w);
             continue;
         }
-        applied.push(apply_one(conn, at, w, &poisoned));
-        if conn.is_autocommit() {
-            poisoned.set(true);
+        let changes = conn.total_changes();
+        let a = apply_one(conn, at, s, hot, w);
+        if (a.failed() && conn.total_changes() != changes) || conn.is_autocommit() {
+            poisoned = true;
         }
+        applied.push(a);
     }
-    let failed = if poisoned.get() {
-        let _ = conn.execute_batch("ROLLBACK");
+    let failed = if poisoned {
+        let _ = run(conn, "ROLLBACK");
         Some(StoreError::Unavailable(format!(
             "a write to `{}` failed part-way, so its whole transaction was rolled back: check the \
              file system, then retry",
             at.display
         )))
     } else {
-        conn.execute_batch("COMMIT").err().map(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
+        run(conn, "COMMIT").err().map(|e| {
+            let _ = run(conn, "ROLLBACK");
             at.error(&e)
         })
     };
     match failed {
         None => applied.into_iter().for_each(|a| a.answer(None)),
         Some(e) => {
-            let error = || match &e {
-                StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-                StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-                other => StoreError::Backend(other.to_string()),
-            };
+            // What the writer holds in memory may include the rolled-back changes.
+            state.hot = None;
+            let error = clone_error(&e);
             applied.into_iter().for_each(|a| a.answer(Some(&error)));
             unapplied.into_iter().for_each(|w| refuse(w, error()));
         }
+    }
+}
+
+/// A maker of copies of `e`, one for each request of a failed batch.
+fn clone_error(e: &StoreError) -> impl Fn() -> StoreError + '_ {
+    move || match e {
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        other => StoreError::Backend(other.to_string()),
     }
 }
 
@@ -538,76 +623,33 @@ fn refuse(w: Write, e: StoreError) {
     }
 }
 
-fn apply_one(conn: &Connection, at: &Location, w: Write, poisoned: &Cell<bool>) -> Applied {
+fn apply_one(
+    conn: &Connection,
+    at: &Location,
+    s: &mut ops::Prepared<'_>,
+    hot: &mut ops::Hot,
+    w: Write,
+) -> Applied {
     match w {
-        Write::Begin(r, tx) => Applied::Begin(
-            tx,
-            savepoint(conn, at, poisoned, |c| ops::begin(c, at, &r.0, &r.1)),
-        ),
-        Write::Complete(d, tx) => Applied::Log(
-            tx,
-            Box::new(savepoint(conn, at, poisoned, |c| {
-                ops::complete(c, at, &d.0, &d.1, &d.2)
-            })),
-        ),
-        Write::Fail(f, tx) => Applied::Log(
-            tx,
-            Box::new(savepoint(conn, at, poisoned, |c| ops::fail(c, at, &f))),
-        ),
-        Write::Append(e, tx) => Applied::Log(
-            tx,
-            Box::new(savepoint(conn, at, poisoned, |c| ops::append(c, at, *e))),
-        ),
-        Write::Queue(u, tx) => Applied::Queue(
-            tx,
-            Box::new(savepoint(conn, at, poisoned, |c| {
-                ops::queue_update(c, at, &u)
-            })),
-        ),
+        Write::Begin(r, tx) => Applied::Begin(tx, ops::begin(conn, at, s, hot, &r.0, &r.1)),
+        Write::Complete(d, tx) => {
+            let (completion, result, entry) = *d;
+            Applied::Log(
+                tx,
+                Box::new(ops::complete(conn, at, s, hot, completion, &result, entry)),
+            )
+        }
+        Write::Fail(f, tx) => Applied::Log(tx, Box::new(ops::fail(conn, at, s, hot, &f))),
+        Write::Append(e, tx) => Applied::Log(tx, Box::new(ops::append(at, s, hot, *e))),
+        Write::Queue(u, tx) => {
+            Applied::Queue(tx, Box::new(ops::queue_update(conn, at, s, hot, &u)))
+        }
         Write::Halt {
             run_id,
             reason,
             now_ms,
             reply,
-        } => Applied::Bool(
-            reply,
-            savepoint(conn, at, poisoned, |c| {
-                ops::halt(c, at, run_id, &reason, now_ms)
-            }),
-        ),
-    }
-}
-
-/// Runs `f` in a savepoint: its changes stay if it succeeds and are undone if it fails.
-/// If the savepoint cannot be closed, `poisoned` is set: the request's changes may be half there.
-fn savepoint<T>(
-    conn: &Connection,
-    at: &Location,
-    poisoned: &Cell<bool>,
-    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    conn.prepare_cached("SAVEPOINT request")
-        .and_then(|mut s| s.execute([]))
-        .at(at)?;
-    let result = f(conn);
-    let end = if result.is_ok() {
-        "RELEASE request"
-    } else {
-        "ROLLBACK TO request"
-    };
-    let mut closed = conn.prepare_cached(end).and_then(|mut s| s.execute([]));
-    if result.is_err() && closed.is_ok() {
-        closed = conn
-            .prepare_cached("RELEASE request")
-            .and_then(|mut s| s.execute([]));
-    }
-    if closed.is_err() {
-        poisoned.set(true);
-    }
-    match (result, closed) {
-        (Ok(v), Ok(_)) => Ok(v),
-        (Err(e), _) => Err(e),
-        (Ok(_), Err(e)) => Err(at.error(&e)),
+        } => Applied::Bool(reply, ops::halt(conn, at, hot, run_id, &reason, now_ms)),
     }
 }
 
@@ -621,7 +663,7 @@ impl Store for SqliteStore {
 
     async fn complete(&self, completion: &Completion) -> Result<LogEntry, StoreError> {
         let result = ops::to_json(&completion.result)?;
-        let entry = ops::to_json(&completion.entry)?;
+        let entry = crate::log::canonical_json(&completion.entry);
         let completion = Box::new((completion.clone(), result, entry));
         self.write(|tx| Write::Complete(completion, tx)).await
     }

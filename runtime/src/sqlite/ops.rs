@@ -1,11 +1,15 @@
 //! The store's rules as SQL, one function per operation. Writes run inside the writer's transaction
 //! (each in its own savepoint); reads run on any connection.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension, Statement, params};
 use uuid::Uuid;
 
 use super::schema::Location;
-use crate::log::{GENESIS_HASH, LogEntry, LogQuery, NewLogEntry};
+use crate::log::{
+    GENESIS_HASH, LogEntry, LogQuery, NewLogEntry, canonical_json, entry_hash_canonical,
+};
 use crate::store::{
     Begin, BeginRequest, Claim, Completion, Failure, KeyState, KeyStatus, Millis, NewQueueEntry,
     QueueEntry, QueueKind, QueueQuery, QueueRef, QueueStatus, QueueUpdate, RunState, StoreError,
@@ -41,6 +45,37 @@ fn from_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(s).map_err(|e| corrupt(at, what, e))
 }
 
+/// What the writer keeps in memory instead of reading it for every request: the head of the log
+/// chain and the halted runs. It mirrors the database as this connection last wrote it, so the writer
+/// loads it again whenever another connection may have committed (`PRAGMA data_version` changed) and
+/// after a batch that was rolled back. It changes only right after a statement that changed a row, so
+/// a request that fails without changing anything leaves it as it was.
+pub(crate) struct Hot {
+    /// Sequence number and hash of the last log entry; `None` while the log is empty.
+    head: Option<(u64, String)>,
+    /// The halted runs (table `runs`).
+    halted: HashSet<Uuid>,
+}
+
+impl Hot {
+    pub(crate) fn load(c: &Connection, at: &Location) -> Result<Hot, StoreError> {
+        let head = c
+            .prepare_cached("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
+            .at(at)?
+            .query_row([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+            .optional()
+            .at(at)?;
+        let mut halted = HashSet::new();
+        let mut stmt = c.prepare_cached("SELECT run_id FROM runs").at(at)?;
+        let mut rows = stmt.query([]).at(at)?;
+        while let Some(row) = rows.next().at(at)? {
+            let id: String = row.get(0).at(at)?;
+            halted.insert(Uuid::parse_str(&id).map_err(|e| corrupt(at, "halted run", e))?);
+        }
+        Ok(Hot { head, halted })
+    }
+}
+
 fn queue_kind(s: &str) -> Option<QueueKind> {
     [QueueKind::Owner, QueueKind::Expert, QueueKind::DeadLetter]
         .into_iter()
@@ -63,6 +98,113 @@ fn status_of(s: &str) -> Option<QueueStatus> {
     .find(|k| status_str(*k) == s)
 }
 
+/// The statements of the frequent writes, prepared once for the writer's connection: looking a
+/// statement up in rusqlite's cache hashes its whole SQL text, which cost more than running it.
+pub(crate) struct Prepared<'c> {
+    /// `begin`: the key's row.
+    key_row: Statement<'c>,
+    /// `begin`: the record's row and the loop-filter mark of the action.
+    record_rows: Statement<'c>,
+    /// `begin`: the record's new token and lease.
+    claim_record: Statement<'c>,
+    /// `begin`: the key's claim.
+    claim_key: Statement<'c>,
+    /// Whether a claim still holds its key.
+    held: Statement<'c>,
+    /// `complete`: the key's result.
+    complete_key: Statement<'c>,
+    /// `complete`: the loop-filter mark.
+    mark: Statement<'c>,
+    /// Releases a record's lease.
+    release: Statement<'c>,
+    /// Appends to the log.
+    log_insert: Statement<'c>,
+    /// Counts an attempt on its key.
+    count_attempt: Statement<'c>,
+}
+
+impl<'c> Prepared<'c> {
+    pub(crate) fn new(c: &'c Connection, at: &Location) -> Result<Prepared<'c>, StoreError> {
+        Ok(Prepared {
+            key_row: c
+                .prepare(
+                    "SELECT state, fingerprint, lease_until_ms, result, completed_at_ms, queue_id, attempts
+             FROM keys WHERE key_digest = ?1",
+                )
+                .at(at)?,
+            record_rows: c
+                .prepare(
+                    "SELECT kind, last_token, holder_digest, holder_key, lease_until_ms
+                 FROM records WHERE record = ?1 AND kind = 0 AND action = ''
+                 UNION ALL
+                 SELECT kind, NULL, key_digest, key_text, acted_at_ms
+                 FROM records WHERE record = ?1 AND kind = 1 AND action = ?2",
+                )
+                .at(at)?,
+            claim_record: c
+                .prepare(
+                    "INSERT INTO records (record, kind, action, last_token, holder_digest, holder_key,
+             lease_until_ms)
+         VALUES (?1, 0, '', ?2, ?3, ?4, ?5)
+         ON CONFLICT (record, kind, action) DO UPDATE SET last_token = excluded.last_token,
+             holder_digest = excluded.holder_digest, holder_key = excluded.holder_key,
+             lease_until_ms = excluded.lease_until_ms",
+                )
+                .at(at)?,
+            claim_key: c
+                .prepare(
+                    "INSERT INTO keys (key_digest, key_text, action, record, run_id, fingerprint, payload, state,
+             claim_id, lease_until_ms, fencing_token, result, completed_at_ms, queue_id, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'claimed', ?8, ?9, ?10, NULL, NULL, NULL, ?11)
+         ON CONFLICT (key_digest) DO UPDATE SET key_text = excluded.key_text,
+             action = excluded.action, record = excluded.record, run_id = excluded.run_id,
+             payload = excluded.payload, state = 'claimed', claim_id = excluded.claim_id,
+             lease_until_ms = excluded.lease_until_ms, fencing_token = excluded.fencing_token,
+             updated_ms = excluded.updated_ms",
+                )
+                .at(at)?,
+            held: c
+                .prepare(
+                    "SELECT state, claim_id, record, key_text FROM keys WHERE key_digest = ?1",
+                )
+                .at(at)?,
+            complete_key: c
+                .prepare(
+                    "UPDATE keys SET state = 'completed', result = ?2, completed_at_ms = ?3, claim_id = NULL,
+             lease_until_ms = NULL, updated_ms = ?3, attempts = attempts + ?4
+         WHERE key_digest = ?1",
+                )
+                .at(at)?,
+            mark: c
+                .prepare(
+                    "INSERT INTO records (record, kind, action, key_text, key_digest, acted_at_ms)
+         VALUES (?1, 1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (record, kind, action) DO UPDATE SET key_text = excluded.key_text,
+             key_digest = excluded.key_digest, acted_at_ms = excluded.acted_at_ms",
+                )
+                .at(at)?,
+            release: c
+                .prepare(
+                    "UPDATE records SET holder_digest = NULL, holder_key = NULL, lease_until_ms = NULL
+         WHERE record = ?1 AND kind = 0 AND action = '' AND holder_digest = ?2",
+                )
+                .at(at)?,
+            log_insert: c
+                .prepare(
+                    "INSERT INTO log (seq, at_ms, run_id, action, record, key_digest, attempt, outcome, entry,
+             prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .at(at)?,
+            count_attempt: c
+                .prepare(
+                    "UPDATE keys SET attempts = attempts + 1 WHERE key_digest = ?1",
+                )
+                .at(at)?,
+        })
+    }
+}
+
 /// The key's row, as `begin` needs it.
 struct KeyRow {
     state: String,
@@ -79,25 +221,17 @@ struct KeyRow {
 pub(crate) fn begin(
     c: &Connection,
     at: &Location,
+    s: &mut Prepared<'_>,
+    hot: &Hot,
     r: &BeginRequest,
     payload: &str,
 ) -> Result<Begin, StoreError> {
-    let run = r.run_id.to_string();
-    let halted = c
-        .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")
-        .at(at)?
-        .exists(params![run])
-        .at(at)?;
-    if halted {
+    if hot.halted.contains(&r.run_id) {
         return Ok(Begin::Halted);
     }
 
-    let key = c
-        .prepare_cached(
-            "SELECT state, fingerprint, lease_until_ms, result, completed_at_ms, queue_id, attempts
-             FROM keys WHERE key_digest = ?1",
-        )
-        .at(at)?
+    let key = s
+        .key_row
         .query_row(params![r.key_digest], |row| {
             Ok(KeyRow {
                 state: row.get(0)?,
@@ -148,22 +282,27 @@ pub(crate) fn begin(
         }
     }
 
-    let record = c
-        .prepare_cached(
-            "SELECT last_token, holder_digest, holder_key, lease_until_ms FROM records
-             WHERE record = ?1 AND kind = 0 AND action = ''",
-        )
-        .at(at)?
-        .query_row(params![r.record], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, Option<String>>(1)?,
-                row.get::<_, Option<String>>(2)?,
-                row.get::<_, Option<Millis>>(3)?,
-            ))
-        })
-        .optional()
-        .at(at)?;
+    // The record's row (kind 0) and the loop-filter mark of this action on it (kind 1), in one
+    // statement: two seeks of the same B-tree, usually the same page.
+    let mut record: Option<(i64, Option<String>, Option<String>, Option<Millis>)> = None;
+    let mut acted: Option<(String, String, Millis)> = None;
+    {
+        let stmt = &mut s.record_rows;
+        let mut rows = stmt.query(params![r.record, r.action]).at(at)?;
+        while let Some(row) = rows.next().at(at)? {
+            let kind: i64 = row.get(0).at(at)?;
+            if kind == 0 {
+                record = Some((
+                    row.get(1).at(at)?,
+                    row.get(2).at(at)?,
+                    row.get(3).at(at)?,
+                    row.get(4).at(at)?,
+                ));
+            } else {
+                acted = Some((row.get(3).at(at)?, row.get(2).at(at)?, row.get(4).at(at)?));
+            }
+        }
+    }
     if let Some((_, Some(holder), holder_key, Some(until))) = &record
         && holder != &r.key_digest
         && r.now_ms < *until
@@ -174,31 +313,15 @@ pub(crate) fn begin(
         });
     }
 
-    if let Some(window) = r.dedup_ms {
-        let acted = c
-            .prepare_cached(
-                "SELECT key_text, key_digest, acted_at_ms FROM records
-                 WHERE record = ?1 AND kind = 1 AND action = ?2",
-            )
-            .at(at)?
-            .query_row(params![r.record, r.action], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Millis>(2)?,
-                ))
-            })
-            .optional()
-            .at(at)?;
-        if let Some((previous_key, digest, acted_at_ms)) = acted
-            && digest != r.key_digest
-            && r.now_ms < acted_at_ms.saturating_add(window)
-        {
-            return Ok(Begin::Skipped {
-                previous_key,
-                acted_at_ms,
-            });
-        }
+    if let Some(window) = r.dedup_ms
+        && let Some((previous_key, digest, acted_at_ms)) = acted
+        && digest != r.key_digest
+        && r.now_ms < acted_at_ms.saturating_add(window)
+    {
+        return Ok(Begin::Skipped {
+            previous_key,
+            acted_at_ms,
+        });
     }
 
     // A replay is a new call under the same key: its attempts count afresh.
@@ -209,48 +332,30 @@ pub(crate) fn begin(
     };
     let token = record.as_ref().map_or(0, |rec| rec.0) + 1;
     let lease_until = r.now_ms.saturating_add(r.lease_ms);
-    c.prepare_cached(
-        "INSERT INTO records (record, kind, action, last_token, holder_digest, holder_key,
-             lease_until_ms)
-         VALUES (?1, 0, '', ?2, ?3, ?4, ?5)
-         ON CONFLICT (record, kind, action) DO UPDATE SET last_token = excluded.last_token,
-             holder_digest = excluded.holder_digest, holder_key = excluded.holder_key,
-             lease_until_ms = excluded.lease_until_ms",
-    )
-    .at(at)?
-    .execute(params![
-        r.record,
-        token,
-        r.key_digest,
-        r.key_text,
-        lease_until
-    ])
-    .at(at)?;
-    c.prepare_cached(
-        "INSERT INTO keys (key_digest, key_text, action, record, run_id, fingerprint, payload, state,
-             claim_id, lease_until_ms, fencing_token, result, completed_at_ms, queue_id, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'claimed', ?8, ?9, ?10, NULL, NULL, NULL, ?11)
-         ON CONFLICT (key_digest) DO UPDATE SET key_text = excluded.key_text,
-             action = excluded.action, record = excluded.record, run_id = excluded.run_id,
-             payload = excluded.payload, state = 'claimed', claim_id = excluded.claim_id,
-             lease_until_ms = excluded.lease_until_ms, fencing_token = excluded.fencing_token,
-             updated_ms = excluded.updated_ms",
-    )
-    .at(at)?
-    .execute(params![
-        r.key_digest,
-        r.key_text,
-        r.action,
-        r.record,
-        run,
-        r.fingerprint,
-        payload,
-        r.claim_id.to_string(),
-        lease_until,
-        token,
-        r.now_ms,
-    ])
-    .at(at)?;
+    s.claim_record
+        .execute(params![
+            r.record,
+            token,
+            r.key_digest,
+            r.key_text,
+            lease_until
+        ])
+        .at(at)?;
+    s.claim_key
+        .execute(params![
+            r.key_digest,
+            r.key_text,
+            r.action,
+            r.record,
+            r.run_id.to_string(),
+            r.fingerprint,
+            payload,
+            r.claim_id.to_string(),
+            lease_until,
+            token,
+            r.now_ms,
+        ])
+        .at(at)?;
     Ok(Begin::Claimed(Claim {
         fencing_token: token as u64,
         takeover,
@@ -260,15 +365,14 @@ pub(crate) fn begin(
 
 /// Checks that `claim_id` still holds the key; returns the key's record and readable text.
 fn held(
-    c: &Connection,
     at: &Location,
+    s: &mut Prepared<'_>,
     key_digest: &str,
     claim_id: Uuid,
     key_text: &str,
 ) -> Result<(String, String), StoreError> {
-    let row = c
-        .prepare_cached("SELECT state, claim_id, record, key_text FROM keys WHERE key_digest = ?1")
-        .at(at)?
+    let row = s
+        .held
         .query_row(params![key_digest], |row| {
             Ok((
                 row.get::<_, String>(0)?,
@@ -293,71 +397,43 @@ fn held(
 }
 
 fn release_record(
-    c: &Connection,
     at: &Location,
+    s: &mut Prepared<'_>,
     record: &str,
     key_digest: &str,
 ) -> Result<(), StoreError> {
-    c.prepare_cached(
-        "UPDATE records SET holder_digest = NULL, holder_key = NULL, lease_until_ms = NULL
-         WHERE record = ?1 AND kind = 0 AND action = '' AND holder_digest = ?2",
-    )
-    .at(at)?
-    .execute(params![record, key_digest])
-    .at(at)?;
+    s.release.execute(params![record, key_digest]).at(at)?;
     Ok(())
 }
 
-/// Success of a claimed call; `result` and `entry`: the JSON of `d.result` and `d.entry`.
+/// Success of a claimed call; `result`: the JSON of `d.result`; `entry`: the canonical JSON of
+/// `d.entry` ([`canonical_json`]).
 pub(crate) fn complete(
     c: &Connection,
     at: &Location,
-    d: &Completion,
+    s: &mut Prepared<'_>,
+    hot: &mut Hot,
+    d: Completion,
     result: &str,
-    entry: &str,
+    entry: String,
 ) -> Result<LogEntry, StoreError> {
-    // One statement checks the claim, stores the result and counts the attempt; the row it returns
-    // is the claim that was held. No row: the claim is lost, and `held` says under which key text.
+    // The claim must still be held; then one update stores the result and counts the attempt. (Not
+    // `UPDATE … RETURNING`: SQLite collects returned rows in a temporary B-tree, which costs more
+    // than the read.)
+    let (record, key_text) = held(at, s, &d.key_digest, d.claim_id, &d.entry.key_text)?;
     let bump = i64::from(d.entry.attempt > 0 && d.entry.key_digest == d.key_digest);
-    let claim = d.claim_id.to_string();
-    let row = c
-        .prepare_cached(
-            "UPDATE keys SET state = 'completed', result = ?2, completed_at_ms = ?3, claim_id = NULL,
-                 lease_until_ms = NULL, updated_ms = ?3, attempts = attempts + ?5
-             WHERE key_digest = ?1 AND state = 'claimed' AND claim_id = ?4
-             RETURNING record, key_text",
-        )
-        .at(at)?
-        .query_row(
-            params![d.key_digest, result, d.now_ms, claim, bump],
-            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
-        )
-        .optional()
+    s.complete_key
+        .execute(params![d.key_digest, result, d.now_ms, bump])
         .at(at)?;
-    let (record, key_text) = match row {
-        Some(r) => r,
-        None => {
-            held(c, at, &d.key_digest, d.claim_id, &d.entry.key_text)?;
-            return Err(StoreError::ClaimLost {
-                key: d.entry.key_text.clone(),
-            });
-        }
-    };
-    c.prepare_cached(
-        "INSERT INTO records (record, kind, action, key_text, key_digest, acted_at_ms)
-         VALUES (?1, 1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (record, kind, action) DO UPDATE SET key_text = excluded.key_text,
-             key_digest = excluded.key_digest, acted_at_ms = excluded.acted_at_ms",
-    )
-    .at(at)?
-    .execute(params![
-        d.record,
-        d.action,
-        key_text,
-        d.key_digest,
-        d.now_ms
-    ])
-    .at(at)?;
+    s.mark
+        .execute(params![
+            d.record,
+            d.action,
+            key_text,
+            d.key_digest,
+            d.now_ms
+        ])
+        .at(at)?;
     if let Some(id) = d.replay_of {
         c.prepare_cached(
             "UPDATE queue SET status = 'replayed', closed_ms = ?2 WHERE id = ?1 AND status IN ('open', 'claimed')",
@@ -366,8 +442,8 @@ pub(crate) fn complete(
         .execute(params![id as i64, d.now_ms])
         .at(at)?;
     }
-    release_record(c, at, &record, &d.key_digest)?;
-    append_entry(c, at, d.entry.clone(), bump == 0, Some(entry))
+    release_record(at, s, &record, &d.key_digest)?;
+    append_entry(at, s, hot, d.entry, bump == 0, Some(entry))
 }
 
 /// Whether queue entry `id` is still open or claimed (so its key may be replayed).
@@ -410,6 +486,8 @@ fn refail_queue(
 pub(crate) fn queue_update(
     c: &Connection,
     at: &Location,
+    s: &mut Prepared<'_>,
+    hot: &mut Hot,
     u: &QueueUpdate,
 ) -> Result<QueueEntry, StoreError> {
     let mut e = queue_entry(c, at, u.id)?
@@ -430,7 +508,7 @@ pub(crate) fn queue_update(
     .at(at)?;
     let mut entry = u.entry.clone();
     entry.queue_entry = Some(u.id);
-    append(c, at, entry)?;
+    append(at, s, hot, entry)?;
     Ok(e)
 }
 
@@ -491,8 +569,14 @@ pub(crate) fn key_state(
 }
 
 /// Terminal failure of a claimed call.
-pub(crate) fn fail(c: &Connection, at: &Location, f: &Failure) -> Result<LogEntry, StoreError> {
-    let (record, _) = held(c, at, &f.key_digest, f.claim_id, &f.entry.key_text)?;
+pub(crate) fn fail(
+    c: &Connection,
+    at: &Location,
+    s: &mut Prepared<'_>,
+    hot: &mut Hot,
+    f: &Failure,
+) -> Result<LogEntry, StoreError> {
+    let (record, _) = held(at, s, &f.key_digest, f.claim_id, &f.entry.key_text)?;
     let mut entry = f.entry.clone();
     let bump = i64::from(entry.attempt > 0 && entry.key_digest == f.key_digest);
     let replayed = match f.replay_of {
@@ -538,8 +622,8 @@ pub(crate) fn fail(c: &Connection, at: &Location, f: &Failure) -> Result<LogEntr
             .at(at)?;
         }
     }
-    release_record(c, at, &record, &f.key_digest)?;
-    append_entry(c, at, entry, bump == 0, None)
+    release_record(at, s, &record, &f.key_digest)?;
+    append_entry(at, s, hot, entry, bump == 0, None)
 }
 
 fn insert_queue(
@@ -567,72 +651,65 @@ fn insert_queue(
 
 /// Appends one entry after the current head of the chain.
 pub(crate) fn append(
-    c: &Connection,
     at: &Location,
+    s: &mut Prepared<'_>,
+    hot: &mut Hot,
     entry: NewLogEntry,
 ) -> Result<LogEntry, StoreError> {
-    append_entry(c, at, entry, true, None)
+    append_entry(at, s, hot, entry, true, None)
 }
 
-/// Appends one entry; `count_attempt`: whether an attempt (`attempt > 0`) still has to be counted on
-/// its key (the completion and failure count it in their own update of the key); `json`: the entry's
-/// JSON, if the caller has it already.
+/// Appends one entry after the head of the chain (kept in `hot`); `count_attempt`: whether an
+/// attempt (`attempt > 0`) still has to be counted on its key (the completion and failure count it in
+/// their own update of the key); `canonical`: the entry's [`canonical_json`], if the caller built it
+/// already. The `entry` column holds the canonical JSON: exactly the bytes hashed.
 fn append_entry(
-    c: &Connection,
     at: &Location,
+    s: &mut Prepared<'_>,
+    hot: &mut Hot,
     entry: NewLogEntry,
     count_attempt: bool,
-    json: Option<&str>,
+    canonical: Option<String>,
 ) -> Result<LogEntry, StoreError> {
-    let head: Option<(i64, String)> = c
-        .prepare_cached("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
-        .at(at)?
-        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()
-        .at(at)?;
-    let (seq, prev_hash) = match head {
-        Some((seq, hash)) => (seq as u64 + 1, hash),
+    let (seq, prev_hash) = match &hot.head {
+        Some((seq, hash)) => (seq + 1, hash.clone()),
         None => (1, GENESIS_HASH.to_owned()),
     };
-    let e = LogEntry::chain_after(seq, prev_hash, entry);
-    let json = match json {
-        Some(j) => std::borrow::Cow::Borrowed(j),
-        None => std::borrow::Cow::Owned(to_json(&e.entry)?),
-    };
-    c.prepare_cached(
-        "INSERT INTO log (seq, at_ms, run_id, action, record, key_digest, attempt, outcome, entry,
-             prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )
-    .at(at)?
-    .execute(params![
-        e.seq as i64,
-        e.entry.at_ms,
-        e.entry.run_id.to_string(),
-        e.entry.action,
-        e.entry.record,
-        e.entry.key_digest,
-        e.entry.attempt,
-        e.entry.outcome.as_str(),
-        json.as_ref(),
-        e.prev_hash,
-        e.hash,
-    ])
-    .at(at)?;
-    if count_attempt && e.entry.attempt > 0 {
+    let json = canonical.unwrap_or_else(|| canonical_json(&entry));
+    let hash = entry_hash_canonical(seq, &prev_hash, json.as_bytes());
+    s.log_insert
+        .execute(params![
+            seq as i64,
+            entry.at_ms,
+            entry.run_id.to_string(),
+            entry.action,
+            entry.record,
+            entry.key_digest,
+            entry.attempt,
+            entry.outcome.as_str(),
+            json,
+            prev_hash,
+            hash,
+        ])
+        .at(at)?;
+    hot.head = Some((seq, hash.clone()));
+    if count_attempt && entry.attempt > 0 {
         // Kept on the key so that a takeover knows how many attempts the previous worker made.
-        c.prepare_cached("UPDATE keys SET attempts = attempts + 1 WHERE key_digest = ?1")
-            .at(at)?
-            .execute(params![e.entry.key_digest])
-            .at(at)?;
+        s.count_attempt.execute(params![entry.key_digest]).at(at)?;
     }
-    Ok(e)
+    Ok(LogEntry {
+        seq,
+        entry,
+        prev_hash,
+        hash,
+    })
 }
 
 /// Halts a run; `true` the first time.
 pub(crate) fn halt(
     c: &Connection,
     at: &Location,
+    hot: &mut Hot,
     run_id: Uuid,
     reason: &str,
     now_ms: Millis,
@@ -645,6 +722,9 @@ pub(crate) fn halt(
         .at(at)?
         .execute(params![run_id.to_string(), reason, now_ms])
         .at(at)?;
+    if n == 1 {
+        hot.halted.insert(run_id);
+    }
     Ok(n == 1)
 }
 

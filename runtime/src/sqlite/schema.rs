@@ -9,7 +9,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::store::StoreError;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// Migrations, in order: `MIGRATIONS[n]` brings a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -123,6 +123,37 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE records;
     DROP TABLE acted;
     ALTER TABLE record_rows RENAME TO records;
+    "#,
+    // 3 → 4: the same rule on `keys.state`, written as comparisons. SQLite evaluates `IN (…)` of four
+    // values with a temporary B-tree, built on every insert or update of a key (twice per action).
+    r#"
+    CREATE TABLE keys_v4 (
+        key_digest      TEXT PRIMARY KEY,
+        key_text        TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        record          TEXT NOT NULL,
+        run_id          TEXT NOT NULL,
+        fingerprint     TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state = 'claimed' OR state = 'completed'
+                                            OR state = 'failed' OR state = 'released'),
+        claim_id        TEXT,
+        lease_until_ms  INTEGER,
+        fencing_token   INTEGER,
+        result          TEXT,
+        completed_at_ms INTEGER,
+        queue_id        INTEGER,
+        attempts        INTEGER NOT NULL DEFAULT 0,  -- log entries with attempt > 0 under this key
+        updated_ms      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO keys_v4 (key_digest, key_text, action, record, run_id, fingerprint, payload, state,
+            claim_id, lease_until_ms, fencing_token, result, completed_at_ms, queue_id, attempts,
+            updated_ms)
+        SELECT key_digest, key_text, action, record, run_id, fingerprint, payload, state, claim_id,
+            lease_until_ms, fencing_token, result, completed_at_ms, queue_id, attempts, updated_ms
+        FROM keys;
+    DROP TABLE keys;
+    ALTER TABLE keys_v4 RENAME TO keys;
     "#,
 ];
 
@@ -335,6 +366,55 @@ pub(crate) fn migrate(conn: &mut Connection, at: &Location) -> Result<(), StoreE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A version 3 file keeps every column of its keys in version 4, and the state rule still holds.
+    #[test]
+    fn version_3_keys_survive_the_upgrade() {
+        let at = Location {
+            display: ":memory:".to_owned(),
+        };
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO keys VALUES ('d1', 'k1', 'pay', 'loan-1', 'run', 'fp', '{}', 'completed', NULL,
+                 NULL, 4, '\"ok\"', 900, NULL, 2, 900);
+             INSERT INTO keys VALUES ('d2', 'k2', 'pay', 'loan-2', 'run', 'fp', '[1]', 'claimed', 'c2',
+                 1000, 5, NULL, NULL, 7, 1, 800);",
+        )
+        .unwrap();
+        let before: Vec<String> = dump_keys(&conn);
+        migrate(&mut conn, &at).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(dump_keys(&conn), before);
+        assert_eq!(before.len(), 2);
+        let bad = conn.execute("UPDATE keys SET state = 'lost' WHERE key_digest = 'd1'", []);
+        assert!(bad.is_err(), "the state rule survives the upgrade");
+    }
+
+    fn dump_keys(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT key_digest, key_text, action, record, run_id, fingerprint, payload, state,
+                     claim_id, lease_until_ms, fencing_token, result, completed_at_ms, queue_id,
+                     attempts, updated_ms FROM keys ORDER BY key_digest",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            let cols: Vec<String> = (0..16)
+                .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                .collect();
+            Ok(cols.join("|"))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
 
     /// A version 2 file keeps its records' tokens and leases and its loop-filter marks in version 3.
     #[test]
