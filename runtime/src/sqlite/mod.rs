@@ -572,6 +572,13 @@ fn apply_batch<'c>(
         }
         applied.push(a);
     }
+    if !poisoned && hot.index_due() {
+        // Part of this batch's transaction: if it fails, the index and the log would disagree.
+        if let Err(e) = ops::index_log(conn, at, hot) {
+            tracing::warn!(file = %at.display, error = %e, "indexing the log failed");
+            poisoned = true;
+        }
+    }
     let failed = if poisoned {
         let _ = run(conn, "ROLLBACK");
         Some(StoreError::Unavailable(format!(

@@ -55,6 +55,8 @@ pub(crate) struct Hot {
     head: Option<(u64, String)>,
     /// The halted runs (table `runs`).
     halted: HashSet<Uuid>,
+    /// `log_indexed.upto`: the entries up to this one are in `log_index`.
+    indexed_upto: u64,
 }
 
 impl Hot {
@@ -72,8 +74,55 @@ impl Hot {
             let id: String = row.get(0).at(at)?;
             halted.insert(Uuid::parse_str(&id).map_err(|e| corrupt(at, "halted run", e))?);
         }
-        Ok(Hot { head, halted })
+        let indexed_upto = c
+            .prepare_cached("SELECT upto FROM log_indexed")
+            .at(at)?
+            .query_row([], |row| row.get::<_, i64>(0))
+            .optional()
+            .at(at)?
+            .ok_or_else(|| corrupt(at, "log index", "`log_indexed` has no row"))?;
+        Ok(Hot {
+            head,
+            halted,
+            indexed_upto: indexed_upto as u64,
+        })
     }
+
+    /// Whether the log has [`LOG_INDEX_EVERY`] entries or more that are not in `log_index` yet.
+    pub(crate) fn index_due(&self) -> bool {
+        let head = self.head.as_ref().map_or(0, |h| h.0);
+        head >= self.indexed_upto + LOG_INDEX_EVERY
+    }
+}
+
+/// How many log entries the writer lets accumulate before it adds them to `log_index` together (in
+/// the transaction of the batch that reaches the count): a query reads at most this many entries
+/// (plus one batch) without the index.
+pub(crate) const LOG_INDEX_EVERY: u64 = 256;
+
+/// Adds the log entries after `log_indexed.upto` to `log_index` (run, action, record and time of
+/// each), inside the current transaction.
+pub(crate) fn index_log(c: &Connection, at: &Location, hot: &mut Hot) -> Result<(), StoreError> {
+    let Some((head, _)) = hot.head else {
+        return Ok(());
+    };
+    let from = hot.indexed_upto as i64;
+    c.prepare_cached(
+        "INSERT INTO log_index (kind, value, seq)
+             SELECT 0, run_id, seq FROM log WHERE seq > ?1 AND seq <= ?2
+             UNION ALL SELECT 1, action, seq FROM log WHERE seq > ?1 AND seq <= ?2
+             UNION ALL SELECT 2, record, seq FROM log WHERE seq > ?1 AND seq <= ?2
+             UNION ALL SELECT 3, at_ms, seq FROM log WHERE seq > ?1 AND seq <= ?2",
+    )
+    .at(at)?
+    .execute(params![from, head as i64])
+    .at(at)?;
+    c.prepare_cached("UPDATE log_indexed SET upto = ?1")
+        .at(at)?
+        .execute(params![head as i64])
+        .at(at)?;
+    hot.indexed_upto = head;
+    Ok(())
 }
 
 fn queue_kind(s: &str) -> Option<QueueKind> {
@@ -768,34 +817,62 @@ pub(crate) fn log(
     at: &Location,
     q: &LogQuery,
 ) -> Result<Vec<LogEntry>, StoreError> {
-    let mut sql = String::from("SELECT seq, entry, prev_hash, hash FROM log WHERE 1 = 1");
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    let mut filter = |clause: &str, v: rusqlite::types::Value| {
-        args.push(v);
-        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
-    };
     use rusqlite::types::Value as V;
-    if let Some(r) = q.run_id {
-        filter("run_id =", V::Text(r.to_string()));
+    // The filters, on the columns of `log`.
+    let mut filters = String::new();
+    let mut args: Vec<V> = Vec::new();
+    // The `log_index` lookup of one filter (kind, condition on `value`), the most selective one.
+    let mut lookup: Option<(u8, String)> = None;
+    let mut filter = |clause: &str, v: V| -> usize {
+        args.push(v);
+        filters.push_str(&format!(" AND {clause} ?{}", args.len()));
+        args.len()
+    };
+    let mut time = String::new();
+    if let Some(t) = q.from_ms {
+        let n = filter("at_ms >=", V::Integer(t));
+        time.push_str(&format!(" AND value >= ?{n}"));
+    }
+    if let Some(t) = q.to_ms {
+        let n = filter("at_ms <", V::Integer(t));
+        time.push_str(&format!(" AND value < ?{n}"));
+    }
+    if !time.is_empty() {
+        lookup = Some((3, time));
     }
     if let Some(a) = &q.action {
-        filter("action =", V::Text(a.clone()));
+        let n = filter("action =", V::Text(a.clone()));
+        lookup = Some((1, format!(" AND value = ?{n}")));
+    }
+    if let Some(r) = q.run_id {
+        let n = filter("run_id =", V::Text(r.to_string()));
+        lookup = Some((0, format!(" AND value = ?{n}")));
     }
     if let Some(r) = &q.record {
-        filter("record =", V::Text(r.clone()));
+        let n = filter("record =", V::Text(r.clone()));
+        lookup = Some((2, format!(" AND value = ?{n}")));
     }
     if let Some(o) = q.outcome {
         filter("outcome =", V::Text(o.as_str().to_owned()));
     }
-    if let Some(t) = q.from_ms {
-        filter("at_ms >=", V::Integer(t));
-    }
-    if let Some(t) = q.to_ms {
-        filter("at_ms <", V::Integer(t));
-    }
+    let mut after = String::new();
     if let Some(s) = q.after_seq {
-        filter("seq >", V::Integer(i64::try_from(s).unwrap_or(i64::MAX)));
+        let n = filter("seq >", V::Integer(i64::try_from(s).unwrap_or(i64::MAX)));
+        after = format!(" AND seq > ?{n}");
     }
+    const COLUMNS: &str = "SELECT seq, entry, prev_hash, hash FROM log";
+    let mut sql = match lookup {
+        None => format!("{COLUMNS} WHERE 1 = 1{filters}"),
+        // The indexed entries through `log_index`, the later ones directly (see schema version 4).
+        Some((kind, condition)) => format!(
+            "SELECT * FROM (
+                 {COLUMNS} WHERE seq IN (
+                     SELECT seq FROM log_index WHERE kind = {kind}{condition}{after}
+                         AND seq <= (SELECT upto FROM log_indexed)){filters}
+                 UNION ALL
+                 {COLUMNS} WHERE seq > (SELECT upto FROM log_indexed){filters})"
+        ),
+    };
     sql.push_str(" ORDER BY seq");
     if let Some(limit) = q.limit {
         sql.push_str(&format!(
