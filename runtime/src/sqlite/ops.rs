@@ -221,7 +221,7 @@ impl<'c> Prepared<'c> {
                 .prepare(
                     "UPDATE keys SET state = 'completed', result = ?2, completed_at_ms = ?3, claim_id = NULL,
              lease_until_ms = NULL, updated_ms = ?3, attempts = attempts + ?4
-         WHERE key_digest = ?1",
+         WHERE key_digest = ?1 AND state = 'claimed' AND claim_id = ?5",
                 )
                 .at(at)?,
             mark: c
@@ -466,19 +466,39 @@ pub(crate) fn complete(
     result: &str,
     entry: String,
 ) -> Result<LogEntry, StoreError> {
-    // The claim must still be held; then one update stores the result and counts the attempt. (Not
-    // `UPDATE … RETURNING`: SQLite collects returned rows in a temporary B-tree, which costs more
-    // than the read.)
-    let (record, key_text) = held(at, s, &d.key_digest, d.claim_id, &d.entry.key_text)?;
+    // One statement checks the claim, stores the result and counts the attempt. No row changed: the
+    // claim is lost, and `held` says under which key text. (Not `UPDATE … RETURNING`: SQLite
+    // collects returned rows in a temporary B-tree.) The claim id names one call, so the record and
+    // key text are the ones it claimed.
     let bump = i64::from(d.entry.attempt > 0 && d.entry.key_digest == d.key_digest);
-    s.complete_key
-        .execute(params![d.key_digest, result, d.now_ms, bump])
+    let mut claim = Uuid::encode_buffer();
+    let claim: &str = d.claim_id.as_hyphenated().encode_lower(&mut claim);
+    let changed = s
+        .complete_key
+        .execute(params![d.key_digest, result, d.now_ms, bump, claim])
         .at(at)?;
+    if changed == 0 {
+        held(at, s, &d.key_digest, d.claim_id, &d.entry.key_text)?;
+        return Err(StoreError::ClaimLost {
+            key: d.entry.key_text.clone(),
+        });
+    }
+    let key_text = if d.entry.key_digest == d.key_digest {
+        std::borrow::Cow::Borrowed(d.entry.key_text.as_str())
+    } else {
+        // An entry about another key: the mark names the completed key.
+        let text: String = c
+            .prepare_cached("SELECT key_text FROM keys WHERE key_digest = ?1")
+            .at(at)?
+            .query_row(params![d.key_digest], |row| row.get(0))
+            .at(at)?;
+        std::borrow::Cow::Owned(text)
+    };
     s.mark
         .execute(params![
             d.record,
             d.action,
-            key_text,
+            key_text.as_ref(),
             d.key_digest,
             d.now_ms
         ])
@@ -491,7 +511,7 @@ pub(crate) fn complete(
         .execute(params![id as i64, d.now_ms])
         .at(at)?;
     }
-    release_record(at, s, &record, &d.key_digest)?;
+    release_record(at, s, &d.record, &d.key_digest)?;
     append_entry(at, s, hot, d.entry, bump == 0, Some(entry))
 }
 
