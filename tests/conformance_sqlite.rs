@@ -183,7 +183,7 @@ mod sqlite_only {
             key_digest: format!("d{i}"),
             attempt: 0,
             retry: false,
-            outcome: if i % 5 == 0 {
+            outcome: if i.is_multiple_of(5) {
                 Outcome::Skipped
             } else {
                 Outcome::Operator

@@ -12,9 +12,15 @@
 //!   that honours fsync);
 //! - when `complete` returns, the result, the loop-filter mark, the released lease and the log entry
 //!   are on disk, all together or not at all; the same for `fail` and its queue entry;
-//! - when a write returns an error, nothing of it was written (a failed commit rolls back the whole
-//!   transaction, and a rejected request such as [`StoreError::ClaimLost`] rolls back to its own
-//!   savepoint).
+//! - when a write returns an error, nothing of it was written: a refused request (such as
+//!   [`StoreError::ClaimLost`]) changed nothing, since every operation makes all its checks before its
+//!   first change, and a failed commit rolls back the whole transaction.
+//!
+//! Per call that is two fsyncs for a guarded action (the claim's commit, then the completion's), each
+//! shared with every request that joined the same batch (below). The log's query index
+//! (`log_index`) is written in the transaction of the batch that brings the unindexed entries to 256,
+//! so it is exactly as durable as the entries it indexes; the entries after it are found without it.
+//! Nothing the writer keeps in memory is needed to recover: it is reloaded from the file.
 //!
 //! Checkpoints copy the log into the main file and fsync it before the log is reused, so they never
 //! make a committed change less durable. A background thread with its own connection runs them
@@ -29,15 +35,28 @@
 //!
 //! rusqlite is blocking, so all writes go to one dedicated writer thread through a channel, and each
 //! caller awaits a oneshot reply. The writer takes every request waiting in the channel (up to 1024),
-//! applies them in **one** transaction (each in its own `SAVEPOINT`, so a request that fails leaves the
-//! others intact), commits once, and only then answers all of them. While one commit waits for its
-//! fsync, the next batch accumulates: throughput grows with the number of concurrent callers instead of
-//! being one fsync per call. A single caller pays one fsync per write, as it must.
+//! applies them in **one** transaction, commits once, and only then answers all of them. While one
+//! commit waits for its fsync, the next batch accumulates: throughput grows with the number of
+//! concurrent callers instead of being one fsync per call. A single caller pays one fsync per write,
+//! as it must.
 //!
-//! A batch whose transaction cannot start, whose commit fails, or whose content is uncertain (a
-//! savepoint that cannot be closed, a transaction SQLite rolled back by itself after an I/O error) is
-//! rolled back as a whole and every request in it gets the error: a `Claimed` answer always means a
-//! committed claim.
+//! Requests in a batch need no savepoints: each operation reads and checks first and writes only once
+//! it will succeed, so a refused request (a lost claim, a busy record, a reused key) leaves the
+//! transaction as it found it and the others go on. A request that fails *after* changing a row
+//! (`total_changes` moved: an I/O error, a full disk) would leave part of itself in the transaction,
+//! so it poisons the batch. A batch whose transaction cannot start, whose commit fails, or that is
+//! poisoned (also when SQLite rolled the transaction back by itself after an I/O error) is rolled back
+//! as a whole and every request in it gets the error: a `Claimed` answer always means a committed
+//! claim.
+//!
+//! The writer's CPU is what bounds throughput beside the fsync, so it does as little per request as
+//! it can: the statements of `begin` and `complete` are prepared once; the head of the log chain
+//! (sequence number and hash), the halted runs and the end of the log index are kept in memory, and
+//! loaded again whenever another connection may have committed (`PRAGMA data_version`, read once per
+//! batch) or a batch was rolled back; callers serialize payloads, results and the canonical JSON of
+//! log entries before they send them, so the writer only links the entry into the chain (one SHA-256
+//! over the previous hash and those bytes). No write builds a temporary B-tree (no `IN (…)` checks,
+//! no `RETURNING`).
 //!
 //! Reads (`log`, `run_state`, `current_fencing_token`, `queue_entries`, `queue_entry`) use a second,
 //! read-only connection on its own thread, so they do not wait behind writes; they see every write
@@ -45,13 +64,16 @@
 //!
 //! # Schema
 //!
-//! Version 3 (`PRAGMA user_version`): `runs` (halted runs), `keys` (one row per idempotency key:
+//! Version 4 (`PRAGMA user_version`): `runs` (halted runs), `keys` (one row per idempotency key:
 //! fingerprint, payload, state `claimed`/`completed`/`failed`/`released`, claim id and lease, stored
 //! result, queue entry, attempts logged), `records` (per record, side by side in one B-tree: its last
 //! fencing token and live lease, and the last completion of each action on it, the loop filter),
 //! `queue` (review-queue entries, ids from 1, with the operator's claim, note and closing time), `log`
-//! (the hash-chained action log: the entry's JSON exactly as hashed, plus indexed copies of run,
-//! action, record and time). Files of versions 1 and 2 are upgraded on open.
+//! (the hash-chained action log: the entry's JSON, since version 4 the canonical form that is hashed,
+//! plus copies of run, action, record and time), `log_index` (run, action, record and time of every log entry up to
+//! `log_indexed.upto`, filled by the writer 256 entries at a time instead of four index inserts per
+//! append; a query reads the indexed entries through it and the later ones from `log` directly).
+//! Files of versions 1 to 3 are upgraded on open.
 //!
 //! # Files
 //!

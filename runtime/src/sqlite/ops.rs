@@ -1,5 +1,6 @@
-//! The store's rules as SQL, one function per operation. Writes run inside the writer's transaction
-//! (each in its own savepoint); reads run on any connection.
+//! The store's rules as SQL, one function per operation. Writes run inside the writer's transaction,
+//! and each makes all its checks before its first change (the writer relies on it: a request that
+//! fails after a change poisons its batch); reads run on any connection.
 
 use std::collections::HashSet;
 
@@ -254,6 +255,9 @@ impl<'c> Prepared<'c> {
     }
 }
 
+/// A record's row, as `begin` needs it: last fencing token, lease holder's digest and key, lease end.
+type RecordRow = (i64, Option<String>, Option<String>, Option<Millis>);
+
 /// The key's row, as `begin` needs it.
 struct KeyRow {
     state: String,
@@ -333,7 +337,7 @@ pub(crate) fn begin(
 
     // The record's row (kind 0) and the loop-filter mark of this action on it (kind 1), in one
     // statement: two seeks of the same B-tree, usually the same page.
-    let mut record: Option<(i64, Option<String>, Option<String>, Option<Millis>)> = None;
+    let mut record: Option<RecordRow> = None;
     let mut acted: Option<(String, String, Millis)> = None;
     {
         let stmt = &mut s.record_rows;
