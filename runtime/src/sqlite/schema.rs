@@ -343,6 +343,7 @@ pub(crate) fn configure(
     at: &Location,
     settings: Settings,
 ) -> Result<(), StoreError> {
+    more_lookaside(conn);
     conn.busy_timeout(settings.busy_timeout)
         .map_err(|e| at.error(&e))?;
     // synchronous = FULL: in WAL mode every commit fsyncs the log, so a claim is on disk before
@@ -357,6 +358,33 @@ pub(crate) fn configure(
     .map_err(|e| at.error(&e))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// Lookaside slots of each connection: SQLite's per-connection allocator for small objects, used
+/// among others for the values bound to statements. The default (40 slots) is used up by the prepared
+/// statements, so every bound string went through `malloc` and its global mutex; 256 slots of 1200
+/// bytes (300 KiB per connection) cut the writer's instructions per action by a tenth.
+const LOOKASIDE_SLOTS: std::ffi::c_int = 256;
+const LOOKASIDE_SLOT_SIZE: std::ffi::c_int = 1200;
+
+/// Gives `conn` [`LOOKASIDE_SLOTS`] lookaside slots. Only an optimization: if SQLite refuses (it does
+/// while lookaside memory is in use), the connection keeps its default.
+fn more_lookaside(conn: &Connection) {
+    // SAFETY: `handle` is the open connection owned by `conn`, used on this thread only for the
+    // duration of the call. SQLITE_DBCONFIG_LOOKASIDE takes exactly three more arguments (buffer,
+    // slot size, slot count); a null buffer makes SQLite allocate the slots itself and own them.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_config(
+            conn.handle(),
+            rusqlite::ffi::SQLITE_DBCONFIG_LOOKASIDE,
+            std::ptr::null_mut::<std::ffi::c_void>(),
+            LOOKASIDE_SLOT_SIZE,
+            LOOKASIDE_SLOTS,
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        tracing::debug!(rc, "SQLite kept the default lookaside");
+    }
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`], or refuses a file written by a newer version.
