@@ -516,8 +516,7 @@ fn writer_loop(
     }
 }
 
-/// Runs one of the fixed statements of the batch (`BEGIN IMMEDIATE`, `COMMIT`, `ROLLBACK`), prepared
-/// once.
+/// Runs `ROLLBACK` (rare: the frequent statements of a batch are in [`ops::Prepared`]).
 fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
@@ -531,12 +530,10 @@ fn start_batch<'s, 'c>(
     if state.prepared.is_none() {
         state.prepared = Some(ops::Prepared::new(conn, at)?);
     }
-    run(conn, "BEGIN IMMEDIATE").at(at)?;
+    let prepared = state.prepared.as_mut().expect("prepared above");
+    prepared.begin_tx.execute([]).at(at)?;
     let checked = (|| {
-        let version: i64 = conn
-            .prepare_cached("PRAGMA data_version")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .at(at)?;
+        let version: i64 = prepared.data_version.query_row([], |r| r.get(0)).at(at)?;
         if state.hot.is_none() || version != state.data_version {
             state.hot = None;
             state.hot = Some(ops::Hot::load(conn, at)?);
@@ -609,7 +606,7 @@ fn apply_batch<'c>(
             at.display
         )))
     } else {
-        run(conn, "COMMIT").err().map(|e| {
+        s.commit.execute([]).err().map(|e| {
             let _ = run(conn, "ROLLBACK");
             at.error(&e)
         })

@@ -151,6 +151,12 @@ fn status_of(s: &str) -> Option<QueueStatus> {
 /// The statements of the frequent writes, prepared once for the writer's connection: looking a
 /// statement up in rusqlite's cache hashes its whole SQL text, which cost more than running it.
 pub(crate) struct Prepared<'c> {
+    /// `BEGIN IMMEDIATE`: the batch's transaction.
+    pub(crate) begin_tx: Statement<'c>,
+    /// `COMMIT`.
+    pub(crate) commit: Statement<'c>,
+    /// `PRAGMA data_version`: changes when another connection commits.
+    pub(crate) data_version: Statement<'c>,
     /// `begin`: the key's row.
     key_row: Statement<'c>,
     /// `begin`: the record's row and the loop-filter mark of the action.
@@ -176,6 +182,9 @@ pub(crate) struct Prepared<'c> {
 impl<'c> Prepared<'c> {
     pub(crate) fn new(c: &'c Connection, at: &Location) -> Result<Prepared<'c>, StoreError> {
         Ok(Prepared {
+            begin_tx: c.prepare("BEGIN IMMEDIATE").at(at)?,
+            commit: c.prepare("COMMIT").at(at)?,
+            data_version: c.prepare("PRAGMA data_version").at(at)?,
             key_row: c
                 .prepare(
                     "SELECT state, fingerprint, lease_until_ms, result, completed_at_ms, queue_id, attempts
@@ -394,16 +403,19 @@ pub(crate) fn begin(
             lease_until
         ])
         .at(at)?;
+    let (mut run, mut claim) = (Uuid::encode_buffer(), Uuid::encode_buffer());
+    let run: &str = r.run_id.as_hyphenated().encode_lower(&mut run);
+    let claim: &str = r.claim_id.as_hyphenated().encode_lower(&mut claim);
     s.claim_key
         .execute(params![
             r.key_digest,
             r.key_text,
             r.action,
             r.record,
-            r.run_id.to_string(),
+            run,
             r.fingerprint,
             payload,
-            r.claim_id.to_string(),
+            claim,
             lease_until,
             token,
             r.now_ms,
@@ -750,11 +762,13 @@ fn append_entry(
     };
     let json = canonical.unwrap_or_else(|| canonical_json(&entry));
     let hash = entry_hash_canonical(seq, &prev_hash, json.as_bytes());
+    let mut run = Uuid::encode_buffer();
+    let run: &str = entry.run_id.as_hyphenated().encode_lower(&mut run);
     s.log_insert
         .execute(params![
             seq as i64,
             entry.at_ms,
-            entry.run_id.to_string(),
+            run,
             entry.action,
             entry.record,
             entry.key_digest,
