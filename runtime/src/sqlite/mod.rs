@@ -70,10 +70,11 @@
 //! fencing token and live lease, and the last completion of each action on it, the loop filter),
 //! `queue` (review-queue entries, ids from 1, with the operator's claim, note and closing time), `log`
 //! (the hash-chained action log: the entry's JSON, since version 4 the canonical form that is hashed,
-//! plus copies of run, action, record and time), `log_index` (run, action, record and time of every log entry up to
-//! `log_indexed.upto`, filled by the writer 256 entries at a time instead of four index inserts per
-//! append; a query reads the indexed entries through it and the later ones from `log` directly).
-//! Files of versions 1 to 3 are upgraded on open.
+//! plus copies of run, action, record and time), `log_index` (run, action, record and time of every
+//! log entry up to `log_indexed.upto`, filled by the writer 256 entries at a time instead of four
+//! index inserts per append; a query reads the indexed entries through it and the later ones from
+//! `log` directly). Files of versions 1 to 3 are upgraded on open (version 4 rebuilds `keys` and
+//! indexes the existing log once).
 //!
 //! # Files
 //!
