@@ -32,11 +32,11 @@ mod sqlite_only {
     fn request(n: u128) -> BeginRequest {
         BeginRequest {
             run_id: Uuid::from_u128(1),
-            action: "disburse".to_owned(),
-            key_text: format!("k{n}"),
-            key_digest: format!("digest:k{n}"),
-            record: format!("rec-{n}"),
-            fingerprint: "fp".to_owned(),
+            action: "disburse".to_owned().into(),
+            key_text: format!("k{n}").into(),
+            key_digest: format!("digest:k{n}").into(),
+            record: format!("rec-{n}").into(),
+            fingerprint: "fp".to_owned().into(),
             payload: serde_json::json!({ "n": n.to_string() }),
             claim_id: Uuid::from_u128(1_000 + n),
             now_ms: T0,

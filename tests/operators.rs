@@ -324,9 +324,9 @@ async fn a_replay_of_an_action_this_program_does_not_register_is_refused() {
     let r = actguard::store::BeginRequest {
         run_id: e.run_id,
         action: "elsewhere".into(),
-        key_text: e.key_text.clone(),
-        key_digest: e.key_digest.clone(),
-        record: e.record.clone(),
+        key_text: e.key_text.clone().into(),
+        key_digest: e.key_digest.clone().into(),
+        record: e.record.clone().into(),
         fingerprint: "fp".into(),
         payload: e.payload.clone(),
         claim_id: uuid::Uuid::now_v7(),

@@ -14,11 +14,11 @@ const T0: i64 = 1_700_000_000_000;
 fn request(key: &str, record: &str) -> BeginRequest {
     BeginRequest {
         run_id: Uuid::from_u128(7),
-        action: "disburse".to_owned(),
-        key_text: key.to_owned(),
-        key_digest: format!("digest:{key}"),
-        record: record.to_owned(),
-        fingerprint: "fp".to_owned(),
+        action: "disburse".to_owned().into(),
+        key_text: key.to_owned().into(),
+        key_digest: format!("digest:{key}").into(),
+        record: record.to_owned().into(),
+        fingerprint: "fp".to_owned().into(),
         payload: serde_json::json!({ "key": key }),
         claim_id: Uuid::from_u128(rand_u128()),
         now_ms: T0,

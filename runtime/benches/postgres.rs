@@ -33,11 +33,11 @@ fn request(run: Uuid, record: &str) -> BeginRequest {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     BeginRequest {
         run_id: run,
-        action: "ship".to_owned(),
-        key_text: format!("ship:{n}"),
-        key_digest: format!("digest:{n}"),
-        record: record.to_owned(),
-        fingerprint: "fp".to_owned(),
+        action: "ship".to_owned().into(),
+        key_text: format!("ship:{n}").into(),
+        key_digest: format!("digest:{n}").into(),
+        record: record.to_owned().into(),
+        fingerprint: "fp".to_owned().into(),
         payload: serde_json::json!({ "n": n }),
         claim_id: Uuid::now_v7(),
         now_ms: T0,

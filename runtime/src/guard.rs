@@ -36,7 +36,7 @@ use crate::policy::{ActionSpec, FailureKind, Route};
 use crate::run::{Attempt, Run};
 use crate::store::{
     Begin, BeginRequest, Completion, Failure, Millis, NewQueueEntry, QueueKind, QueueRef, RunState,
-    StoreError,
+    SharedStr, StoreError,
 };
 
 /// The first pause while waiting for another worker's claim; it doubles up to [`MAX_CLAIM_POLL`].
@@ -64,9 +64,9 @@ pub struct Call<T, E> {
     spec: &'static ActionSpec,
     /// `None` for `read` actions: no claim, no dedup, no log.
     claim: Option<Claimed>,
-    key_text: String,
-    key_digest: String,
-    record: String,
+    key_text: SharedStr,
+    key_digest: SharedStr,
+    record: SharedStr,
     /// The current attempt's number (counting attempts of a dead worker whose claim was taken over).
     number: u32,
     started: Instant,
@@ -104,12 +104,16 @@ where
         let read = key.is_none();
         let invocation = run.invocation();
         // An operation may replace the key (a revert's `revert:{reversed key}`): same rules, another key.
+        // Without a template of its own, the record is the rendered key's text (not an override's).
+        let record = match (&record, &key) {
+            (Some(r), _) | (None, Some(r)) => r.text.clone(),
+            (None, None) => SharedStr::default(),
+        };
         let key = match (key, invocation.and_then(|i| i.key_override.as_deref())) {
             (Some(_), Some(text)) => Some(KeyBuilder::new(spec.name).literal(text).finish()),
             (key, _) => key,
         };
         let (key_text, key_digest) = key.map(|k| (k.text, k.digest)).unwrap_or_default();
-        let record = record.map(|r| r.text).unwrap_or_else(|| key_text.clone());
         let span = tracing::info_span!(
             "agent_action",
             action = spec.name,
@@ -181,7 +185,7 @@ where
         NewLogEntry {
             at_ms: now_ms,
             run_id: self.run.id(),
-            action: self.spec.name.to_owned(),
+            action: SharedStr::from_static(self.spec.name),
             record: self.record.clone(),
             key_text: self.key_text.clone(),
             key_digest: self.key_digest.clone(),
@@ -232,7 +236,7 @@ where
         let completion = Completion {
             key_digest: self.key_digest.clone(),
             claim_id: claim.claim_id,
-            action: self.spec.name.to_owned(),
+            action: SharedStr::from_static(self.spec.name),
             record: self.record.clone(),
             result,
             entry,
@@ -412,9 +416,9 @@ where
                 name: name.to_owned(),
                 run_id: self.run.id(),
                 action: self.spec.name.to_owned(),
-                key_text: self.key_text.clone(),
-                key_digest: self.key_digest.clone(),
-                record: self.record.clone(),
+                key_text: self.key_text.to_string(),
+                key_digest: self.key_digest.to_string(),
+                record: self.record.to_string(),
                 payload: claim.payload.clone(),
                 failure_kind: kind,
                 message: message.clone(),
@@ -484,8 +488,8 @@ where
                     run_id,
                     reason,
                     action: Some(self.spec.name.to_owned()),
-                    record: Some(self.record.clone()),
-                    key: Some(self.key_text.clone()),
+                    record: Some(self.record.to_string()),
+                    key: Some(self.key_text.to_string()),
                     failure_kind: Some(kind),
                     at_ms: now_ms,
                 });
@@ -531,9 +535,9 @@ struct Beginning<'a> {
     run: &'a Run,
     spec: &'static ActionSpec,
     read: bool,
-    key_text: String,
-    key_digest: String,
-    record: String,
+    key_text: SharedStr,
+    key_digest: SharedStr,
+    record: SharedStr,
 }
 
 impl Beginning<'_> {
@@ -569,7 +573,7 @@ impl Beginning<'_> {
         NewLogEntry {
             at_ms: now_ms,
             run_id: self.run.id(),
-            action: self.spec.name.to_owned(),
+            action: SharedStr::from_static(self.spec.name),
             record: self.record.clone(),
             key_text: self.key_text.clone(),
             key_digest: self.key_digest.clone(),
@@ -622,7 +626,7 @@ impl Beginning<'_> {
 
         let mut request = BeginRequest {
             run_id: self.run.id(),
-            action: self.spec.name.to_owned(),
+            action: SharedStr::from_static(self.spec.name),
             key_text: self.key_text.clone(),
             key_digest: self.key_digest.clone(),
             record: self.record.clone(),
@@ -651,7 +655,7 @@ impl Beginning<'_> {
                     return self.done(
                         "key_reused",
                         ActionError::KeyReused {
-                            key: self.key_text.clone(),
+                            key: self.key_text.to_string(),
                         },
                     );
                 }
@@ -660,7 +664,7 @@ impl Beginning<'_> {
                     return self.done(
                         "previously_failed",
                         ActionError::PreviouslyFailed {
-                            key: self.key_text.clone(),
+                            key: self.key_text.to_string(),
                             queue: entry,
                         },
                     );
@@ -695,7 +699,7 @@ impl Beginning<'_> {
                 return self.done(
                     "in_progress",
                     ActionError::InProgress {
-                        key: self.key_text.clone(),
+                        key: self.key_text.to_string(),
                         lease_until_ms,
                     },
                 );
@@ -801,7 +805,7 @@ impl Beginning<'_> {
             "skipped",
             ActionError::Skipped {
                 action: self.spec.name.to_owned(),
-                record: self.record.clone(),
+                record: self.record.to_string(),
                 previous_key,
                 acted_at_ms,
             },

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::key::{HashWriter, hex_lower};
 use crate::policy::{FailureKind, Route};
+use crate::shared::SharedStr;
 use crate::store::Millis;
 
 /// The `prev_hash` of the first entry.
@@ -59,12 +60,12 @@ pub struct NewLogEntry {
     /// When the step ended.
     pub at_ms: Millis,
     pub run_id: Uuid,
-    pub action: String,
-    pub record: String,
+    pub action: SharedStr,
+    pub record: SharedStr,
     /// Readable rendered key.
-    pub key_text: String,
+    pub key_text: SharedStr,
     /// Key digest (the claim's identity).
-    pub key_digest: String,
+    pub key_digest: SharedStr,
     /// 1 for the first attempt; 0 for entries that are not attempts (skip, replay, operator).
     pub attempt: u32,
     /// Whether this attempt is a retry (attempt > 1, or a takeover of a dead worker's claim).
@@ -261,7 +262,7 @@ mod tests {
             action: "disburse".into(),
             record: "loan \"7\"\n".into(),
             key_text: "disburse:loan-7:1".into(),
-            key_digest: "ab".repeat(32),
+            key_digest: "ab".repeat(32).into(),
             attempt: 2,
             retry: true,
             outcome: Outcome::Routed,

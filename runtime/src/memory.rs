@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
     self, Begin, BeginRequest, Claim, Completion, Failure, Millis, QueueEntry, QueueQuery,
-    QueueRef, QueueStatus, QueueUpdate, RunState, Store, StoreError,
+    QueueRef, QueueStatus, QueueUpdate, RunState, SharedStr, Store, StoreError,
 };
 
 /// A store in memory. Cheap to clone: clones share the same state, so a test can keep one handle and
@@ -50,27 +50,27 @@ type Map<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 #[derive(Default)]
 struct State {
     runs: Map<Uuid, RunState>,
-    keys: Map<String, KeyState>,
-    records: Map<String, RecordState>,
+    keys: Map<SharedStr, KeyState>,
+    records: Map<SharedStr, RecordState>,
     /// Last completion per action, then record (nested so a lookup borrows instead of allocating).
-    acted: Map<String, Map<String, Acted>>,
+    acted: Map<SharedStr, Map<SharedStr, Acted>>,
     /// Highest attempt number logged per key digest.
-    attempts: Map<String, u32>,
+    attempts: Map<SharedStr, u32>,
     log: Vec<LogEntry>,
     queue: Vec<QueueEntry>,
 }
 
 struct KeyState {
-    fingerprint: String,
+    fingerprint: SharedStr,
     status: KeyStatus,
     /// What the key was last claimed with (for [`Store::key_state`]).
     call: Arc<KeyCall>,
 }
 
 struct KeyCall {
-    action: String,
-    key_text: String,
-    record: String,
+    action: SharedStr,
+    key_text: SharedStr,
+    record: SharedStr,
     payload: serde_json::Value,
 }
 
@@ -91,8 +91,8 @@ enum KeyStatus {
 }
 
 struct Acted {
-    key_text: String,
-    key_digest: String,
+    key_text: SharedStr,
+    key_digest: SharedStr,
     at_ms: Millis,
 }
 
@@ -103,8 +103,8 @@ struct RecordState {
 }
 
 struct RecordLease {
-    key_digest: String,
-    key_text: String,
+    key_digest: SharedStr,
+    key_text: SharedStr,
     claim_id: Uuid,
     until_ms: Millis,
 }
@@ -177,12 +177,15 @@ impl MemoryStore {
 impl State {
     fn append(&mut self, entry: NewLogEntry) -> LogEntry {
         if entry.attempt > 0 {
-            // Look up before inserting: only a key's first attempt pays for a copy of its digest.
-            match self.attempts.get_mut(&entry.key_digest) {
+            // Look up before inserting: a key's first attempt shares the claimed key's digest.
+            match self.attempts.get_mut(entry.key_digest.as_str()) {
                 Some(max) => *max = (*max).max(entry.attempt),
                 None => {
-                    self.attempts
-                        .insert(entry.key_digest.clone(), entry.attempt);
+                    let digest = match self.keys.get_key_value(entry.key_digest.as_str()) {
+                        Some((digest, _)) => digest.clone(),
+                        None => SharedStr::from(entry.key_digest.as_str()),
+                    };
+                    self.attempts.insert(digest, entry.attempt);
                 }
             }
         }
@@ -243,7 +246,7 @@ impl Store for MemoryStore {
         if let Some(k) = s.keys.get(&req.key_digest) {
             if k.fingerprint != req.fingerprint {
                 return Ok(Begin::KeyReused {
-                    stored_fingerprint: k.fingerprint.clone(),
+                    stored_fingerprint: k.fingerprint.to_string(),
                 });
             }
             if let KeyStatus::Completed { result, at_ms } = &k.status {
@@ -274,7 +277,7 @@ impl Store for MemoryStore {
             && now < lease.until_ms
         {
             return Ok(Begin::RecordBusy {
-                holder_key: lease.key_text.clone(),
+                holder_key: lease.key_text.to_string(),
                 lease_until_ms: lease.until_ms,
             });
         }
@@ -285,7 +288,7 @@ impl Store for MemoryStore {
             && now - acted.at_ms < window
         {
             return Ok(Begin::Skipped {
-                previous_key: acted.key_text.clone(),
+                previous_key: acted.key_text.to_string(),
                 acted_at_ms: acted.at_ms,
             });
         }
@@ -337,15 +340,17 @@ impl Store for MemoryStore {
                 at_ms: c.now_ms,
             };
         }
-        // The action's map exists after its first completion: look it up before copying the name.
-        if !s.acted.contains_key(&c.action) {
-            s.acted.insert(c.action.clone(), Map::default());
-        }
-        let acted = s.acted.get_mut(&c.action).expect("inserted above");
+        // The key text the claim holds, shared, when it is the one completing (it always is in a
+        // guarded call).
+        let key_text = match s.keys.get(&c.key_digest) {
+            Some(k) if k.call.key_text == c.entry.key_text => k.call.key_text.clone(),
+            _ => SharedStr::from(c.entry.key_text.as_str()),
+        };
+        let acted = s.acted.entry(c.action.clone()).or_default();
         acted.insert(
             c.record.clone(),
             Acted {
-                key_text: c.entry.key_text.clone(),
+                key_text,
                 key_digest: c.key_digest.clone(),
                 at_ms: c.now_ms,
             },
@@ -501,10 +506,10 @@ impl Store for MemoryStore {
                 KeyStatus::Released => (store::KeyStatus::Released, None, None),
             };
             store::KeyState {
-                action: k.call.action.clone(),
-                key_text: k.call.key_text.clone(),
-                record: k.call.record.clone(),
-                fingerprint: k.fingerprint.clone(),
+                action: k.call.action.to_string(),
+                key_text: k.call.key_text.to_string(),
+                record: k.call.record.to_string(),
+                fingerprint: k.fingerprint.to_string(),
                 payload: k.call.payload.clone(),
                 status,
                 result,
@@ -526,7 +531,7 @@ mod tests {
             run_id: Uuid::nil(),
             action: "act".into(),
             key_text: key.into(),
-            key_digest: format!("digest-{key}"),
+            key_digest: format!("digest-{key}").into(),
             record: record.into(),
             fingerprint: "fp".into(),
             payload: serde_json::json!({}),
@@ -581,10 +586,10 @@ mod tests {
                 kind: QueueKind::Owner,
                 name: "ops".into(),
                 run_id: req.run_id,
-                action: req.action.clone(),
-                key_text: req.key_text.clone(),
-                key_digest: req.key_digest.clone(),
-                record: req.record.clone(),
+                action: req.action.to_string(),
+                key_text: req.key_text.to_string(),
+                key_digest: req.key_digest.to_string(),
+                record: req.record.to_string(),
                 payload: req.payload.clone(),
                 failure_kind: FailureKind::Validation,
                 message: "bad".into(),

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::agent::Agent;
 use crate::alert::HaltAlert;
 use crate::log::LogEntry;
+use crate::shared::SharedStr;
 use crate::store::{RunState, StoreError};
 
 /// One run of an agent: the first argument of every guarded action (`disburse(&run, &instr).await`).
@@ -144,9 +145,9 @@ impl Run {
 #[derive(Debug)]
 pub struct Attempt {
     pub(crate) action: &'static str,
-    pub(crate) key: String,
-    pub(crate) key_digest: String,
-    pub(crate) record: String,
+    pub(crate) key: SharedStr,
+    pub(crate) key_digest: SharedStr,
+    pub(crate) record: SharedStr,
     pub(crate) number: u32,
     pub(crate) retry: bool,
     pub(crate) run_id: Uuid,

@@ -58,11 +58,11 @@ struct Worker {
 fn request(w: &Worker, key: &str, record: &str, now_ms: Millis, lease_ms: Millis) -> BeginRequest {
     BeginRequest {
         run_id: w.run,
-        action: "ship".to_owned(),
-        key_text: key.to_owned(),
-        key_digest: format!("digest:{key}"),
-        record: record.to_owned(),
-        fingerprint: "fp".to_owned(),
+        action: "ship".to_owned().into(),
+        key_text: key.to_owned().into(),
+        key_digest: format!("digest:{key}").into(),
+        record: record.to_owned().into(),
+        fingerprint: "fp".to_owned().into(),
         payload: serde_json::json!({ "key": key }),
         claim_id: Uuid::now_v7(),
         now_ms,

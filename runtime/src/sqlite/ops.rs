@@ -339,7 +339,7 @@ pub(crate) fn complete(
         None => {
             held(c, at, &d.key_digest, d.claim_id, &d.entry.key_text)?;
             return Err(StoreError::ClaimLost {
-                key: d.entry.key_text.clone(),
+                key: d.entry.key_text.to_string(),
             });
         }
     };
