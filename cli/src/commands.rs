@@ -248,8 +248,8 @@ impl Ctx {
             lines.push(("fencing token", t.to_string()));
         }
         lines.push(("duration", format!("{} ms", n.duration_ms)));
-        lines.push(("prev hash", e.prev_hash.clone()));
-        lines.push(("hash", e.hash.clone()));
+        lines.push(("prev hash", e.prev_hash.to_string()));
+        lines.push(("hash", e.hash.to_string()));
         for (k, v) in lines {
             writeln!(out, "{:<15}{v}", format!("{k}:"))?;
         }

@@ -38,7 +38,9 @@ fn begin_request(n: u64) -> BeginRequest {
         record: format!("loan-{n}").into(),
         key_text: key.into(),
         fingerprint: "f".repeat(64).into(),
-        payload: serde_json::json!({ "loan_id": n, "amount": 25_000, "currency": "EUR" }),
+        payload: std::sync::Arc::new(
+            serde_json::json!({ "loan_id": n, "amount": 25_000, "currency": "EUR" }),
+        ),
         claim_id: Uuid::from_u128(u128::from(n)),
         now_ms: NOW,
         lease_ms: 300_000,

@@ -149,7 +149,7 @@ fn request(run: Uuid, key: &str, record: &str, now_ms: Millis) -> BeginRequest {
         key_digest: digest(key).into(),
         record: record.into(),
         fingerprint: "fp-1".into(),
-        payload: serde_json::json!({ "key": key }),
+        payload: serde_json::json!({ "key": key }).into(),
         claim_id: id(),
         now_ms,
         lease_ms: LEASE,
@@ -205,7 +205,7 @@ fn queue_entry(r: &BeginRequest, kind: QueueKind, name: &str, now_ms: Millis) ->
         key_text: r.key_text.to_string(),
         key_digest: r.key_digest.to_string(),
         record: r.record.to_string(),
-        payload: r.payload.clone(),
+        payload: (*r.payload).clone(),
         failure_kind: FailureKind::Validation,
         message: "amount is negative".to_owned(),
         attempts: 1,
@@ -821,7 +821,7 @@ pub async fn fail_with_queue_entry_fails_key_terminally(store: &dyn Store) {
     assert_eq!(q.name, "credit-risk");
     assert_eq!(q.status, QueueStatus::Open);
     assert_eq!(q.key_digest, r.key_digest);
-    assert_eq!(q.payload, r.payload);
+    assert_eq!(q.payload, *r.payload);
     assert_eq!(q.failure_kind, FailureKind::Conflict);
     assert_eq!(q.run_id, run);
     assert_eq!(logged.entry.outcome, Outcome::Routed);
@@ -1453,7 +1453,7 @@ pub async fn key_state_reports_payload_status_result_and_entry(store: &dyn Store
             k.action.as_str(),
             k.key_text.as_str()
         ),
-        (KeyStatus::Claimed, r.payload.clone(), "disburse", "k1")
+        (KeyStatus::Claimed, (*r.payload).clone(), "disburse", "k1")
     );
     assert_eq!(
         (k.record.as_str(), k.fingerprint.as_str()),

@@ -84,7 +84,7 @@ pub struct Call<T, E> {
 struct Claimed {
     claim_id: Uuid,
     fencing_token: u64,
-    payload: serde_json::Value,
+    payload: std::sync::Arc<serde_json::Value>,
 }
 
 impl<T, E> Call<T, E>
@@ -419,7 +419,7 @@ where
                 key_text: self.key_text.to_string(),
                 key_digest: self.key_digest.to_string(),
                 record: self.record.to_string(),
-                payload: claim.payload.clone(),
+                payload: (*claim.payload).clone(),
                 failure_kind: kind,
                 message: message.clone(),
                 attempts,
@@ -631,7 +631,7 @@ impl Beginning<'_> {
             key_digest: self.key_digest.clone(),
             record: self.record.clone(),
             fingerprint: payload.fingerprint,
-            payload: payload.value,
+            payload: std::sync::Arc::new(payload.value),
             claim_id: new_claim_id(),
             now_ms: clock.now_ms(),
             lease_ms: policy.lease.as_millis() as Millis,

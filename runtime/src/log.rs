@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::key::{HashWriter, hex_lower};
+use crate::key::{hex_lower, hex_str};
 use crate::policy::{FailureKind, Route};
 use crate::shared::SharedStr;
 use crate::store::Millis;
@@ -94,9 +94,9 @@ pub struct LogEntry {
     #[serde(flatten)]
     pub entry: NewLogEntry,
     /// Hash of the previous entry ([`GENESIS_HASH`] for the first).
-    pub prev_hash: String,
+    pub prev_hash: SharedStr,
     /// `sha256(prev_hash ‖ canonical JSON of seq and entry)`, hex.
-    pub hash: String,
+    pub hash: SharedStr,
 }
 
 impl LogEntry {
@@ -104,14 +104,18 @@ impl LogEntry {
     pub fn chain(prev: Option<&LogEntry>, entry: NewLogEntry) -> LogEntry {
         let (seq, prev_hash) = match prev {
             Some(p) => (p.seq + 1, p.hash.clone()),
-            None => (1, GENESIS_HASH.to_owned()),
+            None => (1, SharedStr::from_static(GENESIS_HASH)),
         };
         Self::chain_after(seq, prev_hash, entry)
     }
 
     /// Gives `entry` sequence `seq` after an entry whose hash is `prev_hash`.
-    pub fn chain_after(seq: u64, prev_hash: String, entry: NewLogEntry) -> LogEntry {
-        let hash = entry_hash(seq, &prev_hash, &entry);
+    pub fn chain_after(seq: u64, prev_hash: impl Into<SharedStr>, entry: NewLogEntry) -> LogEntry {
+        let prev_hash = prev_hash.into();
+        let hash = SharedStr::from(hex_str(
+            &entry_hash_bytes(seq, &prev_hash, &entry),
+            &mut [0; 64],
+        ));
         LogEntry {
             seq,
             entry,
@@ -128,12 +132,29 @@ impl LogEntry {
 /// straight into the hasher, field by field in sorted order, without building the value: the bytes
 /// are the same, so entries hashed either way verify alike, also after a round trip through JSON.
 pub fn entry_hash(seq: u64, prev_hash: &str, entry: &NewLogEntry) -> String {
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update([0u8]);
-    h.update(seq.to_be_bytes());
-    canonical_entry(&mut HashWriter(&mut h), entry).expect("a log entry always serializes");
-    hex_lower(&h.finalize())
+    hex_lower(&entry_hash_bytes(seq, prev_hash, entry))
+}
+
+thread_local! {
+    /// The canonical JSON of the last entry hashed on this thread: its buffer is reused.
+    static CANONICAL: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// [`entry_hash`], as bytes. The canonical JSON is written into a reused buffer and hashed at once:
+/// the same bytes as feeding the hasher field by field, in far fewer, larger updates.
+fn entry_hash_bytes(seq: u64, prev_hash: &str, entry: &NewLogEntry) -> [u8; 32] {
+    let mut buf = CANONICAL.take();
+    buf.clear();
+    buf.extend_from_slice(prev_hash.as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(&seq.to_be_bytes());
+    canonical_entry(&mut buf, entry).expect("a log entry always serializes");
+    let digest = Sha256::digest(&buf).into();
+    // An entry with a large before/after state does not pin its buffer to the thread.
+    if buf.capacity() <= 16 * 1024 {
+        CANONICAL.set(buf);
+    }
+    digest
 }
 
 /// Writes `entry` as canonical JSON: an object whose keys are in sorted (byte) order, compact. Keep the

@@ -71,7 +71,7 @@ struct KeyCall {
     action: SharedStr,
     key_text: SharedStr,
     record: SharedStr,
-    payload: serde_json::Value,
+    payload: Arc<serde_json::Value>,
 }
 
 enum KeyStatus {
@@ -510,7 +510,7 @@ impl Store for MemoryStore {
                 key_text: k.call.key_text.to_string(),
                 record: k.call.record.to_string(),
                 fingerprint: k.fingerprint.to_string(),
-                payload: k.call.payload.clone(),
+                payload: (*k.call.payload).clone(),
                 status,
                 result,
                 queue_entry,
@@ -534,7 +534,7 @@ mod tests {
             key_digest: format!("digest-{key}").into(),
             record: record.into(),
             fingerprint: "fp".into(),
-            payload: serde_json::json!({}),
+            payload: serde_json::json!({}).into(),
             claim_id: Uuid::now_v7(),
             now_ms,
             lease_ms: 1_000,
@@ -590,7 +590,7 @@ mod tests {
                 key_text: req.key_text.to_string(),
                 key_digest: req.key_digest.to_string(),
                 record: req.record.to_string(),
-                payload: req.payload.clone(),
+                payload: (*req.payload).clone(),
                 failure_kind: FailureKind::Validation,
                 message: "bad".into(),
                 attempts: 1,

@@ -188,6 +188,20 @@ impl tokio_postgres::types::ToSql for SharedStr {
     tokio_postgres::types::to_sql_checked!();
 }
 
+#[cfg(feature = "postgres")]
+impl<'a> tokio_postgres::types::FromSql<'a> for SharedStr {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        <&str as tokio_postgres::types::FromSql>::from_sql(ty, raw).map(SharedStr::from)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&str as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

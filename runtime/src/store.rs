@@ -33,8 +33,9 @@ pub struct BeginRequest {
     pub record: SharedStr,
     /// SHA-256 of the canonical payload.
     pub fingerprint: SharedStr,
-    /// The payload, stored with the claim so a queue entry can be replayed.
-    pub payload: serde_json::Value,
+    /// The payload, stored with the claim so a queue entry can be replayed. Shared: the store keeps
+    /// it without copying.
+    pub payload: std::sync::Arc<serde_json::Value>,
     /// Identifies this claim attempt (fresh per `begin`), so `complete`/`fail` of a claim that was taken
     /// over are rejected.
     pub claim_id: Uuid,

@@ -63,7 +63,7 @@ fn request(w: &Worker, key: &str, record: &str, now_ms: Millis, lease_ms: Millis
         key_digest: format!("digest:{key}").into(),
         record: record.to_owned().into(),
         fingerprint: "fp".to_owned().into(),
-        payload: serde_json::json!({ "key": key }),
+        payload: std::sync::Arc::new(serde_json::json!({ "key": key })),
         claim_id: Uuid::now_v7(),
         now_ms,
         lease_ms,

@@ -740,8 +740,8 @@ pub(crate) fn log(
         out.push(LogEntry {
             seq: seq as u64,
             entry: from_json(at, "log entry", &entry)?,
-            prev_hash,
-            hash,
+            prev_hash: prev_hash.into(),
+            hash: hash.into(),
         });
     }
     Ok(out)
