@@ -354,7 +354,7 @@ where
             fencing_token: self.claim.as_ref().map(|c| c.fencing_token),
             before: Mutex::new(None),
             after: Mutex::new(None),
-            reverting: self.attempt().reverting().cloned(),
+            reverting: self.attempt().reverting().cloned().map(Box::new),
         };
         self.run = self.run.with_attempt(attempt);
         self.attempt_started = Instant::now();
@@ -732,7 +732,10 @@ impl Beginning<'_> {
             fencing_token: claim.as_ref().map(|c| c.fencing_token),
             before: Mutex::new(None),
             after: Mutex::new(None),
-            reverting: self.run.invocation().and_then(|i| i.reverting.clone()),
+            reverting: self
+                .run
+                .invocation()
+                .and_then(|i| i.reverting.clone().map(Box::new)),
         };
         let policy = &self.spec.policy;
         let backoff = Backoff::with_rng(

@@ -159,22 +159,37 @@ fn entry_hash_bytes(seq: u64, prev_hash: &str, entry: &NewLogEntry) -> [u8; 32] 
 
 /// Writes `entry` as canonical JSON: an object whose keys are in sorted (byte) order, compact. Keep the
 /// fields below sorted and complete: a test compares the bytes with `serde_json::to_value`'s.
-fn canonical_entry<W: std::io::Write>(w: &mut W, e: &NewLogEntry) -> serde_json::Result<()> {
-    fn field<W: std::io::Write, T: Serialize + ?Sized>(
-        w: &mut W,
+fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
+    fn name(w: &mut Vec<u8>, first: bool, name: &str) {
+        // Field names need no escaping: plain ASCII identifiers.
+        w.extend_from_slice(if first { b"{\"" } else { b",\"" });
+        w.extend_from_slice(name.as_bytes());
+        w.extend_from_slice(b"\":");
+    }
+    fn field<T: Serialize + ?Sized>(
+        w: &mut Vec<u8>,
         first: bool,
-        name: &str,
+        field: &str,
         value: &T,
     ) -> serde_json::Result<()> {
-        // Field names need no escaping: plain ASCII identifiers.
-        let sep: &[u8] = if first { b"{\"" } else { b",\"" };
-        w.write_all(sep).map_err(serde_json::Error::io)?;
-        w.write_all(name.as_bytes())
-            .map_err(serde_json::Error::io)?;
-        w.write_all(b"\":").map_err(serde_json::Error::io)?;
+        name(w, first, field);
         serde_json::to_writer(&mut *w, value)
     }
-    field(w, true, "action", &e.action)?;
+    /// A string field: written as is when nothing in it needs escaping (serde_json escapes only `"`,
+    /// `\\` and control characters), else by serde_json.
+    fn text(w: &mut Vec<u8>, field: &str, value: &str) -> serde_json::Result<()> {
+        name(w, false, field);
+        if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            w.push(b'"');
+            w.extend_from_slice(value.as_bytes());
+            w.push(b'"');
+            Ok(())
+        } else {
+            serde_json::to_writer(&mut *w, value)
+        }
+    }
+    name(w, true, "action");
+    serde_json::to_writer(&mut *w, e.action.as_str())?;
     field(w, false, "after", &e.after)?;
     field(w, false, "at_ms", &e.at_ms)?;
     field(w, false, "attempt", &e.attempt)?;
@@ -182,16 +197,23 @@ fn canonical_entry<W: std::io::Write>(w: &mut W, e: &NewLogEntry) -> serde_json:
     field(w, false, "duration_ms", &e.duration_ms)?;
     field(w, false, "failure_kind", &e.failure_kind)?;
     field(w, false, "fencing_token", &e.fencing_token)?;
-    field(w, false, "key_digest", &e.key_digest)?;
-    field(w, false, "key_text", &e.key_text)?;
+    text(w, "key_digest", &e.key_digest)?;
+    text(w, "key_text", &e.key_text)?;
     field(w, false, "message", &e.message)?;
-    field(w, false, "outcome", &e.outcome)?;
+    text(w, "outcome", e.outcome.as_str())?;
     field(w, false, "queue_entry", &e.queue_entry)?;
-    field(w, false, "record", &e.record)?;
+    text(w, "record", &e.record)?;
     field(w, false, "retry", &e.retry)?;
     field(w, false, "route", &e.route)?;
-    field(w, false, "run_id", &e.run_id)?;
-    w.write_all(b"}").map_err(serde_json::Error::io)
+    text(
+        w,
+        "run_id",
+        e.run_id
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer()),
+    )?;
+    w.push(b'}');
+    Ok(())
 }
 
 /// Why the chain does not verify, at the first bad entry.
@@ -304,6 +326,27 @@ mod tests {
     fn canonical_via_value(e: &NewLogEntry) -> Vec<u8> {
         let value = serde_json::to_value(e).unwrap();
         serde_json::to_vec(&value).unwrap()
+    }
+
+    #[test]
+    fn outcome_as_str_is_its_serialized_name() {
+        // The canonical entry writes `as_str()` where serde would write the variant's name.
+        for o in [
+            Outcome::Succeeded,
+            Outcome::Replayed,
+            Outcome::Skipped,
+            Outcome::Retrying,
+            Outcome::Routed,
+            Outcome::DeadLettered,
+            Outcome::Halted,
+            Outcome::Compensated,
+            Outcome::Operator,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                format!("\"{}\"", o.as_str())
+            );
+        }
     }
 
     #[test]

@@ -54,8 +54,9 @@ struct State {
     records: Map<SharedStr, RecordState>,
     /// Last completion per action, then record (nested so a lookup borrows instead of allocating).
     acted: Map<SharedStr, Map<SharedStr, Acted>>,
-    /// Highest attempt number logged per key digest.
-    attempts: Map<SharedStr, u32>,
+    /// Highest attempt number logged per key digest the store has no key for (yet): a known key
+    /// keeps its own count ([`KeyState::attempts`]), without a map of its own.
+    orphan_attempts: Map<SharedStr, u32>,
     log: Vec<LogEntry>,
     queue: Vec<QueueEntry>,
 }
@@ -65,6 +66,8 @@ struct KeyState {
     status: KeyStatus,
     /// What the key was last claimed with (for [`Store::key_state`]).
     call: Arc<KeyCall>,
+    /// Highest attempt number logged under the key.
+    attempts: u32,
 }
 
 struct KeyCall {
@@ -177,17 +180,14 @@ impl MemoryStore {
 impl State {
     fn append(&mut self, entry: NewLogEntry) -> LogEntry {
         if entry.attempt > 0 {
-            // Look up before inserting: a key's first attempt shares the claimed key's digest.
-            match self.attempts.get_mut(entry.key_digest.as_str()) {
-                Some(max) => *max = (*max).max(entry.attempt),
-                None => {
-                    let digest = match self.keys.get_key_value(entry.key_digest.as_str()) {
-                        Some((digest, _)) => digest.clone(),
-                        None => SharedStr::from(entry.key_digest.as_str()),
-                    };
-                    self.attempts.insert(digest, entry.attempt);
-                }
-            }
+            let max = match self.keys.get_mut(&entry.key_digest) {
+                Some(k) => &mut k.attempts,
+                None => self
+                    .orphan_attempts
+                    .entry(entry.key_digest.clone())
+                    .or_default(),
+            };
+            *max = (*max).max(entry.attempt);
         }
         let e = LogEntry::chain(self.log.last(), entry);
         self.log.push(e.clone());
@@ -243,7 +243,10 @@ impl Store for MemoryStore {
         }
 
         let mut takeover = false;
+        // Attempts logged under the key so far (carried over when the key is claimed again).
+        let mut attempts = None;
         if let Some(k) = s.keys.get(&req.key_digest) {
+            attempts = Some(k.attempts);
             if k.fingerprint != req.fingerprint {
                 return Ok(Begin::KeyReused {
                     stored_fingerprint: k.fingerprint.to_string(),
@@ -294,11 +297,12 @@ impl Store for MemoryStore {
         }
 
         let until_ms = now.saturating_add(req.lease_ms);
-        let previous_attempts = if takeover {
-            s.attempts.get(&req.key_digest).copied().unwrap_or(0)
-        } else {
-            0
+        let attempts = match attempts {
+            Some(n) => n,
+            None if s.orphan_attempts.is_empty() => 0,
+            None => s.orphan_attempts.remove(&req.key_digest).unwrap_or(0),
         };
+        let previous_attempts = if takeover { attempts } else { 0 };
         let record = s.records.entry(req.record.clone()).or_default();
         record.highest_token += 1;
         let fencing_token = record.highest_token;
@@ -322,6 +326,7 @@ impl Store for MemoryStore {
                     record: req.record.clone(),
                     payload: req.payload.clone(),
                 }),
+                attempts,
             },
         );
         Ok(Begin::Claimed(Claim {
@@ -340,17 +345,11 @@ impl Store for MemoryStore {
                 at_ms: c.now_ms,
             };
         }
-        // The key text the claim holds, shared, when it is the one completing (it always is in a
-        // guarded call).
-        let key_text = match s.keys.get(&c.key_digest) {
-            Some(k) if k.call.key_text == c.entry.key_text => k.call.key_text.clone(),
-            _ => SharedStr::from(c.entry.key_text.as_str()),
-        };
         let acted = s.acted.entry(c.action.clone()).or_default();
         acted.insert(
             c.record.clone(),
             Acted {
-                key_text,
+                key_text: c.entry.key_text.clone(),
                 key_digest: c.key_digest.clone(),
                 at_ms: c.now_ms,
             },

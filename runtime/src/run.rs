@@ -155,7 +155,8 @@ pub struct Attempt {
     pub(crate) before: Mutex<Option<serde_json::Value>>,
     pub(crate) after: Mutex<Option<serde_json::Value>>,
     /// The entry a compensating action reverses (revert), if any.
-    pub(crate) reverting: Option<LogEntry>,
+    /// Boxed: most attempts revert nothing, and the attempt is built on every guarded call.
+    pub(crate) reverting: Option<Box<LogEntry>>,
 }
 
 impl Attempt {
@@ -206,7 +207,7 @@ impl Attempt {
     /// that finds the record's current state differs from `after` should return a conflict error
     /// rather than overwrite a later change (the call then goes to the expert queue).
     pub fn reverting(&self) -> Option<&LogEntry> {
-        self.reverting.as_ref()
+        self.reverting.as_deref()
     }
 
     /// Captures the state of the record before the write, for the action log (and revert).
