@@ -176,10 +176,10 @@ fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
         serde_json::to_writer(&mut *w, value)
     }
     /// A string field: written as is when nothing in it needs escaping (serde_json escapes only `"`,
-    /// `\\` and control characters), else by serde_json.
+    /// `\` and control characters), else by serde_json.
     fn text(w: &mut Vec<u8>, field: &str, value: &str) -> serde_json::Result<()> {
         name(w, false, field);
-        if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        if !needs_escape(value.as_bytes()) {
             w.push(b'"');
             w.extend_from_slice(value.as_bytes());
             w.push(b'"');
@@ -214,6 +214,32 @@ fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
     )?;
     w.push(b'}');
     Ok(())
+}
+
+/// Whether serde_json would escape anything in `bytes`: a `"`, a `\` or a control character
+/// (below 0x20). Eight bytes at a time.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether a byte of `x` is zero (the classic test: exact as to whether any byte is).
+    fn has_zero(x: u64) -> bool {
+        x.wrapping_sub(ONES) & !x & HIGH != 0
+    }
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        // A byte below 0x20 has its three high bits clear: `x & 0xe0..` has a zero byte.
+        if has_zero(x & (0xe0 * ONES))
+            || has_zero(x ^ (u64::from(b'"') * ONES))
+            || has_zero(x ^ (u64::from(b'\\') * ONES))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Why the chain does not verify, at the first bad entry.
@@ -326,6 +352,20 @@ mod tests {
     fn canonical_via_value(e: &NewLogEntry) -> Vec<u8> {
         let value = serde_json::to_value(e).unwrap();
         serde_json::to_vec(&value).unwrap()
+    }
+
+    #[test]
+    fn needs_escape_finds_what_serde_json_escapes() {
+        for b in 0u8..=255 {
+            for at in [0, 3, 8, 13, 17] {
+                let mut bytes = b"abcdefghijklmnopqrs".to_vec();
+                bytes[at] = b;
+                let escaped = b < 0x20 || b == b'"' || b == b'\\';
+                assert_eq!(needs_escape(&bytes), escaped, "byte {b:#x} at {at}");
+            }
+        }
+        assert!(!needs_escape(b""));
+        assert!(!needs_escape("clé:é€".as_bytes()));
     }
 
     #[test]
