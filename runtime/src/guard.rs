@@ -62,11 +62,9 @@ pub struct Call<T, E> {
     /// The run handle the body sees; carries the current attempt.
     run: Run,
     spec: &'static ActionSpec,
-    /// `None` for `read` actions: no claim, no dedup, no log.
+    /// `None` for `read` actions: no claim, no dedup, no log. The key, its digest and the record are
+    /// the attempt's (`run.attempt()`): not copied here.
     claim: Option<Claimed>,
-    key_text: SharedStr,
-    key_digest: SharedStr,
-    record: SharedStr,
     /// The current attempt's number (counting attempts of a dead worker whose claim was taken over).
     number: u32,
     started: Instant,
@@ -186,9 +184,9 @@ where
             at_ms: now_ms,
             run_id: self.run.id(),
             action: SharedStr::from_static(self.spec.name),
-            record: self.record.clone(),
-            key_text: self.key_text.clone(),
-            key_digest: self.key_digest.clone(),
+            record: self.attempt().record.clone(),
+            key_text: self.attempt().key.clone(),
+            key_digest: self.attempt().key_digest.clone(),
             attempt: self.number,
             retry: self.attempt().is_retry() || self.replay_of.is_some(),
             outcome,
@@ -234,10 +232,10 @@ where
                 .unwrap_or_else(|| result.clone()),
         );
         let completion = Completion {
-            key_digest: self.key_digest.clone(),
+            key_digest: self.attempt().key_digest.clone(),
             claim_id: claim.claim_id,
             action: SharedStr::from_static(self.spec.name),
-            record: self.record.clone(),
+            record: self.attempt().record.clone(),
             result,
             entry,
             now_ms,
@@ -323,7 +321,7 @@ where
                     entry.retry = false;
                     entry.message = Some(format!("not retried: the run was halted ({reason})"));
                     let release = Failure {
-                        key_digest: self.key_digest.clone(),
+                        key_digest: self.attempt().key_digest.clone(),
                         claim_id: claim.claim_id,
                         queue_entry: None,
                         entry,
@@ -345,9 +343,9 @@ where
         self.number += 1;
         let attempt = Attempt {
             action: self.spec.name,
-            key: self.key_text.clone(),
-            key_digest: self.key_digest.clone(),
-            record: self.record.clone(),
+            key: self.attempt().key.clone(),
+            key_digest: self.attempt().key_digest.clone(),
+            record: self.attempt().record.clone(),
             number: self.number,
             retry: true,
             run_id: self.run.id(),
@@ -409,16 +407,16 @@ where
         entry.route = Some(route);
         entry.message = Some(message.clone());
         let failure = Failure {
-            key_digest: self.key_digest.clone(),
+            key_digest: self.attempt().key_digest.clone(),
             claim_id: claim.claim_id,
             queue_entry: Some(NewQueueEntry {
                 kind: queue_kind,
                 name: name.to_owned(),
                 run_id: self.run.id(),
                 action: self.spec.name.to_owned(),
-                key_text: self.key_text.to_string(),
-                key_digest: self.key_digest.to_string(),
-                record: self.record.to_string(),
+                key_text: self.attempt().key.to_string(),
+                key_digest: self.attempt().key_digest.to_string(),
+                record: self.attempt().record.to_string(),
                 payload: (*claim.payload).clone(),
                 failure_kind: kind,
                 message: message.clone(),
@@ -488,8 +486,8 @@ where
                     run_id,
                     reason,
                     action: Some(self.spec.name.to_owned()),
-                    record: Some(self.record.to_string()),
-                    key: Some(self.key_text.to_string()),
+                    record: Some(self.attempt().record.to_string()),
+                    key: Some(self.attempt().key.to_string()),
                     failure_kind: Some(kind),
                     at_ms: now_ms,
                 });
@@ -512,7 +510,7 @@ where
             entry.route = Some(Route::Halt);
             entry.message = Some(message);
             let failure = Failure {
-                key_digest: self.key_digest.clone(),
+                key_digest: self.attempt().key_digest.clone(),
                 claim_id: claim.claim_id,
                 queue_entry: None,
                 entry,
@@ -714,18 +712,19 @@ impl Beginning<'_> {
     }
 
     fn act<T, E>(
-        &self,
+        self,
         claim: Option<Claimed>,
         number: u32,
         retry: bool,
         span: tracing::Span,
     ) -> Begun<T, E> {
         span.record("attempt", number);
+        let replay_of = self.replay_of();
         let attempt = Attempt {
             action: self.spec.name,
-            key: self.key_text.clone(),
-            key_digest: self.key_digest.clone(),
-            record: self.record.clone(),
+            key: self.key_text,
+            key_digest: self.key_digest,
+            record: self.record,
             number,
             retry,
             run_id: self.run.id(),
@@ -749,16 +748,13 @@ impl Beginning<'_> {
             run: self.run.with_attempt(attempt),
             spec: self.spec,
             claim,
-            key_text: self.key_text.clone(),
-            key_digest: self.key_digest.clone(),
-            record: self.record.clone(),
             number,
             started: now,
             attempt_started: now,
             first_failure_ms: None,
             backoff,
             span,
-            replay_of: self.replay_of(),
+            replay_of,
             outcome: None,
             _result: PhantomData,
         })
