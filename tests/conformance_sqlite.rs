@@ -32,12 +32,12 @@ mod sqlite_only {
     fn request(n: u128) -> BeginRequest {
         BeginRequest {
             run_id: Uuid::from_u128(1),
-            action: "disburse".to_owned(),
-            key_text: format!("k{n}"),
-            key_digest: format!("digest:k{n}"),
-            record: format!("rec-{n}"),
-            fingerprint: "fp".to_owned(),
-            payload: serde_json::json!({ "n": n.to_string() }),
+            action: "disburse".to_owned().into(),
+            key_text: format!("k{n}").into(),
+            key_digest: format!("digest:k{n}").into(),
+            record: format!("rec-{n}").into(),
+            fingerprint: "fp".to_owned().into(),
+            payload: std::sync::Arc::new(serde_json::json!({ "n": n.to_string() })),
             claim_id: Uuid::from_u128(1_000 + n),
             now_ms: T0,
             lease_ms: 30_000,

@@ -343,7 +343,7 @@ fn a_worker_killed_at_random_moments_applies_every_instruction_exactly_once() {
         let key = &e.entry.key_text;
         match e.entry.outcome {
             Outcome::Succeeded => {
-                let first = succeeded.insert(key.clone(), e);
+                let first = succeeded.insert(key.to_string(), e);
                 assert!(
                     first.is_none(),
                     "{key} succeeded twice: {first:?} and {e:?}"
@@ -356,11 +356,11 @@ fn a_worker_killed_at_random_moments_applies_every_instruction_exactly_once() {
         if matches!(e.entry.outcome, Outcome::Succeeded | Outcome::Replayed) {
             assert_eq!(
                 e.entry.after.as_ref(),
-                Some(&ledger.effects[key]),
+                Some(&ledger.effects[key.as_str()]),
                 "the result logged for {key} is the ledger's effect"
             );
             if e.entry.run_id.to_string() == last_run {
-                *last_run_results.entry(key.clone()).or_default() += 1;
+                *last_run_results.entry(key.to_string()).or_default() += 1;
             }
         }
     }

@@ -15,12 +15,12 @@ use uuid::Uuid;
 fn request(key: &str) -> BeginRequest {
     BeginRequest {
         run_id: Uuid::now_v7(),
-        action: "ship".to_owned(),
-        key_text: key.to_owned(),
-        key_digest: format!("digest:{key}"),
-        record: format!("rec-{key}"),
-        fingerprint: "fp".to_owned(),
-        payload: serde_json::json!({}),
+        action: "ship".to_owned().into(),
+        key_text: key.to_owned().into(),
+        key_digest: format!("digest:{key}").into(),
+        record: format!("rec-{key}").into(),
+        fingerprint: "fp".to_owned().into(),
+        payload: std::sync::Arc::new(serde_json::json!({})),
         claim_id: Uuid::now_v7(),
         now_ms: 1_700_000_000_000,
         lease_ms: 30_000,

@@ -190,7 +190,7 @@ impl Ctx {
                 e.seq.to_string(),
                 format_short(n.at_ms),
                 short_run(&n.run_id),
-                n.action.clone(),
+                n.action.to_string(),
                 cut(&n.record, 24),
                 if n.attempt == 0 {
                     "-".to_owned()
@@ -216,10 +216,10 @@ impl Ctx {
             ("seq", e.seq.to_string()),
             ("time", format_ms(n.at_ms)),
             ("run", n.run_id.to_string()),
-            ("action", n.action.clone()),
-            ("record", n.record.clone()),
-            ("key", n.key_text.clone()),
-            ("key digest", n.key_digest.clone()),
+            ("action", n.action.to_string()),
+            ("record", n.record.to_string()),
+            ("key", n.key_text.to_string()),
+            ("key digest", n.key_digest.to_string()),
             (
                 "attempt",
                 if n.attempt == 0 {
@@ -248,8 +248,8 @@ impl Ctx {
             lines.push(("fencing token", t.to_string()));
         }
         lines.push(("duration", format!("{} ms", n.duration_ms)));
-        lines.push(("prev hash", e.prev_hash.clone()));
-        lines.push(("hash", e.hash.clone()));
+        lines.push(("prev hash", e.prev_hash.to_string()));
+        lines.push(("hash", e.hash.to_string()));
         for (k, v) in lines {
             writeln!(out, "{:<15}{v}", format!("{k}:"))?;
         }

@@ -30,10 +30,16 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
         Effect::Read => (quote!(#p::None), quote!(#p::None)),
         Effect::Write | Effect::Destructive => {
             let key = action.args.key.as_ref().map(|k| &k.value);
-            let record = action.args.record.as_ref().map(|r| &r.value).or(key);
-            let key = key.map(|k| k.render(&p, &action.name));
-            let record = record.map(|r| r.render(&p, &action.name));
-            (quote!(#p::Some(#key)), quote!(#p::Some(#record)))
+            let key = key.map(|k| k.render(&p, &action.name, "new"));
+            // Without a template of its own the record is the key's text: not rendered twice.
+            let record = match &action.args.record {
+                Some(r) => {
+                    let record = r.value.render(&p, &action.name, "record");
+                    quote!(#p::Some(#record))
+                }
+                None => quote!(#p::None),
+            };
+            (quote!(#p::Some(#key)), record)
         }
     };
 

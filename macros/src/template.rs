@@ -43,8 +43,10 @@ impl Template {
     /// `KeyBuilder::new(action).literal(..).part(&param.field)...finish()`. Every part expression is
     /// spanned on the template literal, so an unknown field or a part without a stable encoding is
     /// reported there.
-    pub fn render(&self, private: &TokenStream, action: &str) -> TokenStream {
+    /// `builder`: the `KeyBuilder` constructor, `new` for a key, `record` for a record (no digest).
+    pub fn render(&self, private: &TokenStream, action: &str, builder: &str) -> TokenStream {
         let span = self.lit.span();
+        let builder = Ident::new(builder, Span::call_site());
         let calls = self.segments.iter().map(|segment| match segment {
             Segment::Literal(text) => quote!(.literal(#text)),
             Segment::Part { root, fields } => {
@@ -58,7 +60,7 @@ impl Template {
             }
         });
         quote! {
-            #private::KeyBuilder::new(#action) #(#calls)* .finish()
+            #private::KeyBuilder::#builder(#action) #(#calls)* .finish()
         }
     }
 }

@@ -33,12 +33,12 @@ fn request(run: Uuid, record: &str) -> BeginRequest {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     BeginRequest {
         run_id: run,
-        action: "ship".to_owned(),
-        key_text: format!("ship:{n}"),
-        key_digest: format!("digest:{n}"),
-        record: record.to_owned(),
-        fingerprint: "fp".to_owned(),
-        payload: serde_json::json!({ "n": n }),
+        action: "ship".to_owned().into(),
+        key_text: format!("ship:{n}").into(),
+        key_digest: format!("digest:{n}").into(),
+        record: record.to_owned().into(),
+        fingerprint: "fp".to_owned().into(),
+        payload: std::sync::Arc::new(serde_json::json!({ "n": n })),
         claim_id: Uuid::now_v7(),
         now_ms: T0,
         lease_ms: 30_000,

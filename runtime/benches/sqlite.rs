@@ -33,12 +33,14 @@ fn begin_request(n: u64) -> BeginRequest {
     let key = format!("disburse:loan-{n}:1");
     BeginRequest {
         run_id: Uuid::from_u128(1),
-        action: "disburse".to_owned(),
-        key_digest: format!("{n:064x}"),
-        record: format!("loan-{n}"),
-        key_text: key,
-        fingerprint: "f".repeat(64),
-        payload: serde_json::json!({ "loan_id": n, "amount": 25_000, "currency": "EUR" }),
+        action: "disburse".to_owned().into(),
+        key_digest: format!("{n:064x}").into(),
+        record: format!("loan-{n}").into(),
+        key_text: key.into(),
+        fingerprint: "f".repeat(64).into(),
+        payload: std::sync::Arc::new(
+            serde_json::json!({ "loan_id": n, "amount": 25_000, "currency": "EUR" }),
+        ),
         claim_id: Uuid::from_u128(u128::from(n)),
         now_ms: NOW,
         lease_ms: 300_000,

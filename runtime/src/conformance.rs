@@ -144,12 +144,12 @@ fn digest(key: &str) -> String {
 fn request(run: Uuid, key: &str, record: &str, now_ms: Millis) -> BeginRequest {
     BeginRequest {
         run_id: run,
-        action: "disburse".to_owned(),
-        key_text: key.to_owned(),
-        key_digest: digest(key),
-        record: record.to_owned(),
-        fingerprint: "fp-1".to_owned(),
-        payload: serde_json::json!({ "key": key }),
+        action: "disburse".into(),
+        key_text: key.into(),
+        key_digest: digest(key).into(),
+        record: record.into(),
+        fingerprint: "fp-1".into(),
+        payload: serde_json::json!({ "key": key }).into(),
         claim_id: id(),
         now_ms,
         lease_ms: LEASE,
@@ -201,11 +201,11 @@ fn queue_entry(r: &BeginRequest, kind: QueueKind, name: &str, now_ms: Millis) ->
         kind,
         name: name.to_owned(),
         run_id: r.run_id,
-        action: r.action.clone(),
-        key_text: r.key_text.clone(),
-        key_digest: r.key_digest.clone(),
-        record: r.record.clone(),
-        payload: r.payload.clone(),
+        action: r.action.to_string(),
+        key_text: r.key_text.to_string(),
+        key_digest: r.key_digest.to_string(),
+        record: r.record.to_string(),
+        payload: (*r.payload).clone(),
         failure_kind: FailureKind::Validation,
         message: "amount is negative".to_owned(),
         attempts: 1,
@@ -337,7 +337,7 @@ pub async fn begin_key_reused_comes_before_completed(store: &dyn Store) {
         .await
         .unwrap();
     let other = BeginRequest {
-        fingerprint: "fp-2".to_owned(),
+        fingerprint: "fp-2".into(),
         ..request(id(), "k1", "rec-1", T0 + 2)
     };
     assert_eq!(
@@ -354,7 +354,7 @@ pub async fn begin_rejects_key_reused_with_other_fingerprint(store: &dyn Store) 
     claim(store, &r).await;
     // Expired, so only the fingerprint can refuse it.
     let other = BeginRequest {
-        fingerprint: "fp-2".to_owned(),
+        fingerprint: "fp-2".into(),
         ..request(id(), "k1", "rec-1", T0 + LEASE + 1)
     };
     assert_eq!(
@@ -371,7 +371,7 @@ pub async fn begin_key_reused_comes_before_in_progress(store: &dyn Store) {
     let r = request(id(), "k1", "rec-1", T0);
     claim(store, &r).await;
     let other = BeginRequest {
-        fingerprint: "fp-2".to_owned(),
+        fingerprint: "fp-2".into(),
         ..request(id(), "k1", "rec-1", T0 + 1)
     };
     assert!(matches!(
@@ -419,7 +419,7 @@ pub async fn begin_key_reused_comes_before_failed(store: &dyn Store) {
         .await
         .unwrap();
     let other = BeginRequest {
-        fingerprint: "fp-2".to_owned(),
+        fingerprint: "fp-2".into(),
         ..request(id(), "k1", "rec-1", T0 + 2)
     };
     assert!(matches!(
@@ -543,7 +543,7 @@ pub async fn begin_dedup_is_per_record_and_action(store: &dyn Store) {
         .await
         .unwrap();
     let other_action = BeginRequest {
-        action: "notify".to_owned(),
+        action: "notify".into(),
         ..request(id(), "k2", "rec-1", T0 + 2)
     };
     claim(store, &other_action).await;
@@ -821,7 +821,7 @@ pub async fn fail_with_queue_entry_fails_key_terminally(store: &dyn Store) {
     assert_eq!(q.name, "credit-risk");
     assert_eq!(q.status, QueueStatus::Open);
     assert_eq!(q.key_digest, r.key_digest);
-    assert_eq!(q.payload, r.payload);
+    assert_eq!(q.payload, *r.payload);
     assert_eq!(q.failure_kind, FailureKind::Conflict);
     assert_eq!(q.run_id, run);
     assert_eq!(logged.entry.outcome, Outcome::Routed);
@@ -893,7 +893,7 @@ pub async fn queue_entries_are_numbered_from_one_and_filtered(store: &dyn Store)
     ];
     for (i, (run, action, kind, name)) in specs.iter().enumerate() {
         let r = BeginRequest {
-            action: (*action).to_owned(),
+            action: (*action).into(),
             ..request(*run, &format!("k{i}"), &format!("rec-{i}"), T0)
         };
         claim(store, &r).await;
@@ -1027,7 +1027,7 @@ pub async fn log_queries_filter_and_page(store: &dyn Store) {
             &format!("rec-{}", i % 3),
             T0,
         );
-        r.action = if i % 5 == 0 { "notify" } else { "disburse" }.to_owned();
+        r.action = if i % 5 == 0 { "notify" } else { "disburse" }.into();
         let e = entry(&r, 1, outcomes[(i % 3) as usize], T0 + Millis::from(i) * 10);
         store.append_log(&e).await.unwrap();
     }
@@ -1453,7 +1453,7 @@ pub async fn key_state_reports_payload_status_result_and_entry(store: &dyn Store
             k.action.as_str(),
             k.key_text.as_str()
         ),
-        (KeyStatus::Claimed, r.payload.clone(), "disburse", "k1")
+        (KeyStatus::Claimed, (*r.payload).clone(), "disburse", "k1")
     );
     assert_eq!(
         (k.record.as_str(), k.fingerprint.as_str()),

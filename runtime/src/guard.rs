@@ -36,7 +36,7 @@ use crate::policy::{ActionSpec, FailureKind, Route};
 use crate::run::{Attempt, Run};
 use crate::store::{
     Begin, BeginRequest, Completion, Failure, Millis, NewQueueEntry, QueueKind, QueueRef, RunState,
-    StoreError,
+    SharedStr, StoreError,
 };
 
 /// The first pause while waiting for another worker's claim; it doubles up to [`MAX_CLAIM_POLL`].
@@ -62,11 +62,9 @@ pub struct Call<T, E> {
     /// The run handle the body sees; carries the current attempt.
     run: Run,
     spec: &'static ActionSpec,
-    /// `None` for `read` actions: no claim, no dedup, no log.
+    /// `None` for `read` actions: no claim, no dedup, no log. The key, its digest and the record are
+    /// the attempt's (`run.attempt()`): not copied here.
     claim: Option<Claimed>,
-    key_text: String,
-    key_digest: String,
-    record: String,
     /// The current attempt's number (counting attempts of a dead worker whose claim was taken over).
     number: u32,
     started: Instant,
@@ -84,7 +82,7 @@ pub struct Call<T, E> {
 struct Claimed {
     claim_id: Uuid,
     fencing_token: u64,
-    payload: serde_json::Value,
+    payload: std::sync::Arc<serde_json::Value>,
 }
 
 impl<T, E> Call<T, E>
@@ -104,12 +102,16 @@ where
         let read = key.is_none();
         let invocation = run.invocation();
         // An operation may replace the key (a revert's `revert:{reversed key}`): same rules, another key.
+        // Without a template of its own, the record is the rendered key's text (not an override's).
+        let record = match (&record, &key) {
+            (Some(r), _) | (None, Some(r)) => r.text.clone(),
+            (None, None) => SharedStr::default(),
+        };
         let key = match (key, invocation.and_then(|i| i.key_override.as_deref())) {
             (Some(_), Some(text)) => Some(KeyBuilder::new(spec.name).literal(text).finish()),
             (key, _) => key,
         };
         let (key_text, key_digest) = key.map(|k| (k.text, k.digest)).unwrap_or_default();
-        let record = record.map(|r| r.text).unwrap_or_else(|| key_text.clone());
         let span = tracing::info_span!(
             "agent_action",
             action = spec.name,
@@ -181,10 +183,10 @@ where
         NewLogEntry {
             at_ms: now_ms,
             run_id: self.run.id(),
-            action: self.spec.name.to_owned(),
-            record: self.record.clone(),
-            key_text: self.key_text.clone(),
-            key_digest: self.key_digest.clone(),
+            action: SharedStr::from_static(self.spec.name),
+            record: self.attempt().record.clone(),
+            key_text: self.attempt().key.clone(),
+            key_digest: self.attempt().key_digest.clone(),
             attempt: self.number,
             retry: self.attempt().is_retry() || self.replay_of.is_some(),
             outcome,
@@ -230,10 +232,10 @@ where
                 .unwrap_or_else(|| result.clone()),
         );
         let completion = Completion {
-            key_digest: self.key_digest.clone(),
+            key_digest: self.attempt().key_digest.clone(),
             claim_id: claim.claim_id,
-            action: self.spec.name.to_owned(),
-            record: self.record.clone(),
+            action: SharedStr::from_static(self.spec.name),
+            record: self.attempt().record.clone(),
             result,
             entry,
             now_ms,
@@ -319,7 +321,7 @@ where
                     entry.retry = false;
                     entry.message = Some(format!("not retried: the run was halted ({reason})"));
                     let release = Failure {
-                        key_digest: self.key_digest.clone(),
+                        key_digest: self.attempt().key_digest.clone(),
                         claim_id: claim.claim_id,
                         queue_entry: None,
                         entry,
@@ -341,16 +343,16 @@ where
         self.number += 1;
         let attempt = Attempt {
             action: self.spec.name,
-            key: self.key_text.clone(),
-            key_digest: self.key_digest.clone(),
-            record: self.record.clone(),
+            key: self.attempt().key.clone(),
+            key_digest: self.attempt().key_digest.clone(),
+            record: self.attempt().record.clone(),
             number: self.number,
             retry: true,
             run_id: self.run.id(),
             fencing_token: self.claim.as_ref().map(|c| c.fencing_token),
             before: Mutex::new(None),
             after: Mutex::new(None),
-            reverting: self.attempt().reverting().cloned(),
+            reverting: self.attempt().reverting().cloned().map(Box::new),
         };
         self.run = self.run.with_attempt(attempt);
         self.attempt_started = Instant::now();
@@ -405,17 +407,17 @@ where
         entry.route = Some(route);
         entry.message = Some(message.clone());
         let failure = Failure {
-            key_digest: self.key_digest.clone(),
+            key_digest: self.attempt().key_digest.clone(),
             claim_id: claim.claim_id,
             queue_entry: Some(NewQueueEntry {
                 kind: queue_kind,
                 name: name.to_owned(),
                 run_id: self.run.id(),
                 action: self.spec.name.to_owned(),
-                key_text: self.key_text.clone(),
-                key_digest: self.key_digest.clone(),
-                record: self.record.clone(),
-                payload: claim.payload.clone(),
+                key_text: self.attempt().key.to_string(),
+                key_digest: self.attempt().key_digest.to_string(),
+                record: self.attempt().record.to_string(),
+                payload: (*claim.payload).clone(),
                 failure_kind: kind,
                 message: message.clone(),
                 attempts,
@@ -484,8 +486,8 @@ where
                     run_id,
                     reason,
                     action: Some(self.spec.name.to_owned()),
-                    record: Some(self.record.clone()),
-                    key: Some(self.key_text.clone()),
+                    record: Some(self.attempt().record.to_string()),
+                    key: Some(self.attempt().key.to_string()),
                     failure_kind: Some(kind),
                     at_ms: now_ms,
                 });
@@ -508,7 +510,7 @@ where
             entry.route = Some(Route::Halt);
             entry.message = Some(message);
             let failure = Failure {
-                key_digest: self.key_digest.clone(),
+                key_digest: self.attempt().key_digest.clone(),
                 claim_id: claim.claim_id,
                 queue_entry: None,
                 entry,
@@ -531,9 +533,9 @@ struct Beginning<'a> {
     run: &'a Run,
     spec: &'static ActionSpec,
     read: bool,
-    key_text: String,
-    key_digest: String,
-    record: String,
+    key_text: SharedStr,
+    key_digest: SharedStr,
+    record: SharedStr,
 }
 
 impl Beginning<'_> {
@@ -569,7 +571,7 @@ impl Beginning<'_> {
         NewLogEntry {
             at_ms: now_ms,
             run_id: self.run.id(),
-            action: self.spec.name.to_owned(),
+            action: SharedStr::from_static(self.spec.name),
             record: self.record.clone(),
             key_text: self.key_text.clone(),
             key_digest: self.key_digest.clone(),
@@ -622,12 +624,12 @@ impl Beginning<'_> {
 
         let mut request = BeginRequest {
             run_id: self.run.id(),
-            action: self.spec.name.to_owned(),
+            action: SharedStr::from_static(self.spec.name),
             key_text: self.key_text.clone(),
             key_digest: self.key_digest.clone(),
             record: self.record.clone(),
             fingerprint: payload.fingerprint,
-            payload: payload.value,
+            payload: std::sync::Arc::new(payload.value),
             claim_id: new_claim_id(),
             now_ms: clock.now_ms(),
             lease_ms: policy.lease.as_millis() as Millis,
@@ -651,7 +653,7 @@ impl Beginning<'_> {
                     return self.done(
                         "key_reused",
                         ActionError::KeyReused {
-                            key: self.key_text.clone(),
+                            key: self.key_text.to_string(),
                         },
                     );
                 }
@@ -660,7 +662,7 @@ impl Beginning<'_> {
                     return self.done(
                         "previously_failed",
                         ActionError::PreviouslyFailed {
-                            key: self.key_text.clone(),
+                            key: self.key_text.to_string(),
                             queue: entry,
                         },
                     );
@@ -695,7 +697,7 @@ impl Beginning<'_> {
                 return self.done(
                     "in_progress",
                     ActionError::InProgress {
-                        key: self.key_text.clone(),
+                        key: self.key_text.to_string(),
                         lease_until_ms,
                     },
                 );
@@ -710,25 +712,29 @@ impl Beginning<'_> {
     }
 
     fn act<T, E>(
-        &self,
+        self,
         claim: Option<Claimed>,
         number: u32,
         retry: bool,
         span: tracing::Span,
     ) -> Begun<T, E> {
         span.record("attempt", number);
+        let replay_of = self.replay_of();
         let attempt = Attempt {
             action: self.spec.name,
-            key: self.key_text.clone(),
-            key_digest: self.key_digest.clone(),
-            record: self.record.clone(),
+            key: self.key_text,
+            key_digest: self.key_digest,
+            record: self.record,
             number,
             retry,
             run_id: self.run.id(),
             fencing_token: claim.as_ref().map(|c| c.fencing_token),
             before: Mutex::new(None),
             after: Mutex::new(None),
-            reverting: self.run.invocation().and_then(|i| i.reverting.clone()),
+            reverting: self
+                .run
+                .invocation()
+                .and_then(|i| i.reverting.clone().map(Box::new)),
         };
         let policy = &self.spec.policy;
         let backoff = Backoff::with_rng(
@@ -742,16 +748,13 @@ impl Beginning<'_> {
             run: self.run.with_attempt(attempt),
             spec: self.spec,
             claim,
-            key_text: self.key_text.clone(),
-            key_digest: self.key_digest.clone(),
-            record: self.record.clone(),
             number,
             started: now,
             attempt_started: now,
             first_failure_ms: None,
             backoff,
             span,
-            replay_of: self.replay_of(),
+            replay_of,
             outcome: None,
             _result: PhantomData,
         })
@@ -801,7 +804,7 @@ impl Beginning<'_> {
             "skipped",
             ActionError::Skipped {
                 action: self.spec.name.to_owned(),
-                record: self.record.clone(),
+                record: self.record.to_string(),
                 previous_key,
                 acted_at_ms,
             },

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::shared::SharedStr;
+
 /// A value that may be part of an idempotency key or a record template.
 ///
 /// A key must render the same on every machine, in every process, in every release: integers, `bool`,
@@ -119,16 +121,24 @@ impl<T: KeyPart + ?Sized> KeyPart for Rc<T> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RenderedKey {
     /// The template with every part substituted, e.g. `disburse:L-17:3`.
-    pub text: String,
+    pub text: SharedStr,
     /// `sha256(action name ‖ parts)`, hex; parts are length-prefixed so `"a:b"+"c"` and `"a"+"b:c"` differ.
-    pub digest: String,
+    /// Empty for a record (rendered with [`KeyBuilder::record`]): only a key's digest is used.
+    pub digest: SharedStr,
+}
+
+thread_local! {
+    /// The text buffer of the last finished [`KeyBuilder`] of this thread, reused by the next one: a
+    /// rendered key then costs one allocation (its shared text) instead of a growing `String`.
+    static TEXT_BUFFER: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
 }
 
 /// Renders a key template segment by segment; the attribute generates the calls.
 #[doc(hidden)]
 pub struct KeyBuilder {
     text: String,
-    hasher: Sha256,
+    /// `None` for a record: its digest is never used.
+    hasher: Option<Sha256>,
 }
 
 impl KeyBuilder {
@@ -139,17 +149,27 @@ impl KeyBuilder {
         hasher.update((action.len() as u64).to_be_bytes());
         hasher.update(action.as_bytes());
         KeyBuilder {
-            text: String::new(),
-            hasher,
+            text: TEXT_BUFFER.take(),
+            hasher: Some(hasher),
+        }
+    }
+
+    /// Starts a record of `action`: its text only (the digest of a record is never used; it is empty).
+    pub fn record(_action: &str) -> Self {
+        KeyBuilder {
+            text: TEXT_BUFFER.take(),
+            hasher: None,
         }
     }
 
     /// A literal segment of the template.
     pub fn literal(&mut self, s: &str) -> &mut Self {
         self.text.push_str(s);
-        self.hasher.update(b"L");
-        self.hasher.update((s.len() as u64).to_be_bytes());
-        self.hasher.update(s.as_bytes());
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(b"L");
+            hasher.update((s.len() as u64).to_be_bytes());
+            hasher.update(s.as_bytes());
+        }
         self
     }
 
@@ -157,20 +177,29 @@ impl KeyBuilder {
     pub fn part<P: KeyPart + ?Sized>(&mut self, part: &P) -> &mut Self {
         let start = self.text.len();
         part.write_key_part(&mut self.text);
-        let s = &self.text[start..];
-        self.hasher.update(b"P");
-        self.hasher.update((s.len() as u64).to_be_bytes());
-        self.hasher.update(s.as_bytes());
+        if let Some(hasher) = &mut self.hasher {
+            let s = &self.text[start..];
+            hasher.update(b"P");
+            hasher.update((s.len() as u64).to_be_bytes());
+            hasher.update(s.as_bytes());
+        }
         self
     }
 
     /// The rendered text and digest.
     pub fn finish(&mut self) -> RenderedKey {
-        let hasher = std::mem::take(&mut self.hasher);
-        RenderedKey {
-            text: std::mem::take(&mut self.text),
-            digest: hex_lower(&hasher.finalize()),
-        }
+        let digest = match self.hasher.take() {
+            Some(hasher) => SharedStr::from(hex_str(&hasher.finalize().into(), &mut [0; 64])),
+            None => SharedStr::default(),
+        };
+        let mut text = std::mem::take(&mut self.text);
+        let rendered = RenderedKey {
+            text: SharedStr::from(text.as_str()),
+            digest,
+        };
+        text.clear();
+        TEXT_BUFFER.set(text);
+        rendered
     }
 }
 
@@ -180,7 +209,7 @@ pub struct Payload {
     /// `{ "param": value, ... }` with object keys sorted (canonical form).
     pub value: serde_json::Value,
     /// SHA-256 of the canonical serialization of `value`, hex.
-    pub fingerprint: String,
+    pub fingerprint: SharedStr,
 }
 
 /// Collects the payload parameters of a call; the attribute generates the calls.
@@ -215,19 +244,24 @@ impl PayloadBuilder {
 impl Payload {
     /// A payload from a JSON value; the fingerprint is computed over its canonical form.
     pub fn new(value: serde_json::Value) -> Self {
-        let fingerprint = fingerprint(&value);
+        let fingerprint = SharedStr::from(hex_str(&fingerprint_bytes(&value), &mut [0; 64]));
         Payload { value, fingerprint }
     }
 }
 
 /// SHA-256 (hex) of the canonical serialization of a JSON value: object keys sorted, no whitespace.
 pub fn fingerprint(value: &serde_json::Value) -> String {
+    hex_lower(&fingerprint_bytes(value))
+}
+
+/// [`fingerprint`], as bytes.
+fn fingerprint_bytes(value: &serde_json::Value) -> [u8; 32] {
     // serde_json's `Map` is a BTreeMap (the `preserve_order` feature is not enabled), so objects
     // serialize with sorted keys: the same value always gives the same bytes.
     // Serialized straight into the hasher: the same bytes as `to_vec`, without the buffer.
     let mut h = Sha256::new();
     serde_json::to_writer(HashWriter(&mut h), value).expect("a JSON value always serializes");
-    hex_lower(&h.finalize())
+    h.finalize().into()
 }
 
 /// SHA-256 of bytes, hex.
@@ -238,6 +272,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Lowercase hex of `bytes`, as `hex::encode` writes it, in one allocation (digests are hashed and
 /// encoded several times per guarded call).
 pub(crate) fn hex_lower(bytes: &[u8]) -> String {
+    if let Ok(digest) = <&[u8; 32]>::try_from(bytes) {
+        return hex_str(digest, &mut [0; 64]).to_owned();
+    }
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -245,6 +282,16 @@ pub(crate) fn hex_lower(bytes: &[u8]) -> String {
         out.push(DIGITS[usize::from(b & 0x0f)]);
     }
     String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// Lowercase hex of a digest, written into `out` (no allocation).
+pub(crate) fn hex_str<'a>(digest: &[u8; 32], out: &'a mut [u8; 64]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    }
+    std::str::from_utf8(out).expect("hex digits are ASCII")
 }
 
 /// An `io::Write` that feeds a SHA-256 hasher: serialize into it instead of into a buffer.
@@ -287,6 +334,17 @@ mod tests {
     }
 
     #[test]
+    fn a_record_renders_the_text_of_a_key_without_its_digest() {
+        let key = KeyBuilder::new("act").literal("r:").part(&7u32).finish();
+        let record = KeyBuilder::record("act").literal("r:").part(&7u32).finish();
+        assert_eq!(record.text, key.text);
+        assert_eq!(record.digest, "");
+        assert_eq!(key.digest.len(), 64);
+        // The reused text buffer starts empty for the next key.
+        assert_eq!(KeyBuilder::new("act").literal("x").finish().text, "x");
+    }
+
+    #[test]
     fn the_action_name_is_part_of_the_digest() {
         let a = KeyBuilder::new("one").literal("k").finish();
         let b = KeyBuilder::new("two").literal("k").finish();
@@ -298,6 +356,9 @@ mod tests {
         let bytes: Vec<u8> = (0..=255).collect();
         assert_eq!(hex_lower(&bytes), hex::encode(&bytes));
         assert_eq!(hex_lower(&[]), "");
+        let digest: [u8; 32] = std::array::from_fn(|i| (i * 37 + 5) as u8);
+        assert_eq!(hex_lower(&digest), hex::encode(digest));
+        assert_eq!(hex_str(&digest, &mut [0; 64]), hex::encode(digest));
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod postgres;
 mod redacted;
 mod registry;
 mod run;
+mod shared;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod store;
@@ -68,7 +69,7 @@ pub use run::{Attempt, Invocation, Run};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
     KeyState, KeyStatus, QueueEntry, QueueKind, QueueOp, QueueQuery, QueueRef, QueueStatus,
-    QueueUpdate, RunState, Store, StoreError,
+    QueueUpdate, RunState, SharedStr, Store, StoreError,
 };
 
 /// What the expansion of `#[agent_action]` and `#[derive(Classify)]` names. Not public API: it may

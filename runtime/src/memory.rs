@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
     self, Begin, BeginRequest, Claim, Completion, Failure, Millis, QueueEntry, QueueQuery,
-    QueueRef, QueueStatus, QueueUpdate, RunState, Store, StoreError,
+    QueueRef, QueueStatus, QueueUpdate, RunState, SharedStr, Store, StoreError,
 };
 
 /// A store in memory. Cheap to clone: clones share the same state, so a test can keep one handle and
@@ -50,28 +50,65 @@ type Map<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 #[derive(Default)]
 struct State {
     runs: Map<Uuid, RunState>,
-    keys: Map<String, KeyState>,
-    records: Map<String, RecordState>,
+    keys: Map<SharedStr, KeyState>,
+    records: Map<SharedStr, RecordState>,
     /// Last completion per action, then record (nested so a lookup borrows instead of allocating).
-    acted: Map<String, Map<String, Acted>>,
-    /// Highest attempt number logged per key digest.
-    attempts: Map<String, u32>,
+    acted: Map<SharedStr, Map<SharedStr, Acted>>,
+    /// Highest attempt number logged per key digest the store has no key for (yet): a known key
+    /// keeps its own count ([`KeyState::attempts`]), without a map of its own.
+    orphan_attempts: Map<SharedStr, u32>,
     log: Vec<LogEntry>,
     queue: Vec<QueueEntry>,
 }
 
 struct KeyState {
-    fingerprint: String,
+    fingerprint: SharedStr,
     status: KeyStatus,
     /// What the key was last claimed with (for [`Store::key_state`]).
     call: Arc<KeyCall>,
+    /// Highest attempt number logged under the key.
+    attempts: u32,
 }
 
 struct KeyCall {
-    action: String,
-    key_text: String,
-    record: String,
-    payload: serde_json::Value,
+    action: SharedStr,
+    key_text: SharedStr,
+    record: SharedStr,
+    payload: StoredPayload,
+}
+
+/// A key's payload as the store keeps it: as compact JSON text when that reads back as the very same
+/// value (no floats, whose text may not parse back to the same bits), else the value itself. A small
+/// object as text takes a few bytes instead of a B-tree node of several hundred, for every key.
+enum StoredPayload {
+    Text(String),
+    Value(Arc<serde_json::Value>),
+}
+
+impl StoredPayload {
+    fn new(payload: &Arc<serde_json::Value>) -> Self {
+        fn exact_as_text(v: &serde_json::Value) -> bool {
+            match v {
+                serde_json::Value::Number(n) => !n.is_f64(),
+                serde_json::Value::Array(a) => a.iter().all(exact_as_text),
+                serde_json::Value::Object(o) => o.values().all(exact_as_text),
+                _ => true,
+            }
+        }
+        match serde_json::to_string(&**payload) {
+            Ok(text) if exact_as_text(payload) => StoredPayload::Text(text),
+            _ => StoredPayload::Value(payload.clone()),
+        }
+    }
+
+    fn value(&self) -> serde_json::Value {
+        match self {
+            StoredPayload::Text(text) => {
+                serde_json::from_str(text).expect("the store wrote this JSON itself")
+            }
+            StoredPayload::Value(v) => (**v).clone(),
+        }
+    }
 }
 
 enum KeyStatus {
@@ -91,8 +128,8 @@ enum KeyStatus {
 }
 
 struct Acted {
-    key_text: String,
-    key_digest: String,
+    key_text: SharedStr,
+    key_digest: SharedStr,
     at_ms: Millis,
 }
 
@@ -103,8 +140,8 @@ struct RecordState {
 }
 
 struct RecordLease {
-    key_digest: String,
-    key_text: String,
+    key_digest: SharedStr,
+    key_text: SharedStr,
     claim_id: Uuid,
     until_ms: Millis,
 }
@@ -177,14 +214,14 @@ impl MemoryStore {
 impl State {
     fn append(&mut self, entry: NewLogEntry) -> LogEntry {
         if entry.attempt > 0 {
-            // Look up before inserting: only a key's first attempt pays for a copy of its digest.
-            match self.attempts.get_mut(&entry.key_digest) {
-                Some(max) => *max = (*max).max(entry.attempt),
-                None => {
-                    self.attempts
-                        .insert(entry.key_digest.clone(), entry.attempt);
-                }
-            }
+            let max = match self.keys.get_mut(&entry.key_digest) {
+                Some(k) => &mut k.attempts,
+                None => self
+                    .orphan_attempts
+                    .entry(entry.key_digest.clone())
+                    .or_default(),
+            };
+            *max = (*max).max(entry.attempt);
         }
         let e = LogEntry::chain(self.log.last(), entry);
         self.log.push(e.clone());
@@ -240,10 +277,13 @@ impl Store for MemoryStore {
         }
 
         let mut takeover = false;
+        // Attempts logged under the key so far (carried over when the key is claimed again).
+        let mut attempts = None;
         if let Some(k) = s.keys.get(&req.key_digest) {
+            attempts = Some(k.attempts);
             if k.fingerprint != req.fingerprint {
                 return Ok(Begin::KeyReused {
-                    stored_fingerprint: k.fingerprint.clone(),
+                    stored_fingerprint: k.fingerprint.to_string(),
                 });
             }
             if let KeyStatus::Completed { result, at_ms } = &k.status {
@@ -274,7 +314,7 @@ impl Store for MemoryStore {
             && now < lease.until_ms
         {
             return Ok(Begin::RecordBusy {
-                holder_key: lease.key_text.clone(),
+                holder_key: lease.key_text.to_string(),
                 lease_until_ms: lease.until_ms,
             });
         }
@@ -285,17 +325,18 @@ impl Store for MemoryStore {
             && now - acted.at_ms < window
         {
             return Ok(Begin::Skipped {
-                previous_key: acted.key_text.clone(),
+                previous_key: acted.key_text.to_string(),
                 acted_at_ms: acted.at_ms,
             });
         }
 
         let until_ms = now.saturating_add(req.lease_ms);
-        let previous_attempts = if takeover {
-            s.attempts.get(&req.key_digest).copied().unwrap_or(0)
-        } else {
-            0
+        let attempts = match attempts {
+            Some(n) => n,
+            None if s.orphan_attempts.is_empty() => 0,
+            None => s.orphan_attempts.remove(&req.key_digest).unwrap_or(0),
         };
+        let previous_attempts = if takeover { attempts } else { 0 };
         let record = s.records.entry(req.record.clone()).or_default();
         record.highest_token += 1;
         let fencing_token = record.highest_token;
@@ -317,8 +358,9 @@ impl Store for MemoryStore {
                     action: req.action.clone(),
                     key_text: req.key_text.clone(),
                     record: req.record.clone(),
-                    payload: req.payload.clone(),
+                    payload: StoredPayload::new(&req.payload),
                 }),
+                attempts,
             },
         );
         Ok(Begin::Claimed(Claim {
@@ -337,11 +379,7 @@ impl Store for MemoryStore {
                 at_ms: c.now_ms,
             };
         }
-        // The action's map exists after its first completion: look it up before copying the name.
-        if !s.acted.contains_key(&c.action) {
-            s.acted.insert(c.action.clone(), Map::default());
-        }
-        let acted = s.acted.get_mut(&c.action).expect("inserted above");
+        let acted = s.acted.entry(c.action.clone()).or_default();
         acted.insert(
             c.record.clone(),
             Acted {
@@ -501,11 +539,11 @@ impl Store for MemoryStore {
                 KeyStatus::Released => (store::KeyStatus::Released, None, None),
             };
             store::KeyState {
-                action: k.call.action.clone(),
-                key_text: k.call.key_text.clone(),
-                record: k.call.record.clone(),
-                fingerprint: k.fingerprint.clone(),
-                payload: k.call.payload.clone(),
+                action: k.call.action.to_string(),
+                key_text: k.call.key_text.to_string(),
+                record: k.call.record.to_string(),
+                fingerprint: k.fingerprint.to_string(),
+                payload: k.call.payload.value(),
                 status,
                 result,
                 queue_entry,
@@ -526,10 +564,10 @@ mod tests {
             run_id: Uuid::nil(),
             action: "act".into(),
             key_text: key.into(),
-            key_digest: format!("digest-{key}"),
+            key_digest: format!("digest-{key}").into(),
             record: record.into(),
             fingerprint: "fp".into(),
-            payload: serde_json::json!({}),
+            payload: serde_json::json!({}).into(),
             claim_id: Uuid::now_v7(),
             now_ms,
             lease_ms: 1_000,
@@ -581,11 +619,11 @@ mod tests {
                 kind: QueueKind::Owner,
                 name: "ops".into(),
                 run_id: req.run_id,
-                action: req.action.clone(),
-                key_text: req.key_text.clone(),
-                key_digest: req.key_digest.clone(),
-                record: req.record.clone(),
-                payload: req.payload.clone(),
+                action: req.action.to_string(),
+                key_text: req.key_text.to_string(),
+                key_digest: req.key_digest.to_string(),
+                record: req.record.to_string(),
+                payload: (*req.payload).clone(),
                 failure_kind: FailureKind::Validation,
                 message: "bad".into(),
                 attempts: 1,
@@ -603,6 +641,19 @@ mod tests {
             Begin::Claimed(c) => c,
             other => panic!("expected a claim, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_payload_is_kept_as_text_only_when_it_reads_back_the_same() {
+        let exact =
+            serde_json::json!({"id": 7, "n": -3, "big": u64::MAX, "s": "x\"é", "l": [null, true]});
+        let stored = StoredPayload::new(&Arc::new(exact.clone()));
+        assert!(matches!(stored, StoredPayload::Text(_)));
+        assert_eq!(stored.value(), exact);
+        let float = serde_json::json!({"amount": 0.1, "nested": [{"x": 1e300}]});
+        let stored = StoredPayload::new(&Arc::new(float.clone()));
+        assert!(matches!(stored, StoredPayload::Value(_)));
+        assert_eq!(stored.value(), float);
     }
 
     #[tokio::test]

@@ -86,10 +86,10 @@ fn operator_entry(e: &QueueEntry, run_id: Uuid, now_ms: Millis, message: String)
     NewLogEntry {
         at_ms: now_ms,
         run_id,
-        action: e.action.clone(),
-        record: e.record.clone(),
-        key_text: e.key_text.clone(),
-        key_digest: e.key_digest.clone(),
+        action: e.action.as_str().into(),
+        record: e.record.as_str().into(),
+        key_text: e.key_text.as_str().into(),
+        key_digest: e.key_digest.as_str().into(),
         attempt: 0,
         retry: false,
         outcome: Outcome::Operator,
@@ -286,15 +286,15 @@ pub async fn blast_radius(store: &dyn Store, query: &LogQuery) -> Result<BlastRa
     };
     let mut latest: BTreeMap<(String, String), LogEntry> = BTreeMap::new();
     for e in store.log(&query).await? {
-        latest.insert((e.entry.record.clone(), e.entry.action.clone()), e);
+        latest.insert((e.entry.record.to_string(), e.entry.action.to_string()), e);
     }
     let mut records: Vec<AffectedRecord> = latest
         .into_values()
         .map(|e| AffectedRecord {
-            record: e.entry.record.clone(),
-            action: e.entry.action.clone(),
-            key_text: e.entry.key_text.clone(),
-            key_digest: e.entry.key_digest.clone(),
+            record: e.entry.record.to_string(),
+            action: e.entry.action.to_string(),
+            key_text: e.entry.key_text.to_string(),
+            key_digest: e.entry.key_digest.to_string(),
             seq: e.seq,
             run_id: e.entry.run_id,
             at_ms: e.entry.at_ms,
@@ -475,10 +475,10 @@ pub async fn revert(
             .append_log(&NewLogEntry {
                 at_ms: now(agent),
                 run_id: run.id(),
-                action: first.action.clone(),
-                record: String::new(),
-                key_text: String::new(),
-                key_digest: String::new(),
+                action: first.action.as_str().into(),
+                record: Default::default(),
+                key_text: Default::default(),
+                key_digest: Default::default(),
                 attempt: 0,
                 retry: false,
                 outcome: Outcome::Operator,

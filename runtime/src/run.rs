@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::agent::Agent;
 use crate::alert::HaltAlert;
 use crate::log::LogEntry;
+use crate::shared::SharedStr;
 use crate::store::{RunState, StoreError};
 
 /// One run of an agent: the first argument of every guarded action (`disburse(&run, &instr).await`).
@@ -144,9 +145,9 @@ impl Run {
 #[derive(Debug)]
 pub struct Attempt {
     pub(crate) action: &'static str,
-    pub(crate) key: String,
-    pub(crate) key_digest: String,
-    pub(crate) record: String,
+    pub(crate) key: SharedStr,
+    pub(crate) key_digest: SharedStr,
+    pub(crate) record: SharedStr,
     pub(crate) number: u32,
     pub(crate) retry: bool,
     pub(crate) run_id: Uuid,
@@ -154,7 +155,8 @@ pub struct Attempt {
     pub(crate) before: Mutex<Option<serde_json::Value>>,
     pub(crate) after: Mutex<Option<serde_json::Value>>,
     /// The entry a compensating action reverses (revert), if any.
-    pub(crate) reverting: Option<LogEntry>,
+    /// Boxed: most attempts revert nothing, and the attempt is built on every guarded call.
+    pub(crate) reverting: Option<Box<LogEntry>>,
 }
 
 impl Attempt {
@@ -205,7 +207,7 @@ impl Attempt {
     /// that finds the record's current state differs from `after` should return a conflict error
     /// rather than overwrite a later change (the call then goes to the expert queue).
     pub fn reverting(&self) -> Option<&LogEntry> {
-        self.reverting.as_ref()
+        self.reverting.as_deref()
     }
 
     /// Captures the state of the record before the write, for the action log (and revert).

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::policy::FailureKind;
+pub use crate::shared::SharedStr;
 
 /// Unix time in milliseconds.
 pub type Millis = i64;
@@ -23,17 +24,18 @@ pub struct BeginRequest {
     /// The run making the call.
     pub run_id: Uuid,
     /// The action name.
-    pub action: String,
+    pub action: SharedStr,
     /// The readable rendered key.
-    pub key_text: String,
+    pub key_text: SharedStr,
     /// The key's digest (`sha256(action ‖ parts)`): the identity of the claim.
-    pub key_digest: String,
+    pub key_digest: SharedStr,
     /// The rendered record: unit of dedup, serialization (record lease) and blast radius.
-    pub record: String,
+    pub record: SharedStr,
     /// SHA-256 of the canonical payload.
-    pub fingerprint: String,
-    /// The payload, stored with the claim so a queue entry can be replayed.
-    pub payload: serde_json::Value,
+    pub fingerprint: SharedStr,
+    /// The payload, stored with the claim so a queue entry can be replayed. Shared: the store keeps
+    /// it without copying.
+    pub payload: std::sync::Arc<serde_json::Value>,
     /// Identifies this claim attempt (fresh per `begin`), so `complete`/`fail` of a claim that was taken
     /// over are rejected.
     pub claim_id: Uuid,
@@ -112,13 +114,13 @@ pub struct Claim {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     /// The key's digest.
-    pub key_digest: String,
+    pub key_digest: SharedStr,
     /// The claim being completed (`BeginRequest::claim_id`).
     pub claim_id: Uuid,
     /// The action name (dedup window is per record and action).
-    pub action: String,
+    pub action: SharedStr,
     /// The record.
-    pub record: String,
+    pub record: SharedStr,
     /// The result, stored for idempotent replay.
     pub result: serde_json::Value,
     /// The final log entry, appended in the same transaction.
@@ -134,7 +136,7 @@ pub struct Completion {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
     /// The key's digest.
-    pub key_digest: String,
+    pub key_digest: SharedStr,
     /// The claim ending (`BeginRequest::claim_id`).
     pub claim_id: Uuid,
     /// The queue entry to create, if the failure goes to a queue. With `Some`, the key becomes

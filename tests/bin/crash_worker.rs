@@ -317,7 +317,7 @@ async fn work() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .into_iter()
-        .map(|e| e.entry.key_text)
+        .map(|e| e.entry.key_text.to_string())
         .collect();
     let (replays, fresh): (Vec<u32>, Vec<u32>) =
         (0..args.instructions).partition(|i| completed.contains(&format!("pay:{i}")));

@@ -58,12 +58,12 @@ struct Worker {
 fn request(w: &Worker, key: &str, record: &str, now_ms: Millis, lease_ms: Millis) -> BeginRequest {
     BeginRequest {
         run_id: w.run,
-        action: "ship".to_owned(),
-        key_text: key.to_owned(),
-        key_digest: format!("digest:{key}"),
-        record: record.to_owned(),
-        fingerprint: "fp".to_owned(),
-        payload: serde_json::json!({ "key": key }),
+        action: "ship".to_owned().into(),
+        key_text: key.to_owned().into(),
+        key_digest: format!("digest:{key}").into(),
+        record: record.to_owned().into(),
+        fingerprint: "fp".to_owned().into(),
+        payload: std::sync::Arc::new(serde_json::json!({ "key": key })),
         claim_id: Uuid::now_v7(),
         now_ms,
         lease_ms,

@@ -496,7 +496,7 @@ pub(crate) fn complete(
     if changed == 0 {
         held(at, s, &d.key_digest, d.claim_id, &d.entry.key_text)?;
         return Err(StoreError::ClaimLost {
-            key: d.entry.key_text.clone(),
+            key: d.entry.key_text.to_string(),
         });
     }
     let key_text = if d.entry.key_digest == d.key_digest {
@@ -935,8 +935,8 @@ pub(crate) fn log(
         out.push(LogEntry {
             seq: seq as u64,
             entry: from_json(at, "log entry", &entry)?,
-            prev_hash,
-            hash,
+            prev_hash: prev_hash.into(),
+            hash: hash.into(),
         });
     }
     Ok(out)
