@@ -5,8 +5,9 @@
 //! not met, rustc reports the marker trait's message (the unmet bound has the same self type as the
 //! marker), so the user reads the rule rather than a bare `Serialize` error.
 //!
-//! The expansion calls [`begin`], [`call_run`] and [`settle`] rather than the methods of
-//! [`Call`] directly: each is a free function whose bounds are written out here, and the expansion
+//! The expansion calls [`begin`] (which begins the call, then settles each attempt) and [`call_run`]
+//! rather than the methods of [`Call`] directly: each is a free function whose bounds are written
+//! out here, and the expansion
 //! passes the user's own `T` and `E` tokens as explicit type arguments. An unmet bound is therefore
 //! reported on the user's type, once (rustc merges identical errors at one span), instead of once per
 //! use of the call as "method exists but its trait bounds were not satisfied". Their bounds must
@@ -116,28 +117,100 @@ pub fn invoke_field<T: ReplayablePayload + ?Sized>(
     })
 }
 
-/// [`Call::begin`], with the action's bounds.
+/// One guarded call as the expansion drives it: built without awaiting, then advanced by [`begin`]
+/// until it answers. The expansion's own state machine then holds one runtime future type and awaits
+/// twice per attempt (this call, the body), whatever the action: the work of beginning and settling is
+/// compiled once per `(T, E)`, not once per action.
+pub struct Guard<'r, T, E> {
+    state: GuardState<'r, T, E>,
+}
+
+// Built once per call and kept in the action's future: boxing the call would only add an allocation to
+// every guarded call.
+#[allow(clippy::large_enum_variant)]
+enum GuardState<'r, T, E> {
+    /// Not begun: the inputs of [`Call::begin`].
+    Start {
+        run: &'r Run,
+        spec: &'static ActionSpec,
+        key: Option<RenderedKey>,
+        record: Option<RenderedKey>,
+        payload: PayloadResult,
+    },
+    /// Begun: the body runs, [`Call::settle`] takes each attempt's result.
+    Acting(Call<T, E>),
+    /// Answered (or between states).
+    Over,
+}
+
+impl<'r, T, E> Guard<'r, T, E> {
+    /// A call of the action `spec`, not begun. Carries no bound: [`begin`] does, and it is the first
+    /// call the expansion makes with `T` and `E`.
+    pub fn new(
+        run: &'r Run,
+        spec: &'static ActionSpec,
+        key: Option<RenderedKey>,
+        record: Option<RenderedKey>,
+        payload: PayloadResult,
+    ) -> Self {
+        Guard {
+            state: GuardState::Start {
+                run,
+                spec,
+                key,
+                record,
+                payload,
+            },
+        }
+    }
+}
+
+/// [`Call::begin`] when `outcome` is `None` (the first time), else [`Call::settle`] of the attempt's
+/// `outcome`, with the action's bounds. `Some` ends the call; `None` asks for an attempt (after the
+/// backoff delay, already slept, for a retry).
 pub async fn begin<T: ActionResult, E: Classify + ErrorMessage>(
-    run: &Run,
-    spec: &'static ActionSpec,
-    key: Option<RenderedKey>,
-    record: Option<RenderedKey>,
-    payload: PayloadResult,
-) -> Begun<T, E> {
-    Call::begin(run, spec, key, record, payload).await
-}
-
-/// [`Call::run`], with the action's bounds.
-pub fn call_run<T: ActionResult, E: Classify + ErrorMessage>(call: &Call<T, E>) -> &Run {
-    call.run()
-}
-
-/// [`Call::settle`], with the action's bounds.
-pub async fn settle<T: ActionResult, E: Classify + ErrorMessage>(
-    call: &mut Call<T, E>,
-    outcome: Result<T, E>,
+    guard: &mut Guard<'_, T, E>,
+    outcome: Option<Result<T, E>>,
 ) -> Option<Result<T, ActionError<E>>> {
-    call.settle(outcome).await
+    match (
+        std::mem::replace(&mut guard.state, GuardState::Over),
+        outcome,
+    ) {
+        (
+            GuardState::Start {
+                run,
+                spec,
+                key,
+                record,
+                payload,
+            },
+            None,
+        ) => match Call::begin(run, spec, key, record, payload).await {
+            Begun::Act(call) => {
+                guard.state = GuardState::Acting(call);
+                None
+            }
+            Begun::Done(result) => Some(result),
+        },
+        (GuardState::Acting(mut call), Some(outcome)) => {
+            let result = call.settle(outcome).await;
+            if result.is_none() {
+                guard.state = GuardState::Acting(call);
+            }
+            result
+        }
+        _ => unreachable!("the expansion begins a guarded call once, then settles each attempt"),
+    }
+}
+
+/// [`Call::run`] of the call in progress, with the action's bounds.
+pub fn call_run<'g, T: ActionResult, E: Classify + ErrorMessage>(
+    guard: &'g Guard<'_, T, E>,
+) -> &'g Run {
+    match &guard.state {
+        GuardState::Acting(call) => call.run(),
+        _ => unreachable!("an attempt runs only once the call has begun"),
+    }
 }
 
 /// The field a `#[classify(from)]` variant delegates to.
