@@ -14,6 +14,9 @@
 //! cover the bounds of `Call`'s impl.
 
 use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -172,6 +175,13 @@ pub async fn begin<T: ActionResult, E: Classify + ErrorMessage>(
     guard: &mut Guard<'_, T, E>,
     outcome: Option<Result<T, E>>,
 ) -> Option<Result<T, ActionError<E>>> {
+    SendIf::<T, E, _>::new(advance(guard, outcome)).await
+}
+
+async fn advance<T: ActionResult, E: Classify + ErrorMessage>(
+    guard: &mut Guard<'_, T, E>,
+    outcome: Option<Result<T, E>>,
+) -> Option<Result<T, ActionError<E>>> {
     match (
         std::mem::replace(&mut guard.state, GuardState::Over),
         outcome,
@@ -200,6 +210,45 @@ pub async fn begin<T: ActionResult, E: Classify + ErrorMessage>(
             result
         }
         _ => unreachable!("the expansion begins a guarded call once, then settles each attempt"),
+    }
+}
+
+/// The future of [`advance`], `Send` when `T` and `E` are: rustc then proves the action's future
+/// `Send` without walking every future the guarded call awaits (the store's, the log's, ...) once per
+/// action. [`_advance_is_send_if_t_and_e_are`] checks, once, that this is true.
+struct SendIf<T, E, F> {
+    future: F,
+    _types: std::marker::PhantomData<fn() -> (T, E)>,
+}
+
+impl<T, E, F> SendIf<T, E, F> {
+    fn new(future: F) -> Self {
+        SendIf {
+            future,
+            _types: std::marker::PhantomData,
+        }
+    }
+}
+
+// SAFETY: `F` is only ever `advance::<T, E>`'s future, which is `Send` when `T` and `E` are:
+// `_advance_is_send_if_t_and_e_are` fails to compile otherwise.
+unsafe impl<T: Send, E: Send, F> Send for SendIf<T, E, F> {}
+
+#[allow(dead_code)]
+fn _advance_is_send_if_t_and_e_are<T: ActionResult + Send, E: Classify + ErrorMessage + Send>(
+    guard: &mut Guard<'_, T, E>,
+    outcome: Option<Result<T, E>>,
+) {
+    fn send<X: Send>(_: &X) {}
+    send(&advance(guard, outcome));
+}
+
+impl<T, E, F: Future> Future for SendIf<T, E, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `future` is structurally pinned: never moved out of a pinned `SendIf`.
+        unsafe { self.map_unchecked_mut(|s| &mut s.future) }.poll(cx)
     }
 }
 
