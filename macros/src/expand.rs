@@ -44,7 +44,7 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
         let span = inner.span();
         let p = respan(p.clone(), span);
         quote_spanned! {span=>
-            #p::payload_field(&mut __agent_action_payload, #name, #value)?;
+            #p::payload_field(&mut __agent_action_payload, #name, #value);
         }
     });
     let (invoke_fn, invoke) = match invoke(action, &func, &p) {
@@ -93,17 +93,15 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
             #compensate_check
             let __agent_action_key = #key;
             let __agent_action_record = #record;
-            let __agent_action_payload = (|| -> #p::PayloadResult {
-                let mut __agent_action_payload = #p::PayloadBuilder::new();
-                #(#payload_fields)*
-                #p::Ok(__agent_action_payload.finish())
-            })();
+            #[allow(unused_mut)]
+            let mut __agent_action_payload = #p::PayloadFields::new();
+            #(#payload_fields)*
             let mut __agent_action_call = #p::Guard::new(
                 #run,
                 &__AGENT_ACTION_SPEC,
                 __agent_action_key,
                 __agent_action_record,
-                __agent_action_payload,
+                __agent_action_payload.finish(),
             );
             let mut __agent_action_outcome = #p::None;
             loop {
@@ -209,9 +207,9 @@ fn strip_groups(ty: &Type) -> &Type {
 /// `None` otherwise (methods, generics, `impl Trait`, `&mut` or nested references): such actions are
 /// not invocable by operations.
 ///
-/// It hands two small non-async functions to the runtime's `invoke`, whose state machine is compiled
-/// once per argument tuple: `read` collects the owned arguments (payload fields, deps taken by value)
-/// in parameter order, `call` starts the guarded call with them.
+/// It reads the owned arguments (payload fields, deps taken by value; deps taken by reference are
+/// looked up), in parameter order, and hands them with `call`, which starts the guarded call, to the
+/// runtime's `invoke`, whose state machine is compiled once per argument tuple.
 fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream> {
     let sig = &func.sig;
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
@@ -219,7 +217,7 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
     }
     let fn_ident = &sig.ident;
     let name = &action.name;
-    // `read`: one statement per parameter, in order; the owned arguments it returns.
+    // One statement per parameter, in order; the owned arguments they read.
     let mut reads = Vec::new();
     let mut owned = Vec::new();
     // `call`: the deps taken by reference, and the arguments of the call.
@@ -262,8 +260,9 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
             let span = inner.span();
             let ps = respan(p.clone(), span);
             let read = quote_spanned! {span=>
-                #ps::invoke_field::<#inner>(#name, __agent_action_stored, #field)?
+                #ps::invoke_field::<#inner>(#name, &__agent_action_stored, #field)
             };
+            let read = try_read(read, p);
             if by_ref {
                 reads.push(quote!(let #local = #read;));
                 args.push(quote!(&**#local));
@@ -275,17 +274,21 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
         } else if by_ref {
             // Looked up in order with the rest (the first missing argument is the one reported), and
             // borrowed from the invoked run's agent (the same agent) by `call`.
-            reads.push(quote! {
-                #p::invoke_dep::<#inner>(__agent_action_run, #name)?;
-            });
+            let read = try_read(
+                quote!(#p::invoke_dep::<#inner>(__agent_action_run, #name)),
+                p,
+            );
+            reads.push(quote!(#read;));
             lets.push(quote! {
                 let #local: &#inner = #p::invoke_dep::<#inner>(__agent_action_invoked, #name)?;
             });
             args.push(quote!(#local));
         } else {
-            reads.push(quote! {
-                let #local = #p::Some(#p::invoke_dep_owned::<#inner>(__agent_action_run, #name)?);
-            });
+            let read = try_read(
+                quote!(#p::invoke_dep_owned::<#inner>(__agent_action_run, #name)),
+                p,
+            );
+            reads.push(quote!(let #local = #p::Some(#read);));
             args.push(quote!(#p::invoke_take(#local)));
             owned.push(local);
         }
@@ -296,14 +299,11 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
             __agent_action_stored: #p::Value,
         ) -> #p::Pin<#p::Box<dyn #p::Future<Output = #p::Result<#p::Value, #p::InvokeError>>
             + ::core::marker::Send + '__agent_action_a>> {
+            #(#reads)*
             #p::invoke(
                 __agent_action_run,
-                __agent_action_stored,
                 #name,
-                |__agent_action_run, __agent_action_stored| {
-                    #(#reads)*
-                    #p::Ok((#(#owned,)*))
-                },
+                (#(#owned,)*),
                 |__agent_action_invoked, __agent_action_args| {
                     let (#(#owned,)*) = __agent_action_args;
                     #(#lets)*
@@ -312,6 +312,16 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
             )
         }
     })
+}
+
+/// `expr` (a `Result<_, InvokeError>`) unwrapped, or the invocation answers its error.
+fn try_read(expr: TokenStream, p: &TokenStream) -> TokenStream {
+    quote! {
+        match #expr {
+            #p::Ok(__agent_action_value) => __agent_action_value,
+            #p::Err(__agent_action_error) => return #p::invoke_failed(__agent_action_error),
+        }
+    }
 }
 
 /// Whether `ty` mentions `impl Trait` (an anonymous generic) or a type that cannot be named here.

@@ -100,26 +100,33 @@ pub fn invoke_dep_owned<T: Any + Send + Sync + Clone>(
 #[doc(hidden)]
 pub type BoxedCall<'a, R> = Pin<Box<dyn Future<Output = R> + Send + 'a>>;
 
-/// The body of every [`InvokeFn`], compiled once per argument tuple `A` rather than once per action:
-/// `read` takes the arguments from the stored payload and the agent's resources (in parameter order,
-/// so the first one missing is the one reported), `call` starts the guarded call with them on `run`
-/// given a fresh place for its outcome, and the outcome the guarded call recorded is answered.
+/// The state machine of every [`InvokeFn`], compiled once per argument tuple `A` rather than once per
+/// action: the generated function reads the arguments from the stored payload and the agent's
+/// resources (in parameter order, so the first one missing is the one reported), then `call` starts
+/// the guarded call with them on `run` given a fresh place for its outcome, and the outcome the
+/// guarded call recorded is answered.
 #[doc(hidden)]
 pub fn invoke<'a, A: Send + 'a, R: 'a>(
     run: &'a Run,
-    stored: serde_json::Value,
     action: &'static str,
-    read: fn(&Run, &serde_json::Value) -> Result<A, InvokeError>,
+    mut args: A,
     call: for<'x> fn(&'x Run, &'x mut A) -> Result<BoxedCall<'x, R>, InvokeError>,
 ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, InvokeError>> + Send + 'a>> {
     Box::pin(async move {
-        let mut args = read(run, &stored)?;
         let invoked = invoke_run(run);
         // The guarded call records its outcome serialized: no bound on `T` or `E` here, so an unmet
         // one is reported once, by the guarded call.
         let _ = call(&invoked, &mut args)?.await;
         invoke_outcome(&invoked, action)
     })
+}
+
+/// What an [`InvokeFn`] answers when an argument cannot be read.
+#[doc(hidden)]
+pub fn invoke_failed<'a>(
+    error: InvokeError,
+) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, InvokeError>> + Send + 'a>> {
+    Box::pin(std::future::ready(Err(error)))
 }
 
 /// A parameter taken by value, moved out of the arguments `read` collected (`call` runs once).
