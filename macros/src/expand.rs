@@ -50,7 +50,7 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
         let span = inner.span();
         let p = respan(p.clone(), span);
         quote_spanned! {span=>
-            #p::payload_field(&mut __agent_action_payload, #name, #value)?;
+            #p::payload_field(&mut __agent_action_payload, #name, #value);
         }
     });
     let (invoke_fn, invoke) = match invoke(action, &func, &p) {
@@ -80,29 +80,14 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
             call
         }
     };
-    let begin_call = bounded(
+    // One bounded call advances the guarded call (begins it, then settles each attempt): the state
+    // machine generated for the action holds one runtime future and awaits it and the body only.
+    let begin = bounded(
         "begin",
-        quote!(
-            #run,
-            &__AGENT_ACTION_SPEC,
-            __agent_action_key,
-            __agent_action_record,
-            __agent_action_payload,
-        ),
-        true,
-    );
-    let begin = quote_spanned! {at=>
-        let mut __agent_action_call = match #begin_call {
-            #p_at::Begun::Act(__agent_action_call) => __agent_action_call,
-            #p_at::Begun::Done(__agent_action_result) => return __agent_action_result,
-        };
-    };
-    let call_run = bounded("call_run", quote!(&__agent_action_call), false);
-    let settle = bounded(
-        "settle",
         quote!(&mut __agent_action_call, __agent_action_outcome),
         true,
     );
+    let call_run = bounded("call_run", quote!(&__agent_action_call), false);
 
     let spec = spec(action, &p, invoke);
     let block = &func.block;
@@ -114,21 +99,26 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
             #compensate_check
             let __agent_action_key = #key;
             let __agent_action_record = #record;
-            let __agent_action_payload = (|| -> #p::PayloadResult {
-                let mut __agent_action_payload = #p::PayloadBuilder::new();
-                #(#payload_fields)*
-                #p::Ok(__agent_action_payload.finish())
-            })();
-            #begin
+            #[allow(unused_mut)]
+            let mut __agent_action_payload = #p::PayloadFields::new();
+            #(#payload_fields)*
+            let mut __agent_action_call = #p::Guard::new(
+                #run,
+                &__AGENT_ACTION_SPEC,
+                __agent_action_key,
+                __agent_action_record,
+                __agent_action_payload.finish(),
+            );
+            let mut __agent_action_outcome = #p::None;
             loop {
-                let __agent_action_outcome = {
+                if let #p::Some(__agent_action_result) = #begin {
+                    return __agent_action_result;
+                }
+                __agent_action_outcome = #p::Some({
                     #[allow(unused_variables)]
                     let #run: &#p::Run = #call_run;
                     #p::attempt::<#ok, #err, _>(async #block).await
-                };
-                if let #p::Some(__agent_action_result) = #settle {
-                    return __agent_action_result;
-                }
+                });
             }
         }
     };
@@ -222,6 +212,10 @@ fn strip_groups(ty: &Type) -> &Type {
 /// functions whose parameters are the run, payloads by value or `&T`, and deps by value or `&T`;
 /// `None` otherwise (methods, generics, `impl Trait`, `&mut` or nested references): such actions are
 /// not invocable by operations.
+///
+/// It reads the owned arguments (payload fields, deps taken by value; deps taken by reference are
+/// looked up), in parameter order, and hands them with `call`, which starts the guarded call, to the
+/// runtime's `invoke`, whose state machine is compiled once per argument tuple.
 fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream> {
     let sig = &func.sig;
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
@@ -229,6 +223,10 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
     }
     let fn_ident = &sig.ident;
     let name = &action.name;
+    // One statement per parameter, in order; the owned arguments they read.
+    let mut reads = Vec::new();
+    let mut owned = Vec::new();
+    // `call`: the deps taken by reference, and the arguments of the call.
     let mut lets = Vec::new();
     let mut args = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate() {
@@ -259,7 +257,7 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
             return None;
         }
         if *ident == action.run {
-            args.push(quote!(&__agent_action_invoked));
+            args.push(quote!(__agent_action_invoked));
             continue;
         }
         let field = ident.to_string();
@@ -267,24 +265,38 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
             // Spanned on the type, like the payload bound, so an unmet bound is reported once.
             let span = inner.span();
             let ps = respan(p.clone(), span);
-            lets.push(quote_spanned! {span=>
-                let #local = #ps::invoke_field::<#inner>(#name, &__agent_action_stored, #field)?;
-            });
+            let read = quote_spanned! {span=>
+                #ps::invoke_field::<#inner>(#name, &__agent_action_stored, #field)
+            };
+            let read = try_read(read, p);
             if by_ref {
-                args.push(quote!(&*#local));
+                reads.push(quote!(let #local = #read;));
+                args.push(quote!(&**#local));
             } else {
-                args.push(quote!(*#local));
+                reads.push(quote!(let #local = #p::Some(*#read);));
+                args.push(quote!(#p::invoke_take(#local)));
             }
+            owned.push(local);
         } else if by_ref {
+            // Looked up in order with the rest (the first missing argument is the one reported), and
+            // borrowed from the invoked run's agent (the same agent) by `call`.
+            let read = try_read(
+                quote!(#p::invoke_dep::<#inner>(__agent_action_run, #name)),
+                p,
+            );
+            reads.push(quote!(#read;));
             lets.push(quote! {
-                let #local: &#inner = #p::invoke_dep::<#inner>(__agent_action_run, #name)?;
+                let #local: &#inner = #p::invoke_dep::<#inner>(__agent_action_invoked, #name)?;
             });
             args.push(quote!(#local));
         } else {
-            lets.push(quote! {
-                let #local: #inner = #p::invoke_dep_owned::<#inner>(__agent_action_run, #name)?;
-            });
-            args.push(quote!(#local));
+            let read = try_read(
+                quote!(#p::invoke_dep_owned::<#inner>(__agent_action_run, #name)),
+                p,
+            );
+            reads.push(quote!(let #local = #p::Some(#read);));
+            args.push(quote!(#p::invoke_take(#local)));
+            owned.push(local);
         }
     }
     Some(quote! {
@@ -293,16 +305,29 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
             __agent_action_stored: #p::Value,
         ) -> #p::Pin<#p::Box<dyn #p::Future<Output = #p::Result<#p::Value, #p::InvokeError>>
             + ::core::marker::Send + '__agent_action_a>> {
-            #p::Box::pin(async move {
-                #(#lets)*
-                let __agent_action_invoked = #p::invoke_run(__agent_action_run);
-                // The guarded call records its outcome serialized: no bound on `T` or `E` here, so an
-                // unmet one is reported once, by the guarded call.
-                let _ = #fn_ident(#(#args),*).await;
-                #p::invoke_outcome(&__agent_action_invoked, #name)
-            })
+            #(#reads)*
+            #p::invoke(
+                __agent_action_run,
+                #name,
+                (#(#owned,)*),
+                |__agent_action_invoked, __agent_action_args| {
+                    let (#(#owned,)*) = __agent_action_args;
+                    #(#lets)*
+                    #p::Ok(#p::Box::pin(#fn_ident(#(#args),*)))
+                },
+            )
         }
     })
+}
+
+/// `expr` (a `Result<_, InvokeError>`) unwrapped, or the invocation answers its error.
+fn try_read(expr: TokenStream, p: &TokenStream) -> TokenStream {
+    quote! {
+        match #expr {
+            #p::Ok(__agent_action_value) => __agent_action_value,
+            #p::Err(__agent_action_error) => return #p::invoke_failed(__agent_action_error),
+        }
+    }
 }
 
 /// Whether `ty` mentions `impl Trait` (an anonymous generic) or a type that cannot be named here.

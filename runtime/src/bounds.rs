@@ -5,14 +5,18 @@
 //! not met, rustc reports the marker trait's message (the unmet bound has the same self type as the
 //! marker), so the user reads the rule rather than a bare `Serialize` error.
 //!
-//! The expansion calls [`begin`], [`call_run`] and [`settle`] rather than the methods of
-//! [`Call`] directly: each is a free function whose bounds are written out here, and the expansion
+//! The expansion calls [`begin`] (which begins the call, then settles each attempt) and [`call_run`]
+//! rather than the methods of [`Call`] directly: each is a free function whose bounds are written
+//! out here, and the expansion
 //! passes the user's own `T` and `E` tokens as explicit type arguments. An unmet bound is therefore
 //! reported on the user's type, once (rustc merges identical errors at one span), instead of once per
 //! use of the call as "method exists but its trait bounds were not satisfied". Their bounds must
 //! cover the bounds of `Call`'s impl.
 
 use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -88,18 +92,46 @@ pub trait ErrorMessage: Display {}
 
 impl<E: Display + ?Sized> ErrorMessage for E {}
 
-/// What the generated payload closure returns.
+/// The payload of a call as the guarded call takes it: the payload, or why it did not serialize.
 pub type PayloadResult = Result<Payload, serde_json::Error>;
+
+/// Collects the payload parameters of a call: the expansion adds each with [`payload_field`], in
+/// order, then calls [`PayloadFields::finish`]. The first field that does not serialize is the
+/// error; the fields after it are not serialized. (Statements rather than a closure with `?`: one
+/// function less to compile per action.)
+#[derive(Default)]
+pub struct PayloadFields {
+    builder: PayloadBuilder,
+    error: Option<serde_json::Error>,
+}
+
+impl PayloadFields {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The payload, or the first field's serialization error.
+    pub fn finish(mut self) -> PayloadResult {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.builder.finish()),
+        }
+    }
+}
 
 /// Adds one payload parameter; the bound is checked here, on the parameter's own type. (That it also
 /// deserializes is checked where replay needs it: in the generated invocation, see
 /// [`invoke_field`].)
 pub fn payload_field<T: PayloadParam + ?Sized>(
-    builder: &mut PayloadBuilder,
+    payload_fields: &mut PayloadFields,
     name: &str,
     value: &T,
-) -> Result<(), serde_json::Error> {
-    builder.field(name, value).map(|_| ())
+) {
+    if payload_fields.error.is_none() {
+        if let Err(e) = payload_fields.builder.field(name, value) {
+            payload_fields.error = Some(e);
+        }
+    }
 }
 
 /// Reads payload field `field` back (replay, revert; a missing field reads as `null`).
@@ -116,28 +148,146 @@ pub fn invoke_field<T: ReplayablePayload + ?Sized>(
     })
 }
 
-/// [`Call::begin`], with the action's bounds.
+/// One guarded call as the expansion drives it: built without awaiting, then advanced by [`begin`]
+/// until it answers. The expansion's own state machine then holds one runtime future type and awaits
+/// twice per attempt (this call, the body), whatever the action: the work of beginning and settling is
+/// compiled once per `(T, E)`, not once per action.
+pub struct Guard<'r, T, E> {
+    state: GuardState<'r, T, E>,
+}
+
+// Built once per call and kept in the action's future: boxing the call would only add an allocation to
+// every guarded call.
+#[allow(clippy::large_enum_variant)]
+enum GuardState<'r, T, E> {
+    /// Not begun: the inputs of [`Call::begin`].
+    Start {
+        run: &'r Run,
+        spec: &'static ActionSpec,
+        key: Option<RenderedKey>,
+        record: Option<RenderedKey>,
+        payload: PayloadResult,
+    },
+    /// Begun: the body runs, [`Call::settle`] takes each attempt's result.
+    Acting(Call<T, E>),
+    /// Answered (or between states).
+    Over,
+}
+
+impl<'r, T, E> Guard<'r, T, E> {
+    /// A call of the action `spec`, not begun. Carries no bound: [`begin`] does, and it is the first
+    /// call the expansion makes with `T` and `E`.
+    pub fn new(
+        run: &'r Run,
+        spec: &'static ActionSpec,
+        key: Option<RenderedKey>,
+        record: Option<RenderedKey>,
+        payload: PayloadResult,
+    ) -> Self {
+        Guard {
+            state: GuardState::Start {
+                run,
+                spec,
+                key,
+                record,
+                payload,
+            },
+        }
+    }
+}
+
+/// [`Call::begin`] when `outcome` is `None` (the first time), else [`Call::settle`] of the attempt's
+/// `outcome`, with the action's bounds. `Some` ends the call; `None` asks for an attempt (after the
+/// backoff delay, already slept, for a retry).
 pub async fn begin<T: ActionResult, E: Classify + ErrorMessage>(
-    run: &Run,
-    spec: &'static ActionSpec,
-    key: Option<RenderedKey>,
-    record: Option<RenderedKey>,
-    payload: PayloadResult,
-) -> Begun<T, E> {
-    Call::begin(run, spec, key, record, payload).await
-}
-
-/// [`Call::run`], with the action's bounds.
-pub fn call_run<T: ActionResult, E: Classify + ErrorMessage>(call: &Call<T, E>) -> &Run {
-    call.run()
-}
-
-/// [`Call::settle`], with the action's bounds.
-pub async fn settle<T: ActionResult, E: Classify + ErrorMessage>(
-    call: &mut Call<T, E>,
-    outcome: Result<T, E>,
+    guard: &mut Guard<'_, T, E>,
+    outcome: Option<Result<T, E>>,
 ) -> Option<Result<T, ActionError<E>>> {
-    call.settle(outcome).await
+    SendIf::<T, E, _>::new(advance(guard, outcome)).await
+}
+
+async fn advance<T: ActionResult, E: Classify + ErrorMessage>(
+    guard: &mut Guard<'_, T, E>,
+    outcome: Option<Result<T, E>>,
+) -> Option<Result<T, ActionError<E>>> {
+    match (
+        std::mem::replace(&mut guard.state, GuardState::Over),
+        outcome,
+    ) {
+        (
+            GuardState::Start {
+                run,
+                spec,
+                key,
+                record,
+                payload,
+            },
+            None,
+        ) => match Call::begin(run, spec, key, record, payload).await {
+            Begun::Act(call) => {
+                guard.state = GuardState::Acting(call);
+                None
+            }
+            Begun::Done(result) => Some(result),
+        },
+        (GuardState::Acting(mut call), Some(outcome)) => {
+            let result = call.settle(outcome).await;
+            if result.is_none() {
+                guard.state = GuardState::Acting(call);
+            }
+            result
+        }
+        _ => unreachable!("the expansion begins a guarded call once, then settles each attempt"),
+    }
+}
+
+/// The future of [`advance`], `Send` when `T` and `E` are: rustc then proves the action's future
+/// `Send` without walking every future the guarded call awaits (the store's, the log's, ...) once per
+/// action. [`_advance_is_send_if_t_and_e_are`] checks, once, that this is true.
+struct SendIf<T, E, F> {
+    future: F,
+    _types: std::marker::PhantomData<fn() -> (T, E)>,
+}
+
+impl<T, E, F> SendIf<T, E, F> {
+    fn new(future: F) -> Self {
+        SendIf {
+            future,
+            _types: std::marker::PhantomData,
+        }
+    }
+}
+
+// SAFETY: `F` is only ever `advance::<T, E>`'s future, which is `Send` when `T` and `E` are:
+// `_advance_is_send_if_t_and_e_are` fails to compile otherwise.
+unsafe impl<T: Send, E: Send, F> Send for SendIf<T, E, F> {}
+
+#[allow(dead_code)]
+fn _advance_is_send_if_t_and_e_are<T: ActionResult + Send, E: Classify + ErrorMessage + Send>(
+    guard: &mut Guard<'_, T, E>,
+    outcome: Option<Result<T, E>>,
+) {
+    fn send<X: Send>(_: &X) {}
+    send(&advance(guard, outcome));
+}
+
+impl<T, E, F: Future> Future for SendIf<T, E, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `future` is structurally pinned: never moved out of a pinned `SendIf`.
+        unsafe { self.map_unchecked_mut(|s| &mut s.future) }.poll(cx)
+    }
+}
+
+/// [`Call::run`] of the call in progress, with the action's bounds.
+pub fn call_run<'g, T: ActionResult, E: Classify + ErrorMessage>(
+    guard: &'g Guard<'_, T, E>,
+) -> &'g Run {
+    match &guard.state {
+        GuardState::Acting(call) => call.run(),
+        _ => unreachable!("an attempt runs only once the call has begun"),
+    }
 }
 
 /// The field a `#[classify(from)]` variant delegates to.

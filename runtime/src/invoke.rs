@@ -96,6 +96,46 @@ pub fn invoke_dep_owned<T: Any + Send + Sync + Clone>(
     invoke_dep::<T>(run, action).cloned()
 }
 
+/// A future the generated invocation hands over: the guarded call, boxed.
+#[doc(hidden)]
+pub type BoxedCall<'a, R> = Pin<Box<dyn Future<Output = R> + Send + 'a>>;
+
+/// The state machine of every [`InvokeFn`], compiled once per argument tuple `A` rather than once per
+/// action: the generated function reads the arguments from the stored payload and the agent's
+/// resources (in parameter order, so the first one missing is the one reported), then `call` starts
+/// the guarded call with them on `run` given a fresh place for its outcome, and the outcome the
+/// guarded call recorded is answered.
+#[doc(hidden)]
+pub fn invoke<'a, A: Send + 'a, R: 'a>(
+    run: &'a Run,
+    action: &'static str,
+    mut args: A,
+    call: for<'x> fn(&'x Run, &'x mut A) -> Result<BoxedCall<'x, R>, InvokeError>,
+) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, InvokeError>> + Send + 'a>> {
+    Box::pin(async move {
+        let invoked = invoke_run(run);
+        // The guarded call records its outcome serialized: no bound on `T` or `E` here, so an unmet
+        // one is reported once, by the guarded call.
+        let _ = call(&invoked, &mut args)?.await;
+        invoke_outcome(&invoked, action)
+    })
+}
+
+/// What an [`InvokeFn`] answers when an argument cannot be read.
+#[doc(hidden)]
+pub fn invoke_failed<'a>(
+    error: InvokeError,
+) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, InvokeError>> + Send + 'a>> {
+    Box::pin(std::future::ready(Err(error)))
+}
+
+/// A parameter taken by value, moved out of the arguments `read` collected (`call` runs once).
+#[doc(hidden)]
+pub fn invoke_take<T>(arg: &mut Option<T>) -> T {
+    arg.take()
+        .expect("each invocation's arguments are read once and taken once")
+}
+
 /// Where the guarded call leaves the outcome of an invoked call, serialized: the generated invocation
 /// then needs no bound on `T` and `E` (they are checked once, by the guarded call).
 pub(crate) type OutcomeSlot = Arc<Mutex<Option<Result<serde_json::Value, InvokeError>>>>;

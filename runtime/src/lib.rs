@@ -77,15 +77,17 @@ pub use store::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bounds::{
-        ActionResult, ClassifyDelegate, DelegateProbe, DelegateRetryAfter, ErrorMessage,
-        NoDelegateRetryAfter, PayloadParam, PayloadResult, ReplayablePayload, RetryAfterField,
-        begin, call_run, delegate_classify, invoke_field, payload_field, retry_after_field, settle,
+        ActionResult, ClassifyDelegate, DelegateProbe, DelegateRetryAfter, ErrorMessage, Guard,
+        NoDelegateRetryAfter, PayloadFields, PayloadParam, PayloadResult, ReplayablePayload,
+        RetryAfterField, begin, call_run, delegate_classify, invoke_field, payload_field,
+        retry_after_field,
     };
     pub use crate::classify::{Classify, RetryAfterValue};
     pub use crate::error::ActionError;
     pub use crate::guard::{Begun, Call, attempt};
     pub use crate::invoke::{
-        InvokeError, InvokeFn, invoke_dep, invoke_dep_owned, invoke_outcome, invoke_run,
+        BoxedCall, InvokeError, InvokeFn, invoke, invoke_dep, invoke_dep_owned, invoke_failed,
+        invoke_outcome, invoke_run, invoke_take,
     };
     pub use crate::key::{KeyBuilder, PayloadBuilder};
     pub use crate::policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
