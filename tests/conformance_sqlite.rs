@@ -177,10 +177,10 @@ mod sqlite_only {
         NewLogEntry {
             at_ms: T0 + (i * 37 % 500) as i64,
             run_id: Uuid::from_u128(1 + u128::from(i % 3)),
-            action: format!("a{}", i % 4),
-            record: format!("r{}", i % 7),
-            key_text: format!("k{i}"),
-            key_digest: format!("d{i}"),
+            action: format!("a{}", i % 4).into(),
+            record: format!("r{}", i % 7).into(),
+            key_text: format!("k{i}").into(),
+            key_digest: format!("d{i}").into(),
             attempt: 0,
             retry: false,
             outcome: if i.is_multiple_of(5) {

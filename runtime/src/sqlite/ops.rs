@@ -787,8 +787,8 @@ fn append_entry(
     Ok(LogEntry {
         seq,
         entry,
-        prev_hash,
-        hash,
+        prev_hash: prev_hash.into(),
+        hash: hash.into(),
     })
 }
 
