@@ -272,7 +272,7 @@ impl AuditError {
     }
 }
 
-/// Audits every action compiled into this program ([`registry()`](crate::registry)).
+/// Audits every action compiled into this program ([`registry()`](crate::registry())).
 pub fn audit_registry(settings: &AuditSettings) -> AuditReport {
     audit(&registry(), settings)
 }

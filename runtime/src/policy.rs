@@ -196,7 +196,7 @@ pub struct ParamSpec {
     pub ty: &'static str,
 }
 
-/// Everything the attribute knows about one action: registered in [`registry()`](crate::registry),
+/// Everything the attribute knows about one action: registered in [`registry()`](crate::registry()),
 /// audited at startup, exported in the manifest.
 #[derive(Debug, Serialize)]
 pub struct ActionSpec {
