@@ -210,35 +210,34 @@ async fn advance<T: ActionResult, E: Classify + ErrorMessage>(
     guard: &mut Guard<'_, T, E>,
     outcome: Option<Result<T, E>>,
 ) -> Option<Result<T, ActionError<E>>> {
-    match (
-        std::mem::replace(&mut guard.state, GuardState::Over),
-        outcome,
-    ) {
-        (
-            GuardState::Start {
-                run,
-                spec,
-                key,
-                record,
-                payload,
-            },
-            None,
-        ) => match Call::begin(run, spec, key, record, payload).await {
+    let Some(outcome) = outcome else {
+        let GuardState::Start {
+            run,
+            spec,
+            key,
+            record,
+            payload,
+        } = std::mem::replace(&mut guard.state, GuardState::Over)
+        else {
+            unreachable!("the expansion begins a guarded call once, then settles each attempt")
+        };
+        return match Call::begin(run, spec, key, record, payload).await {
             Begun::Act(call) => {
                 guard.state = GuardState::Acting(call);
                 None
             }
             Begun::Done(result) => Some(result),
-        },
-        (GuardState::Acting(mut call), Some(outcome)) => {
-            let result = call.settle(outcome).await;
-            if result.is_none() {
-                guard.state = GuardState::Acting(call);
-            }
-            result
-        }
-        _ => unreachable!("the expansion begins a guarded call once, then settles each attempt"),
+        };
+    };
+    // Settled in place: the call (large) is not moved out of the guard and back for every attempt.
+    let GuardState::Acting(call) = &mut guard.state else {
+        unreachable!("the expansion settles only a begun call")
+    };
+    let result = call.settle(outcome).await;
+    if result.is_some() {
+        guard.state = GuardState::Over;
     }
+    result
 }
 
 /// The future of [`advance`], `Send` when `T` and `E` are: rustc then proves the action's future

@@ -636,7 +636,8 @@ impl Beginning<'_> {
             dedup_ms: policy.dedup.map(|d| d.as_millis() as Millis),
             replay_of: self.replay_of(),
         };
-        let wait_until = Instant::now() + self.agent.inner.claim_wait;
+        // Set at the first busy answer: a call that is answered at once reads no clock for it.
+        let mut wait_until: Option<Instant> = None;
         let mut poll = FIRST_CLAIM_POLL;
         loop {
             let answer = match store.begin(&request).await {
@@ -692,6 +693,7 @@ impl Beginning<'_> {
             // Another worker holds the key or the record: look again shortly, never past the wait
             // allowed, and at the latest when that lease expires (a takeover is possible then).
             let now = Instant::now();
+            let wait_until = *wait_until.get_or_insert(now + self.agent.inner.claim_wait);
             if now >= wait_until {
                 tracing::info!(lease_until_ms, "in progress in another worker");
                 return self.done(
