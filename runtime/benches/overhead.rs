@@ -43,19 +43,13 @@ async fn guarded(run: &Run, id: u64) -> Result<u64, BenchError> {
 /// A fresh agent on a fresh in-memory store for each round, so every round starts from the same state
 /// instead of an ever-growing store.
 fn fresh_run(rt: &tokio::runtime::Runtime) -> Run {
-    rt.block_on(async {
-        Agent::builder()
-            .store(MemoryStore::new())
-            .build()
-            .unwrap()
-            .start_run()
-    })
+    rt.block_on(async { fresh_run_in() })
 }
 
 /// Calls per store in the bounded-store case.
 const SMALL_STORE: u64 = 1000;
 
-/// [`fresh_run`] from inside the runtime.
+/// A fresh agent on a fresh in-memory store, from inside the runtime.
 fn fresh_run_in() -> Run {
     Agent::builder()
         .store(MemoryStore::new())

@@ -422,17 +422,23 @@ pub(crate) fn migrate(conn: &mut Connection, at: &Location) -> Result<(), StoreE
 mod tests {
     use super::*;
 
-    /// A version 3 file keeps every column of its keys in version 4, and the state rule still holds.
-    #[test]
-    fn version_3_keys_survive_the_upgrade() {
-        let at = Location {
-            display: ":memory:".to_owned(),
-        };
-        let mut conn = Connection::open_in_memory().unwrap();
+    /// An in-memory database at schema version 3, as a file written by that version holds it.
+    fn version_3_file() -> (Connection, Location) {
+        let conn = Connection::open_in_memory().unwrap();
         for sql in &MIGRATIONS[..3] {
             conn.execute_batch(sql).unwrap();
         }
         conn.pragma_update(None, "user_version", 3).unwrap();
+        let at = Location {
+            display: ":memory:".to_owned(),
+        };
+        (conn, at)
+    }
+
+    /// A version 3 file keeps every column of its keys in version 4, and the state rule still holds.
+    #[test]
+    fn version_3_keys_survive_the_upgrade() {
+        let (mut conn, at) = version_3_file();
         conn.execute_batch(
             "INSERT INTO keys VALUES ('d1', 'k1', 'pay', 'loan-1', 'run', 'fp', '{}', 'completed', NULL,
                  NULL, 4, '\"ok\"', 900, NULL, 2, 900);
@@ -455,14 +461,7 @@ mod tests {
     /// The log entries of a version 3 file are in the log index of version 4, which starts after them.
     #[test]
     fn version_3_log_entries_are_indexed_by_the_upgrade() {
-        let at = Location {
-            display: ":memory:".to_owned(),
-        };
-        let mut conn = Connection::open_in_memory().unwrap();
-        for sql in &MIGRATIONS[..3] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 3).unwrap();
+        let (mut conn, at) = version_3_file();
         conn.execute_batch(
             "INSERT INTO log VALUES (1, 500, 'run-a', 'pay', 'loan-1', 'd1', 1, 'succeeded', '{}', 'p', 'h1');
              INSERT INTO log VALUES (2, 400, 'run-b', 'pay', 'loan-2', 'd2', 1, 'succeeded', '{}', 'h1', 'h2');",
