@@ -121,6 +121,57 @@ mod sqlite_only {
         assert_eq!(verify_chain(&log), Ok(1));
     }
 
+    /// A completion that fails after its first change (here the log refuses the entry, after the
+    /// key was already marked completed) poisons its batch: the whole transaction is rolled back, the
+    /// caller gets an error, and the claim is as it was, not half completed.
+    #[tokio::test]
+    async fn a_write_failing_part_way_commits_nothing_of_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("actguard.db");
+        let r = request(1);
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            assert!(matches!(store.begin(&r).await.unwrap(), Begin::Claimed(_)));
+        }
+        let refuse_log = |sql: &str| {
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap()
+        };
+        refuse_log(
+            "CREATE TRIGGER refuse_log BEFORE INSERT ON log
+             BEGIN SELECT RAISE(ABORT, 'the log refuses this entry'); END;",
+        );
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            let failed = store.complete(&completion(&r, r.claim_id)).await;
+            assert!(
+                matches!(failed, Err(StoreError::Backend(ref m)) if m.contains("the log refuses")),
+                "{failed:?}"
+            );
+        }
+        refuse_log("DROP TRIGGER refuse_log;");
+        let store = SqliteStore::open(&path).unwrap();
+        let other = BeginRequest {
+            claim_id: Uuid::from_u128(99),
+            now_ms: T0 + 2,
+            ..r.clone()
+        };
+        assert_eq!(
+            store.begin(&other).await.unwrap(),
+            Begin::InProgress {
+                lease_until_ms: T0 + 30_000
+            },
+            "the key is still claimed, not completed"
+        );
+        assert!(store.log(&LogQuery::default()).await.unwrap().is_empty());
+        // The claim that held the key still completes once the log accepts entries again.
+        store.complete(&completion(&r, r.claim_id)).await.unwrap();
+        let log = store.log(&LogQuery::default()).await.unwrap();
+        assert_eq!(verify_chain(&log), Ok(1));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_refused_request_does_not_undo_the_others_in_its_transaction() {
         let dir = tempfile::tempdir().unwrap();
