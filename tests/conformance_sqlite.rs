@@ -93,7 +93,7 @@ mod sqlite_only {
                 Begin::Claimed(_)
             ));
             store
-                .complete(&completion(&done, done.claim_id))
+                .complete(completion(&done, done.claim_id))
                 .await
                 .unwrap();
             // Dropped without `close`: what was answered is already on disk.
@@ -145,7 +145,7 @@ mod sqlite_only {
         );
         {
             let store = SqliteStore::open(&path).unwrap();
-            let failed = store.complete(&completion(&r, r.claim_id)).await;
+            let failed = store.complete(completion(&r, r.claim_id)).await;
             assert!(
                 matches!(failed, Err(StoreError::Backend(ref m)) if m.contains("the log refuses")),
                 "{failed:?}"
@@ -167,7 +167,7 @@ mod sqlite_only {
         );
         assert!(store.log(&LogQuery::default()).await.unwrap().is_empty());
         // The claim that held the key still completes once the log accepts entries again.
-        store.complete(&completion(&r, r.claim_id)).await.unwrap();
+        store.complete(completion(&r, r.claim_id)).await.unwrap();
         let log = store.log(&LogQuery::default()).await.unwrap();
         assert_eq!(verify_chain(&log), Ok(1));
     }
@@ -190,7 +190,7 @@ mod sqlite_only {
                 } else {
                     Uuid::from_u128(7)
                 };
-                (i, store.complete(&completion(&r, claim_id)).await)
+                (i, store.complete(completion(&r, claim_id)).await)
             });
         }
         for (i, answer) in tasks.join_all().await {

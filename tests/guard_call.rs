@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use actguard::store::{
-    Begin, BeginRequest, Completion, Failure, Millis, QueueQuery, RunState, Store, StoreError,
+    Appended, Begin, BeginRequest, Completion, Failure, Millis, QueueQuery, RunState, Store, StoreError,
 };
 use actguard::testing::{Downstream, DownstreamError, Receipt, guarded_call, log};
 use actguard::{ActionError, ActionSpec, LogEntry, LogQuery, MemoryStore, Outcome, Run};
@@ -79,10 +79,10 @@ impl Store for HeldElsewhere {
             lease_until_ms: req.now_ms + 60_000,
         })
     }
-    async fn complete(&self, c: &Completion) -> Result<LogEntry, StoreError> {
+    async fn complete(&self, c: Completion) -> Result<Appended, StoreError> {
         self.0.complete(c).await
     }
-    async fn fail(&self, f: &Failure) -> Result<LogEntry, StoreError> {
+    async fn fail(&self, f: Failure) -> Result<LogEntry, StoreError> {
         self.0.fail(f).await
     }
     async fn append_log(&self, e: &actguard::log::NewLogEntry) -> Result<LogEntry, StoreError> {
@@ -274,10 +274,10 @@ impl Store for Unreachable {
     async fn begin(&self, _: &BeginRequest) -> Result<Begin, StoreError> {
         Err(StoreError::Unavailable("disk gone".into()))
     }
-    async fn complete(&self, _: &Completion) -> Result<LogEntry, StoreError> {
+    async fn complete(&self, _: Completion) -> Result<Appended, StoreError> {
         Err(StoreError::Unavailable("disk gone".into()))
     }
-    async fn fail(&self, _: &Failure) -> Result<LogEntry, StoreError> {
+    async fn fail(&self, _: Failure) -> Result<LogEntry, StoreError> {
         Err(StoreError::Unavailable("disk gone".into()))
     }
     async fn append_log(&self, _: &actguard::log::NewLogEntry) -> Result<LogEntry, StoreError> {

@@ -352,7 +352,7 @@ async fn a_replay_of_an_action_this_program_does_not_register_is_refused() {
         last_failure_ms: 0,
     };
     let logged = store
-        .fail(&actguard::store::Failure {
+        .fail(actguard::store::Failure {
             key_digest: r.key_digest.clone(),
             claim_id: r.claim_id,
             queue_entry: Some(queued),

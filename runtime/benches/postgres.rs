@@ -75,7 +75,7 @@ async fn through_store(store: &PostgresStore, run: Uuid, record: &str) {
         panic!("each action has a fresh key on a free record");
     };
     store
-        .complete(&Completion {
+        .complete(Completion {
             key_digest: r.key_digest.clone(),
             claim_id: r.claim_id,
             action: r.action.clone(),

@@ -110,7 +110,7 @@ async fn store_action(store: &SqliteStore, n: u64) {
         now_ms: NOW + 1,
         replay_of: None,
     };
-    store.complete(&completion).await.expect("complete");
+    store.complete(completion).await.expect("complete");
 }
 
 /// The hand-written baseline schema: one claim table, one log table.

@@ -297,7 +297,7 @@ pub async fn begin_halted_comes_before_completed(store: &dyn Store) {
     let r = request(run, "k1", "rec-1", T0);
     claim(store, &r).await;
     store
-        .complete(&completion(&r, serde_json::json!(1), T0 + 5))
+        .complete(completion(&r, serde_json::json!(1), T0 + 5))
         .await
         .unwrap();
     store.halt_run(run, "forbidden", T0 + 6).await.unwrap();
@@ -311,7 +311,7 @@ pub async fn begin_replays_completed_key(store: &dyn Store) {
     claim(store, &r).await;
     let result = serde_json::json!({ "receipt": "R-17", "amount": 250 });
     store
-        .complete(&completion(&r, result.clone(), T0 + 10))
+        .complete(completion(&r, result.clone(), T0 + 10))
         .await
         .unwrap();
     for now in [T0 + 11, T0 + 10 * DAY] {
@@ -333,7 +333,7 @@ pub async fn begin_key_reused_comes_before_completed(store: &dyn Store) {
     let r = request(id(), "k1", "rec-1", T0);
     claim(store, &r).await;
     store
-        .complete(&completion(&r, serde_json::json!("done"), T0 + 1))
+        .complete(completion(&r, serde_json::json!("done"), T0 + 1))
         .await
         .unwrap();
     let other = BeginRequest {
@@ -385,7 +385,7 @@ pub async fn begin_points_failed_key_at_its_queue_entry(store: &dyn Store) {
     let r = request(id(), "k1", "rec-1", T0);
     claim(store, &r).await;
     let logged = store
-        .fail(&failure(&r, Some((QueueKind::Owner, "loan-ops")), T0 + 1))
+        .fail(failure(&r, Some((QueueKind::Owner, "loan-ops")), T0 + 1))
         .await
         .unwrap();
     let queued = logged
@@ -411,7 +411,7 @@ pub async fn begin_key_reused_comes_before_failed(store: &dyn Store) {
     let r = request(id(), "k1", "rec-1", T0);
     claim(store, &r).await;
     store
-        .fail(&failure(
+        .fail(failure(
             &r,
             Some((QueueKind::DeadLetter, "dead-letter")),
             T0 + 1,
@@ -480,7 +480,7 @@ pub async fn begin_record_busy_comes_before_skipped(store: &dyn Store) {
     let a = request(run, "k1", "rec-1", T0);
     claim(store, &a).await;
     store
-        .complete(&completion(&a, serde_json::json!(1), T0 + 1))
+        .complete(completion(&a, serde_json::json!(1), T0 + 1))
         .await
         .unwrap();
     let b = BeginRequest {
@@ -499,7 +499,7 @@ pub async fn begin_skips_within_dedup_window(store: &dyn Store) {
     let a = request(id(), "k1", "rec-1", T0);
     claim(store, &a).await;
     store
-        .complete(&completion(&a, serde_json::json!(1), T0 + 100))
+        .complete(completion(&a, serde_json::json!(1), T0 + 100))
         .await
         .unwrap();
     for now in [T0 + 101, T0 + 100 + DAY - 1] {
@@ -526,7 +526,7 @@ pub async fn begin_claims_after_dedup_window(store: &dyn Store) {
     let a = request(id(), "k1", "rec-1", T0);
     claim(store, &a).await;
     store
-        .complete(&completion(&a, serde_json::json!(1), T0 + 100))
+        .complete(completion(&a, serde_json::json!(1), T0 + 100))
         .await
         .unwrap();
     let b = request(id(), "k2", "rec-1", T0 + 100 + DAY);
@@ -539,7 +539,7 @@ pub async fn begin_dedup_is_per_record_and_action(store: &dyn Store) {
     let a = request(id(), "k1", "rec-1", T0);
     claim(store, &a).await;
     store
-        .complete(&completion(&a, serde_json::json!(1), T0 + 1))
+        .complete(completion(&a, serde_json::json!(1), T0 + 1))
         .await
         .unwrap();
     let other_action = BeginRequest {
@@ -550,7 +550,7 @@ pub async fn begin_dedup_is_per_record_and_action(store: &dyn Store) {
     let other_record = request(id(), "k3", "rec-2", T0 + 3);
     claim(store, &other_record).await;
     store
-        .fail(&failure(
+        .fail(failure(
             &other_record,
             Some((QueueKind::Owner, "ops")),
             T0 + 4,
@@ -566,7 +566,7 @@ pub async fn begin_without_dedup_never_skips(store: &dyn Store) {
     let a = request(id(), "k1", "rec-1", T0);
     claim(store, &a).await;
     store
-        .complete(&completion(&a, serde_json::json!(1), T0 + 1))
+        .complete(completion(&a, serde_json::json!(1), T0 + 1))
         .await
         .unwrap();
     let b = BeginRequest {
@@ -623,7 +623,7 @@ pub async fn begin_claims_after_complete_on_same_record(store: &dyn Store) {
     };
     claim(store, &a).await;
     store
-        .complete(&completion(&a, serde_json::json!(1), T0 + 1))
+        .complete(completion(&a, serde_json::json!(1), T0 + 1))
         .await
         .unwrap();
     let b = BeginRequest {
@@ -645,7 +645,7 @@ pub async fn fencing_tokens_strictly_increase_per_record(store: &dyn Store) {
         seen.push(claim(store, &r).await.fencing_token);
         if i % 2 == 0 {
             store
-                .complete(&completion(&r, serde_json::json!(i), now + 1))
+                .complete(completion(&r, serde_json::json!(i), now + 1))
                 .await
                 .unwrap();
             now += 2;
@@ -661,7 +661,7 @@ pub async fn fencing_tokens_strictly_increase_per_record(store: &dyn Store) {
             assert!(c.takeover);
             seen.push(c.fencing_token);
             store
-                .complete(&completion(&takeover, serde_json::json!(i), now + 1))
+                .complete(completion(&takeover, serde_json::json!(i), now + 1))
                 .await
                 .unwrap();
             now += 2;
@@ -692,7 +692,7 @@ pub async fn complete_after_takeover_is_claim_lost(store: &dyn Store) {
     claim(store, &new).await;
     let before = store.log(&LogQuery::default()).await.unwrap();
     match store
-        .complete(&completion(
+        .complete(completion(
             &old,
             serde_json::json!("stale"),
             T0 + LEASE + 1,
@@ -710,7 +710,7 @@ pub async fn complete_after_takeover_is_claim_lost(store: &dyn Store) {
         Begin::InProgress { .. }
     ));
     store
-        .complete(&completion(
+        .complete(completion(
             &new,
             serde_json::json!("fresh"),
             T0 + LEASE + 3,
@@ -738,7 +738,7 @@ pub async fn fail_after_takeover_is_claim_lost(store: &dyn Store) {
     };
     claim(store, &new).await;
     let lost = store
-        .fail(&failure(
+        .fail(failure(
             &old,
             Some((QueueKind::Owner, "ops")),
             T0 + LEASE + 1,
@@ -767,7 +767,7 @@ pub async fn fail_after_takeover_is_claim_lost(store: &dyn Store) {
 pub async fn complete_with_unknown_claim_is_claim_lost(store: &dyn Store) {
     let never = request(id(), "ghost", "rec-1", T0);
     let lost = store
-        .complete(&completion(&never, serde_json::json!(1), T0))
+        .complete(completion(&never, serde_json::json!(1), T0))
         .await;
     assert!(
         matches!(lost, Err(StoreError::ClaimLost { .. })),
@@ -776,17 +776,17 @@ pub async fn complete_with_unknown_claim_is_claim_lost(store: &dyn Store) {
     let r = request(id(), "k1", "rec-2", T0);
     claim(store, &r).await;
     store
-        .complete(&completion(&r, serde_json::json!(1), T0 + 1))
+        .complete(completion(&r, serde_json::json!(1), T0 + 1))
         .await
         .unwrap();
     let twice = store
-        .complete(&completion(&r, serde_json::json!(2), T0 + 2))
+        .complete(completion(&r, serde_json::json!(2), T0 + 2))
         .await;
     assert!(
         matches!(twice, Err(StoreError::ClaimLost { .. })),
         "got {twice:?}"
     );
-    let failed = store.fail(&failure(&r, None, T0 + 3)).await;
+    let failed = store.fail(failure(&r, None, T0 + 3)).await;
     assert!(
         matches!(failed, Err(StoreError::ClaimLost { .. })),
         "got {failed:?}"
@@ -801,7 +801,7 @@ pub async fn fail_with_queue_entry_fails_key_terminally(store: &dyn Store) {
     let r = request(run, "k1", "rec-1", T0);
     claim(store, &r).await;
     let logged = store
-        .fail(&failure(
+        .fail(failure(
             &r,
             Some((QueueKind::Expert, "credit-risk")),
             T0 + 7,
@@ -834,7 +834,7 @@ pub async fn fail_with_queue_entry_fails_key_terminally(store: &dyn Store) {
 pub async fn fail_without_queue_entry_releases_claim(store: &dyn Store) {
     let r = request(id(), "k1", "rec-1", T0);
     claim(store, &r).await;
-    let logged = store.fail(&failure(&r, None, T0 + 1)).await.unwrap();
+    let logged = store.fail(failure(&r, None, T0 + 1)).await.unwrap();
     assert_eq!(logged.entry.queue_entry, None);
     assert_eq!(logged.entry.outcome, Outcome::Halted);
     assert!(
@@ -898,7 +898,7 @@ pub async fn queue_entries_are_numbered_from_one_and_filtered(store: &dyn Store)
         };
         claim(store, &r).await;
         let logged = store
-            .fail(&failure(&r, Some((*kind, name)), T0 + i as Millis))
+            .fail(failure(&r, Some((*kind, name)), T0 + i as Millis))
             .await
             .unwrap();
         assert_eq!(logged.entry.queue_entry, Some(i as u64 + 1));
@@ -997,7 +997,7 @@ pub async fn log_entries_of_complete_and_fail_join_the_chain(store: &dyn Store) 
         .await
         .unwrap();
     let done = store
-        .complete(&completion(&a, serde_json::json!(7), T0 + 2))
+        .complete(completion(&a, serde_json::json!(7), T0 + 2))
         .await
         .unwrap();
     assert_eq!(done.seq, 2);
@@ -1005,13 +1005,15 @@ pub async fn log_entries_of_complete_and_fail_join_the_chain(store: &dyn Store) 
     let b = request(run, "k2", "rec-2", T0);
     claim(store, &b).await;
     let failed = store
-        .fail(&failure(&b, Some((QueueKind::Owner, "ops")), T0 + 3))
+        .fail(failure(&b, Some((QueueKind::Owner, "ops")), T0 + 3))
         .await
         .unwrap();
     assert_eq!(failed.seq, 3);
     assert_eq!(failed.prev_hash, done.hash);
     let all = store.log(&LogQuery::default()).await.unwrap();
-    assert_eq!(all, vec![first, done, failed]);
+    assert_eq!(all, vec![first, all[1].clone(), failed]);
+    assert_eq!(crate::store::Appended::of(&all[1]), done);
+    assert_eq!(all[1].entry, completion(&a, serde_json::json!(7), T0 + 2).entry);
     assert_eq!(verify_chain(&all), Ok(3));
 }
 
@@ -1190,7 +1192,7 @@ pub async fn concurrent_begins_on_distinct_records_all_claim(store: &dyn Store) 
         .iter()
         .map(|r| completion(r, serde_json::json!(r.key_text), T0 + 1))
         .collect();
-    let done = in_parallel(completions.iter().map(|c| store.complete(c)).collect());
+    let done = in_parallel(completions.into_iter().map(|c| store.complete(c)).collect());
     let seqs: HashSet<u64> = done.into_iter().map(|d| d.unwrap().seq).collect();
     assert_eq!(seqs.len(), TASKS);
 }
@@ -1260,7 +1262,7 @@ async fn failed_key(store: &dyn Store, key: &str, now_ms: Millis) -> (BeginReque
     let r = request(id(), key, &format!("rec-{key}"), now_ms);
     claim(store, &r).await;
     let logged = store
-        .fail(&failure(
+        .fail(failure(
             &r,
             Some((QueueKind::Owner, "loan-ops")),
             now_ms + 1,
@@ -1460,7 +1462,7 @@ pub async fn key_state_reports_payload_status_result_and_entry(store: &dyn Store
         ("rec-1", "fp-1")
     );
     store
-        .complete(&completion(&r, serde_json::json!({"receipt": 7}), T0 + 1))
+        .complete(completion(&r, serde_json::json!({"receipt": 7}), T0 + 1))
         .await
         .unwrap();
     let k = store.key_state(&r.key_digest).await.unwrap().unwrap();
@@ -1495,7 +1497,7 @@ pub async fn begin_replays_failed_key_with_its_open_queue_entry(store: &dyn Stor
         replay_of: Some(q),
         ..completion(&again, serde_json::json!("ok"), T0 + 11)
     };
-    store.complete(&done).await.unwrap();
+    store.complete(done).await.unwrap();
     let e = store.queue_entry(q).await.unwrap().unwrap();
     assert_eq!(
         (e.status, e.closed_ms),
@@ -1536,7 +1538,7 @@ pub async fn failed_replay_updates_the_same_queue_entry(store: &dyn Store) {
         n.attempts = 2;
         n.message = "still unavailable".to_owned();
     }
-    let logged = store.fail(&refail).await.unwrap();
+    let logged = store.fail(refail).await.unwrap();
     assert_eq!(logged.entry.queue_entry, Some(q));
     let all = store.queue_entries(&QueueQuery::default()).await.unwrap();
     assert_eq!(all.len(), 1);

@@ -67,8 +67,11 @@ pub struct Call<T, E> {
     claim: Option<Claimed>,
     /// The current attempt's number (counting attempts of a dead worker whose claim was taken over).
     number: u32,
-    started: Instant,
-    attempt_started: Instant,
+    /// When the call was claimed and when the current attempt began, on the agent's clock (which also
+    /// times the retry budget and each attempt's logged duration: one clock, injectable, read twice per
+    /// call that succeeds at once).
+    started_ms: Millis,
+    attempt_started_ms: Millis,
     first_failure_ms: Option<Millis>,
     backoff: Backoff<SmallRng>,
     span: tracing::Span,
@@ -197,7 +200,7 @@ where
             before: self.attempt().take_before(),
             after: None,
             fencing_token: self.claim.as_ref().map(|c| c.fencing_token),
-            duration_ms: self.attempt_started.elapsed().as_millis() as u64,
+            duration_ms: ms_since(self.attempt_started_ms, now_ms),
         }
     }
 
@@ -241,7 +244,7 @@ where
             now_ms,
             replay_of: self.replay_of,
         };
-        match self.agent().inner.store.complete(&completion).await {
+        match self.agent().inner.store.complete(completion).await {
             Ok(_) => {
                 tracing::debug!(attempts = self.number, "succeeded");
                 self.count("succeeded");
@@ -267,7 +270,8 @@ where
                 delay = asked.min(policy.backoff_cap);
             }
             let attempts_left = self.number < policy.retries.saturating_add(1);
-            let in_budget = self.started.elapsed() + delay <= policy.max_elapsed;
+            let elapsed = Duration::from_millis(ms_since(self.started_ms, now_ms));
+            let in_budget = elapsed + delay <= policy.max_elapsed;
             if attempts_left && in_budget {
                 if self.claim.is_some() {
                     let mut entry = self.entry(Outcome::Retrying, now_ms);
@@ -328,7 +332,7 @@ where
                         now_ms,
                         replay_of: self.replay_of,
                     };
-                    if let Err(e) = store.fail(&release).await {
+                    if let Err(e) = store.fail(release).await {
                         tracing::error!(error = %e, "the claim could not be released");
                     }
                 }
@@ -355,7 +359,7 @@ where
             reverting: self.attempt().reverting().cloned().map(Box::new),
         };
         self.run = self.run.with_attempt(attempt);
-        self.attempt_started = Instant::now();
+        self.attempt_started_ms = self.now_ms();
         self.span.record("attempt", self.number);
     }
 
@@ -428,7 +432,7 @@ where
             now_ms,
             replay_of: self.replay_of,
         };
-        let logged = match self.agent().inner.store.fail(&failure).await {
+        let logged = match self.agent().inner.store.fail(failure).await {
             Ok(logged) => logged,
             Err(e) => {
                 tracing::error!(error = %e, "the failure could not be recorded");
@@ -519,7 +523,7 @@ where
             };
             // The run is halted durably already; a failure to release the claim only delays the key
             // until its lease expires, so the caller still learns that the run halted.
-            if let Err(e) = store.fail(&failure).await {
+            if let Err(e) = store.fail(failure).await {
                 tracing::error!(error = %e, "the halted call's claim could not be released");
             }
         }
@@ -618,10 +622,11 @@ impl Beginning<'_> {
             return match store.run_state(self.run.id()).await {
                 Err(e) => self.store_error(e),
                 Ok(RunState::Halted { .. }) => self.halted(),
-                Ok(RunState::Active) => self.act(None, 1, false, span),
+                Ok(RunState::Active) => self.act(None, 1, false, clock.now_ms(), span),
             };
         }
 
+        let now_ms = clock.now_ms();
         let mut request = BeginRequest {
             run_id: self.run.id(),
             action: SharedStr::from_static(self.spec.name),
@@ -630,8 +635,8 @@ impl Beginning<'_> {
             record: self.record.clone(),
             fingerprint: payload.fingerprint,
             payload: std::sync::Arc::new(payload.value),
-            claim_id: new_claim_id(),
-            now_ms: clock.now_ms(),
+            claim_id: new_claim_id(now_ms),
+            now_ms,
             lease_ms: policy.lease.as_millis() as Millis,
             dedup_ms: policy.dedup.map(|d| d.as_millis() as Millis),
             replay_of: self.replay_of(),
@@ -685,7 +690,8 @@ impl Beginning<'_> {
                             "took over the expired claim of another worker"
                         );
                     }
-                    return self.act(Some(claimed), number, claim.takeover || number > 1, span);
+                    let retry = claim.takeover || number > 1;
+                    return self.act(Some(claimed), number, retry, request.now_ms, span);
                 }
                 Begin::InProgress { lease_until_ms } => lease_until_ms,
                 Begin::RecordBusy { lease_until_ms, .. } => lease_until_ms,
@@ -718,6 +724,7 @@ impl Beginning<'_> {
         claim: Option<Claimed>,
         number: u32,
         retry: bool,
+        started_ms: Millis,
         span: tracing::Span,
     ) -> Begun<T, E> {
         span.record("attempt", number);
@@ -745,14 +752,13 @@ impl Beginning<'_> {
             policy.jitter,
             self.agent.call_rng(),
         );
-        let now = Instant::now();
         Begun::Act(Call {
             run: self.run.with_attempt(attempt),
             spec: self.spec,
             claim,
             number,
-            started: now,
-            attempt_started: now,
+            started_ms,
+            attempt_started_ms: started_ms,
             first_failure_ms: None,
             backoff,
             span,
@@ -814,16 +820,20 @@ impl Beginning<'_> {
     }
 }
 
-/// A fresh claim id: a UUIDv7 like `Uuid::now_v7`, whose random bits come from the thread's
-/// cryptographically secure generator (seeded once from the OS) instead of a system call per call.
-/// Claim ids are only compared for equality, so 74 random bits under the millisecond suffice.
-fn new_claim_id() -> Uuid {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+/// A fresh claim id: a UUIDv7 of `now_ms` (the agent's clock, already read for the request), whose
+/// random bits come from the thread's cryptographically secure generator (seeded once from the OS)
+/// instead of a system call per call. Claim ids are only compared for equality, so 74 random bits
+/// under the millisecond suffice.
+fn new_claim_id(now_ms: Millis) -> Uuid {
+    let millis = u64::try_from(now_ms).unwrap_or(0);
     let mut random = [0u8; 10];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut random);
     uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
+/// Milliseconds from `from` to `to` on the agent's clock; 0 if the clock went back.
+fn ms_since(from: Millis, to: Millis) -> u64 {
+    u64::try_from(to.saturating_sub(from)).unwrap_or(0)
 }
 
 /// The message of a log entry written by an operation's call: which queue entry it replays, which log

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
-    self, Begin, BeginRequest, Claim, Completion, Failure, Millis, QueueEntry, QueueQuery,
+    self, Appended, Begin, BeginRequest, Claim, Completion, Failure, Millis, QueueEntry, QueueQuery,
     QueueRef, QueueStatus, QueueUpdate, RunState, SharedStr, Store, StoreError,
 };
 
@@ -212,7 +212,8 @@ impl MemoryStore {
 }
 
 impl State {
-    fn append(&mut self, entry: NewLogEntry) -> LogEntry {
+    /// Chains `entry` after the last one and keeps it; returns it, kept.
+    fn append(&mut self, entry: NewLogEntry) -> &LogEntry {
         if entry.attempt > 0 {
             let max = match self.keys.get_mut(&entry.key_digest) {
                 Some(k) => &mut k.attempts,
@@ -224,8 +225,8 @@ impl State {
             *max = (*max).max(entry.attempt);
         }
         let e = LogEntry::chain(self.log.last(), entry);
-        self.log.push(e.clone());
-        e
+        self.log.push(e);
+        self.log.last().expect("just pushed")
     }
 
     /// Checks that `claim_id` still holds `key_digest`.
@@ -370,38 +371,48 @@ impl Store for MemoryStore {
         }))
     }
 
-    async fn complete(&self, c: &Completion) -> Result<LogEntry, StoreError> {
+    async fn complete(&self, c: Completion) -> Result<Appended, StoreError> {
         let mut s = self.lock();
         s.check_claim(&c.key_digest, c.claim_id, &c.entry.key_text)?;
-        if let Some(k) = s.keys.get_mut(&c.key_digest) {
+        let Completion {
+            key_digest,
+            claim_id,
+            action,
+            record,
+            result,
+            entry,
+            now_ms,
+            replay_of,
+        } = c;
+        if let Some(k) = s.keys.get_mut(&key_digest) {
             k.status = KeyStatus::Completed {
-                result: c.result.clone(),
-                at_ms: c.now_ms,
+                result,
+                at_ms: now_ms,
             };
         }
-        let acted = s.acted.entry(c.action.clone()).or_default();
+        s.release_record(&record, claim_id);
+        let acted = s.acted.entry(action).or_default();
         acted.insert(
-            c.record.clone(),
+            record,
             Acted {
-                key_text: c.entry.key_text.clone(),
-                key_digest: c.key_digest.clone(),
-                at_ms: c.now_ms,
+                key_text: entry.key_text.clone(),
+                key_digest,
+                at_ms: now_ms,
             },
         );
-        if let Some(q) = c.replay_of.and_then(|id| s.queue_mut(id))
+        if let Some(q) = replay_of.and_then(|id| s.queue_mut(id))
             && !q.status.is_terminal()
         {
             q.status = QueueStatus::Replayed;
-            q.closed_ms = Some(c.now_ms);
+            q.closed_ms = Some(now_ms);
         }
-        s.release_record(&c.record, c.claim_id);
-        Ok(s.append(c.entry.clone()))
+        Ok(Appended::of(s.append(entry)))
     }
 
-    async fn fail(&self, f: &Failure) -> Result<LogEntry, StoreError> {
+    async fn fail(&self, f: Failure) -> Result<LogEntry, StoreError> {
         let mut s = self.lock();
         s.check_claim(&f.key_digest, f.claim_id, &f.entry.key_text)?;
-        let mut entry = f.entry.clone();
+        let mut entry = f.entry;
         let replayed = f.replay_of.and_then(|id| s.queue_mut(id).map(|e| e.id));
         let status = match (&f.queue_entry, replayed) {
             // A replay that failed again: the same entry, updated, stays the key's entry.
@@ -453,11 +464,11 @@ impl Store for MemoryStore {
             k.status = status;
         }
         s.release_record(&entry.record, f.claim_id);
-        Ok(s.append(entry))
+        Ok(s.append(entry).clone())
     }
 
     async fn append_log(&self, entry: &NewLogEntry) -> Result<LogEntry, StoreError> {
-        Ok(self.lock().append(entry.clone()))
+        Ok(self.lock().append(entry.clone()).clone())
     }
 
     async fn log(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
@@ -661,7 +672,7 @@ mod tests {
         let s = MemoryStore::new();
         let r = request("k", "rec", 0);
         claimed(s.begin(&r).await.unwrap());
-        s.complete(&completion(&r, 5)).await.unwrap();
+        s.complete(completion(&r, 5)).await.unwrap();
         let again = request("k", "rec", 6);
         assert_eq!(
             s.begin(&again).await.unwrap(),
@@ -678,7 +689,7 @@ mod tests {
         let s = MemoryStore::new();
         let r = request("k", "rec", 0);
         claimed(s.begin(&r).await.unwrap());
-        s.complete(&completion(&r, 1)).await.unwrap();
+        s.complete(completion(&r, 1)).await.unwrap();
         assert!(s.halt_run(Uuid::nil(), "x", 2).await.unwrap());
         assert!(!s.halt_run(Uuid::nil(), "again", 3).await.unwrap());
         assert_eq!(
@@ -707,7 +718,7 @@ mod tests {
                 stored_fingerprint: "fp".into()
             }
         );
-        let logged = s.fail(&queued(&r, 2)).await.unwrap();
+        let logged = s.fail(queued(&r, 2)).await.unwrap();
         assert_eq!(logged.entry.queue_entry, Some(1));
         match s.begin(&request("k", "rec", 3)).await.unwrap() {
             Begin::Failed { entry } => assert_eq!((entry.id, entry.kind), (1, QueueKind::Owner)),
@@ -758,9 +769,9 @@ mod tests {
         assert!(second.takeover);
         assert_eq!(second.previous_attempts, 2);
         assert!(second.fencing_token > first.fencing_token);
-        let lost = s.complete(&completion(&old, 1_001)).await.unwrap_err();
+        let lost = s.complete(completion(&old, 1_001)).await.unwrap_err();
         assert!(matches!(lost, StoreError::ClaimLost { ref key } if key == "k"));
-        let lost = s.fail(&queued(&old, 1_001)).await.unwrap_err();
+        let lost = s.fail(queued(&old, 1_001)).await.unwrap_err();
         assert!(matches!(lost, StoreError::ClaimLost { .. }));
         assert!(
             s.queue_entries(&QueueQuery::default())
@@ -768,7 +779,7 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        s.complete(&completion(&new, 1_002)).await.unwrap();
+        s.complete(completion(&new, 1_002)).await.unwrap();
     }
 
     #[tokio::test]
@@ -776,7 +787,7 @@ mod tests {
         let s = MemoryStore::new();
         let r = request("k1", "rec", 0);
         claimed(s.begin(&r).await.unwrap());
-        s.complete(&completion(&r, 100)).await.unwrap();
+        s.complete(completion(&r, 100)).await.unwrap();
         assert_eq!(
             s.begin(&request("k2", "rec", 10_099)).await.unwrap(),
             Begin::Skipped {
@@ -793,7 +804,7 @@ mod tests {
         let s = MemoryStore::new();
         let r = request("k1", "rec", 0);
         claimed(s.begin(&r).await.unwrap());
-        s.complete(&completion(&r, 100)).await.unwrap();
+        s.complete(completion(&r, 100)).await.unwrap();
         claimed(s.begin(&request("k2", "rec", 10_100)).await.unwrap());
     }
 
@@ -805,7 +816,7 @@ mod tests {
             let mut r = request(&format!("k{i}"), "rec", now);
             r.dedup_ms = None;
             tokens.push(claimed(s.begin(&r).await.unwrap()).fencing_token);
-            s.complete(&completion(&r, now + 1)).await.unwrap();
+            s.complete(completion(&r, now + 1)).await.unwrap();
         }
         assert_eq!(tokens, [1, 2, 3]);
         let r = request("x", "other", 0);
@@ -827,7 +838,7 @@ mod tests {
             now_ms: 1,
             replay_of: None,
         };
-        assert_eq!(s.fail(&released).await.unwrap().entry.queue_entry, None);
+        assert_eq!(s.fail(released).await.unwrap().entry.queue_entry, None);
         let mut other = request("k", "rec", 2);
         other.run_id = Uuid::max();
         let c = claimed(s.begin(&other).await.unwrap());

@@ -132,6 +132,29 @@ pub struct Completion {
     pub replay_of: Option<u64>,
 }
 
+/// Where [`Store::complete`] appended its entry: the entry's place in the chain. (The entry itself is
+/// the caller's: it is not handed back.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The entry's sequence number.
+    pub seq: u64,
+    /// The hash of the entry before it ([`GENESIS_HASH`](crate::log::GENESIS_HASH) for the first).
+    pub prev_hash: SharedStr,
+    /// The entry's own hash.
+    pub hash: SharedStr,
+}
+
+impl Appended {
+    /// The place of `entry`.
+    pub fn of(entry: &LogEntry) -> Self {
+        Appended {
+            seq: entry.seq,
+            prev_hash: entry.prev_hash.clone(),
+            hash: entry.hash.clone(),
+        }
+    }
+}
+
 /// A terminal failure of a claimed call (routed, dead-lettered or halted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
@@ -513,13 +536,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Success: store the result under the key, mark (record, action) acted at `now_ms`, append the log
     /// entry and release the claim and the record lease, atomically. Fails with
-    /// [`StoreError::ClaimLost`] (and changes nothing) if `claim_id` no longer holds the key.
-    async fn complete(&self, completion: &Completion) -> Result<LogEntry, StoreError>;
+    /// [`StoreError::ClaimLost`] (and changes nothing) if `claim_id` no longer holds the key. Takes the
+    /// completion by value (the store keeps its parts) and answers where the entry went.
+    async fn complete(&self, completion: Completion) -> Result<Appended, StoreError>;
 
     /// Terminal failure: create the queue entry (if any), mark the key failed, append the log entry and
     /// release the claim and the record lease, atomically. Returns the appended entry, whose
     /// `queue_entry` names the created queue entry. Fails with [`StoreError::ClaimLost`] like `complete`.
-    async fn fail(&self, failure: &Failure) -> Result<LogEntry, StoreError>;
+    async fn fail(&self, failure: Failure) -> Result<LogEntry, StoreError>;
 
     /// Appends one log entry (an attempt that will be retried, a skip, a replay, an operator action),
     /// assigning its sequence number and hash-chain link.

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
-    Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
+    Appended, Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
     QueueUpdate, RunState, Store, StoreError,
 };
 
@@ -476,15 +476,15 @@ impl Store for PostgresStore {
         settle(conn, result)
     }
 
-    async fn complete(&self, completion: &Completion) -> Result<LogEntry, StoreError> {
+    async fn complete(&self, completion: Completion) -> Result<Appended, StoreError> {
         let mut conn = self.client().await?;
-        let result = ops::complete(&mut conn.client, &self.server, &self.schema, completion).await;
-        settle(conn, result)
+        let result = ops::complete(&mut conn.client, &self.server, &self.schema, &completion).await;
+        settle(conn, result).map(|logged| Appended::of(&logged))
     }
 
-    async fn fail(&self, failure: &Failure) -> Result<LogEntry, StoreError> {
+    async fn fail(&self, failure: Failure) -> Result<LogEntry, StoreError> {
         let mut conn = self.client().await?;
-        let result = ops::fail(&mut conn.client, &self.server, &self.schema, failure).await;
+        let result = ops::fail(&mut conn.client, &self.server, &self.schema, &failure).await;
         settle(conn, result)
     }
 

@@ -101,7 +101,7 @@ use uuid::Uuid;
 
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
-    Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
+    Appended, Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
     QueueUpdate, RunState, Store, StoreError,
 };
 use ops::Ctx;
@@ -688,15 +688,16 @@ impl Store for SqliteStore {
         self.write(|tx| Write::Begin(request, tx)).await
     }
 
-    async fn complete(&self, completion: &Completion) -> Result<LogEntry, StoreError> {
+    async fn complete(&self, completion: Completion) -> Result<Appended, StoreError> {
         let result = ops::to_json(&completion.result)?;
         let entry = crate::log::canonical_json(&completion.entry);
-        let completion = Box::new((completion.clone(), result, entry));
-        self.write(|tx| Write::Complete(completion, tx)).await
+        let completion = Box::new((completion, result, entry));
+        let logged = self.write(|tx| Write::Complete(completion, tx)).await?;
+        Ok(Appended::of(&logged))
     }
 
-    async fn fail(&self, failure: &Failure) -> Result<LogEntry, StoreError> {
-        let failure = Box::new(failure.clone());
+    async fn fail(&self, failure: Failure) -> Result<LogEntry, StoreError> {
+        let failure = Box::new(failure);
         self.write(|tx| Write::Fail(failure, tx)).await
     }
 
