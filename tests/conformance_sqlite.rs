@@ -37,7 +37,7 @@ mod sqlite_only {
             key_digest: format!("digest:k{n}").into(),
             record: format!("rec-{n}").into(),
             fingerprint: "fp".to_owned().into(),
-            payload: std::sync::Arc::new(serde_json::json!({ "n": n.to_string() })),
+            payload: actguard::PayloadJson::from(serde_json::json!({ "n": n.to_string() })),
             claim_id: Uuid::from_u128(1_000 + n),
             now_ms: T0,
             lease_ms: 30_000,

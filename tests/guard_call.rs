@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use actguard::store::{
-    Appended, Begin, BeginRequest, Completion, Failure, Millis, QueueQuery, RunState, Store, StoreError,
+    Appended, Begin, BeginRequest, Completion, Failure, Millis, QueueQuery, RunState, Store,
+    StoreError,
 };
 use actguard::testing::{Downstream, DownstreamError, Receipt, guarded_call, log};
 use actguard::{ActionError, ActionSpec, LogEntry, LogQuery, MemoryStore, Outcome, Run};

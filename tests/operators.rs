@@ -328,7 +328,7 @@ async fn a_replay_of_an_action_this_program_does_not_register_is_refused() {
         key_digest: e.key_digest.clone().into(),
         record: e.record.clone().into(),
         fingerprint: "fp".into(),
-        payload: std::sync::Arc::new(e.payload.clone()),
+        payload: actguard::PayloadJson::from(e.payload.clone()),
         claim_id: uuid::Uuid::now_v7(),
         now_ms: 0,
         lease_ms: 1_000,

@@ -20,7 +20,7 @@ fn request(key: &str) -> BeginRequest {
         key_digest: format!("digest:{key}").into(),
         record: format!("rec-{key}").into(),
         fingerprint: "fp".to_owned().into(),
-        payload: std::sync::Arc::new(serde_json::json!({})),
+        payload: actguard::PayloadJson::from(serde_json::json!({})),
         claim_id: Uuid::now_v7(),
         now_ms: 1_700_000_000_000,
         lease_ms: 30_000,

@@ -344,7 +344,7 @@ fn a_worker_killed_mid_claim_loses_its_lease_and_another_takes_over_and_finishes
                 key_digest: "digest:kx".to_owned().into(),
                 record: "rec-x".to_owned().into(),
                 fingerprint: "fp".to_owned().into(),
-                payload: std::sync::Arc::new(serde_json::json!({ "key": "kx" })),
+                payload: actguard::PayloadJson::from(serde_json::json!({ "key": "kx" })),
                 claim_id: Uuid::now_v7(),
                 now_ms: 4_000_000_000_000,
                 lease_ms: 30_000,

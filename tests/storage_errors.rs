@@ -19,7 +19,7 @@ fn request(key: &str, record: &str) -> BeginRequest {
         key_digest: format!("digest:{key}").into(),
         record: record.to_owned().into(),
         fingerprint: "fp".to_owned().into(),
-        payload: std::sync::Arc::new(serde_json::json!({ "key": key })),
+        payload: actguard::PayloadJson::from(serde_json::json!({ "key": key })),
         claim_id: Uuid::from_u128(rand_u128()),
         now_ms: T0,
         lease_ms: 30_000,
@@ -55,7 +55,9 @@ async fn populated(path: &Path, n: usize) {
     let store = SqliteStore::open(path).expect("the store opens");
     for i in 0..n {
         let r = BeginRequest {
-            payload: std::sync::Arc::new(serde_json::json!({ "padding": "x".repeat(500), "i": i })),
+            payload: actguard::PayloadJson::from(
+                serde_json::json!({ "padding": "x".repeat(500), "i": i }),
+            ),
             ..request(&format!("k{i}"), &format!("rec-{i}"))
         };
         assert!(matches!(store.begin(&r).await.unwrap(), Begin::Claimed(_)));

@@ -43,7 +43,11 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
         }
     };
 
-    let payload_fields = action.payload.iter().map(|param| {
+    // In sorted order of their names: the runtime then writes the payload's canonical JSON (object
+    // keys sorted) as the fields come, without sorting them at run time.
+    let mut payload = action.payload.iter().collect::<Vec<_>>();
+    payload.sort_by_key(|param| param.ident.to_string());
+    let payload_fields = payload.into_iter().map(|param| {
         let name = param.ident.to_string();
         let (value, inner) = deref_to_referent(&param.ident, &param.ty);
         // Spanned on the parameter's type, so a type that is not `Serialize` is reported there.

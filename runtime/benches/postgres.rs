@@ -38,7 +38,7 @@ fn request(run: Uuid, record: &str) -> BeginRequest {
         key_digest: format!("digest:{n}").into(),
         record: record.to_owned().into(),
         fingerprint: "fp".to_owned().into(),
-        payload: std::sync::Arc::new(serde_json::json!({ "n": n })),
+        payload: actguard::PayloadJson::from(serde_json::json!({ "n": n })),
         claim_id: Uuid::now_v7(),
         now_ms: T0,
         lease_ms: 30_000,

@@ -38,7 +38,7 @@ fn begin_request(n: u64) -> BeginRequest {
         record: format!("loan-{n}").into(),
         key_text: key.into(),
         fingerprint: "f".repeat(64).into(),
-        payload: std::sync::Arc::new(
+        payload: actguard::PayloadJson::from(
             serde_json::json!({ "loan_id": n, "amount": 25_000, "currency": "EUR" }),
         ),
         claim_id: Uuid::from_u128(u128::from(n)),

@@ -205,7 +205,7 @@ fn queue_entry(r: &BeginRequest, kind: QueueKind, name: &str, now_ms: Millis) ->
         key_text: r.key_text.to_string(),
         key_digest: r.key_digest.to_string(),
         record: r.record.to_string(),
-        payload: (*r.payload).clone(),
+        payload: r.payload.value(),
         failure_kind: FailureKind::Validation,
         message: "amount is negative".to_owned(),
         attempts: 1,
@@ -692,11 +692,7 @@ pub async fn complete_after_takeover_is_claim_lost(store: &dyn Store) {
     claim(store, &new).await;
     let before = store.log(&LogQuery::default()).await.unwrap();
     match store
-        .complete(completion(
-            &old,
-            serde_json::json!("stale"),
-            T0 + LEASE + 1,
-        ))
+        .complete(completion(&old, serde_json::json!("stale"), T0 + LEASE + 1))
         .await
     {
         Err(StoreError::ClaimLost { key }) => assert_eq!(key, "k1"),
@@ -710,11 +706,7 @@ pub async fn complete_after_takeover_is_claim_lost(store: &dyn Store) {
         Begin::InProgress { .. }
     ));
     store
-        .complete(completion(
-            &new,
-            serde_json::json!("fresh"),
-            T0 + LEASE + 3,
-        ))
+        .complete(completion(&new, serde_json::json!("fresh"), T0 + LEASE + 3))
         .await
         .unwrap();
     let replay = request(id(), "k1", "rec-1", T0 + LEASE + 4);
@@ -821,7 +813,7 @@ pub async fn fail_with_queue_entry_fails_key_terminally(store: &dyn Store) {
     assert_eq!(q.name, "credit-risk");
     assert_eq!(q.status, QueueStatus::Open);
     assert_eq!(q.key_digest, r.key_digest);
-    assert_eq!(q.payload, *r.payload);
+    assert_eq!(q.payload, r.payload.value());
     assert_eq!(q.failure_kind, FailureKind::Conflict);
     assert_eq!(q.run_id, run);
     assert_eq!(logged.entry.outcome, Outcome::Routed);
@@ -1013,7 +1005,10 @@ pub async fn log_entries_of_complete_and_fail_join_the_chain(store: &dyn Store) 
     let all = store.log(&LogQuery::default()).await.unwrap();
     assert_eq!(all, vec![first, all[1].clone(), failed]);
     assert_eq!(crate::store::Appended::of(&all[1]), done);
-    assert_eq!(all[1].entry, completion(&a, serde_json::json!(7), T0 + 2).entry);
+    assert_eq!(
+        all[1].entry,
+        completion(&a, serde_json::json!(7), T0 + 2).entry
+    );
     assert_eq!(verify_chain(&all), Ok(3));
 }
 
@@ -1455,7 +1450,7 @@ pub async fn key_state_reports_payload_status_result_and_entry(store: &dyn Store
             k.action.as_str(),
             k.key_text.as_str()
         ),
-        (KeyStatus::Claimed, (*r.payload).clone(), "disburse", "k1")
+        (KeyStatus::Claimed, r.payload.value(), "disburse", "k1")
     );
     assert_eq!(
         (k.record.as_str(), k.fingerprint.as_str()),

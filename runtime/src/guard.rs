@@ -85,7 +85,7 @@ pub struct Call<T, E> {
 struct Claimed {
     claim_id: Uuid,
     fencing_token: u64,
-    payload: std::sync::Arc<serde_json::Value>,
+    payload: crate::key::PayloadJson,
 }
 
 impl<T, E> Call<T, E>
@@ -421,7 +421,7 @@ where
                 key_text: self.attempt().key.to_string(),
                 key_digest: self.attempt().key_digest.to_string(),
                 record: self.attempt().record.to_string(),
-                payload: (*claim.payload).clone(),
+                payload: claim.payload.value(),
                 failure_kind: kind,
                 message: message.clone(),
                 attempts,
@@ -634,7 +634,7 @@ impl Beginning<'_> {
             key_digest: self.key_digest.clone(),
             record: self.record.clone(),
             fingerprint: payload.fingerprint,
-            payload: std::sync::Arc::new(payload.value),
+            payload: payload.json,
             claim_id: new_claim_id(now_ms),
             now_ms,
             lease_ms: policy.lease.as_millis() as Millis,

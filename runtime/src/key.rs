@@ -206,17 +206,109 @@ impl KeyBuilder {
 /// The payload of one call: every parameter that is neither the run nor a `#[dep]`, by name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payload {
-    /// `{ "param": value, ... }` with object keys sorted (canonical form).
-    pub value: serde_json::Value,
-    /// SHA-256 of the canonical serialization of `value`, hex.
+    /// `{"param":value,...}` as canonical JSON.
+    pub json: PayloadJson,
+    /// SHA-256 of the canonical JSON, hex.
     pub fingerprint: SharedStr,
 }
 
-/// Collects the payload parameters of a call; the attribute generates the calls.
+impl Payload {
+    /// A payload from a JSON value; the fingerprint is computed over its canonical form.
+    pub fn new(value: serde_json::Value) -> Self {
+        Self::of_canonical(&canonical_bytes(&value))
+    }
+
+    /// The payload whose canonical JSON is `bytes`.
+    fn of_canonical(bytes: &[u8]) -> Self {
+        let fingerprint = SharedStr::from(hex_str(&Sha256::digest(bytes).into(), &mut [0; 64]));
+        let text = std::str::from_utf8(bytes).expect("serde_json writes UTF-8");
+        Payload {
+            json: PayloadJson(SharedStr::from(text)),
+            fingerprint,
+        }
+    }
+}
+
+/// A payload as canonical JSON: compact, with the keys of every object in sorted (byte) order, as
+/// `serde_json` writes a [`serde_json::Value`]. These are the bytes the fingerprint hashes and the
+/// text stores keep; cheap to clone. Floats read back exactly (`serde_json`'s `float_roundtrip`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PayloadJson(SharedStr);
+
+impl PayloadJson {
+    /// The canonical JSON of `value`.
+    pub fn new(value: &serde_json::Value) -> Self {
+        let bytes = canonical_bytes(value);
+        PayloadJson(SharedStr::from(
+            std::str::from_utf8(&bytes).expect("serde_json writes UTF-8"),
+        ))
+    }
+
+    /// The canonical JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The payload as a JSON value.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0).expect("a PayloadJson holds JSON that serde_json wrote")
+    }
+}
+
+impl From<serde_json::Value> for PayloadJson {
+    fn from(value: serde_json::Value) -> Self {
+        PayloadJson::new(&value)
+    }
+}
+
+impl From<&serde_json::Value> for PayloadJson {
+    fn from(value: &serde_json::Value) -> Self {
+        PayloadJson::new(value)
+    }
+}
+
+impl std::fmt::Display for PayloadJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Serialized as the JSON value it holds.
+impl Serialize for PayloadJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PayloadJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(|v| PayloadJson::new(&v))
+    }
+}
+
+/// The canonical JSON of `value`. serde_json's `Map` is a BTreeMap (the `preserve_order` feature is
+/// not enabled), so objects serialize with sorted keys: the same value always gives the same bytes.
+fn canonical_bytes(value: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(value).expect("a JSON value always serializes")
+}
+
+thread_local! {
+    /// The buffer of the last finished [`PayloadBuilder`] of this thread, reused by the next one.
+    static PAYLOAD_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Collects the payload parameters of a call; the attribute generates the calls, in sorted order of
+/// the parameters' names, so the canonical JSON is written as the fields come (in any other order it
+/// is sorted once, at the end).
 #[doc(hidden)]
 #[derive(Default)]
 pub struct PayloadBuilder {
-    map: serde_json::Map<String, serde_json::Value>,
+    /// `{"name":value,"name":value` so far (empty before the first field).
+    buf: Vec<u8>,
+    /// Where the last field's name is in `buf` (its JSON string).
+    last_name: std::ops::Range<usize>,
+    /// A field came in after one with a greater name (or the same): sort at the end.
+    unsorted: bool,
 }
 
 impl PayloadBuilder {
@@ -230,38 +322,53 @@ impl PayloadBuilder {
         name: &str,
         value: &T,
     ) -> Result<&mut Self, serde_json::Error> {
-        self.map
-            .insert(name.to_owned(), serde_json::to_value(value)?);
+        // Through a `Value`: a struct's fields are written in declaration order, a `Value`'s in
+        // sorted order.
+        let value = serde_json::to_value(value)?;
+        if self.buf.is_empty() {
+            self.buf = PAYLOAD_BUFFER.take();
+            self.buf.push(b'{');
+        } else {
+            self.buf.push(b',');
+        }
+        let start = self.buf.len();
+        serde_json::to_writer(&mut self.buf, name)?;
+        let name_at = start..self.buf.len();
+        if !self.last_name.is_empty()
+            && self.buf[self.last_name.clone()] >= self.buf[name_at.clone()]
+        {
+            self.unsorted = true;
+        }
+        self.last_name = name_at;
+        self.buf.push(b':');
+        serde_json::to_writer(&mut self.buf, &value)?;
         Ok(self)
     }
 
     /// The payload and its fingerprint.
     pub fn finish(&mut self) -> Payload {
-        Payload::new(serde_json::Value::Object(std::mem::take(&mut self.map)))
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.is_empty() {
+            buf.push(b'{');
+        }
+        buf.push(b'}');
+        let payload = if std::mem::take(&mut self.unsorted) {
+            let value: serde_json::Value =
+                serde_json::from_slice(&buf).expect("the builder wrote this JSON");
+            Payload::new(value)
+        } else {
+            Payload::of_canonical(&buf)
+        };
+        self.last_name = 0..0;
+        buf.clear();
+        PAYLOAD_BUFFER.set(buf);
+        payload
     }
 }
 
-impl Payload {
-    /// A payload from a JSON value; the fingerprint is computed over its canonical form.
-    pub fn new(value: serde_json::Value) -> Self {
-        let fingerprint = SharedStr::from(hex_str(&fingerprint_bytes(&value), &mut [0; 64]));
-        Payload { value, fingerprint }
-    }
-}
-
-/// SHA-256 (hex) of the canonical serialization of a JSON value: object keys sorted, no whitespace.
+/// A JSON value's fingerprint: SHA-256 (hex) of its canonical serialization.
 pub fn fingerprint(value: &serde_json::Value) -> String {
-    hex_lower(&fingerprint_bytes(value))
-}
-
-/// [`fingerprint`], as bytes.
-fn fingerprint_bytes(value: &serde_json::Value) -> [u8; 32] {
-    // serde_json's `Map` is a BTreeMap (the `preserve_order` feature is not enabled), so objects
-    // serialize with sorted keys: the same value always gives the same bytes.
-    // Serialized straight into the hasher: the same bytes as `to_vec`, without the buffer.
-    let mut h = Sha256::new();
-    serde_json::to_writer(HashWriter(&mut h), value).expect("a JSON value always serializes");
-    h.finalize().into()
+    hex_lower(&Sha256::digest(canonical_bytes(value)))
 }
 
 /// SHA-256 of bytes, hex.
@@ -292,25 +399,6 @@ pub(crate) fn hex_str<'a>(digest: &[u8; 32], out: &'a mut [u8; 64]) -> &'a str {
         pair[1] = DIGITS[usize::from(b & 0x0f)];
     }
     std::str::from_utf8(out).expect("hex digits are ASCII")
-}
-
-/// An `io::Write` that feeds a SHA-256 hasher: serialize into it instead of into a buffer.
-pub(crate) struct HashWriter<'a>(pub(crate) &'a mut Sha256);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.0.update(buf);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -366,6 +454,60 @@ mod tests {
         let v = serde_json::json!({"b": [1, 2.5, "x\"y"], "a": {"d": null, "c": true}});
         let bytes = serde_json::to_vec(&v).unwrap();
         assert_eq!(fingerprint(&v), hex::encode(Sha256::digest(&bytes)));
+    }
+
+    #[test]
+    fn a_payload_reads_back_the_very_same_value_floats_included() {
+        for v in [
+            serde_json::json!({"id": 7, "n": -3, "big": u64::MAX, "s": "x\"é\u{1}", "l": [null, true]}),
+            serde_json::json!({"amount": 0.1, "nested": [{"x": 1e300, "y": -2.5e-308}], "z": 1.0}),
+        ] {
+            let json = PayloadJson::new(&v);
+            assert_eq!(json.as_str(), serde_json::to_string(&v).unwrap());
+            assert_eq!(json.value(), v);
+        }
+    }
+
+    #[derive(Serialize)]
+    struct Transfer {
+        to: &'static str,
+        amount: u64,
+        memo: Option<&'static str>,
+    }
+
+    /// The builder writes the canonical JSON as fields come, whatever their order, and its bytes are
+    /// those of the sorted `serde_json::Value` (so fingerprints are unchanged).
+    #[test]
+    fn the_builder_writes_the_canonical_json_of_its_fields_in_any_order() {
+        let t = Transfer {
+            to: "A-\"1\"",
+            amount: 250,
+            memo: None,
+        };
+        let expected = serde_json::json!({"account": "A-1", "n": 3, "t": t, "zeta": [1.5, "é"]});
+        let fields: [(&str, serde_json::Value); 4] = [
+            ("account", serde_json::json!("A-1")),
+            ("n", serde_json::json!(3)),
+            ("t", serde_json::to_value(&t).unwrap()),
+            ("zeta", serde_json::json!([1.5, "é"])),
+        ];
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 0, 3, 2], [0, 2, 1, 3]] {
+            let mut b = PayloadBuilder::new();
+            for i in order {
+                b.field(fields[i].0, &fields[i].1).unwrap();
+            }
+            let payload = b.finish();
+            assert_eq!(payload, Payload::new(expected.clone()), "order {order:?}");
+            assert_eq!(
+                payload.json.as_str(),
+                serde_json::to_string(&expected).unwrap()
+            );
+            assert_eq!(payload.fingerprint, fingerprint(&expected));
+        }
+        // No field: the empty object. The reused buffer starts empty for the next payload.
+        assert_eq!(PayloadBuilder::new().finish().json.as_str(), "{}");
+        let one = PayloadBuilder::new().field("x", &1).unwrap().finish();
+        assert_eq!(one.json.as_str(), r#"{"x":1}"#);
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub use clock::{Clock, TokioClock};
 pub use error::ActionError;
 pub use guard::DEAD_LETTER_QUEUE;
 pub use invoke::{InvokeError, InvokeFn};
-pub use key::{KeyPart, Payload, RenderedKey, fingerprint};
+pub use key::{KeyPart, Payload, PayloadJson, RenderedKey, fingerprint};
 pub use log::{ChainError, LogEntry, LogQuery, Outcome, verify_chain};
 pub use manifest::{Change, Manifest, ManifestDiff, ManifestError, McpAnnotations, McpTool};
 pub use memory::MemoryStore;

@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::key::PayloadJson;
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
-    self, Appended, Begin, BeginRequest, Claim, Completion, Failure, Millis, QueueEntry, QueueQuery,
-    QueueRef, QueueStatus, QueueUpdate, RunState, SharedStr, Store, StoreError,
+    self, Appended, Begin, BeginRequest, Claim, Completion, Failure, Millis, QueueEntry,
+    QueueQuery, QueueRef, QueueStatus, QueueUpdate, RunState, SharedStr, Store, StoreError,
 };
 
 /// A store in memory. Cheap to clone: clones share the same state, so a test can keep one handle and
@@ -51,21 +52,65 @@ type Map<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 struct State {
     runs: Map<Uuid, RunState>,
     keys: Map<SharedStr, KeyState>,
+    /// Per record: its fencing tokens, its lease and the loop filter's marks (one map, one lookup).
     records: Map<SharedStr, RecordState>,
-    /// Last completion per action, then record (nested so a lookup borrows instead of allocating).
-    acted: Map<SharedStr, Map<SharedStr, Acted>>,
     /// Highest attempt number logged per key digest the store has no key for (yet): a known key
     /// keeps its own count ([`KeyState::attempts`]), without a map of its own.
     orphan_attempts: Map<SharedStr, u32>,
-    log: Vec<LogEntry>,
+    log: Log,
     queue: Vec<QueueEntry>,
+}
+
+/// The action log, in chunks of [`Log::CHUNK`] entries: appending never moves the entries already
+/// kept (a growing `Vec` copies them all at each doubling), and a chunk is small enough for the
+/// allocator to reuse rather than map fresh pages for.
+#[derive(Default)]
+struct Log {
+    chunks: Vec<Vec<LogEntry>>,
+}
+
+impl Log {
+    const CHUNK: usize = 128;
+
+    fn len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+
+    fn last(&self) -> Option<&LogEntry> {
+        self.chunks.last().and_then(|c| c.last())
+    }
+
+    fn push(&mut self, entry: LogEntry) -> &LogEntry {
+        if self.chunks.last().is_none_or(|c| c.len() == Self::CHUNK) {
+            self.chunks.push(Vec::with_capacity(Self::CHUNK));
+        }
+        let chunk = self.chunks.last_mut().expect("a chunk with room");
+        chunk.push(entry);
+        chunk.last().expect("just pushed")
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &LogEntry> {
+        self.chunks.iter().flatten()
+    }
+
+    /// The log as one vector, to edit (tests), then kept again in chunks.
+    fn edit(&mut self, edit: impl FnOnce(&mut Vec<LogEntry>)) {
+        let mut all: Vec<LogEntry> = std::mem::take(&mut self.chunks)
+            .into_iter()
+            .flatten()
+            .collect();
+        edit(&mut all);
+        for e in all {
+            self.push(e);
+        }
+    }
 }
 
 struct KeyState {
     fingerprint: SharedStr,
     status: KeyStatus,
     /// What the key was last claimed with (for [`Store::key_state`]).
-    call: Arc<KeyCall>,
+    call: KeyCall,
     /// Highest attempt number logged under the key.
     attempts: u32,
 }
@@ -74,41 +119,7 @@ struct KeyCall {
     action: SharedStr,
     key_text: SharedStr,
     record: SharedStr,
-    payload: StoredPayload,
-}
-
-/// A key's payload as the store keeps it: as compact JSON text when that reads back as the very same
-/// value (no floats, whose text may not parse back to the same bits), else the value itself. A small
-/// object as text takes a few bytes instead of a B-tree node of several hundred, for every key.
-enum StoredPayload {
-    Text(String),
-    Value(Arc<serde_json::Value>),
-}
-
-impl StoredPayload {
-    fn new(payload: &Arc<serde_json::Value>) -> Self {
-        fn exact_as_text(v: &serde_json::Value) -> bool {
-            match v {
-                serde_json::Value::Number(n) => !n.is_f64(),
-                serde_json::Value::Array(a) => a.iter().all(exact_as_text),
-                serde_json::Value::Object(o) => o.values().all(exact_as_text),
-                _ => true,
-            }
-        }
-        match serde_json::to_string(&**payload) {
-            Ok(text) if exact_as_text(payload) => StoredPayload::Text(text),
-            _ => StoredPayload::Value(payload.clone()),
-        }
-    }
-
-    fn value(&self) -> serde_json::Value {
-        match self {
-            StoredPayload::Text(text) => {
-                serde_json::from_str(text).expect("the store wrote this JSON itself")
-            }
-            StoredPayload::Value(v) => (**v).clone(),
-        }
-    }
+    payload: PayloadJson,
 }
 
 enum KeyStatus {
@@ -127,7 +138,9 @@ enum KeyStatus {
     Released,
 }
 
+/// The loop filter's mark: an action completed on a record.
 struct Acted {
+    action: SharedStr,
     key_text: SharedStr,
     key_digest: SharedStr,
     at_ms: Millis,
@@ -137,6 +150,31 @@ struct Acted {
 struct RecordState {
     highest_token: u64,
     lease: Option<RecordLease>,
+    /// The last completion of each action on the record: the first action's inline, others after.
+    acted: Option<Acted>,
+    acted_more: Vec<Acted>,
+}
+
+impl RecordState {
+    /// The last completion of `action` on this record.
+    fn acted(&self, action: &str) -> Option<&Acted> {
+        self.acted
+            .iter()
+            .chain(&self.acted_more)
+            .find(|a| a.action == action)
+    }
+
+    /// Marks `acted.action` completed on this record (replacing its previous mark).
+    fn mark(&mut self, acted: Acted) {
+        let marks = self.acted.iter_mut().chain(&mut self.acted_more);
+        if let Some(mark) = marks.into_iter().find(|a| a.action == acted.action) {
+            *mark = acted;
+        } else if self.acted.is_none() {
+            self.acted = Some(acted);
+        } else {
+            self.acted_more.push(acted);
+        }
+    }
 }
 
 struct RecordLease {
@@ -201,7 +239,7 @@ impl MemoryStore {
     /// Gives `edit` the stored log as it is, to change in place: for tests that prove an edited,
     /// deleted or reordered entry is detected by [`verify`](crate::verify). Nothing in actguard calls it.
     pub fn tamper_with_log(&self, edit: impl FnOnce(&mut Vec<LogEntry>)) {
-        edit(&mut self.lock().log)
+        self.lock().log.edit(edit)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -225,8 +263,7 @@ impl State {
             *max = (*max).max(entry.attempt);
         }
         let e = LogEntry::chain(self.log.last(), entry);
-        self.log.push(e);
-        self.log.last().expect("just pushed")
+        self.log.push(e)
     }
 
     /// Checks that `claim_id` still holds `key_digest`.
@@ -321,7 +358,10 @@ impl Store for MemoryStore {
         }
 
         if let Some(window) = req.dedup_ms
-            && let Some(acted) = s.acted.get(&req.action).and_then(|a| a.get(&req.record))
+            && let Some(acted) = s
+                .records
+                .get(&req.record)
+                .and_then(|r| r.acted(&req.action))
             && acted.key_digest != req.key_digest
             && now - acted.at_ms < window
         {
@@ -355,12 +395,12 @@ impl Store for MemoryStore {
                     claim_id: req.claim_id,
                     lease_until_ms: until_ms,
                 },
-                call: Arc::new(KeyCall {
+                call: KeyCall {
                     action: req.action.clone(),
                     key_text: req.key_text.clone(),
                     record: req.record.clone(),
-                    payload: StoredPayload::new(&req.payload),
-                }),
+                    payload: req.payload.clone(),
+                },
                 attempts,
             },
         );
@@ -390,16 +430,16 @@ impl Store for MemoryStore {
                 at_ms: now_ms,
             };
         }
-        s.release_record(&record, claim_id);
-        let acted = s.acted.entry(action).or_default();
-        acted.insert(
-            record,
-            Acted {
-                key_text: entry.key_text.clone(),
-                key_digest,
-                at_ms: now_ms,
-            },
-        );
+        let state = s.records.entry(record).or_default();
+        if state.lease.as_ref().is_some_and(|l| l.claim_id == claim_id) {
+            state.lease = None;
+        }
+        state.mark(Acted {
+            action,
+            key_text: entry.key_text.clone(),
+            key_digest,
+            at_ms: now_ms,
+        });
         if let Some(q) = replay_of.and_then(|id| s.queue_mut(id))
             && !q.status.is_terminal()
         {
@@ -634,7 +674,7 @@ mod tests {
                 key_text: req.key_text.to_string(),
                 key_digest: req.key_digest.to_string(),
                 record: req.record.to_string(),
-                payload: (*req.payload).clone(),
+                payload: req.payload.value(),
                 failure_kind: FailureKind::Validation,
                 message: "bad".into(),
                 attempts: 1,
@@ -652,19 +692,6 @@ mod tests {
             Begin::Claimed(c) => c,
             other => panic!("expected a claim, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn a_payload_is_kept_as_text_only_when_it_reads_back_the_same() {
-        let exact =
-            serde_json::json!({"id": 7, "n": -3, "big": u64::MAX, "s": "x\"é", "l": [null, true]});
-        let stored = StoredPayload::new(&Arc::new(exact.clone()));
-        assert!(matches!(stored, StoredPayload::Text(_)));
-        assert_eq!(stored.value(), exact);
-        let float = serde_json::json!({"amount": 0.1, "nested": [{"x": 1e300}]});
-        let stored = StoredPayload::new(&Arc::new(float.clone()));
-        assert!(matches!(stored, StoredPayload::Value(_)));
-        assert_eq!(stored.value(), float);
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::key::PayloadJson;
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::policy::FailureKind;
 pub use crate::shared::SharedStr;
@@ -33,9 +34,10 @@ pub struct BeginRequest {
     pub record: SharedStr,
     /// SHA-256 of the canonical payload.
     pub fingerprint: SharedStr,
-    /// The payload, stored with the claim so a queue entry can be replayed. Shared: the store keeps
-    /// it without copying.
-    pub payload: std::sync::Arc<serde_json::Value>,
+    /// The payload as canonical JSON (the bytes `fingerprint` hashes), stored with the claim so a
+    /// queue entry can be replayed. Shared: the store keeps it without copying. Build one from a
+    /// `serde_json::Value` with `.into()`.
+    pub payload: PayloadJson,
     /// Identifies this claim attempt (fresh per `begin`), so `complete`/`fail` of a claim that was taken
     /// over are rejected.
     pub claim_id: Uuid,

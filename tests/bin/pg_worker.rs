@@ -63,7 +63,7 @@ fn request(w: &Worker, key: &str, record: &str, now_ms: Millis, lease_ms: Millis
         key_digest: format!("digest:{key}").into(),
         record: record.to_owned().into(),
         fingerprint: "fp".to_owned().into(),
-        payload: std::sync::Arc::new(serde_json::json!({ "key": key })),
+        payload: actguard::PayloadJson::from(serde_json::json!({ "key": key })),
         claim_id: Uuid::now_v7(),
         now_ms,
         lease_ms,
@@ -210,7 +210,7 @@ async fn contend(w: &Worker, records: usize, keys: usize) {
                         );
                     }
                     w.store
-                        .complete(&completion(w, &r, c.fencing_token, now_ms()))
+                        .complete(completion(w, &r, c.fencing_token, now_ms()))
                         .await
                         .unwrap_or_else(|e| store_error(e));
                     acted += 1;
@@ -239,7 +239,7 @@ async fn loop_filter(w: &Worker) {
             Begin::Claimed(c) => {
                 downstream(w, "shared", &key, c.fencing_token, started).await;
                 w.store
-                    .complete(&completion(w, &r, c.fencing_token, now_ms()))
+                    .complete(completion(w, &r, c.fencing_token, now_ms()))
                     .await
                     .unwrap_or_else(|e| store_error(e));
                 println!("ACTED");
@@ -279,7 +279,7 @@ async fn until_halt(w: &Worker, halt_after: usize) {
             Begin::Claimed(c) => {
                 downstream(w, &key, &key, c.fencing_token, started).await;
                 w.store
-                    .complete(&completion(w, &r, c.fencing_token, now_ms()))
+                    .complete(completion(w, &r, c.fencing_token, now_ms()))
                     .await
                     .unwrap_or_else(|e| store_error(e));
             }
@@ -316,7 +316,7 @@ async fn claim(w: &Worker, key: &str, record: &str, lease_ms: Millis, offset_ms:
             "complete" => {
                 match w
                     .store
-                    .complete(&completion(w, &r, token, now_ms() + offset_ms))
+                    .complete(completion(w, &r, token, now_ms() + offset_ms))
                     .await
                 {
                     Ok(e) => println!("COMPLETE ok {}", e.seq),

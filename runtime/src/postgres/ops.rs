@@ -285,7 +285,7 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
     }
 
     let lease_until = r.now_ms.saturating_add(r.lease_ms);
-    let payload = to_json(&r.payload)?;
+    let payload = r.payload.as_str();
     let claim_id = r.claim_id.to_string();
     let claimed = db
         .one(

@@ -309,8 +309,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// A write request for the writer thread.
 enum Write {
-    /// With the payload's JSON, serialized by the caller rather than on the writer thread.
-    Begin(Box<(BeginRequest, String)>, Reply<Begin>),
+    Begin(Box<BeginRequest>, Reply<Begin>),
     /// With the JSON of the result and the canonical JSON of the log entry, built by the caller.
     Complete(Box<(Completion, String, String)>, Reply<LogEntry>),
     Fail(Box<Failure>, Reply<LogEntry>),
@@ -658,7 +657,9 @@ fn apply_one(
     w: Write,
 ) -> Applied {
     match w {
-        Write::Begin(r, tx) => Applied::Begin(tx, ops::begin(conn, at, s, hot, &r.0, &r.1)),
+        Write::Begin(r, tx) => {
+            Applied::Begin(tx, ops::begin(conn, at, s, hot, &r, r.payload.as_str()))
+        }
         Write::Complete(d, tx) => {
             let (completion, result, entry) = *d;
             Applied::Log(
@@ -683,8 +684,7 @@ fn apply_one(
 #[async_trait]
 impl Store for SqliteStore {
     async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError> {
-        let payload = ops::to_json(&request.payload)?;
-        let request = Box::new((request.clone(), payload));
+        let request = Box::new(request.clone());
         self.write(|tx| Write::Begin(request, tx)).await
     }
 
