@@ -179,26 +179,33 @@ pub fn entry_hash_canonical(seq: u64, prev_hash: &str, canonical: &[u8]) -> Stri
 /// Writes `entry` as canonical JSON: an object whose keys are in sorted (byte) order, compact. Keep the
 /// fields below sorted and complete: a test compares the bytes with `serde_json::to_value`'s.
 fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
-    fn name(w: &mut Vec<u8>, first: bool, name: &str) {
-        // Field names need no escaping: plain ASCII identifiers.
-        w.extend_from_slice(if first { b"{\"" } else { b",\"" });
-        w.extend_from_slice(name.as_bytes());
-        w.extend_from_slice(b"\":");
+    /// `,"name":` (or `{"name":` for the first field), one literal per field.
+    macro_rules! name {
+        (first $name:literal) => {
+            w.extend_from_slice(concat!("{\"", $name, "\":").as_bytes())
+        };
+        ($name:literal) => {
+            w.extend_from_slice(concat!(",\"", $name, "\":").as_bytes())
+        };
     }
-    fn field<T: Serialize + ?Sized>(
-        w: &mut Vec<u8>,
-        first: bool,
-        field: &str,
-        value: &T,
-    ) -> serde_json::Result<()> {
-        name(w, first, field);
-        serde_json::to_writer(&mut *w, value)
+    /// A field serialized by serde_json.
+    macro_rules! field {
+        ($name:literal, $value:expr) => {{
+            name!($name);
+            serde_json::to_writer(&mut *w, $value)?;
+        }};
     }
     /// A string field: written as is when nothing in it needs escaping (serde_json escapes only `"`,
     /// `\` and control characters), else by serde_json.
-    fn text(w: &mut Vec<u8>, field: &str, value: &str) -> serde_json::Result<()> {
-        name(w, false, field);
+    macro_rules! text {
+        ($name:literal, $value:expr) => {{
+            name!($name);
+            text(w, $value)?;
+        }};
+    }
+    fn text(w: &mut Vec<u8>, value: &str) -> serde_json::Result<()> {
         if !needs_escape(value.as_bytes()) {
+            w.reserve(value.len() + 2);
             w.push(b'"');
             w.extend_from_slice(value.as_bytes());
             w.push(b'"');
@@ -207,30 +214,42 @@ fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
             serde_json::to_writer(&mut *w, value)
         }
     }
-    name(w, true, "action");
-    serde_json::to_writer(&mut *w, e.action.as_str())?;
-    field(w, false, "after", &e.after)?;
-    field(w, false, "at_ms", &e.at_ms)?;
-    field(w, false, "attempt", &e.attempt)?;
-    field(w, false, "before", &e.before)?;
-    field(w, false, "duration_ms", &e.duration_ms)?;
-    field(w, false, "failure_kind", &e.failure_kind)?;
-    field(w, false, "fencing_token", &e.fencing_token)?;
-    text(w, "key_digest", &e.key_digest)?;
-    text(w, "key_text", &e.key_text)?;
-    field(w, false, "message", &e.message)?;
-    text(w, "outcome", e.outcome.as_str())?;
-    field(w, false, "queue_entry", &e.queue_entry)?;
-    text(w, "record", &e.record)?;
-    field(w, false, "retry", &e.retry)?;
-    field(w, false, "route", &e.route)?;
-    text(
-        w,
+    /// An optional integer field: `null` or its digits.
+    fn int<I: itoa::Integer>(w: &mut Vec<u8>, value: Option<I>) {
+        match value {
+            Some(i) => w.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+            None => w.extend_from_slice(b"null"),
+        }
+    }
+    name!(first "action");
+    text(w, &e.action)?;
+    field!("after", &e.after);
+    name!("at_ms");
+    int(w, Some(e.at_ms));
+    name!("attempt");
+    int(w, Some(e.attempt));
+    field!("before", &e.before);
+    name!("duration_ms");
+    int(w, Some(e.duration_ms));
+    field!("failure_kind", &e.failure_kind);
+    name!("fencing_token");
+    int(w, e.fencing_token);
+    text!("key_digest", &e.key_digest);
+    text!("key_text", &e.key_text);
+    field!("message", &e.message);
+    text!("outcome", e.outcome.as_str());
+    name!("queue_entry");
+    int(w, e.queue_entry);
+    text!("record", &e.record);
+    name!("retry");
+    w.extend_from_slice(if e.retry { b"true" } else { b"false" });
+    field!("route", &e.route);
+    text!(
         "run_id",
         e.run_id
             .hyphenated()
-            .encode_lower(&mut Uuid::encode_buffer()),
-    )?;
+            .encode_lower(&mut Uuid::encode_buffer())
+    );
     w.push(b'}');
     Ok(())
 }

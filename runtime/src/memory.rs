@@ -51,9 +51,11 @@ type Map<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 #[derive(Default)]
 struct State {
     runs: Map<Uuid, RunState>,
-    keys: Map<SharedStr, KeyState>,
+    /// Boxed, like `records`' states: a table of small entries grows (and is dropped) without moving
+    /// or touching a few hundred bytes per key.
+    keys: Map<SharedStr, Box<KeyState>>,
     /// Per record: its fencing tokens, its lease and the loop filter's marks (one map, one lookup).
-    records: Map<SharedStr, RecordState>,
+    records: Map<SharedStr, Box<RecordState>>,
     /// Highest attempt number logged per key digest the store has no key for (yet): a known key
     /// keeps its own count ([`KeyState::attempts`]), without a map of its own.
     orphan_attempts: Map<SharedStr, u32>,
@@ -389,7 +391,7 @@ impl Store for MemoryStore {
         });
         s.keys.insert(
             req.key_digest.clone(),
-            KeyState {
+            Box::new(KeyState {
                 fingerprint: req.fingerprint.clone(),
                 status: KeyStatus::Claimed {
                     claim_id: req.claim_id,
@@ -402,7 +404,7 @@ impl Store for MemoryStore {
                     payload: req.payload.clone(),
                 },
                 attempts,
-            },
+            }),
         );
         Ok(Begin::Claimed(Claim {
             fencing_token,
