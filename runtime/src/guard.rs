@@ -123,9 +123,8 @@ where
             run_id = %run.id(),
             attempt = tracing::field::Empty,
         );
-        let agent = run.agent().clone();
         let begin = Beginning {
-            agent: &agent,
+            agent: run.agent(),
             run,
             spec,
             read,

@@ -2,6 +2,7 @@
 //! durability: everything is lost with the process.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -251,6 +252,15 @@ impl MemoryStore {
     }
 }
 
+/// Whether `req` replays exactly the failed key's entry `id`, and that entry is still open or claimed.
+fn replayable(queue: &[QueueEntry], req: &BeginRequest, id: u64) -> bool {
+    req.replay_of == Some(id)
+        && queue
+            .iter()
+            .find(|e| e.id == id)
+            .is_some_and(|e| !e.status.is_terminal())
+}
+
 impl State {
     /// Chains `entry` after the last one and keeps it; returns it, kept.
     fn append(&mut self, entry: NewLogEntry) -> &LogEntry {
@@ -264,6 +274,11 @@ impl State {
             };
             *max = (*max).max(entry.attempt);
         }
+        self.chain(entry)
+    }
+
+    /// Chains `entry` after the last one and keeps it, its attempt counted already.
+    fn chain(&mut self, entry: NewLogEntry) -> &LogEntry {
         let e = LogEntry::chain(self.log.last(), entry);
         self.log.push(e)
     }
@@ -287,16 +302,6 @@ impl State {
         self.queue.iter_mut().find(|e| e.id == id)
     }
 
-    /// Whether `req` replays exactly the failed key's entry `id`, and that entry is still open or claimed.
-    fn replayable(&self, req: &BeginRequest, id: u64) -> bool {
-        req.replay_of == Some(id)
-            && self
-                .queue
-                .iter()
-                .find(|e| e.id == id)
-                .is_some_and(|e| !e.status.is_terminal())
-    }
-
     fn release_record(&mut self, record: &str, claim_id: Uuid) {
         if let Some(r) = self.records.get_mut(record)
             && r.lease.as_ref().is_some_and(|l| l.claim_id == claim_id)
@@ -309,113 +314,143 @@ impl State {
 #[async_trait]
 impl Store for MemoryStore {
     async fn begin(&self, req: &BeginRequest) -> Result<Begin, StoreError> {
-        let mut s = self.lock();
+        let mut guard = self.lock();
         let now = req.now_ms;
+        // One lookup per map: the key's and the record's entries are found once, checked, then
+        // claimed in place.
+        let State {
+            runs,
+            keys,
+            records,
+            orphan_attempts,
+            queue,
+            ..
+        } = &mut *guard;
 
-        if let Some(RunState::Halted { .. }) = s.runs.get(&req.run_id) {
+        if let Some(RunState::Halted { .. }) = runs.get(&req.run_id) {
             return Ok(Begin::Halted);
         }
 
         let mut takeover = false;
-        // Attempts logged under the key so far (carried over when the key is claimed again).
-        let mut attempts = None;
-        if let Some(k) = s.keys.get(&req.key_digest) {
-            attempts = Some(k.attempts);
+        let key = keys.entry(req.key_digest.clone());
+        if let Entry::Occupied(k) = &key {
+            let k = k.get();
             if k.fingerprint != req.fingerprint {
                 return Ok(Begin::KeyReused {
                     stored_fingerprint: k.fingerprint.to_string(),
                 });
             }
-            if let KeyStatus::Completed { result, at_ms } = &k.status {
-                return Ok(Begin::Completed {
-                    result: result.clone(),
-                    completed_at_ms: *at_ms,
-                });
-            }
             match &k.status {
-                KeyStatus::Failed { entry } if !s.replayable(req, entry.id) => {
+                KeyStatus::Completed { result, at_ms } => {
+                    return Ok(Begin::Completed {
+                        result: result.clone(),
+                        completed_at_ms: *at_ms,
+                    });
+                }
+                KeyStatus::Failed { entry } if !replayable(queue, req, entry.id) => {
                     return Ok(Begin::Failed {
                         entry: entry.clone(),
                     });
                 }
-                KeyStatus::Failed { .. } => {}
+                KeyStatus::Failed { .. } | KeyStatus::Released => {}
                 KeyStatus::Claimed { lease_until_ms, .. } if now < *lease_until_ms => {
                     return Ok(Begin::InProgress {
                         lease_until_ms: *lease_until_ms,
                     });
                 }
                 KeyStatus::Claimed { .. } => takeover = true,
-                KeyStatus::Completed { .. } | KeyStatus::Released => {}
             }
         }
 
-        if let Some(lease) = s.records.get(&req.record).and_then(|r| r.lease.as_ref())
-            && lease.key_digest != req.key_digest
-            && now < lease.until_ms
-        {
-            return Ok(Begin::RecordBusy {
-                holder_key: lease.key_text.to_string(),
-                lease_until_ms: lease.until_ms,
-            });
-        }
-
-        if let Some(window) = req.dedup_ms
-            && let Some(acted) = s
-                .records
-                .get(&req.record)
-                .and_then(|r| r.acted(&req.action))
-            && acted.key_digest != req.key_digest
-            && now - acted.at_ms < window
-        {
-            return Ok(Begin::Skipped {
-                previous_key: acted.key_text.to_string(),
-                acted_at_ms: acted.at_ms,
-            });
+        let mut record = records.get_mut(&req.record);
+        if let Some(r) = record.as_deref() {
+            if let Some(lease) = &r.lease
+                && lease.key_digest != req.key_digest
+                && now < lease.until_ms
+            {
+                return Ok(Begin::RecordBusy {
+                    holder_key: lease.key_text.to_string(),
+                    lease_until_ms: lease.until_ms,
+                });
+            }
+            if let Some(window) = req.dedup_ms
+                && let Some(acted) = r.acted(&req.action)
+                && acted.key_digest != req.key_digest
+                && now - acted.at_ms < window
+            {
+                return Ok(Begin::Skipped {
+                    previous_key: acted.key_text.to_string(),
+                    acted_at_ms: acted.at_ms,
+                });
+            }
         }
 
         let until_ms = now.saturating_add(req.lease_ms);
-        let attempts = match attempts {
-            Some(n) => n,
-            None if s.orphan_attempts.is_empty() => 0,
-            None => s.orphan_attempts.remove(&req.key_digest).unwrap_or(0),
-        };
-        let previous_attempts = if takeover { attempts } else { 0 };
-        let record = s.records.entry(req.record.clone()).or_default();
-        record.highest_token += 1;
-        let fencing_token = record.highest_token;
-        record.lease = Some(RecordLease {
+        let lease = RecordLease {
             key_digest: req.key_digest.clone(),
             key_text: req.key_text.clone(),
             claim_id: req.claim_id,
             until_ms,
-        });
-        s.keys.insert(
-            req.key_digest.clone(),
-            Box::new(KeyState {
-                fingerprint: req.fingerprint.clone(),
-                status: KeyStatus::Claimed {
-                    claim_id: req.claim_id,
-                    lease_until_ms: until_ms,
-                },
-                call: KeyCall {
-                    action: req.action.clone(),
-                    key_text: req.key_text.clone(),
-                    record: req.record.clone(),
-                    payload: req.payload.clone(),
-                },
-                attempts,
-            }),
-        );
+        };
+        let fencing_token = match &mut record {
+            Some(r) => {
+                r.highest_token += 1;
+                r.lease = Some(lease);
+                r.highest_token
+            }
+            None => {
+                records.insert(
+                    req.record.clone(),
+                    Box::new(RecordState {
+                        highest_token: 1,
+                        lease: Some(lease),
+                        ..RecordState::default()
+                    }),
+                );
+                1
+            }
+        };
+        let status = KeyStatus::Claimed {
+            claim_id: req.claim_id,
+            lease_until_ms: until_ms,
+        };
+        let call = KeyCall {
+            action: req.action.clone(),
+            key_text: req.key_text.clone(),
+            record: req.record.clone(),
+            payload: req.payload.clone(),
+        };
+        // Attempts logged under the key so far carry over to a takeover.
+        let attempts = match key {
+            Entry::Occupied(mut k) => {
+                let k = k.get_mut();
+                k.status = status;
+                k.call = call;
+                k.attempts
+            }
+            Entry::Vacant(v) => {
+                let attempts = match orphan_attempts.is_empty() {
+                    true => 0,
+                    false => orphan_attempts.remove(&req.key_digest).unwrap_or(0),
+                };
+                v.insert(Box::new(KeyState {
+                    fingerprint: req.fingerprint.clone(),
+                    status,
+                    call,
+                    attempts,
+                }));
+                attempts
+            }
+        };
         Ok(Begin::Claimed(Claim {
             fencing_token,
             takeover,
-            previous_attempts,
+            previous_attempts: if takeover { attempts } else { 0 },
         }))
     }
 
     async fn complete(&self, c: Completion) -> Result<Appended, StoreError> {
         let mut s = self.lock();
-        s.check_claim(&c.key_digest, c.claim_id, &c.entry.key_text)?;
         let Completion {
             key_digest,
             claim_id,
@@ -426,11 +461,21 @@ impl Store for MemoryStore {
             now_ms,
             replay_of,
         } = c;
-        if let Some(k) = s.keys.get_mut(&key_digest) {
-            k.status = KeyStatus::Completed {
-                result,
-                at_ms: now_ms,
-            };
+        // The claim checked, the result stored and the attempt counted in one lookup of the key.
+        let Some(k) = s.keys.get_mut(&key_digest).filter(
+            |k| matches!(k.status, KeyStatus::Claimed { claim_id: held, .. } if held == claim_id),
+        ) else {
+            return Err(StoreError::ClaimLost {
+                key: entry.key_text.to_string(),
+            });
+        };
+        k.status = KeyStatus::Completed {
+            result,
+            at_ms: now_ms,
+        };
+        let counted = entry.key_digest == key_digest;
+        if counted {
+            k.attempts = k.attempts.max(entry.attempt);
         }
         let state = s.records.entry(record).or_default();
         if state.lease.as_ref().is_some_and(|l| l.claim_id == claim_id) {
@@ -448,7 +493,12 @@ impl Store for MemoryStore {
             q.status = QueueStatus::Replayed;
             q.closed_ms = Some(now_ms);
         }
-        Ok(Appended::of(s.append(entry)))
+        let logged = if counted {
+            s.chain(entry)
+        } else {
+            s.append(entry)
+        };
+        Ok(Appended::of(logged))
     }
 
     async fn fail(&self, f: Failure) -> Result<LogEntry, StoreError> {
