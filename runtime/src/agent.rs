@@ -53,7 +53,8 @@ pub(crate) struct AgentInner {
     resources: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     pub(crate) metrics: Metrics,
     audit: AuditReport,
-    /// Seeds each call's jitter generator; seeded by the builder for reproducible delays.
+    /// Seeds the jitter generator of each call that retries (drawn at its first retryable failure);
+    /// seeded by the builder for reproducible delays.
     rng: Mutex<SmallRng>,
 }
 

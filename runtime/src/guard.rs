@@ -67,13 +67,16 @@ pub struct Call<T, E> {
     claim: Option<Claimed>,
     /// The current attempt's number (counting attempts of a dead worker whose claim was taken over).
     number: u32,
-    /// When the call was claimed and when the current attempt began, on the agent's clock (which also
-    /// times the retry budget and each attempt's logged duration: one clock, injectable, read twice per
-    /// call that succeeds at once).
-    started_ms: Millis,
+    /// When the first attempt began: the retry budget is measured from it, to the nanosecond (a
+    /// budget in milliseconds could overrun by a fraction of one).
+    started: Instant,
+    /// When the current attempt began, on the agent's clock: its logged duration is in milliseconds
+    /// of that clock.
     attempt_started_ms: Millis,
     first_failure_ms: Option<Millis>,
-    backoff: Backoff<SmallRng>,
+    /// Built at the first retryable failure (most calls never need one), from the agent's jitter
+    /// generator.
+    backoff: Option<Backoff<SmallRng>>,
     span: tracing::Span,
     /// The queue entry this call replays (an operator's replay), if any.
     replay_of: Option<u64>,
@@ -264,13 +267,21 @@ where
         let policy = &self.spec.policy;
         let mut route = policy.route_for(kind);
         if route == Route::Retry {
-            let mut delay = self.backoff.next().unwrap_or(policy.backoff_cap);
+            let backoff = match &mut self.backoff {
+                Some(b) => b,
+                None => self.backoff.insert(Backoff::with_rng(
+                    policy.backoff_base,
+                    policy.backoff_cap,
+                    policy.jitter,
+                    self.run.agent().call_rng(),
+                )),
+            };
+            let mut delay = backoff.next().unwrap_or(policy.backoff_cap);
             if let Some(asked) = error.retry_after() {
                 delay = asked.min(policy.backoff_cap);
             }
             let attempts_left = self.number < policy.retries.saturating_add(1);
-            let elapsed = Duration::from_millis(ms_since(self.started_ms, now_ms));
-            let in_budget = elapsed + delay <= policy.max_elapsed;
+            let in_budget = self.started.elapsed() + delay <= policy.max_elapsed;
             if attempts_left && in_budget {
                 if self.claim.is_some() {
                     let mut entry = self.entry(Outcome::Retrying, now_ms);
@@ -744,22 +755,15 @@ impl Beginning<'_> {
                 .invocation()
                 .and_then(|i| i.reverting.clone().map(Box::new)),
         };
-        let policy = &self.spec.policy;
-        let backoff = Backoff::with_rng(
-            policy.backoff_base,
-            policy.backoff_cap,
-            policy.jitter,
-            self.agent.call_rng(),
-        );
         Begun::Act(Call {
             run: self.run.with_attempt(attempt),
             spec: self.spec,
             claim,
             number,
-            started_ms,
+            started: Instant::now(),
             attempt_started_ms: started_ms,
             first_failure_ms: None,
-            backoff,
+            backoff: None,
             span,
             replay_of,
             outcome: None,
