@@ -47,19 +47,22 @@ macro_rules! key_part_display {
     )*};
 }
 
+/// Integers in decimal, as `Display` writes them (by `itoa`, without the formatting machinery).
+macro_rules! key_part_integer {
+    ($($t:ty),* $(,)?) => {$(
+        impl KeyPart for $t {
+            fn write_key_part(&self, out: &mut String) {
+                out.push_str(itoa::Buffer::new().format(*self));
+            }
+        }
+    )*};
+}
+
+key_part_integer!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
+);
+
 key_part_display!(
-    u8,
-    u16,
-    u32,
-    u64,
-    u128,
-    usize,
-    i8,
-    i16,
-    i32,
-    i64,
-    i128,
-    isize,
     bool,
     char,
     std::num::NonZeroU32,
@@ -137,20 +140,26 @@ thread_local! {
 #[doc(hidden)]
 pub struct KeyBuilder {
     text: String,
-    /// `None` for a record: its digest is never used.
-    hasher: Option<Sha256>,
+    /// What the digest hashes, collected and hashed at once in `finish` (one pass of SHA-256 over
+    /// contiguous bytes rather than many small updates). `None` for a record: its digest is never used.
+    hashed: Option<Vec<u8>>,
+}
+
+thread_local! {
+    /// The digest input buffer of the last finished [`KeyBuilder`] of this thread.
+    static HASHED_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl KeyBuilder {
     /// Starts a key of `action`.
     pub fn new(action: &str) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(b"actguard-key-v1\0");
-        hasher.update((action.len() as u64).to_be_bytes());
-        hasher.update(action.as_bytes());
+        let mut hashed = HASHED_BUFFER.take();
+        hashed.extend_from_slice(b"actguard-key-v1\0");
+        hashed.extend_from_slice(&(action.len() as u64).to_be_bytes());
+        hashed.extend_from_slice(action.as_bytes());
         KeyBuilder {
             text: TEXT_BUFFER.take(),
-            hasher: Some(hasher),
+            hashed: Some(hashed),
         }
     }
 
@@ -158,17 +167,15 @@ impl KeyBuilder {
     pub fn record(_action: &str) -> Self {
         KeyBuilder {
             text: TEXT_BUFFER.take(),
-            hasher: None,
+            hashed: None,
         }
     }
 
     /// A literal segment of the template.
     pub fn literal(&mut self, s: &str) -> &mut Self {
         self.text.push_str(s);
-        if let Some(hasher) = &mut self.hasher {
-            hasher.update(b"L");
-            hasher.update((s.len() as u64).to_be_bytes());
-            hasher.update(s.as_bytes());
+        if let Some(hashed) = &mut self.hashed {
+            segment(hashed, b'L', s);
         }
         self
     }
@@ -177,19 +184,21 @@ impl KeyBuilder {
     pub fn part<P: KeyPart + ?Sized>(&mut self, part: &P) -> &mut Self {
         let start = self.text.len();
         part.write_key_part(&mut self.text);
-        if let Some(hasher) = &mut self.hasher {
-            let s = &self.text[start..];
-            hasher.update(b"P");
-            hasher.update((s.len() as u64).to_be_bytes());
-            hasher.update(s.as_bytes());
+        if let Some(hashed) = &mut self.hashed {
+            segment(hashed, b'P', &self.text[start..]);
         }
         self
     }
 
     /// The rendered text and digest.
     pub fn finish(&mut self) -> RenderedKey {
-        let digest = match self.hasher.take() {
-            Some(hasher) => SharedStr::from(hex_str(&hasher.finalize().into(), &mut [0; 64])),
+        let digest = match self.hashed.take() {
+            Some(mut hashed) => {
+                let digest = Sha256::digest(&hashed);
+                hashed.clear();
+                HASHED_BUFFER.set(hashed);
+                SharedStr::from(hex_str(&digest.into(), &mut [0; 64]))
+            }
             None => SharedStr::default(),
         };
         let mut text = std::mem::take(&mut self.text);
@@ -201,6 +210,14 @@ impl KeyBuilder {
         TEXT_BUFFER.set(text);
         rendered
     }
+}
+
+/// One segment of the digest's input: its kind (`L`iteral or `P`art), its length, its bytes.
+fn segment(hashed: &mut Vec<u8>, kind: u8, s: &str) {
+    let mut head = [kind, 0, 0, 0, 0, 0, 0, 0, 0];
+    head[1..].copy_from_slice(&(s.len() as u64).to_be_bytes());
+    hashed.extend_from_slice(&head);
+    hashed.extend_from_slice(s.as_bytes());
 }
 
 /// The payload of one call: every parameter that is neither the run nor a `#[dep]`, by name.
@@ -430,6 +447,51 @@ mod tests {
         assert_eq!(key.digest.len(), 64);
         // The reused text buffer starts empty for the next key.
         assert_eq!(KeyBuilder::new("act").literal("x").finish().text, "x");
+    }
+
+    /// The digest's input, spelled out: stored keys keep their digests across releases.
+    #[test]
+    fn the_digest_is_the_sha256_of_the_action_and_length_prefixed_segments() {
+        let key = KeyBuilder::new("disburse")
+            .literal("loan:")
+            .part(&17u64)
+            .literal(":")
+            .part("é\"x")
+            .finish();
+        let mut h = Sha256::new();
+        h.update(b"actguard-key-v1\0");
+        h.update(8u64.to_be_bytes());
+        h.update(b"disburse");
+        for (kind, s) in [(b"L", "loan:"), (b"P", "17"), (b"L", ":"), (b"P", "é\"x")] {
+            h.update(kind);
+            h.update((s.len() as u64).to_be_bytes());
+            h.update(s.as_bytes());
+        }
+        assert_eq!(key.digest, hex::encode(h.finalize()));
+        assert_eq!(key.text, "loan:17:é\"x");
+    }
+
+    #[test]
+    fn integers_are_written_as_display_writes_them() {
+        fn same<T: KeyPart + std::fmt::Display>(values: &[T]) {
+            for v in values {
+                let mut out = String::new();
+                v.write_key_part(&mut out);
+                assert_eq!(out, v.to_string());
+            }
+        }
+        same(&[0u8, 7, u8::MAX]);
+        same(&[0u64, 10, 1_000_000, u64::MAX]);
+        same(&[i64::MIN, -1, 0, i64::MAX]);
+        same(&[i128::MIN, u64::MAX as i128 + 1, i128::MAX]);
+        same(&[u128::MAX]);
+        same(&[usize::MAX]);
+        same(&[isize::MIN, i32::MIN as isize]);
+        same(&[i8::MIN, i16::MIN as i8]);
+        same(&[u16::MAX]);
+        same(&[u32::MAX]);
+        same(&[i16::MIN]);
+        same(&[i32::MIN]);
     }
 
     #[test]

@@ -140,12 +140,16 @@ thread_local! {
     static CANONICAL: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// [`entry_hash`], as bytes. The canonical JSON is written into a reused buffer, then linked.
+/// [`entry_hash`], as bytes. The link's whole input (`prev_hash ‖ 0 ‖ seq ‖ canonical JSON`) is
+/// written into a reused buffer and hashed in one pass.
 fn entry_hash_bytes(seq: u64, prev_hash: &str, entry: &NewLogEntry) -> [u8; 32] {
     let mut buf = CANONICAL.take();
     buf.clear();
+    buf.extend_from_slice(prev_hash.as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(&seq.to_be_bytes());
     canonical_entry(&mut buf, entry).expect("a log entry always serializes");
-    let digest = link(seq, prev_hash, &buf);
+    let digest = Sha256::digest(&buf).into();
     // An entry with a large before/after state does not pin its buffer to the thread.
     if buf.capacity() <= 16 * 1024 {
         CANONICAL.set(buf);
@@ -188,11 +192,14 @@ fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
             w.extend_from_slice(concat!(",\"", $name, "\":").as_bytes())
         };
     }
-    /// A field serialized by serde_json.
+    /// An optional field serialized by serde_json (`null` written directly).
     macro_rules! field {
         ($name:literal, $value:expr) => {{
             name!($name);
-            serde_json::to_writer(&mut *w, $value)?;
+            match $value {
+                Some(v) => serde_json::to_writer(&mut *w, v)?,
+                None => w.extend_from_slice(b"null"),
+            }
         }};
     }
     /// A string field: written as is when nothing in it needs escaping (serde_json escapes only `"`,
@@ -215,9 +222,11 @@ fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
         }
     }
     /// An optional integer field: `null` or its digits.
-    fn int<I: itoa::Integer>(w: &mut Vec<u8>, value: Option<I>) {
-        match value {
-            Some(i) => w.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+    fn int<I: itoa::Integer + TryInto<u8>>(w: &mut Vec<u8>, value: Option<I>) {
+        match value.map(|i| (i.try_into(), i)) {
+            // One digit (attempts, tokens, short durations): no formatting.
+            Some((Ok(d), _)) if d < 10 => w.push(b'0' + d),
+            Some((_, i)) => w.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
             None => w.extend_from_slice(b"null"),
         }
     }
