@@ -327,7 +327,9 @@ impl Store for MemoryStore {
             ..
         } = &mut *guard;
 
-        if let Some(RunState::Halted { .. }) = runs.get(&req.run_id) {
+        if !runs.is_empty()
+            && let Some(RunState::Halted { .. }) = runs.get(&req.run_id)
+        {
             return Ok(Begin::Halted);
         }
 
