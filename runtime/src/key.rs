@@ -322,8 +322,8 @@ thread_local! {
 pub struct PayloadBuilder {
     /// `{"name":value,"name":value` so far (empty before the first field).
     buf: Vec<u8>,
-    /// Where the last field's name is in `buf` (its JSON string).
-    last_name: std::ops::Range<usize>,
+    /// Where the last field's name is in `buf`, without its quotes.
+    last_name: Option<std::ops::Range<usize>>,
     /// A field came in after one with a greater name (or the same): sort at the end.
     unsorted: bool,
 }
@@ -350,13 +350,18 @@ impl PayloadBuilder {
         }
         let start = self.buf.len();
         serde_json::to_writer(&mut self.buf, name)?;
-        let name_at = start..self.buf.len();
-        if !self.last_name.is_empty()
-            && self.buf[self.last_name.clone()] >= self.buf[name_at.clone()]
-        {
+        // Names compare as they are (the canonical order), not as written: the name without its
+        // quotes. One that was escaped (longer once written) is sorted at the end.
+        let name_at = start + 1..self.buf.len() - 1;
+        let escaped = name_at.len() != name.len();
+        let after_last = match self.last_name.take() {
+            Some(last) => self.buf[last] < *name.as_bytes(),
+            None => true,
+        };
+        if escaped || !after_last {
             self.unsorted = true;
         }
-        self.last_name = name_at;
+        self.last_name = Some(name_at);
         self.buf.push(b':');
         serde_json::to_writer(&mut self.buf, &value)?;
         Ok(self)
@@ -376,7 +381,7 @@ impl PayloadBuilder {
         } else {
             Payload::of_canonical(&buf)
         };
-        self.last_name = 0..0;
+        self.last_name = None;
         buf.clear();
         PAYLOAD_BUFFER.set(buf);
         payload
@@ -565,6 +570,15 @@ mod tests {
                 serde_json::to_string(&expected).unwrap()
             );
             assert_eq!(payload.fingerprint, fingerprint(&expected));
+        }
+        // A name that sorts after another only once quoted (`"a!"` after `"a"`), and one to escape.
+        for names in [["a!", "a"], ["a", "a!"], ["b\"", "a"], ["a", "b\n"]] {
+            let mut b = PayloadBuilder::new();
+            for n in names {
+                b.field(n, &1).unwrap();
+            }
+            let expected = serde_json::json!({names[0]: 1, names[1]: 1});
+            assert_eq!(b.finish(), Payload::new(expected), "{names:?}");
         }
         // No field: the empty object. The reused buffer starts empty for the next payload.
         assert_eq!(PayloadBuilder::new().finish().json.as_str(), "{}");
