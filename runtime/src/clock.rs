@@ -8,6 +8,12 @@ use crate::store::Millis;
 pub trait Clock: Send + Sync + 'static {
     /// Now, in Unix milliseconds.
     fn now_ms(&self) -> Millis;
+
+    /// Now, both as tokio's monotonic instant (what the retry budget is measured with) and in Unix
+    /// milliseconds. The default reads each; a clock that derives one from the other reads once.
+    fn now(&self) -> (tokio::time::Instant, Millis) {
+        (tokio::time::Instant::now(), self.now_ms())
+    }
 }
 
 /// The default clock: the wall time at creation, advanced by `tokio::time::Instant`.
@@ -39,8 +45,19 @@ impl Default for TokioClock {
     }
 }
 
+impl TokioClock {
+    fn ms_at(&self, instant: tokio::time::Instant) -> Millis {
+        self.base_wall_ms + instant.duration_since(self.base_instant).as_millis() as Millis
+    }
+}
+
 impl Clock for TokioClock {
     fn now_ms(&self) -> Millis {
-        self.base_wall_ms + self.base_instant.elapsed().as_millis() as Millis
+        self.ms_at(tokio::time::Instant::now())
+    }
+
+    fn now(&self) -> (tokio::time::Instant, Millis) {
+        let now = tokio::time::Instant::now();
+        (now, self.ms_at(now))
     }
 }

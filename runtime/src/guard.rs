@@ -632,7 +632,7 @@ impl Beginning<'_> {
             return match store.run_state(self.run.id()).await {
                 Err(e) => self.store_error(e),
                 Ok(RunState::Halted { .. }) => self.halted(),
-                Ok(RunState::Active) => self.act(None, 1, false, clock.now_ms(), span),
+                Ok(RunState::Active) => self.act(None, 1, false, span),
             };
         }
 
@@ -700,8 +700,7 @@ impl Beginning<'_> {
                             "took over the expired claim of another worker"
                         );
                     }
-                    let retry = claim.takeover || number > 1;
-                    return self.act(Some(claimed), number, retry, request.now_ms, span);
+                    return self.act(Some(claimed), number, claim.takeover || number > 1, span);
                 }
                 Begin::InProgress { lease_until_ms } => lease_until_ms,
                 Begin::RecordBusy { lease_until_ms, .. } => lease_until_ms,
@@ -734,7 +733,6 @@ impl Beginning<'_> {
         claim: Option<Claimed>,
         number: u32,
         retry: bool,
-        started_ms: Millis,
         span: tracing::Span,
     ) -> Begun<T, E> {
         span.record("attempt", number);
@@ -755,12 +753,14 @@ impl Beginning<'_> {
                 .invocation()
                 .and_then(|i| i.reverting.clone().map(Box::new)),
         };
+        // After the claim: an attempt's logged duration is its own, not the claim's commit.
+        let (started, started_ms) = self.agent.inner.clock.now();
         Begun::Act(Call {
             run: self.run.with_attempt(attempt),
             spec: self.spec,
             claim,
             number,
-            started: Instant::now(),
+            started,
             attempt_started_ms: started_ms,
             first_failure_ms: None,
             backoff: None,
