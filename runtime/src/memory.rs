@@ -262,7 +262,7 @@ fn replayable(queue: &[QueueEntry], req: &BeginRequest, id: u64) -> bool {
 }
 
 impl State {
-    /// Chains `entry` after the last one and keeps it; returns it, kept.
+    /// Counts `entry`'s attempt under its key, then links it into the log; returns it as kept.
     fn append(&mut self, entry: NewLogEntry) -> &LogEntry {
         if entry.attempt > 0 {
             let max = match self.keys.get_mut(&entry.key_digest) {
@@ -274,11 +274,11 @@ impl State {
             };
             *max = (*max).max(entry.attempt);
         }
-        self.chain(entry)
+        self.link(entry)
     }
 
-    /// Chains `entry` after the last one and keeps it, its attempt counted already.
-    fn chain(&mut self, entry: NewLogEntry) -> &LogEntry {
+    /// Links `entry` after the last one and keeps it (its attempt counted already by the caller).
+    fn link(&mut self, entry: NewLogEntry) -> &LogEntry {
         let e = LogEntry::chain(self.log.last(), entry);
         self.log.push(e)
     }
@@ -496,7 +496,7 @@ impl Store for MemoryStore {
             q.closed_ms = Some(now_ms);
         }
         let logged = if counted {
-            s.chain(entry)
+            s.link(entry)
         } else {
             s.append(entry)
         };

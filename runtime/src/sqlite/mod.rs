@@ -667,7 +667,7 @@ fn apply_one(
                 Box::new(ops::complete(conn, at, s, hot, completion, &result, entry)),
             )
         }
-        Write::Fail(f, tx) => Applied::Log(tx, Box::new(ops::fail(conn, at, s, hot, &f))),
+        Write::Fail(f, tx) => Applied::Log(tx, Box::new(ops::fail(conn, at, s, hot, *f))),
         Write::Append(e, tx) => Applied::Log(tx, Box::new(ops::append(at, s, hot, *e))),
         Write::Queue(u, tx) => {
             Applied::Queue(tx, Box::new(ops::queue_update(conn, at, s, hot, &u)))

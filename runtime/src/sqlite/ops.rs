@@ -659,10 +659,10 @@ pub(crate) fn fail(
     at: &Location,
     s: &mut Prepared<'_>,
     hot: &mut Hot,
-    f: &Failure,
+    f: Failure,
 ) -> Result<LogEntry, StoreError> {
     let (record, _) = held(at, s, &f.key_digest, f.claim_id, &f.entry.key_text)?;
-    let mut entry = f.entry.clone();
+    let mut entry = f.entry;
     let bump = i64::from(entry.attempt > 0 && entry.key_digest == f.key_digest);
     let replayed = match f.replay_of {
         Some(id) => c
