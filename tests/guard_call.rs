@@ -69,60 +69,73 @@ async fn key_reused_with_a_changed_payload_is_refused_while_the_key_is_open() {
     assert_eq!(w.agent.metrics().get("write_ticket", "key_reused"), 1);
 }
 
-/// A store whose claims never end: another worker holds every key.
+/// A `MemoryStore` whose claims are odd: held by another worker for ever, or slow to commit.
 #[derive(Clone, Default)]
-struct HeldElsewhere(MemoryStore);
+struct OddClaims {
+    inner: MemoryStore,
+    /// Every key is held by another worker whose lease never ends.
+    held_elsewhere: bool,
+    /// How long each claim takes to become durable.
+    commit_delay: Duration,
+}
 
 #[async_trait::async_trait]
-impl Store for HeldElsewhere {
+impl Store for OddClaims {
     async fn begin(&self, req: &BeginRequest) -> Result<Begin, StoreError> {
-        Ok(Begin::InProgress {
-            lease_until_ms: req.now_ms + 60_000,
-        })
+        if self.held_elsewhere {
+            return Ok(Begin::InProgress {
+                lease_until_ms: req.now_ms + 60_000,
+            });
+        }
+        tokio::time::sleep(self.commit_delay).await;
+        self.inner.begin(req).await
     }
     async fn complete(&self, c: Completion) -> Result<Appended, StoreError> {
-        self.0.complete(c).await
+        self.inner.complete(c).await
     }
     async fn fail(&self, f: Failure) -> Result<LogEntry, StoreError> {
-        self.0.fail(f).await
+        self.inner.fail(f).await
     }
     async fn append_log(&self, e: &actguard::log::NewLogEntry) -> Result<LogEntry, StoreError> {
-        self.0.append_log(e).await
+        self.inner.append_log(e).await
     }
     async fn log(&self, q: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
-        self.0.log(q).await
+        self.inner.log(q).await
     }
     async fn halt_run(&self, id: Uuid, r: &str, now: Millis) -> Result<bool, StoreError> {
-        self.0.halt_run(id, r, now).await
+        self.inner.halt_run(id, r, now).await
     }
     async fn run_state(&self, id: Uuid) -> Result<RunState, StoreError> {
-        self.0.run_state(id).await
+        self.inner.run_state(id).await
     }
     async fn current_fencing_token(&self, r: &str) -> Result<Option<u64>, StoreError> {
-        self.0.current_fencing_token(r).await
+        self.inner.current_fencing_token(r).await
     }
     async fn queue_entries(&self, q: &QueueQuery) -> Result<Vec<actguard::QueueEntry>, StoreError> {
-        self.0.queue_entries(q).await
+        self.inner.queue_entries(q).await
     }
     async fn queue_entry(&self, id: u64) -> Result<Option<actguard::QueueEntry>, StoreError> {
-        self.0.queue_entry(id).await
+        self.inner.queue_entry(id).await
     }
     async fn queue_update(
         &self,
         u: &actguard::QueueUpdate,
     ) -> Result<actguard::QueueEntry, StoreError> {
-        self.0.queue_update(u).await
+        self.inner.queue_update(u).await
     }
     async fn key_state(&self, d: &str) -> Result<Option<actguard::KeyState>, StoreError> {
-        self.0.key_state(d).await
+        self.inner.key_state(d).await
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_live_claim_answers_in_progress_after_the_bounded_wait() {
     let w = World::with(|b| {
-        b.shared_store(std::sync::Arc::new(HeldElsewhere::default()))
-            .claim_wait(Duration::from_secs(2))
+        b.shared_store(std::sync::Arc::new(OddClaims {
+            held_elsewhere: true,
+            ..OddClaims::default()
+        }))
+        .claim_wait(Duration::from_secs(2))
     });
     let run = w.agent.start_run();
     let ds = Downstream::new();
@@ -131,6 +144,21 @@ async fn a_live_claim_answers_in_progress_after_the_bounded_wait() {
     assert!(matches!(r, Err(ActionError::InProgress { ref key, .. }) if key == "k1"));
     assert_eq!(start.elapsed(), Duration::from_secs(2));
     assert_eq!(ds.writes(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_logs_its_own_duration_not_the_claims_commit() {
+    let store = OddClaims {
+        commit_delay: Duration::from_millis(250),
+        ..OddClaims::default()
+    };
+    let w = World::with(|b| b.shared_store(std::sync::Arc::new(store)));
+    let run = w.agent.start_run();
+    let ds = Downstream::new().with_latency(Duration::from_millis(40));
+    write(&run, &ds, "k1", json!({})).await.unwrap();
+    let entries = log(&w.agent).await;
+    assert_eq!(entries[0].entry.outcome, Outcome::Succeeded);
+    assert_eq!(entries[0].entry.duration_ms, 40);
 }
 
 #[tokio::test(start_paused = true)]

@@ -61,3 +61,21 @@ impl Clock for TokioClock {
         (now, self.ms_at(now))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `now` reads once for both: the milliseconds are those of the instant it answers.
+    #[tokio::test(start_paused = true)]
+    async fn now_answers_the_instant_and_its_milliseconds_together() {
+        let clock = TokioClock::new();
+        let (start, start_ms) = clock.now();
+        assert_eq!(start_ms, clock.now_ms());
+        tokio::time::sleep(Duration::from_millis(1_250)).await;
+        let (later, later_ms) = clock.now();
+        assert_eq!(later - start, Duration::from_millis(1_250));
+        assert_eq!(later_ms - start_ms, 1_250);
+        assert_eq!(later_ms, clock.now_ms());
+    }
+}

@@ -74,6 +74,7 @@ macro_rules! conformance_suite {
             begin_skips_within_dedup_window
             begin_claims_after_dedup_window
             begin_dedup_is_per_record_and_action
+            begin_dedup_keeps_the_marks_of_several_actions_on_one_record
             begin_without_dedup_never_skips
             begin_takes_over_expired_claim
             begin_claims_after_complete_on_same_record
@@ -559,6 +560,48 @@ pub async fn begin_dedup_is_per_record_and_action(store: &dyn Store) {
         .unwrap();
     let after_failure = request(id(), "k4", "rec-2", T0 + 5);
     claim(store, &after_failure).await;
+}
+
+/// Three actions complete on one record: a new key of each is skipped as acted under that action's
+/// own last key, and a later completion of one action replaces only that action's mark.
+pub async fn begin_dedup_keeps_the_marks_of_several_actions_on_one_record(store: &dyn Store) {
+    let on_rec = |action: &str, key: &str, now_ms: Millis| BeginRequest {
+        action: action.to_owned().into(),
+        ..request(id(), key, "rec-1", now_ms)
+    };
+    let mut now = T0;
+    for (action, key) in [("disburse", "d1"), ("notify", "n1"), ("audit", "a1")] {
+        let r = on_rec(action, key, now);
+        claim(store, &r).await;
+        store
+            .complete(completion(&r, serde_json::json!(key), now + 1))
+            .await
+            .unwrap();
+        now += 2;
+    }
+    // The window is off for `notify`'s second key, so it acts and becomes the mark.
+    let n2 = BeginRequest {
+        dedup_ms: None,
+        ..on_rec("notify", "n2", now)
+    };
+    claim(store, &n2).await;
+    store
+        .complete(completion(&n2, serde_json::json!("n2"), now + 1))
+        .await
+        .unwrap();
+    now += 2;
+    for (action, key, previous) in [
+        ("disburse", "d9", "d1"),
+        ("notify", "n9", "n2"),
+        ("audit", "a9", "a1"),
+    ] {
+        match begin(store, &on_rec(action, key, now)).await {
+            Begin::Skipped { previous_key, .. } => {
+                assert_eq!(previous_key, previous, "{action}")
+            }
+            other => panic!("expected `{key}` to be skipped, got {other:?}"),
+        }
+    }
 }
 
 /// With `dedup_ms: None` the loop filter is off.

@@ -324,7 +324,7 @@ pub struct PayloadBuilder {
     buf: Vec<u8>,
     /// Where the last field's name is in `buf`, without its quotes.
     last_name: Option<std::ops::Range<usize>>,
-    /// A field came in after one with a greater name (or the same): sort at the end.
+    /// The fields did not come in sorted order, or a name needed escaping: sort at the end.
     unsorted: bool,
 }
 
@@ -532,6 +532,11 @@ mod tests {
             let json = PayloadJson::new(&v);
             assert_eq!(json.as_str(), serde_json::to_string(&v).unwrap());
             assert_eq!(json.value(), v);
+            // Serialized as the value it holds, and read back canonical.
+            assert_eq!(serde_json::to_value(&json).unwrap(), v);
+            let back: PayloadJson =
+                serde_json::from_str(&serde_json::to_string_pretty(&v).unwrap()).unwrap();
+            assert_eq!(back, json);
         }
     }
 
