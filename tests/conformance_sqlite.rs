@@ -32,17 +32,9 @@ mod sqlite_only {
     fn request(n: u128) -> BeginRequest {
         BeginRequest {
             run_id: Uuid::from_u128(1),
-            action: "disburse".to_owned().into(),
-            key_text: format!("k{n}").into(),
-            key_digest: format!("digest:k{n}").into(),
-            record: format!("rec-{n}").into(),
-            fingerprint: "fp".to_owned().into(),
             payload: actguard::PayloadJson::from(serde_json::json!({ "n": n.to_string() })),
             claim_id: Uuid::from_u128(1_000 + n),
-            now_ms: T0,
-            lease_ms: 30_000,
-            dedup_ms: None,
-            replay_of: None,
+            ..actguard_tests::begin_request("disburse", &format!("k{n}"), &format!("rec-{n}"), T0)
         }
     }
 

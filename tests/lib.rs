@@ -68,3 +68,28 @@ macro_rules! action_spec {
         }
     };
 }
+
+/// A request to begin `key` of `action` on `record` at `now_ms`, for the tests that drive
+/// `Store::begin` directly: a fresh run and claim id, digest `digest:{key}`, a 30 s lease, no loop
+/// filter, a payload naming the key. Tests adjust it with struct update syntax.
+pub fn begin_request(
+    action: &str,
+    key: &str,
+    record: &str,
+    now_ms: actguard::store::Millis,
+) -> actguard::store::BeginRequest {
+    actguard::store::BeginRequest {
+        run_id: uuid::Uuid::now_v7(),
+        action: action.into(),
+        key_text: key.into(),
+        key_digest: format!("digest:{key}").into(),
+        record: record.into(),
+        fingerprint: "fp".into(),
+        payload: actguard::PayloadJson::from(serde_json::json!({ "key": key })),
+        claim_id: uuid::Uuid::now_v7(),
+        now_ms,
+        lease_ms: 30_000,
+        dedup_ms: None,
+        replay_of: None,
+    }
+}

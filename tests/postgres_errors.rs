@@ -10,23 +10,9 @@ use std::time::{Duration, Instant};
 use actguard::store::{Begin, BeginRequest};
 use actguard::{PostgresStore, Store, StoreError};
 use pg_support::{Schema, connect, fresh_schema_name, fresh_store, url};
-use uuid::Uuid;
 
 fn request(key: &str) -> BeginRequest {
-    BeginRequest {
-        run_id: Uuid::now_v7(),
-        action: "ship".to_owned().into(),
-        key_text: key.to_owned().into(),
-        key_digest: format!("digest:{key}").into(),
-        record: format!("rec-{key}").into(),
-        fingerprint: "fp".to_owned().into(),
-        payload: actguard::PayloadJson::from(serde_json::json!({})),
-        claim_id: Uuid::now_v7(),
-        now_ms: 1_700_000_000_000,
-        lease_ms: 30_000,
-        dedup_ms: None,
-        replay_of: None,
-    }
+    actguard_tests::begin_request("ship", key, &format!("rec-{key}"), 1_700_000_000_000)
 }
 
 /// The test server's URL with another user and database.

@@ -14,24 +14,8 @@ const T0: i64 = 1_700_000_000_000;
 fn request(key: &str, record: &str) -> BeginRequest {
     BeginRequest {
         run_id: Uuid::from_u128(7),
-        action: "disburse".to_owned().into(),
-        key_text: key.to_owned().into(),
-        key_digest: format!("digest:{key}").into(),
-        record: record.to_owned().into(),
-        fingerprint: "fp".to_owned().into(),
-        payload: actguard::PayloadJson::from(serde_json::json!({ "key": key })),
-        claim_id: Uuid::from_u128(rand_u128()),
-        now_ms: T0,
-        lease_ms: 30_000,
-        dedup_ms: None,
-        replay_of: None,
+        ..actguard_tests::begin_request("disburse", key, record, T0)
     }
-}
-
-fn rand_u128() -> u128 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    u128::from(NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so a corruption is the same on every run.

@@ -58,17 +58,8 @@ struct Worker {
 fn request(w: &Worker, key: &str, record: &str, now_ms: Millis, lease_ms: Millis) -> BeginRequest {
     BeginRequest {
         run_id: w.run,
-        action: "ship".to_owned().into(),
-        key_text: key.to_owned().into(),
-        key_digest: format!("digest:{key}").into(),
-        record: record.to_owned().into(),
-        fingerprint: "fp".to_owned().into(),
-        payload: actguard::PayloadJson::from(serde_json::json!({ "key": key })),
-        claim_id: Uuid::now_v7(),
-        now_ms,
         lease_ms,
-        dedup_ms: None,
-        replay_of: None,
+        ..actguard_tests::begin_request("ship", key, record, now_ms)
     }
 }
 
