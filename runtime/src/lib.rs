@@ -28,6 +28,7 @@ mod policy;
 pub mod postgres;
 mod redacted;
 mod registry;
+pub mod rules;
 mod run;
 mod shared;
 #[cfg(feature = "sqlite")]

@@ -11,9 +11,12 @@ use uuid::Uuid;
 
 use crate::key::PayloadJson;
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::rules::{
+    self, ActedView, FailPlan, KeyPhase, KeyView, LeaseView, RecordView, Refusal,
+};
 use crate::store::{
-    self, Appended, Begin, BeginRequest, Claim, Completion, Failure, Millis, QueueEntry,
-    QueueQuery, QueueRef, QueueStatus, QueueUpdate, RunState, SharedStr, Store, StoreError,
+    self, Appended, Begin, BeginRequest, Completion, Failure, Millis, QueueEntry, QueueQuery,
+    QueueRef, QueueStatus, QueueUpdate, RunState, SharedStr, Store, StoreError,
 };
 
 /// A store in memory. Cheap to clone: clones share the same state, so a test can keep one handle and
@@ -57,9 +60,6 @@ struct State {
     keys: Map<SharedStr, Box<KeyState>>,
     /// Per record: its fencing tokens, its lease and the loop filter's marks (one map, one lookup).
     records: Map<SharedStr, Box<RecordState>>,
-    /// Highest attempt number logged per key digest the store has no key for (yet): a known key
-    /// keeps its own count ([`KeyState::attempts`]), without a map of its own.
-    orphan_attempts: Map<SharedStr, u32>,
     log: Log,
     queue: Vec<QueueEntry>,
 }
@@ -114,8 +114,59 @@ struct KeyState {
     status: KeyStatus,
     /// What the key was last claimed with (for [`Store::key_state`]).
     call: KeyCall,
-    /// Highest attempt number logged under the key.
+    /// Attempts counted against the budget of the key's current call ([`rules`]).
     attempts: u32,
+}
+
+impl KeyState {
+    /// The key as the rules of `begin` see it.
+    fn view(&self, queue: &[QueueEntry], req: &BeginRequest) -> KeyView<'_> {
+        let phase = match &self.status {
+            KeyStatus::Claimed { lease_until_ms, .. } => KeyPhase::Claimed {
+                lease_until_ms: *lease_until_ms,
+            },
+            KeyStatus::Completed { .. } => KeyPhase::Completed,
+            KeyStatus::Failed { entry } => KeyPhase::Failed {
+                entry: entry.id,
+                entry_replayable: rules::replays(req, entry.id)
+                    && queue
+                        .iter()
+                        .find(|e| e.id == entry.id)
+                        .is_some_and(|e| rules::replayable(e.status)),
+            },
+            KeyStatus::Released => KeyPhase::Released,
+        };
+        KeyView {
+            fingerprint: &self.fingerprint,
+            phase,
+            attempts: self.attempts,
+        }
+    }
+
+    /// The claim holding the key, if it is claimed.
+    fn claimed_by(&self) -> Option<Uuid> {
+        match self.status {
+            KeyStatus::Claimed { claim_id, .. } => Some(claim_id),
+            _ => None,
+        }
+    }
+}
+
+/// The answer to a refusal of `begin` on a stored key: its stored result or its queue entry where
+/// the rules say so.
+fn refusal_answer(refusal: Refusal<'_>, key: &KeyState) -> Begin {
+    match (refusal, &key.status) {
+        (Refusal::Completed, KeyStatus::Completed { result, at_ms }) => Begin::Completed {
+            result: result.clone(),
+            completed_at_ms: *at_ms,
+        },
+        (Refusal::Failed { .. }, KeyStatus::Failed { entry }) => Begin::Failed {
+            entry: entry.clone(),
+        },
+        (refusal, _) => refusal
+            .answer()
+            .expect("the rules answer a completed or failed key only from its state"),
+    }
 }
 
 struct KeyCall {
@@ -252,50 +303,22 @@ impl MemoryStore {
     }
 }
 
-/// Whether `req` replays exactly the failed key's entry `id`, and that entry is still open or claimed.
-fn replayable(queue: &[QueueEntry], req: &BeginRequest, id: u64) -> bool {
-    req.replay_of == Some(id)
-        && queue
-            .iter()
-            .find(|e| e.id == id)
-            .is_some_and(|e| !e.status.is_terminal())
-}
-
 impl State {
-    /// Counts `entry`'s attempt under its key, then links it into the log; returns it as kept.
+    /// Counts `entry`'s attempt under its key ([`rules::attempts_after_log`]), then links it into
+    /// the log; returns it as kept.
     fn append(&mut self, entry: NewLogEntry) -> &LogEntry {
-        if entry.attempt > 0 {
-            let max = match self.keys.get_mut(&entry.key_digest) {
-                Some(k) => &mut k.attempts,
-                None => self
-                    .orphan_attempts
-                    .entry(entry.key_digest.clone())
-                    .or_default(),
-            };
-            *max = (*max).max(entry.attempt);
+        if entry.attempt > 0
+            && let Some(k) = self.keys.get_mut(&entry.key_digest)
+            && let Some(n) = rules::attempts_after_log(
+                matches!(k.status, KeyStatus::Claimed { .. }),
+                k.attempts,
+                entry.attempt,
+            )
+        {
+            k.attempts = n;
         }
-        self.link(entry)
-    }
-
-    /// Links `entry` after the last one and keeps it (its attempt counted already by the caller).
-    fn link(&mut self, entry: NewLogEntry) -> &LogEntry {
         let e = LogEntry::chain(self.log.last(), entry);
         self.log.push(e)
-    }
-
-    /// Checks that `claim_id` still holds `key_digest`.
-    fn check_claim(
-        &self,
-        key_digest: &str,
-        claim_id: Uuid,
-        key_text: &str,
-    ) -> Result<(), StoreError> {
-        match self.keys.get(key_digest).map(|k| &k.status) {
-            Some(KeyStatus::Claimed { claim_id: held, .. }) if *held == claim_id => Ok(()),
-            _ => Err(StoreError::ClaimLost {
-                key: key_text.to_owned(),
-            }),
-        }
     }
 
     fn queue_mut(&mut self, id: u64) -> Option<&mut QueueEntry> {
@@ -315,106 +338,83 @@ impl State {
 impl Store for MemoryStore {
     async fn begin(&self, req: &BeginRequest) -> Result<Begin, StoreError> {
         let mut guard = self.lock();
-        let now = req.now_ms;
-        // One lookup per map: the key's and the record's entries are found once, checked, then
-        // claimed in place.
+        // One lookup per map: the key's and the record's entries are found once, checked by the
+        // rules, then claimed in place.
         let State {
             runs,
             keys,
             records,
-            orphan_attempts,
             queue,
             ..
         } = &mut *guard;
 
-        if !runs.is_empty()
-            && let Some(RunState::Halted { .. }) = runs.get(&req.run_id)
-        {
-            return Ok(Begin::Halted);
-        }
-
-        let mut takeover = false;
+        let halted = !runs.is_empty()
+            && matches!(runs.get(&req.run_id), Some(RunState::Halted { .. }));
         let key = keys.entry(req.key_digest.clone());
-        if let Entry::Occupied(k) = &key {
-            let k = k.get();
-            if k.fingerprint != req.fingerprint {
-                return Ok(Begin::KeyReused {
-                    stored_fingerprint: k.fingerprint.to_string(),
-                });
+        let view = match &key {
+            Entry::Occupied(k) => Some(k.get().view(queue, req)),
+            Entry::Vacant(_) => None,
+        };
+        let grant = match rules::begin_key(req, halted, view) {
+            Ok(grant) => grant,
+            Err(refusal) => {
+                let Entry::Occupied(k) = &key else {
+                    return Ok(refusal.answer().expect("only a stored key completes or fails"));
+                };
+                return Ok(refusal_answer(refusal, k.get()));
             }
-            match &k.status {
-                KeyStatus::Completed { result, at_ms } => {
-                    return Ok(Begin::Completed {
-                        result: result.clone(),
-                        completed_at_ms: *at_ms,
-                    });
-                }
-                KeyStatus::Failed { entry } if !replayable(queue, req, entry.id) => {
-                    return Ok(Begin::Failed {
-                        entry: entry.clone(),
-                    });
-                }
-                KeyStatus::Failed { .. } | KeyStatus::Released => {}
-                KeyStatus::Claimed { lease_until_ms, .. } if now < *lease_until_ms => {
-                    return Ok(Begin::InProgress {
-                        lease_until_ms: *lease_until_ms,
-                    });
-                }
-                KeyStatus::Claimed { .. } => takeover = true,
-            }
-        }
+        };
 
         let mut record = records.get_mut(&req.record);
-        if let Some(r) = record.as_deref() {
-            if let Some(lease) = &r.lease
-                && lease.key_digest != req.key_digest
-                && now < lease.until_ms
-            {
-                return Ok(Begin::RecordBusy {
-                    holder_key: lease.key_text.to_string(),
-                    lease_until_ms: lease.until_ms,
-                });
+        let plan = {
+            let r = record.as_deref();
+            let view = r.map(|r| RecordView {
+                last_token: r.highest_token,
+                lease: r.lease.as_ref().map(|l| LeaseView {
+                    holder_digest: &l.key_digest,
+                    holder_key: &l.key_text,
+                    until_ms: l.until_ms,
+                }),
+            });
+            let acted = match req.dedup_ms {
+                Some(_) => r.and_then(|r| r.acted(&req.action)).map(|a| ActedView {
+                    key_digest: &a.key_digest,
+                    key_text: &a.key_text,
+                    at_ms: a.at_ms,
+                }),
+                None => None,
+            };
+            match rules::begin_record(req, grant, view, acted) {
+                Ok(plan) => plan,
+                Err(refusal) => return Ok(refusal.answer().expect("a record refusal")),
             }
-            if let Some(window) = req.dedup_ms
-                && let Some(acted) = r.acted(&req.action)
-                && acted.key_digest != req.key_digest
-                && now - acted.at_ms < window
-            {
-                return Ok(Begin::Skipped {
-                    previous_key: acted.key_text.to_string(),
-                    acted_at_ms: acted.at_ms,
-                });
-            }
-        }
+        };
 
-        let until_ms = now.saturating_add(req.lease_ms);
         let lease = RecordLease {
             key_digest: req.key_digest.clone(),
             key_text: req.key_text.clone(),
             claim_id: req.claim_id,
-            until_ms,
+            until_ms: plan.lease_until_ms,
         };
-        let fencing_token = match &mut record {
+        match &mut record {
             Some(r) => {
-                r.highest_token += 1;
+                r.highest_token = plan.fencing_token;
                 r.lease = Some(lease);
-                r.highest_token
             }
             None => {
                 records.insert(
                     req.record.clone(),
                     Box::new(RecordState {
-                        highest_token: 1,
+                        highest_token: plan.fencing_token,
                         lease: Some(lease),
                         ..RecordState::default()
                     }),
                 );
-                1
             }
-        };
+        }
         let status = KeyStatus::Claimed {
             claim_id: req.claim_id,
-            lease_until_ms: until_ms,
+            lease_until_ms: plan.lease_until_ms,
         };
         let call = KeyCall {
             action: req.action.clone(),
@@ -422,33 +422,23 @@ impl Store for MemoryStore {
             record: req.record.clone(),
             payload: req.payload.clone(),
         };
-        // Attempts logged under the key so far carry over to a takeover.
-        let attempts = match key {
+        match key {
             Entry::Occupied(mut k) => {
                 let k = k.get_mut();
                 k.status = status;
                 k.call = call;
-                k.attempts
+                k.attempts = plan.attempts;
             }
             Entry::Vacant(v) => {
-                let attempts = match orphan_attempts.is_empty() {
-                    true => 0,
-                    false => orphan_attempts.remove(&req.key_digest).unwrap_or(0),
-                };
                 v.insert(Box::new(KeyState {
                     fingerprint: req.fingerprint.clone(),
                     status,
                     call,
-                    attempts,
+                    attempts: plan.attempts,
                 }));
-                attempts
             }
-        };
-        Ok(Begin::Claimed(Claim {
-            fencing_token,
-            takeover,
-            previous_attempts: if takeover { attempts } else { 0 },
-        }))
+        }
+        Ok(Begin::Claimed(plan.claim))
     }
 
     async fn complete(&self, c: Completion) -> Result<Appended, StoreError> {
@@ -463,22 +453,18 @@ impl Store for MemoryStore {
             now_ms,
             replay_of,
         } = c;
-        // The claim checked, the result stored and the attempt counted in one lookup of the key.
-        let Some(k) = s.keys.get_mut(&key_digest).filter(
-            |k| matches!(k.status, KeyStatus::Claimed { claim_id: held, .. } if held == claim_id),
-        ) else {
-            return Err(StoreError::ClaimLost {
-                key: entry.key_text.to_string(),
-            });
-        };
+        // The claim checked and the result stored in one lookup of the key.
+        let k = s.keys.get_mut(&key_digest);
+        rules::check_claim(
+            k.as_deref().and_then(|k| k.claimed_by()),
+            claim_id,
+            &entry.key_text,
+        )?;
+        let k = k.expect("a held claim has its key");
         k.status = KeyStatus::Completed {
             result,
             at_ms: now_ms,
         };
-        let counted = entry.key_digest == key_digest;
-        if counted {
-            k.attempts = k.attempts.max(entry.attempt);
-        }
         let state = s.records.entry(record).or_default();
         if state.lease.as_ref().is_some_and(|l| l.claim_id == claim_id) {
             state.lease = None;
@@ -490,69 +476,44 @@ impl Store for MemoryStore {
             at_ms: now_ms,
         });
         if let Some(q) = replay_of.and_then(|id| s.queue_mut(id))
-            && !q.status.is_terminal()
+            && rules::replayable(q.status)
         {
             q.status = QueueStatus::Replayed;
             q.closed_ms = Some(now_ms);
         }
-        let logged = if counted {
-            s.link(entry)
-        } else {
-            s.append(entry)
-        };
-        Ok(Appended::of(logged))
+        Ok(Appended::of(s.append(entry)))
     }
 
     async fn fail(&self, f: Failure) -> Result<LogEntry, StoreError> {
         let mut s = self.lock();
-        s.check_claim(&f.key_digest, f.claim_id, &f.entry.key_text)?;
+        rules::check_claim(
+            s.keys.get(&f.key_digest).and_then(|k| k.claimed_by()),
+            f.claim_id,
+            &f.entry.key_text,
+        )?;
         let mut entry = f.entry;
         let replayed = f.replay_of.and_then(|id| s.queue_mut(id).map(|e| e.id));
-        let status = match (&f.queue_entry, replayed) {
-            // A replay that failed again: the same entry, updated, stays the key's entry.
-            (Some(q), Some(id)) => {
-                let e = s.queue_mut(id).expect("checked above");
-                e.kind = q.kind;
-                e.name = q.name.clone();
-                e.failure_kind = q.failure_kind;
-                e.message = q.message.clone();
-                e.attempts = e.attempts.saturating_add(q.attempts);
-                e.last_failure_ms = q.last_failure_ms;
-                e.status = QueueStatus::Open;
-                e.closed_ms = None;
+        let status = match rules::fail(f.queue_entry.is_some(), replayed) {
+            FailPlan::Refail { entry: id } => {
+                let q = f.queue_entry.as_ref().expect("a queued failure");
+                let e = s.queue_mut(id).expect("the replayed entry exists");
+                rules::refail(e, q);
                 entry.queue_entry = Some(id);
-                KeyStatus::Failed {
-                    entry: QueueRef {
-                        id,
-                        kind: q.kind,
-                        name: q.name.clone(),
-                    },
-                }
+                KeyStatus::Failed { entry: e.to_ref() }
             }
-            // A replay halted: the key goes back to its entry, still open.
-            (None, Some(id)) => {
-                let e = s.queue_mut(id).expect("checked above");
-                KeyStatus::Failed {
-                    entry: QueueRef {
-                        id,
-                        kind: e.kind,
-                        name: e.name.clone(),
-                    },
-                }
-            }
-            (Some(q), None) => {
+            FailPlan::Return { entry: id } => KeyStatus::Failed {
+                entry: s.queue_mut(id).expect("the replayed entry exists").to_ref(),
+            },
+            FailPlan::Open => {
+                let q = f.queue_entry.expect("a queued failure");
                 let id = s.queue.len() as u64 + 1;
-                s.queue.push(QueueEntry::open(id, q.clone(), f.now_ms));
+                let e = QueueEntry::open(id, q, f.now_ms);
+                let at = e.to_ref();
+                s.queue.push(e);
                 entry.queue_entry = Some(id);
-                KeyStatus::Failed {
-                    entry: QueueRef {
-                        id,
-                        kind: q.kind,
-                        name: q.name.clone(),
-                    },
-                }
+                KeyStatus::Failed { entry: at }
             }
-            (None, None) => KeyStatus::Released,
+            FailPlan::Release => KeyStatus::Released,
         };
         if let Some(k) = s.keys.get_mut(&f.key_digest) {
             k.status = status;
@@ -662,7 +623,7 @@ mod tests {
     use super::*;
     use crate::log::{Outcome, verify_chain};
     use crate::policy::FailureKind;
-    use crate::store::{NewQueueEntry, QueueKind};
+    use crate::store::{Claim, NewQueueEntry, QueueKind};
 
     fn request(key: &str, record: &str, now_ms: Millis) -> BeginRequest {
         BeginRequest {

@@ -192,13 +192,21 @@ pub enum QueueKind {
 }
 
 impl QueueKind {
-    /// The spelling used in logs and the CLI.
+    /// Every kind.
+    pub const ALL: [QueueKind; 3] = [QueueKind::Owner, QueueKind::Expert, QueueKind::DeadLetter];
+
+    /// The spelling used in logs, stores and the CLI.
     pub fn as_str(self) -> &'static str {
         match self {
             QueueKind::Owner => "owner",
             QueueKind::Expert => "expert",
             QueueKind::DeadLetter => "dead_letter",
         }
+    }
+
+    /// The kind spelled `s` ([`as_str`](Self::as_str)), if any.
+    pub fn parse(s: &str) -> Option<QueueKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -278,6 +286,35 @@ pub struct QueueEntry {
 }
 
 impl QueueEntry {
+    /// The failure the entry records, as it was created (or last merged by
+    /// [`rules::refail`](crate::rules::refail)): what a store keeps as the entry's JSON.
+    pub fn failure(&self) -> NewQueueEntry {
+        NewQueueEntry {
+            kind: self.kind,
+            name: self.name.clone(),
+            run_id: self.run_id,
+            action: self.action.clone(),
+            key_text: self.key_text.clone(),
+            key_digest: self.key_digest.clone(),
+            record: self.record.clone(),
+            payload: self.payload.clone(),
+            failure_kind: self.failure_kind,
+            message: self.message.clone(),
+            attempts: self.attempts,
+            first_failure_ms: self.first_failure_ms,
+            last_failure_ms: self.last_failure_ms,
+        }
+    }
+
+    /// A pointer to the entry.
+    pub fn to_ref(&self) -> QueueRef {
+        QueueRef {
+            id: self.id,
+            kind: self.kind,
+            name: self.name.clone(),
+        }
+    }
+
     /// A new, open entry created at `created_ms` from what a failure recorded; every store builds its
     /// entries (and reads them back) through this, so the three agree field by field.
     pub fn open(id: u64, q: NewQueueEntry, created_ms: Millis) -> QueueEntry {
@@ -306,7 +343,21 @@ impl QueueEntry {
 }
 
 impl QueueStatus {
-    /// The spelling used in logs and the CLI.
+    /// Every status.
+    pub const ALL: [QueueStatus; 5] = [
+        QueueStatus::Open,
+        QueueStatus::Claimed,
+        QueueStatus::Resolved,
+        QueueStatus::Discarded,
+        QueueStatus::Replayed,
+    ];
+
+    /// The status spelled `s` ([`as_str`](Self::as_str)), if any.
+    pub fn parse(s: &str) -> Option<QueueStatus> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The spelling used in logs, stores and the CLI.
     pub fn as_str(self) -> &'static str {
         match self {
             QueueStatus::Open => "open",
@@ -422,7 +473,20 @@ pub enum KeyStatus {
 }
 
 impl KeyStatus {
-    /// The spelling used in the CLI.
+    /// Every status.
+    pub const ALL: [KeyStatus; 4] = [
+        KeyStatus::Claimed,
+        KeyStatus::Completed,
+        KeyStatus::Failed,
+        KeyStatus::Released,
+    ];
+
+    /// The status spelled `s` ([`as_str`](Self::as_str)), if any.
+    pub fn parse(s: &str) -> Option<KeyStatus> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The spelling used in stores and the CLI.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyStatus::Claimed => "claimed",
@@ -519,6 +583,21 @@ pub enum StoreError {
     /// Anything else the backend reported.
     #[error("store error: {0}")]
     Backend(String),
+}
+
+/// The JSON text a store keeps for a value (a result, a queue entry); a value that cannot be written
+/// as JSON (a map with non-string keys, a number serde_json refuses) is a [`StoreError::Backend`].
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot serialize: {e}")))
+}
+
+/// Reads back JSON text a store kept; `corrupt` words the error when the text does not parse (the
+/// store names its file or server and what it read).
+pub fn from_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+    corrupt: impl FnOnce(serde_json::Error) -> StoreError,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(corrupt)
 }
 
 /// Where a guarded call's claims, log, queues and run state are kept.
