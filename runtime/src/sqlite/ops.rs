@@ -11,8 +11,11 @@ use super::schema::Location;
 use crate::log::{
     GENESIS_HASH, LogEntry, LogQuery, NewLogEntry, canonical_json, entry_hash_canonical,
 };
+use crate::rules::{
+    self, ActedView, FailPlan, KeyPhase, KeyView, LeaseView, RecordView, Refusal,
+};
 use crate::store::{
-    Begin, BeginRequest, Claim, Completion, Failure, KeyState, KeyStatus, Millis, NewQueueEntry,
+    Begin, BeginRequest, Completion, Failure, KeyState, KeyStatus, Millis, NewQueueEntry,
     QueueEntry, QueueKind, QueueQuery, QueueRef, QueueStatus, QueueUpdate, RunState, StoreError,
 };
 
@@ -34,16 +37,15 @@ fn corrupt(at: &Location, what: &str, e: impl std::fmt::Display) -> StoreError {
     ))
 }
 
-pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("cannot serialize: {e}")))
-}
+pub(crate) use crate::store::to_json;
 
+/// Reads JSON text back; an unreadable text names the file and `what`.
 fn from_json<T: serde::de::DeserializeOwned>(
     at: &Location,
     what: &str,
     s: &str,
 ) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| corrupt(at, what, e))
+    crate::store::from_json(s, |e| corrupt(at, what, e))
 }
 
 /// What the writer keeps in memory instead of reading it for every request: the head of the log
@@ -126,28 +128,6 @@ pub(crate) fn index_log(c: &Connection, at: &Location, hot: &mut Hot) -> Result<
     Ok(())
 }
 
-fn queue_kind(s: &str) -> Option<QueueKind> {
-    [QueueKind::Owner, QueueKind::Expert, QueueKind::DeadLetter]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-}
-
-fn status_str(s: QueueStatus) -> &'static str {
-    s.as_str()
-}
-
-fn status_of(s: &str) -> Option<QueueStatus> {
-    [
-        QueueStatus::Open,
-        QueueStatus::Claimed,
-        QueueStatus::Resolved,
-        QueueStatus::Discarded,
-        QueueStatus::Replayed,
-    ]
-    .into_iter()
-    .find(|k| status_str(*k) == s)
-}
-
 /// The statements of the frequent writes, prepared once for the writer's connection: looking a
 /// statement up in rusqlite's cache hashes its whole SQL text, which cost more than running it.
 pub(crate) struct Prepared<'c> {
@@ -175,8 +155,10 @@ pub(crate) struct Prepared<'c> {
     release: Statement<'c>,
     /// Appends to the log.
     log_insert: Statement<'c>,
-    /// Counts an attempt on its key.
-    count_attempt: Statement<'c>,
+    /// A key's state and count of attempts, to count a logged attempt.
+    key_attempts: Statement<'c>,
+    /// Sets a key's count of attempts.
+    set_attempts: Statement<'c>,
 }
 
 impl<'c> Prepared<'c> {
@@ -213,13 +195,13 @@ impl<'c> Prepared<'c> {
             claim_key: c
                 .prepare(
                     "INSERT INTO keys (key_digest, key_text, action, record, run_id, fingerprint, payload, state,
-             claim_id, lease_until_ms, fencing_token, result, completed_at_ms, queue_id, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'claimed', ?8, ?9, ?10, NULL, NULL, NULL, ?11)
+             claim_id, lease_until_ms, fencing_token, result, completed_at_ms, queue_id, attempts, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'claimed', ?8, ?9, ?10, NULL, NULL, NULL, ?12, ?11)
          ON CONFLICT (key_digest) DO UPDATE SET key_text = excluded.key_text,
              action = excluded.action, record = excluded.record, run_id = excluded.run_id,
              payload = excluded.payload, state = 'claimed', claim_id = excluded.claim_id,
              lease_until_ms = excluded.lease_until_ms, fencing_token = excluded.fencing_token,
-             updated_ms = excluded.updated_ms",
+             attempts = excluded.attempts, updated_ms = excluded.updated_ms",
                 )
                 .at(at)?,
             held: c
@@ -230,8 +212,8 @@ impl<'c> Prepared<'c> {
             complete_key: c
                 .prepare(
                     "UPDATE keys SET state = 'completed', result = ?2, completed_at_ms = ?3, claim_id = NULL,
-             lease_until_ms = NULL, updated_ms = ?3, attempts = attempts + ?4
-         WHERE key_digest = ?1 AND state = 'claimed' AND claim_id = ?5",
+             lease_until_ms = NULL, updated_ms = ?3
+         WHERE key_digest = ?1",
                 )
                 .at(at)?,
             mark: c
@@ -255,10 +237,11 @@ impl<'c> Prepared<'c> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )
                 .at(at)?,
-            count_attempt: c
-                .prepare(
-                    "UPDATE keys SET attempts = attempts + 1 WHERE key_digest = ?1",
-                )
+            key_attempts: c
+                .prepare("SELECT state, attempts FROM keys WHERE key_digest = ?1")
+                .at(at)?,
+            set_attempts: c
+                .prepare("UPDATE keys SET attempts = ?2 WHERE key_digest = ?1")
                 .at(at)?,
         })
     }
@@ -278,8 +261,13 @@ struct KeyRow {
     queue_id: Option<i64>,
 }
 
-/// Step 3 of the guarded call, in the documented order.
-/// `payload`: the JSON of `r.payload`.
+/// A key's stored state, spelled as in the `state` column.
+fn key_status(at: &Location, state: &str) -> Result<KeyStatus, StoreError> {
+    KeyStatus::parse(state).ok_or_else(|| corrupt(at, "key", format!("state `{state}`")))
+}
+
+/// Step 3 of the guarded call: loads what [`rules::begin_key`] and [`rules::begin_record`] ask for,
+/// and applies their decision. `payload`: the JSON of `r.payload`.
 pub(crate) fn begin(
     c: &Connection,
     at: &Location,
@@ -288,10 +276,6 @@ pub(crate) fn begin(
     r: &BeginRequest,
     payload: &str,
 ) -> Result<Begin, StoreError> {
-    if hot.halted.contains(&r.run_id) {
-        return Ok(Begin::Halted);
-    }
-
     let key = s
         .key_row
         .query_row(params![r.key_digest], |row| {
@@ -307,42 +291,47 @@ pub(crate) fn begin(
         })
         .optional()
         .at(at)?;
-
-    let mut takeover = false;
-    let mut replay = false;
-    if let Some(k) = &key {
-        if k.fingerprint != r.fingerprint {
-            return Ok(Begin::KeyReused {
-                stored_fingerprint: k.fingerprint.clone(),
-            });
-        }
-        if k.state == "completed" {
+    let view = match &key {
+        Some(k) => Some(KeyView {
+            fingerprint: &k.fingerprint,
+            phase: match key_status(at, &k.state)? {
+                KeyStatus::Claimed => KeyPhase::Claimed {
+                    lease_until_ms: k.lease_until_ms.unwrap_or(Millis::MIN),
+                },
+                KeyStatus::Completed => KeyPhase::Completed,
+                KeyStatus::Failed => {
+                    let id = k
+                        .queue_id
+                        .ok_or_else(|| corrupt(at, "failed key", "it names no queue entry"))?;
+                    KeyPhase::Failed {
+                        entry: id as u64,
+                        entry_replayable: rules::replays(r, id as u64)
+                            && queue_status(c, at, id)?.is_some_and(rules::replayable),
+                    }
+                }
+                KeyStatus::Released => KeyPhase::Released,
+            },
+            attempts: u32::try_from(k.attempts).unwrap_or(u32::MAX),
+        }),
+        None => None,
+    };
+    let grant = match rules::begin_key(r, hot.halted.contains(&r.run_id), view) {
+        Ok(grant) => grant,
+        Err(Refusal::Completed) => {
+            let k = key.as_ref().expect("a completed key is stored");
             let result = from_json(at, "stored result", k.result.as_deref().unwrap_or("null"))?;
             return Ok(Begin::Completed {
                 result,
                 completed_at_ms: k.completed_at_ms.unwrap_or_default(),
             });
         }
-        if k.state == "failed" {
-            let id = k
-                .queue_id
-                .ok_or_else(|| corrupt(at, "failed key", "it names no queue entry"))?;
-            replay = r.replay_of == Some(id as u64) && replayable(c, at, id)?;
-            if !replay {
-                let entry = queue_ref(c, at, id)?;
-                return Ok(Begin::Failed { entry });
-            }
+        Err(Refusal::Failed { entry }) => {
+            return Ok(Begin::Failed {
+                entry: queue_ref(c, at, entry as i64)?,
+            });
         }
-        if k.state == "claimed" {
-            let until = k.lease_until_ms.unwrap_or(Millis::MIN);
-            if r.now_ms < until {
-                return Ok(Begin::InProgress {
-                    lease_until_ms: until,
-                });
-            }
-            takeover = true;
-        }
-    }
+        Err(refusal) => return Ok(refusal.answer().expect("a refusal without stored data")),
+    };
 
     // The record's row (kind 0) and the loop-filter mark of this action on it (kind 1), in one
     // statement: two seeks of the same B-tree, usually the same page.
@@ -365,42 +354,34 @@ pub(crate) fn begin(
             }
         }
     }
-    if let Some((_, Some(holder), holder_key, Some(until))) = &record
-        && holder != &r.key_digest
-        && r.now_ms < *until
-    {
-        return Ok(Begin::RecordBusy {
-            holder_key: holder_key.clone().unwrap_or_default(),
-            lease_until_ms: *until,
-        });
-    }
-
-    if let Some(window) = r.dedup_ms
-        && let Some((previous_key, digest, acted_at_ms)) = acted
-        && digest != r.key_digest
-        && r.now_ms < acted_at_ms.saturating_add(window)
-    {
-        return Ok(Begin::Skipped {
-            previous_key,
-            acted_at_ms,
-        });
-    }
-
-    // A replay is a new call under the same key: its attempts count afresh.
-    let previous_attempts = if replay {
-        0
-    } else {
-        key.as_ref().map_or(0, |k| k.attempts)
+    let record_view = record.as_ref().map(|(token, holder, holder_key, until)| RecordView {
+        last_token: *token as u64,
+        lease: match (holder, until) {
+            (Some(holder), Some(until)) => Some(LeaseView {
+                holder_digest: holder,
+                holder_key: holder_key.as_deref().unwrap_or_default(),
+                until_ms: *until,
+            }),
+            _ => None,
+        },
+    });
+    let acted_view = acted.as_ref().map(|(key_text, digest, at_ms)| ActedView {
+        key_digest: digest,
+        key_text,
+        at_ms: *at_ms,
+    });
+    let plan = match rules::begin_record(r, grant, record_view, acted_view) {
+        Ok(plan) => plan,
+        Err(refusal) => return Ok(refusal.answer().expect("a record refusal")),
     };
-    let token = record.as_ref().map_or(0, |rec| rec.0) + 1;
-    let lease_until = r.now_ms.saturating_add(r.lease_ms);
+
     s.claim_record
         .execute(params![
             r.record,
-            token,
+            plan.fencing_token as i64,
             r.key_digest,
             r.key_text,
-            lease_until
+            plan.lease_until_ms
         ])
         .at(at)?;
     let (mut run, mut claim) = (Uuid::encode_buffer(), Uuid::encode_buffer());
@@ -416,26 +397,23 @@ pub(crate) fn begin(
             r.fingerprint,
             payload,
             claim,
-            lease_until,
-            token,
+            plan.lease_until_ms,
+            plan.fencing_token as i64,
             r.now_ms,
+            plan.attempts,
         ])
         .at(at)?;
-    Ok(Begin::Claimed(Claim {
-        fencing_token: token as u64,
-        takeover,
-        previous_attempts: u32::try_from(previous_attempts).unwrap_or(u32::MAX),
-    }))
+    Ok(Begin::Claimed(plan.claim))
 }
 
-/// Checks that `claim_id` still holds the key; returns the key's record and readable text.
+/// Checks by [`rules::check_claim`] that `claim_id` still holds the key; returns the key's record.
 fn held(
     at: &Location,
     s: &mut Prepared<'_>,
     key_digest: &str,
     claim_id: Uuid,
     key_text: &str,
-) -> Result<(String, String), StoreError> {
+) -> Result<String, StoreError> {
     let row = s
         .held
         .query_row(params![key_digest], |row| {
@@ -448,17 +426,36 @@ fn held(
         })
         .optional()
         .at(at)?;
-    match row {
-        Some((state, Some(holder), record, text))
-            if state == "claimed" && holder == claim_id.to_string() =>
-        {
-            Ok((record, text))
+    let (claimed_by, record, text) = match row {
+        Some((state, holder, record, text)) => {
+            let claimed_by = match (key_status(at, &state)?, holder) {
+                (KeyStatus::Claimed, Some(h)) => {
+                    Some(Uuid::parse_str(&h).map_err(|e| corrupt(at, "key claim", e))?)
+                }
+                _ => None,
+            };
+            (claimed_by, record, text)
         }
-        Some((_, _, _, text)) => Err(StoreError::ClaimLost { key: text }),
-        None => Err(StoreError::ClaimLost {
-            key: key_text.to_owned(),
-        }),
-    }
+        None => (None, String::new(), key_text.to_owned()),
+    };
+    rules::check_claim(claimed_by, claim_id, &text)?;
+    Ok(record)
+}
+
+/// The status of queue entry `id`, if it exists.
+fn queue_status(c: &Connection, at: &Location, id: i64) -> Result<Option<QueueStatus>, StoreError> {
+    let status: Option<String> = c
+        .prepare_cached("SELECT status FROM queue WHERE id = ?1")
+        .at(at)?
+        .query_row(params![id], |row| row.get(0))
+        .optional()
+        .at(at)?;
+    status
+        .map(|st| {
+            QueueStatus::parse(&st)
+                .ok_or_else(|| corrupt(at, "queue entry", format!("status `{st}`")))
+        })
+        .transpose()
 }
 
 fn release_record(
@@ -482,23 +479,10 @@ pub(crate) fn complete(
     result: &str,
     entry: String,
 ) -> Result<LogEntry, StoreError> {
-    // One statement checks the claim, stores the result and counts the attempt. No row changed: the
-    // claim is lost, and `held` says under which key text. (Not `UPDATE … RETURNING`: SQLite
-    // collects returned rows in a temporary B-tree.) The claim id names one call, so the record and
-    // key text are the ones it claimed.
-    let bump = i64::from(d.entry.attempt > 0 && d.entry.key_digest == d.key_digest);
-    let mut claim = Uuid::encode_buffer();
-    let claim: &str = d.claim_id.as_hyphenated().encode_lower(&mut claim);
-    let changed = s
-        .complete_key
-        .execute(params![d.key_digest, result, d.now_ms, bump, claim])
+    held(at, s, &d.key_digest, d.claim_id, &d.entry.key_text)?;
+    s.complete_key
+        .execute(params![d.key_digest, result, d.now_ms])
         .at(at)?;
-    if changed == 0 {
-        held(at, s, &d.key_digest, d.claim_id, &d.entry.key_text)?;
-        return Err(StoreError::ClaimLost {
-            key: d.entry.key_text.to_string(),
-        });
-    }
     let key_text = if d.entry.key_digest == d.key_digest {
         std::borrow::Cow::Borrowed(d.entry.key_text.as_str())
     } else {
@@ -519,50 +503,49 @@ pub(crate) fn complete(
             d.now_ms
         ])
         .at(at)?;
-    if let Some(id) = d.replay_of {
-        c.prepare_cached(
-            "UPDATE queue SET status = 'replayed', closed_ms = ?2 WHERE id = ?1 AND status IN ('open', 'claimed')",
-        )
-        .at(at)?
-        .execute(params![id as i64, d.now_ms])
-        .at(at)?;
+    if let Some(id) = d.replay_of.and_then(|id| i64::try_from(id).ok())
+        && queue_status(c, at, id)?.is_some_and(rules::replayable)
+    {
+        c.prepare_cached("UPDATE queue SET status = ?2, closed_ms = ?3 WHERE id = ?1")
+            .at(at)?
+            .execute(params![id, QueueStatus::Replayed.as_str(), d.now_ms])
+            .at(at)?;
     }
     release_record(at, s, &d.record, &d.key_digest)?;
-    append_entry(at, s, hot, d.entry, bump == 0, Some(entry))
+    append_entry(at, s, hot, d.entry, Some(entry))
 }
 
-/// Whether queue entry `id` is still open or claimed (so its key may be replayed).
-fn replayable(c: &Connection, at: &Location, id: i64) -> Result<bool, StoreError> {
-    c.prepare_cached("SELECT 1 FROM queue WHERE id = ?1 AND status IN ('open', 'claimed')")
-        .at(at)?
-        .exists(params![id])
-        .at(at)
-}
-
-/// A replay that failed again: the same entry takes the new failure and opens again.
+/// A replay that failed again: entry `id` takes the failure ([`rules::refail`]).
 fn refail_queue(
     c: &Connection,
     at: &Location,
     id: i64,
     q: &NewQueueEntry,
 ) -> Result<(), StoreError> {
-    let stored: String = c
-        .prepare_cached("SELECT entry FROM queue WHERE id = ?1")
-        .at(at)?
-        .query_row(params![id], |row| row.get(0))
-        .at(at)?;
-    let mut e: NewQueueEntry = from_json(at, "queue entry", &stored)?;
-    e.kind = q.kind;
-    e.name = q.name.clone();
-    e.failure_kind = q.failure_kind;
-    e.message = q.message.clone();
-    e.attempts = e.attempts.saturating_add(q.attempts);
-    e.last_failure_ms = q.last_failure_ms;
+    let mut e = queue_entry(c, at, id as u64)?
+        .ok_or_else(|| corrupt(at, "failed key", format!("queue entry {id} is missing")))?;
+    rules::refail(&mut e, q);
+    write_queue_entry(c, at, &e)
+}
+
+/// Writes back every column of a changed queue entry.
+fn write_queue_entry(c: &Connection, at: &Location, e: &QueueEntry) -> Result<(), StoreError> {
     c.prepare_cached(
-        "UPDATE queue SET kind = ?2, name = ?3, status = 'open', closed_ms = NULL, entry = ?4 WHERE id = ?1",
+        "UPDATE queue SET kind = ?2, name = ?3, status = ?4, claimed_by = ?5, note = ?6, closed_ms = ?7,
+             entry = ?8
+         WHERE id = ?1",
     )
     .at(at)?
-    .execute(params![id, e.kind.as_str(), e.name, to_json(&e)?])
+    .execute(params![
+        e.id as i64,
+        e.kind.as_str(),
+        e.name,
+        e.status.as_str(),
+        e.claimed_by,
+        e.note,
+        e.closed_ms,
+        to_json(&e.failure())?
+    ])
     .at(at)?;
     Ok(())
 }
@@ -585,7 +568,7 @@ pub(crate) fn queue_update(
     .at(at)?
     .execute(params![
         e.id as i64,
-        status_str(e.status),
+        e.status.as_str(),
         e.claimed_by,
         e.note,
         e.closed_ms
@@ -627,13 +610,7 @@ pub(crate) fn key_state(
     else {
         return Ok(None);
     };
-    let status = match state.as_str() {
-        "claimed" => KeyStatus::Claimed,
-        "completed" => KeyStatus::Completed,
-        "failed" => KeyStatus::Failed,
-        "released" => KeyStatus::Released,
-        other => return Err(corrupt(at, "key", format!("state `{other}`"))),
-    };
+    let status = key_status(at, &state)?;
     let result = match (status, result) {
         (KeyStatus::Completed, Some(r)) => Some(from_json(at, "stored result", &r)?),
         _ => None,
@@ -653,7 +630,7 @@ pub(crate) fn key_state(
     }))
 }
 
-/// Terminal failure of a claimed call.
+/// Terminal failure of a claimed call: applies [`rules::fail`]'s plan.
 pub(crate) fn fail(
     c: &Connection,
     at: &Location,
@@ -661,54 +638,52 @@ pub(crate) fn fail(
     hot: &mut Hot,
     f: Failure,
 ) -> Result<LogEntry, StoreError> {
-    let (record, _) = held(at, s, &f.key_digest, f.claim_id, &f.entry.key_text)?;
+    let record = held(at, s, &f.key_digest, f.claim_id, &f.entry.key_text)?;
     let mut entry = f.entry;
-    let bump = i64::from(entry.attempt > 0 && entry.key_digest == f.key_digest);
-    let replayed = match f.replay_of {
-        Some(id) => c
-            .prepare_cached("SELECT 1 FROM queue WHERE id = ?1")
-            .at(at)?
-            .exists(params![id as i64])
-            .at(at)?
-            .then_some(id as i64),
+    let replayed = match f.replay_of.and_then(|id| i64::try_from(id).ok()) {
+        Some(id) => queue_status(c, at, id)?.map(|_| id as u64),
         None => None,
     };
-    let queue = match (&f.queue_entry, replayed) {
-        (Some(q), Some(id)) => {
-            refail_queue(c, at, id, q)?;
+    let queue = match rules::fail(f.queue_entry.is_some(), replayed) {
+        FailPlan::Refail { entry: id } => {
+            let q = f.queue_entry.as_ref().expect("a queued failure");
+            refail_queue(c, at, id as i64, q)?;
+            entry.queue_entry = Some(id);
+            Some(id as i64)
+        }
+        FailPlan::Return { entry: id } => Some(id as i64),
+        FailPlan::Open => {
+            let q = f.queue_entry.as_ref().expect("a queued failure");
+            let id = insert_queue(c, at, q, f.now_ms)?;
+            entry.queue_entry = Some(id as u64);
             Some(id)
         }
-        (None, Some(id)) => Some(id),
-        (Some(q), None) => Some(insert_queue(c, at, q, f.now_ms)?),
-        (None, None) => None,
+        FailPlan::Release => None,
     };
     match queue {
         Some(id) => {
             c.prepare_cached(
                 "UPDATE keys SET state = 'failed', queue_id = ?2, claim_id = NULL, lease_until_ms = NULL,
-                     updated_ms = ?3, attempts = attempts + ?4
+                     updated_ms = ?3
                  WHERE key_digest = ?1",
             )
             .at(at)?
-            .execute(params![f.key_digest, id, f.now_ms, bump])
+            .execute(params![f.key_digest, id, f.now_ms])
             .at(at)?;
-            if f.queue_entry.is_some() {
-                entry.queue_entry = Some(id as u64);
-            }
         }
         None => {
             c.prepare_cached(
                 "UPDATE keys SET state = 'released', claim_id = NULL, lease_until_ms = NULL,
-                     updated_ms = ?2, attempts = attempts + ?3
+                     updated_ms = ?2
                  WHERE key_digest = ?1",
             )
             .at(at)?
-            .execute(params![f.key_digest, f.now_ms, bump])
+            .execute(params![f.key_digest, f.now_ms])
             .at(at)?;
         }
     }
     release_record(at, s, &record, &f.key_digest)?;
-    append_entry(at, s, hot, entry, bump == 0, None)
+    append_entry(at, s, hot, entry, None)
 }
 
 fn insert_queue(
@@ -741,19 +716,17 @@ pub(crate) fn append(
     hot: &mut Hot,
     entry: NewLogEntry,
 ) -> Result<LogEntry, StoreError> {
-    append_entry(at, s, hot, entry, true, None)
+    append_entry(at, s, hot, entry, None)
 }
 
-/// Appends one entry after the head of the chain (kept in `hot`); `count_attempt`: whether an
-/// attempt (`attempt > 0`) still has to be counted on its key (the completion and failure count it in
-/// their own update of the key); `canonical`: the entry's [`canonical_json`], if the caller built it
+/// Appends one entry after the head of the chain (kept in `hot`), counting its attempt on its key
+/// ([`rules::attempts_after_log`]); `canonical`: the entry's [`canonical_json`], if the caller built it
 /// already. The `entry` column holds the canonical JSON: exactly the bytes hashed.
 fn append_entry(
     at: &Location,
     s: &mut Prepared<'_>,
     hot: &mut Hot,
     entry: NewLogEntry,
-    count_attempt: bool,
     canonical: Option<String>,
 ) -> Result<LogEntry, StoreError> {
     let (seq, prev_hash) = match &hot.head {
@@ -780,9 +753,24 @@ fn append_entry(
         ])
         .at(at)?;
     hot.head = Some((seq, hash.clone()));
-    if count_attempt && entry.attempt > 0 {
+    if entry.attempt > 0 {
         // Kept on the key so that a takeover knows how many attempts the previous worker made.
-        s.count_attempt.execute(params![entry.key_digest]).at(at)?;
+        let key = s
+            .key_attempts
+            .query_row(params![entry.key_digest], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .optional()
+            .at(at)?;
+        if let Some((state, stored)) = key {
+            let claimed = key_status(at, &state)? == KeyStatus::Claimed;
+            let stored = u32::try_from(stored).unwrap_or(u32::MAX);
+            if let Some(n) = rules::attempts_after_log(claimed, stored, entry.attempt) {
+                s.set_attempts
+                    .execute(params![entry.key_digest, n])
+                    .at(at)?;
+            }
+        }
     }
     Ok(LogEntry {
         seq,
@@ -950,8 +938,8 @@ fn queue_ref(c: &Connection, at: &Location, id: i64) -> Result<QueueRef, StoreEr
         .optional()
         .at(at)?
         .ok_or_else(|| corrupt(at, "failed key", format!("queue entry {id} is missing")))?;
-    let kind =
-        queue_kind(&kind).ok_or_else(|| corrupt(at, "queue entry", format!("kind `{kind}`")))?;
+    let kind = QueueKind::parse(&kind)
+        .ok_or_else(|| corrupt(at, "queue entry", format!("kind `{kind}`")))?;
     Ok(QueueRef {
         id: id as u64,
         kind,
@@ -975,7 +963,7 @@ type QueueRow = (
 fn queue_row(at: &Location, row: QueueRow) -> Result<QueueEntry, StoreError> {
     let (id, status, created_ms, entry, claimed_by, note, closed_ms) = row;
     let q: NewQueueEntry = from_json(at, "queue entry", &entry)?;
-    let status = status_of(&status)
+    let status = QueueStatus::parse(&status)
         .ok_or_else(|| corrupt(at, "queue entry", format!("status `{status}`")))?;
     Ok(QueueEntry {
         status,
@@ -1019,7 +1007,7 @@ pub(crate) fn queue_entries(
         filter("action", "=", a.clone().into());
     }
     if let Some(s) = q.status {
-        filter("status", "=", status_str(s).to_owned().into());
+        filter("status", "=", s.as_str().to_owned().into());
     }
     if let Some(r) = q.run_id {
         filter("run_id", "=", r.to_string().into());
