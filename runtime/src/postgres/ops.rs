@@ -8,8 +8,11 @@ use uuid::Uuid;
 use super::Server;
 use super::schema::qualify;
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::rules::{
+    self, ActedView, FailPlan, KeyPhase, KeyView, LeaseView, RecordView, Refusal,
+};
 use crate::store::{
-    Begin, BeginRequest, Claim, Completion, Failure, KeyState, KeyStatus, Millis, NewQueueEntry,
+    to_json, Begin, BeginRequest, Completion, Failure, KeyState, KeyStatus, Millis, NewQueueEntry,
     QueueEntry, QueueKind, QueueQuery, QueueRef, QueueStatus, QueueUpdate, RunState, StoreError,
 };
 
@@ -94,44 +97,17 @@ impl Db<'_> {
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self, what: &str, s: &str) -> Result<T, StoreError> {
-        serde_json::from_str(s).map_err(|e| self.corrupt(what, e))
+        crate::store::from_json(s, |e| self.corrupt(what, e))
     }
-}
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("cannot serialize: {e}")))
+    /// A key's stored state, spelled as in the `state` column.
+    fn key_status(&self, state: &str) -> Result<KeyStatus, StoreError> {
+        KeyStatus::parse(state).ok_or_else(|| self.corrupt("key", format!("state `{state}`")))
+    }
 }
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn queue_kind(s: &str) -> Option<QueueKind> {
-    [QueueKind::Owner, QueueKind::Expert, QueueKind::DeadLetter]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-}
-
-fn status_str(s: QueueStatus) -> &'static str {
-    match s {
-        QueueStatus::Open => "open",
-        QueueStatus::Claimed => "claimed",
-        QueueStatus::Resolved => "resolved",
-        QueueStatus::Discarded => "discarded",
-        QueueStatus::Replayed => "replayed",
-    }
-}
-
-fn status_of(s: &str) -> Option<QueueStatus> {
-    [
-        QueueStatus::Open,
-        QueueStatus::Claimed,
-        QueueStatus::Resolved,
-        QueueStatus::Discarded,
-        QueueStatus::Replayed,
-    ]
-    .into_iter()
-    .find(|k| status_str(*k) == s)
 }
 
 /// Step 3 of the guarded call, in the documented order, in one transaction.
@@ -195,22 +171,49 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
     let key = db
         .opt(
             tx,
-            "SELECT state, fingerprint, lease_until_ms, result, completed_at_ms, queue_id
+            "SELECT state, fingerprint, lease_until_ms, result, completed_at_ms, queue_id, attempts
              FROM @.keys WHERE key_digest = $1 FOR UPDATE",
             &[&r.key_digest],
         )
         .await?;
-    let mut takeover = false;
-    let mut replay = false;
-    if let Some(k) = &key {
-        let state: String = db.col(k, 0)?;
-        let fingerprint: String = db.col(k, 1)?;
-        if fingerprint != r.fingerprint {
-            return Ok(Begin::KeyReused {
-                stored_fingerprint: fingerprint,
-            });
+    let fingerprint: Option<String> = key.as_ref().map(|k| db.col(k, 1)).transpose()?;
+    let view = match &key {
+        Some(k) => {
+            let state: String = db.col(k, 0)?;
+            let phase = match db.key_status(&state)? {
+                KeyStatus::Claimed => {
+                    let until: Option<Millis> = db.col(k, 2)?;
+                    KeyPhase::Claimed {
+                        lease_until_ms: until.unwrap_or(Millis::MIN),
+                    }
+                }
+                KeyStatus::Completed => KeyPhase::Completed,
+                KeyStatus::Failed => {
+                    let id: Option<i64> = db.col(k, 5)?;
+                    let id = id.ok_or_else(|| db.corrupt("failed key", "it names no queue entry"))?;
+                    let entry = u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?;
+                    let entry_replayable = rules::replays(r, entry)
+                        && queue_status(db, tx, id).await?.is_some_and(rules::replayable);
+                    KeyPhase::Failed {
+                        entry,
+                        entry_replayable,
+                    }
+                }
+                KeyStatus::Released => KeyPhase::Released,
+            };
+            let attempts: i64 = db.col(k, 6)?;
+            Some(KeyView {
+                fingerprint: fingerprint.as_deref().unwrap_or_default(),
+                phase,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            })
         }
-        if state == "completed" {
+        None => None,
+    };
+    let grant = match rules::begin_key(r, halted, view) {
+        Ok(grant) => grant,
+        Err(Refusal::Completed) => {
+            let k = key.as_ref().expect("a completed key is stored");
             let result: Option<String> = db.col(k, 3)?;
             let result = db.json("stored result", result.as_deref().unwrap_or("null"))?;
             let completed_at_ms: Option<Millis> = db.col(k, 4)?;
@@ -219,26 +222,13 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
                 completed_at_ms: completed_at_ms.unwrap_or_default(),
             });
         }
-        if state == "failed" {
-            let id: Option<i64> = db.col(k, 5)?;
-            let id = id.ok_or_else(|| db.corrupt("failed key", "it names no queue entry"))?;
-            replay = r.replay_of == u64::try_from(id).ok() && replayable(db, tx, id).await?;
-            if !replay {
-                let entry = queue_ref(db, tx, id).await?;
-                return Ok(Begin::Failed { entry });
-            }
+        Err(Refusal::Failed { entry }) => {
+            return Ok(Begin::Failed {
+                entry: queue_ref(db, tx, to_i64(entry)).await?,
+            });
         }
-        if state == "claimed" {
-            let until: Option<Millis> = db.col(k, 2)?;
-            let until = until.unwrap_or(Millis::MIN);
-            if r.now_ms < until {
-                return Ok(Begin::InProgress {
-                    lease_until_ms: until,
-                });
-            }
-            takeover = true;
-        }
-    }
+        Err(refusal) => return Ok(refusal.answer().expect("a refusal without stored data")),
+    };
 
     // Creates the record's row if needed and locks it either way: claims on one record are serialized.
     let record = db
@@ -246,116 +236,145 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
             tx,
             "INSERT INTO @.records AS rec (record, last_token) VALUES ($1, 0)
              ON CONFLICT (record) DO UPDATE SET last_token = rec.last_token
-             RETURNING holder_digest, holder_key, lease_until_ms",
+             RETURNING holder_digest, holder_key, lease_until_ms, last_token",
             &[&r.record],
         )
         .await?;
     let holder: Option<String> = db.col(&record, 0)?;
     let holder_key: Option<String> = db.col(&record, 1)?;
     let until: Option<Millis> = db.col(&record, 2)?;
-    if let (Some(holder), Some(until)) = (holder, until)
-        && holder != r.key_digest
-        && r.now_ms < until
-    {
-        return Ok(Begin::RecordBusy {
-            holder_key: holder_key.unwrap_or_default(),
-            lease_until_ms: until,
-        });
-    }
-
-    if let Some(window) = r.dedup_ms {
-        let acted = db
-            .opt(
+    let last_token: i64 = db.col(&record, 3)?;
+    let record_view = RecordView {
+        last_token: u64::try_from(last_token).map_err(|e| db.corrupt("fencing token", e))?,
+        lease: match (&holder, until) {
+            (Some(holder), Some(until)) => Some(LeaseView {
+                holder_digest: holder,
+                holder_key: holder_key.as_deref().unwrap_or_default(),
+                until_ms: until,
+            }),
+            _ => None,
+        },
+    };
+    let acted = match r.dedup_ms {
+        Some(_) => {
+            db.opt(
                 tx,
                 "SELECT key_text, key_digest, acted_at_ms FROM @.acted WHERE record = $1 AND action = $2",
                 &[&r.record, &r.action],
             )
-            .await?;
-        if let Some(a) = acted {
-            let previous_key: String = db.col(&a, 0)?;
-            let digest: String = db.col(&a, 1)?;
-            let acted_at_ms: Millis = db.col(&a, 2)?;
-            if digest != r.key_digest && r.now_ms < acted_at_ms.saturating_add(window) {
-                return Ok(Begin::Skipped {
-                    previous_key,
-                    acted_at_ms,
-                });
-            }
+            .await?
         }
-    }
+        None => None,
+    };
+    let acted = match &acted {
+        Some(a) => Some((
+            db.col::<String>(a, 0)?,
+            db.col::<String>(a, 1)?,
+            db.col::<Millis>(a, 2)?,
+        )),
+        None => None,
+    };
+    let acted_view = acted.as_ref().map(|(key_text, digest, at_ms)| ActedView {
+        key_digest: digest,
+        key_text,
+        at_ms: *at_ms,
+    });
+    let plan = match rules::begin_record(r, grant, Some(record_view), acted_view) {
+        Ok(plan) => plan,
+        Err(refusal) => return Ok(refusal.answer().expect("a record refusal")),
+    };
 
-    let lease_until = r.now_ms.saturating_add(r.lease_ms);
     let payload = r.payload.as_str();
     let claim_id = r.claim_id.to_string();
-    let claimed = db
-        .one(
-            tx,
-            "WITH rec AS (
-                 UPDATE @.records SET last_token = last_token + 1, holder_digest = $2::text,
-                     holder_key = $3::text, lease_until_ms = $4::bigint
-                 WHERE record = $1::text
-                 RETURNING last_token
-             )
-             INSERT INTO @.keys AS k (key_digest, key_text, action, record, run_id, fingerprint, payload,
-                 state, claim_id, lease_until_ms, fencing_token, updated_ms)
-             SELECT $2::text, $3::text, $5::text, $1::text, $6::text, $7::text, $8::text, 'claimed',
-                 $9::text, $4::bigint, rec.last_token, $10::bigint
-             FROM rec
-             ON CONFLICT (key_digest) DO UPDATE SET key_text = excluded.key_text,
-                 action = excluded.action, record = excluded.record, run_id = excluded.run_id,
-                 payload = excluded.payload, state = 'claimed', claim_id = excluded.claim_id,
-                 lease_until_ms = excluded.lease_until_ms, fencing_token = excluded.fencing_token,
-                 updated_ms = excluded.updated_ms
-             RETURNING fencing_token,
-                 (SELECT count(*) FROM @.log WHERE key_digest = $2::text AND attempt > 0)",
-            &[
-                &r.record,
-                &r.key_digest,
-                &r.key_text,
-                &lease_until,
-                &r.action,
-                &run,
-                &r.fingerprint,
-                &payload,
-                &claim_id,
-                &r.now_ms,
-            ],
-        )
-        .await?;
-    let token: i64 = db.col(&claimed, 0)?;
-    // A replay is a new call under the same key: its attempts count afresh.
-    let previous_attempts: i64 = if replay { 0 } else { db.col(&claimed, 1)? };
-    Ok(Begin::Claimed(Claim {
-        fencing_token: u64::try_from(token).map_err(|e| db.corrupt("fencing token", e))?,
-        takeover,
-        previous_attempts: u32::try_from(previous_attempts).unwrap_or(u32::MAX),
-    }))
+    db.exec(
+        tx,
+        "WITH rec AS (
+             UPDATE @.records SET last_token = $11::bigint, holder_digest = $2::text,
+                 holder_key = $3::text, lease_until_ms = $4::bigint
+             WHERE record = $1::text
+             RETURNING last_token
+         )
+         INSERT INTO @.keys AS k (key_digest, key_text, action, record, run_id, fingerprint, payload,
+             state, claim_id, lease_until_ms, fencing_token, attempts, updated_ms)
+         SELECT $2::text, $3::text, $5::text, $1::text, $6::text, $7::text, $8::text, 'claimed',
+             $9::text, $4::bigint, rec.last_token, $12::bigint, $10::bigint
+         FROM rec
+         ON CONFLICT (key_digest) DO UPDATE SET key_text = excluded.key_text,
+             action = excluded.action, record = excluded.record, run_id = excluded.run_id,
+             payload = excluded.payload, state = 'claimed', claim_id = excluded.claim_id,
+             lease_until_ms = excluded.lease_until_ms, fencing_token = excluded.fencing_token,
+             attempts = excluded.attempts, updated_ms = excluded.updated_ms",
+        &[
+            &r.record,
+            &r.key_digest,
+            &r.key_text,
+            &plan.lease_until_ms,
+            &r.action,
+            &run,
+            &r.fingerprint,
+            &payload,
+            &claim_id,
+            &r.now_ms,
+            &to_i64(plan.fencing_token),
+            &i64::from(plan.attempts),
+        ],
+    )
+    .await?;
+    Ok(Begin::Claimed(plan.claim))
 }
 
-/// The `ClaimLost` error of a key whose claim `complete`/`fail` no longer holds.
-async fn claim_lost(
+/// The status of queue entry `id`, if it exists.
+async fn queue_status(
+    db: Db<'_>,
+    tx: &Transaction<'_>,
+    id: i64,
+) -> Result<Option<QueueStatus>, StoreError> {
+    let row = db
+        .opt(tx, "SELECT status FROM @.queue WHERE id = $1", &[&id])
+        .await?;
+    match row {
+        Some(row) => {
+            let status: String = db.col(&row, 0)?;
+            QueueStatus::parse(&status)
+                .map(Some)
+                .ok_or_else(|| db.corrupt("queue entry", format!("status `{status}`")))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Checks by [`rules::check_claim`] that `claim_id` still holds the key, locking its row until the
+/// transaction ends; returns the key's record.
+async fn held(
     db: Db<'_>,
     tx: &Transaction<'_>,
     key_digest: &str,
+    claim_id: Uuid,
     key_text: &str,
-) -> StoreError {
-    let stored = db
+) -> Result<String, StoreError> {
+    let row = db
         .opt(
             tx,
-            "SELECT key_text FROM @.keys WHERE key_digest = $1",
+            "SELECT state, claim_id, record, key_text FROM @.keys WHERE key_digest = $1 FOR UPDATE",
             &[&key_digest],
         )
-        .await;
-    match stored {
-        Ok(Some(row)) => match db.col(&row, 0) {
-            Ok(key) => StoreError::ClaimLost { key },
-            Err(e) => e,
-        },
-        Ok(None) => StoreError::ClaimLost {
-            key: key_text.to_owned(),
-        },
-        Err(e) => e,
-    }
+        .await?;
+    let (claimed_by, record, text) = match row {
+        Some(row) => {
+            let state: String = db.col(&row, 0)?;
+            let holder: Option<String> = db.col(&row, 1)?;
+            let claimed_by = match (db.key_status(&state)?, holder) {
+                (KeyStatus::Claimed, Some(h)) => {
+                    Some(Uuid::parse_str(&h).map_err(|e| db.corrupt("key claim", e))?)
+                }
+                _ => None,
+            };
+            (claimed_by, db.col(&row, 2)?, db.col(&row, 3)?)
+        }
+        None => (None, String::new(), key_text.to_owned()),
+    };
+    rules::check_claim(claimed_by, claim_id, &text)?;
+    Ok(record)
 }
 
 /// Releases the record's lease if `key_digest` holds it.
@@ -381,24 +400,19 @@ async fn complete_in(
     tx: &Transaction<'_>,
     d: &Completion,
 ) -> Result<LogEntry, StoreError> {
-    let claim_id = d.claim_id.to_string();
+    let record = held(db, tx, &d.key_digest, d.claim_id, &d.entry.key_text).await?;
     let result = to_json(&d.result)?;
-    // Conditional: only the claim that still holds the key completes it.
     let held = db
-        .opt(
+        .one(
             tx,
-            "UPDATE @.keys SET state = 'completed', result = $3, completed_at_ms = $4, claim_id = NULL,
-                 lease_until_ms = NULL, updated_ms = $4
-             WHERE key_digest = $1 AND state = 'claimed' AND claim_id = $2
-             RETURNING record, key_text",
-            &[&d.key_digest, &claim_id, &result, &d.now_ms],
+            "UPDATE @.keys SET state = 'completed', result = $2, completed_at_ms = $3, claim_id = NULL,
+                 lease_until_ms = NULL, updated_ms = $3
+             WHERE key_digest = $1
+             RETURNING key_text",
+            &[&d.key_digest, &result, &d.now_ms],
         )
         .await?;
-    let Some(held) = held else {
-        return Err(claim_lost(db, tx, &d.key_digest, &d.entry.key_text).await);
-    };
-    let record: String = db.col(&held, 0)?;
-    let key_text: String = db.col(&held, 1)?;
+    let key_text: String = db.col(&held, 0)?;
     db.exec(
         tx,
         "INSERT INTO @.acted (record, action, key_text, key_digest, acted_at_ms)
@@ -408,19 +422,21 @@ async fn complete_in(
         &[&d.record, &d.action, &key_text, &d.key_digest, &d.now_ms],
     )
     .await?;
-    if let Some(id) = d.replay_of {
-        // Only an entry no operator closed meanwhile becomes replayed.
+    if let Some(id) = d.replay_of.and_then(|id| i64::try_from(id).ok())
+        && queue_status(db, tx, id)
+            .await?
+            .is_some_and(rules::replayable)
+    {
         db.exec(
             tx,
-            "UPDATE @.queue SET status = 'replayed', closed_ms = $2
-             WHERE id = $1 AND status IN ('open', 'claimed')",
-            &[&to_i64(id), &d.now_ms],
+            "UPDATE @.queue SET status = $2, closed_ms = $3 WHERE id = $1",
+            &[&id, &QueueStatus::Replayed.as_str(), &d.now_ms],
         )
         .await?;
     }
     db.exec(tx, RELEASE_RECORD, &[&record, &d.key_digest])
         .await?;
-    append_in(db, tx, d.entry.clone()).await
+    append_in(db, tx, d.entry.clone(), false).await
 }
 
 /// Terminal failure of a claimed call, in one transaction.
@@ -437,63 +453,59 @@ pub(crate) async fn fail(
 }
 
 async fn fail_in(db: Db<'_>, tx: &Transaction<'_>, f: &Failure) -> Result<LogEntry, StoreError> {
-    let claim_id = f.claim_id.to_string();
-    // The entry a replay came from, if it exists (queue entries are never deleted, so reading it
-    // without a lock is stable).
+    let record = held(db, tx, &f.key_digest, f.claim_id, &f.entry.key_text).await?;
+    // The entry a replay came from, if it exists (queue entries are never deleted).
     let replayed = match f.replay_of.and_then(|id| i64::try_from(id).ok()) {
-        Some(id) => db
-            .opt(tx, "SELECT 1 FROM @.queue WHERE id = $1", &[&id])
-            .await?
-            .map(|_| id),
+        Some(id) => queue_status(db, tx, id).await?.map(|_| id),
         None => None,
     };
-    let state = if f.queue_entry.is_some() || replayed.is_some() {
-        "failed"
-    } else {
-        "released"
-    };
-    let held = db
-        .opt(
-            tx,
-            "UPDATE @.keys SET state = $3, claim_id = NULL, lease_until_ms = NULL, updated_ms = $4
-             WHERE key_digest = $1 AND state = 'claimed' AND claim_id = $2
-             RETURNING record",
-            &[&f.key_digest, &claim_id, &state, &f.now_ms],
-        )
-        .await?;
-    let Some(held) = held else {
-        return Err(claim_lost(db, tx, &f.key_digest, &f.entry.key_text).await);
-    };
-    let record: String = db.col(&held, 0)?;
     let mut entry = f.entry.clone();
-    let queue = match (&f.queue_entry, replayed) {
-        // A replay that failed again: the same entry takes the new failure and opens again.
-        (Some(q), Some(id)) => {
-            refail_queue(db, tx, id, q).await?;
+    let plan = rules::fail(
+        f.queue_entry.is_some(),
+        replayed.and_then(|id| u64::try_from(id).ok()),
+    );
+    let queue = match (plan, &f.queue_entry) {
+        (FailPlan::Refail { entry: id }, Some(q)) => {
+            refail_queue(db, tx, to_i64(id), q).await?;
+            entry.queue_entry = Some(id);
+            Some(to_i64(id))
+        }
+        (FailPlan::Return { entry: id }, _) => Some(to_i64(id)),
+        (FailPlan::Open, Some(q)) => {
+            let id = insert_queue(db, tx, q, f.now_ms).await?;
+            entry.queue_entry = Some(u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?);
             Some(id)
         }
-        // A replay halted: the key goes back to its entry.
-        (None, Some(id)) => Some(id),
-        (Some(q), None) => Some(insert_queue(db, tx, q, f.now_ms).await?),
-        (None, None) => None,
+        _ => None,
     };
-    if let Some(id) = queue {
-        db.exec(
-            tx,
-            "UPDATE @.keys SET queue_id = $2 WHERE key_digest = $1",
-            &[&f.key_digest, &id],
-        )
-        .await?;
-        if f.queue_entry.is_some() {
-            entry.queue_entry = Some(u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?);
+    match queue {
+        Some(id) => {
+            db.exec(
+                tx,
+                "UPDATE @.keys SET state = 'failed', queue_id = $2, claim_id = NULL,
+                     lease_until_ms = NULL, updated_ms = $3
+                 WHERE key_digest = $1",
+                &[&f.key_digest, &id, &f.now_ms],
+            )
+            .await?;
+        }
+        None => {
+            db.exec(
+                tx,
+                "UPDATE @.keys SET state = 'released', claim_id = NULL, lease_until_ms = NULL,
+                     updated_ms = $2
+                 WHERE key_digest = $1",
+                &[&f.key_digest, &f.now_ms],
+            )
+            .await?;
         }
     }
     db.exec(tx, RELEASE_RECORD, &[&record, &f.key_digest])
         .await?;
-    append_in(db, tx, entry).await
+    append_in(db, tx, entry, false).await
 }
 
-/// A replay that failed again: entry `id` takes the new failure (attempts added) and opens again.
+/// A replay that failed again: entry `id` takes the failure ([`rules::refail`]).
 async fn refail_queue(
     db: Db<'_>,
     tx: &Transaction<'_>,
@@ -503,38 +515,30 @@ async fn refail_queue(
     let row = db
         .one(
             tx,
-            "SELECT entry FROM @.queue WHERE id = $1 FOR UPDATE",
+            &format!("{QUEUE_COLUMNS} WHERE id = $1 FOR UPDATE"),
             &[&id],
         )
         .await?;
-    let stored: String = db.col(&row, 0)?;
-    let mut e: NewQueueEntry = db.json("queue entry", &stored)?;
-    e.kind = q.kind;
-    e.name = q.name.clone();
-    e.failure_kind = q.failure_kind;
-    e.message = q.message.clone();
-    e.attempts = e.attempts.saturating_add(q.attempts);
-    e.last_failure_ms = q.last_failure_ms;
+    let mut e = queue_row(db, &row)?;
+    rules::refail(&mut e, q);
     db.exec(
         tx,
-        "UPDATE @.queue SET kind = $2, name = $3, status = 'open', closed_ms = NULL, entry = $4
+        "UPDATE @.queue SET kind = $2, name = $3, status = $4, claimed_by = $5, note = $6,
+             closed_ms = $7, entry = $8
          WHERE id = $1",
-        &[&id, &e.kind.as_str(), &e.name, &to_json(&e)?],
+        &[
+            &id,
+            &e.kind.as_str(),
+            &e.name,
+            &e.status.as_str(),
+            &e.claimed_by,
+            &e.note,
+            &e.closed_ms,
+            &to_json(&e.failure())?,
+        ],
     )
     .await?;
     Ok(())
-}
-
-/// Whether queue entry `id` is still open or claimed (so its key may be replayed).
-async fn replayable(db: Db<'_>, tx: &Transaction<'_>, id: i64) -> Result<bool, StoreError> {
-    Ok(db
-        .opt(
-            tx,
-            "SELECT 1 FROM @.queue WHERE id = $1 AND status IN ('open', 'claimed')",
-            &[&id],
-        )
-        .await?
-        .is_some())
 }
 
 /// An operator's change to a queue entry with its log entry, in one transaction.
@@ -574,7 +578,7 @@ async fn queue_update_in(
         "UPDATE @.queue SET status = $2, claimed_by = $3, note = $4, closed_ms = $5 WHERE id = $1",
         &[
             &id,
-            &status_str(e.status),
+            &e.status.as_str(),
             &e.claimed_by,
             &e.note,
             &e.closed_ms,
@@ -583,7 +587,7 @@ async fn queue_update_in(
     .await?;
     let mut entry = u.entry.clone();
     entry.queue_entry = Some(u.id);
-    append_in(db, tx, entry).await?;
+    append_in(db, tx, entry, true).await?;
     Ok(e)
 }
 
@@ -607,13 +611,7 @@ pub(crate) async fn key_state(
         return Ok(None);
     };
     let state: String = db.col(&row, 5)?;
-    let status = match state.as_str() {
-        "claimed" => KeyStatus::Claimed,
-        "completed" => KeyStatus::Completed,
-        "failed" => KeyStatus::Failed,
-        "released" => KeyStatus::Released,
-        other => return Err(db.corrupt("key", format!("state `{other}`"))),
-    };
+    let status = db.key_status(&state)?;
     let payload: String = db.col(&row, 4)?;
     let result: Option<String> = db.col(&row, 6)?;
     let result = match (status, result) {
@@ -672,18 +670,44 @@ pub(crate) async fn append_log(
 ) -> Result<LogEntry, StoreError> {
     let db = Db { server, schema };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
-    let entry = append_in(db, &tx, entry.clone()).await;
+    let entry = append_in(db, &tx, entry.clone(), true).await;
     finish(db, tx, entry, |_| true).await
 }
 
-/// Appends `entry` after the head of the chain. The head row stays locked until the transaction ends,
+/// Appends `entry` after the head of the chain; `count_attempt`: count its attempt on its key
+/// ([`rules::attempts_after_log`]), unless the same transaction ends the key's claim anyway. The head row stays locked until the transaction ends,
 /// so concurrent appends (from any process) are totally ordered and each links to the one committed
 /// before it.
 async fn append_in(
     db: Db<'_>,
     tx: &Transaction<'_>,
     entry: NewLogEntry,
+    count_attempt: bool,
 ) -> Result<LogEntry, StoreError> {
+    if count_attempt && entry.attempt > 0 {
+        // Counted on the key so that a takeover knows how far the previous worker got.
+        let key = db
+            .opt(
+                tx,
+                "SELECT state, attempts FROM @.keys WHERE key_digest = $1 FOR UPDATE",
+                &[&entry.key_digest],
+            )
+            .await?;
+        if let Some(key) = key {
+            let state: String = db.col(&key, 0)?;
+            let stored: i64 = db.col(&key, 1)?;
+            let claimed = db.key_status(&state)? == KeyStatus::Claimed;
+            let stored = u32::try_from(stored).unwrap_or(u32::MAX);
+            if let Some(n) = rules::attempts_after_log(claimed, stored, entry.attempt) {
+                db.exec(
+                    tx,
+                    "UPDATE @.keys SET attempts = $2 WHERE key_digest = $1",
+                    &[&entry.key_digest, &i64::from(n)],
+                )
+                .await?;
+            }
+        }
+    }
     let head = db
         .opt(tx, "SELECT seq, hash FROM @.log_head FOR UPDATE", &[])
         .await?
@@ -880,8 +904,8 @@ async fn queue_ref<C: GenericClient>(db: Db<'_>, c: &C, id: i64) -> Result<Queue
         .await?
         .ok_or_else(|| db.corrupt("failed key", format!("queue entry {id} is missing")))?;
     let kind: String = db.col(&row, 0)?;
-    let kind =
-        queue_kind(&kind).ok_or_else(|| db.corrupt("queue entry", format!("kind `{kind}`")))?;
+    let kind = QueueKind::parse(&kind)
+        .ok_or_else(|| db.corrupt("queue entry", format!("kind `{kind}`")))?;
     Ok(QueueRef {
         id: u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?,
         kind,
@@ -898,7 +922,7 @@ fn queue_row(db: Db<'_>, row: &Row) -> Result<QueueEntry, StoreError> {
     let created_ms: Millis = db.col(row, 2)?;
     let entry: String = db.col(row, 3)?;
     let q: NewQueueEntry = db.json("queue entry", &entry)?;
-    let status = status_of(&status)
+    let status = QueueStatus::parse(&status)
         .ok_or_else(|| db.corrupt("queue entry", format!("status `{status}`")))?;
     let id = u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?;
     Ok(QueueEntry {
@@ -928,7 +952,7 @@ pub(crate) async fn queue_entries(
         f.add("action =", Arg::Text(a.clone()));
     }
     if let Some(s) = q.status {
-        f.add("status =", Arg::Text(status_str(s).to_owned()));
+        f.add("status =", Arg::Text(s.as_str().to_owned()));
     }
     if let Some(r) = q.run_id {
         f.add("run_id =", Arg::Text(r.to_string()));

@@ -8,7 +8,7 @@ use crate::log::GENESIS_HASH;
 use crate::store::StoreError;
 
 /// The schema version this build writes (the `version` of `<schema>.schema_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Migrations, in order: `MIGRATIONS[n]` brings a schema from version `n` to `n + 1`. `@.` stands for
 /// the store's schema (`actguard.` by default).
@@ -107,6 +107,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE @.queue ADD COLUMN claimed_by TEXT;
     ALTER TABLE @.queue ADD COLUMN note TEXT;
     ALTER TABLE @.queue ADD COLUMN closed_ms BIGINT;
+    "#,
+    // 2 → 3: each key counts the attempts of its current call (the budget a takeover inherits),
+    // instead of counting log rows at every claim. A claim in progress keeps what it had logged.
+    r#"
+    ALTER TABLE @.keys ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0;
+    UPDATE @.keys k SET attempts = (
+        SELECT count(*) FROM @.log l WHERE l.key_digest = k.key_digest AND l.attempt > 0)
+    WHERE k.state = 'claimed';
     "#,
 ];
 

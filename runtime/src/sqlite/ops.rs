@@ -512,7 +512,7 @@ pub(crate) fn complete(
             .at(at)?;
     }
     release_record(at, s, &d.record, &d.key_digest)?;
-    append_entry(at, s, hot, d.entry, Some(entry))
+    append_entry(at, s, hot, d.entry, false, Some(entry))
 }
 
 /// A replay that failed again: entry `id` takes the failure ([`rules::refail`]).
@@ -683,7 +683,7 @@ pub(crate) fn fail(
         }
     }
     release_record(at, s, &record, &f.key_digest)?;
-    append_entry(at, s, hot, entry, None)
+    append_entry(at, s, hot, entry, false, None)
 }
 
 fn insert_queue(
@@ -716,17 +716,19 @@ pub(crate) fn append(
     hot: &mut Hot,
     entry: NewLogEntry,
 ) -> Result<LogEntry, StoreError> {
-    append_entry(at, s, hot, entry, None)
+    append_entry(at, s, hot, entry, true, None)
 }
 
 /// Appends one entry after the head of the chain (kept in `hot`), counting its attempt on its key
-/// ([`rules::attempts_after_log`]); `canonical`: the entry's [`canonical_json`], if the caller built it
+/// ([`rules::attempts_after_log`]) unless `count_attempt` is false (a completion or failure ends the
+/// claim in the same transaction, so the count no longer matters); `canonical`: the entry's [`canonical_json`], if the caller built it
 /// already. The `entry` column holds the canonical JSON: exactly the bytes hashed.
 fn append_entry(
     at: &Location,
     s: &mut Prepared<'_>,
     hot: &mut Hot,
     entry: NewLogEntry,
+    count_attempt: bool,
     canonical: Option<String>,
 ) -> Result<LogEntry, StoreError> {
     let (seq, prev_hash) = match &hot.head {
@@ -753,7 +755,7 @@ fn append_entry(
         ])
         .at(at)?;
     hot.head = Some((seq, hash.clone()));
-    if entry.attempt > 0 {
+    if count_attempt && entry.attempt > 0 {
         // Kept on the key so that a takeover knows how many attempts the previous worker made.
         let key = s
             .key_attempts
