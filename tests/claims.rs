@@ -147,3 +147,73 @@ async fn takeover_after_lease_expiry() {
         .collect();
     assert_eq!(steps, [(Outcome::Retrying, 1), (Outcome::Succeeded, 2)]);
 }
+
+#[agent_action(
+    key = "ship:{s.order}",
+    record = "{s.order}",
+    name = "ship_poison",
+    lease = "30s",
+    retries = 1,
+    backoff = "1s..1s"
+)]
+async fn ship_poison(
+    run: &Run,
+    #[dep] started: &tokio::sync::mpsc::UnboundedSender<u32>,
+    s: &Shipment,
+) -> Result<Receipt, DownstreamError> {
+    let _ = started.send(run.attempt().number());
+    // An input that kills its worker: the attempt never ends (the task is aborted below).
+    std::future::pending::<()>().await;
+    unreachable!("the worker died")
+}
+
+/// An input that kills every worker that takes it ends in the dead-letter queue: each takeover counts
+/// the attempt the dead worker's claim started, and once the budget (retries + 1) is spent the key is
+/// dead-lettered without running the body again.
+async fn a_poison_input_ends_in_the_dead_letter_queue(agent: actguard::Agent) {
+    let run = agent.start_run();
+    let (started, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    for attempt in 1..=2 {
+        let worker = tokio::spawn({
+            let (run, started) = (run.clone(), started.clone());
+            async move { ship_poison(&run, &started, &shipment(1)).await }
+        });
+        // The worker dies once its body runs.
+        assert_eq!(seen.recv().await, Some(attempt));
+        worker.abort();
+        assert!(worker.await.unwrap_err().is_cancelled());
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    match ship_poison(&run, &started, &shipment(1)).await {
+        Err(ActionError::PreviouslyFailed { key, queue }) => {
+            assert_eq!(key, "ship:O-5");
+            assert_eq!(queue.kind, actguard::QueueKind::DeadLetter);
+            let entry = agent.store().queue_entry(queue.id).await.unwrap().unwrap();
+            assert_eq!(entry.attempts, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Two workers ran the body (attempts 1 and 2); the third call did not.
+    assert!(seen.try_recv().is_err());
+    let last = log(&agent).await.last().cloned().unwrap();
+    assert_eq!(last.entry.outcome, Outcome::DeadLettered);
+    // The key stays failed: a later call answers the same entry without running.
+    assert!(matches!(
+        ship_poison(&run, &started, &shipment(1)).await,
+        Err(ActionError::PreviouslyFailed { .. })
+    ));
+    assert!(seen.try_recv().is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poison_input_ends_in_the_dead_letter_queue_memory() {
+    a_poison_input_ends_in_the_dead_letter_queue(World::new().agent).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poison_input_ends_in_the_dead_letter_queue_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = actguard::SqliteStore::open(dir.path().join("actguard.db")).unwrap();
+    let agent = actguard::Agent::builder().store(store).build().unwrap();
+    a_poison_input_ends_in_the_dead_letter_queue(agent).await;
+}

@@ -693,12 +693,15 @@ impl Beginning<'_> {
                         fencing_token: claim.fencing_token,
                         payload: request.payload,
                     };
-                    let number = claim.previous_attempts + 1;
+                    let number = claim.previous_attempts.saturating_add(1);
                     if claim.takeover {
                         tracing::warn!(
                             previous_attempts = claim.previous_attempts,
                             "took over the expired claim of another worker"
                         );
+                        if number > policy.retries.saturating_add(1) {
+                            return self.abandon(claimed, claim.previous_attempts, request.now_ms).await;
+                        }
                     }
                     return self.act(Some(claimed), number, claim.takeover || number > 1, span);
                 }
@@ -795,6 +798,69 @@ impl Beginning<'_> {
         tracing::info!("replayed the stored result of a completed key");
         self.count("replayed");
         Begun::Done(Ok(value))
+    }
+
+    /// A takeover whose call has no attempt left: every worker that held the claim stopped in the
+    /// middle of an attempt (an input that kills its worker). The body does not run again; the key
+    /// goes to the dead-letter queue and the caller learns where.
+    async fn abandon<T, E>(
+        &self,
+        claimed: Claimed,
+        attempts: u32,
+        now_ms: Millis,
+    ) -> Begun<T, E> {
+        let message = format!(
+            "{attempts} attempts started and none ended: each worker holding the claim stopped \
+             before its attempt did, so the body is not run again"
+        );
+        let mut entry = self.log_entry(Outcome::DeadLettered, now_ms);
+        entry.failure_kind = Some(FailureKind::Transient);
+        entry.route = Some(Route::DeadLetter);
+        entry.message = Some(message.clone());
+        entry.fencing_token = Some(claimed.fencing_token);
+        let failure = Failure {
+            key_digest: self.key_digest.clone(),
+            claim_id: claimed.claim_id,
+            queue_entry: Some(NewQueueEntry {
+                kind: QueueKind::DeadLetter,
+                name: DEAD_LETTER_QUEUE.to_owned(),
+                run_id: self.run.id(),
+                action: self.spec.name.to_owned(),
+                key_text: self.key_text.to_string(),
+                key_digest: self.key_digest.to_string(),
+                record: self.record.to_string(),
+                payload: claimed.payload.value(),
+                failure_kind: FailureKind::Transient,
+                message,
+                attempts,
+                first_failure_ms: now_ms,
+                last_failure_ms: now_ms,
+            }),
+            entry,
+            now_ms,
+            replay_of: self.replay_of(),
+        };
+        let logged = match self.agent.inner.store.fail(failure).await {
+            Ok(logged) => logged,
+            Err(e) => return self.store_error(e),
+        };
+        let Some(id) = logged.entry.queue_entry else {
+            return self.store_error(StoreError::Backend(
+                "the store did not name the queue entry it created".into(),
+            ));
+        };
+        tracing::error!(attempts, queue_entry = id, "dead-lettered: no attempt left after a takeover");
+        self.done(
+            "dead_lettered",
+            ActionError::PreviouslyFailed {
+                key: self.key_text.to_string(),
+                queue: QueueRef {
+                    id,
+                    kind: QueueKind::DeadLetter,
+                    name: DEAD_LETTER_QUEUE.to_owned(),
+                },
+            },
+        )
     }
 
     async fn skip<T, E>(

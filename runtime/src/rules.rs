@@ -22,10 +22,15 @@
 //! - **Counting attempts.** The retry budget belongs to one call of one key. A claim starts attempt
 //!   `previous_attempts + 1`, where `previous_attempts` is 0 for a new call (a fresh key, a key
 //!   released by a halt, a replay of its queue entry) and, for a takeover of a dead worker's expired
-//!   claim, the attempts that worker's call had counted: the attempt it was running counts, so an
-//!   input that kills every worker ends in the dead-letter queue instead of looping. A logged attempt
-//!   raises the count of a claimed key to its number ([`attempts_after_log`]). Calls refused before
-//!   claiming (halted, skipped, replayed, in progress) never count.
+//!   claim, the attempts that worker's call had counted. The count a key keeps is the highest
+//!   attempt the store knows started: the claim's own attempt, raised by each logged attempt
+//!   ([`attempts_after_log`]). So a takeover counts the attempt the dead worker's claim started, and
+//!   an input that kills every worker ends in the dead-letter queue instead of looping (the guarded
+//!   call dead-letters a takeover that has no attempt left, without running the body). A retry
+//!   that started after its predecessor was logged is not known to the store until it is logged
+//!   itself (knowing it would take one more durable write per retry): a worker dying inside it is
+//!   taken over at the same number. Calls refused before claiming (halted, skipped, replayed, in
+//!   progress) never count.
 //! - **`complete` and `fail`** apply only while the claim still holds the key ([`check_claim`]); a
 //!   completion marks a replayed queue entry replayed if it is still [`replayable`]; what a failure
 //!   does with the queue is [`fail`]'s [`FailPlan`], and a replay that fails again merges into its entry
