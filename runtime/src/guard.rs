@@ -5,7 +5,7 @@
 //! [`Call::settle`], which either finishes the call or sleeps and asks for another attempt. Attempts are
 //! therefore strictly sequential, and the body is the user's own code, borrowed, never moved.
 //!
-//! Order of one call (DESIGN.md, "The guarded call"): one atomic `begin` in the store (refused if the
+//! Order of one call: one atomic `begin` in the store (refused if the
 //! run is halted; replay of a completed key; `KeyReused`; a terminally failed key's queue entry; a
 //! bounded wait for a live claim; the loop filter; else the claim with its fencing token), then the
 //! attempts, then `complete` or `fail`. The store is never bypassed: if it errors, the body does not run.

@@ -151,7 +151,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The defaults of DESIGN.md: 3 retries, 5 minutes, 100ms..30s full jitter, 24h dedup, 5 minute lease,
+    /// The defaults: 3 retries, 5 minutes, 100ms..30s full jitter, 24h dedup, 5 minute lease,
     /// retry / route_owner / escalate / halt.
     pub const DEFAULT: Policy = Policy {
         retries: 3,

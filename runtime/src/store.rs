@@ -5,7 +5,7 @@
 //! process sharing a store applies the same rules.
 //!
 //! Every method is atomic: it takes effect entirely or not at all. `begin`, `complete` and `fail` are
-//! the steps of one guarded call (DESIGN.md "The guarded call", step 3 and 5).
+//! the steps of one guarded call; what each decides is written once, in [`rules`](crate::rules).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -602,8 +602,10 @@ pub fn from_json<T: serde::de::DeserializeOwned>(
 
 /// Where a guarded call's claims, log, queues and run state are kept.
 ///
-/// Implementations: [`MemoryStore`](crate::MemoryStore) (tests and examples) and `SqliteStore` (the
-/// embedded default). Every implementation passes the same conformance suite.
+/// Implementations: [`MemoryStore`](crate::MemoryStore) (tests and examples), `SqliteStore` (the
+/// embedded default) and `PostgresStore` (agents on many machines). Every implementation loads the
+/// state the [`rules`](crate::rules) ask for, applies their decision atomically, and passes the same
+/// conformance suite.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Step 3 of the guarded call, atomically, in this order: run halted → [`Begin::Halted`]; key
