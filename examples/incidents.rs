@@ -878,10 +878,11 @@ async fn flooded_queue(agent: &Agent, alerts: &Mutex<u32>, checks: &mut Checks) 
     let (owner, owner_names) = count(QueueKind::Owner).await;
     let (expert, expert_names) = count(QueueKind::Expert).await;
     let (dead, _) = count(QueueKind::DeadLetter).await;
+    let (security, _) = count(QueueKind::Security).await;
     let halted = run.is_halted().await.unwrap_or(false);
     let alerted = *alerts.lock().unwrap();
     say(format!(
-        "guarded: owner queue {owner_names}: {owner}, expert queue {expert_names}: {expert}, dead-letter: {dead}, run halted: {halted}, alerts: {alerted}"
+        "guarded: owner queue {owner_names}: {owner}, expert queue {expert_names}: {expert}, dead-letter: {dead}, security (key quarantined): {security}, run halted: {halted}, alerts: {alerted}"
     ));
 
     checks.expect("queues: owner entries", owner, 1);
@@ -889,6 +890,7 @@ async fn flooded_queue(agent: &Agent, alerts: &Mutex<u32>, checks: &mut Checks) 
     checks.expect("queues: expert entries", expert, 1);
     checks.expect("queues: expert queue", expert_names.as_str(), "credit-risk");
     checks.expect("queues: dead-letter entries", dead, 1);
+    checks.expect("queues: security entries", security, 1);
     checks.expect("queues: run halted", halted, true);
     checks.expect("queues: alerts", alerted, 1);
     checks.expect(
@@ -903,7 +905,7 @@ async fn flooded_queue(agent: &Agent, alerts: &Mutex<u32>, checks: &mut Checks) 
         effects: ledger.total_effects(),
         duplicates: 0,
         skips: 0,
-        queued: format!("{owner} owner, {expert} expert, {dead} dead"),
+        queued: format!("{owner} owner, {expert} expert, {dead} dead, {security} security"),
         halt: if halted { "yes" } else { "no" },
         reverted: "-".into(),
         note: format!("{alerted} alert, P-5 refused"),

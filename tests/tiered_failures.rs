@@ -254,8 +254,13 @@ async fn a_security_failure_halts_the_run_and_alerts_once() {
     ledger.fail_next(DownstreamError::Forbidden("token revoked".into()));
 
     match post(&run, &ledger, &posting(8)).await {
-        Err(ActionError::SecurityHalt { run_id, error }) => {
+        Err(ActionError::SecurityHalt {
+            run_id,
+            queue,
+            error,
+        }) => {
             assert_eq!(run_id, run.id());
+            assert_eq!(queue.map(|q| q.kind), Some(QueueKind::Security));
             assert_eq!(error, DownstreamError::Forbidden("token revoked".into()));
         }
         other => panic!("{other:?}"),
@@ -282,12 +287,11 @@ async fn a_security_failure_halts_the_run_and_alerts_once() {
         (last.entry.outcome, last.entry.route),
         (Outcome::Halted, Some(Route::Halt))
     );
-    assert!(
-        w.store
-            .queue_entries(&QueueQuery::default())
-            .await
-            .unwrap()
-            .is_empty()
+    // The key waits in the security queue: nothing else was queued.
+    let queued = w.store.queue_entries(&QueueQuery::default()).await.unwrap();
+    assert_eq!(
+        queued.iter().map(|e| (e.kind, e.key_text.as_str())).collect::<Vec<_>>(),
+        [(QueueKind::Security, "post:8")]
     );
 
     // Other runs go on.

@@ -42,7 +42,7 @@ async fn advance(
     name = "advance_stalled",
     dedup = "none",
     lease = "1s",
-    retries = 0
+    retries = 1
 )]
 async fn advance_after(
     run: &Run,

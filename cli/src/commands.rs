@@ -70,13 +70,23 @@ impl Ctx {
                 )?;
                 Ok(())
             }
-            OpsCommand::Queue(QueueCommand::Resolve(args)) => {
+            OpsCommand::Queue(QueueCommand::Resolve(resolve)) => {
+                let args = &resolve.note;
                 let agent = self.operator_agent()?;
                 self.queue_entry(args.id).await?;
-                let e = ops::queue_resolve(&agent, args.id, &args.by, &args.note).await?;
+                let e = if resolve.release {
+                    ops::queue_release(&agent, args.id, &args.by, &args.note).await?
+                } else {
+                    ops::queue_resolve(&agent, args.id, &args.by, &args.note).await?
+                };
+                let released = if resolve.release {
+                    ", key released"
+                } else {
+                    ""
+                };
                 writeln!(
                     out,
-                    "queue entry {} ({} {}) resolved by {}: {}",
+                    "queue entry {} ({} {}) resolved by {}{released}: {}",
                     e.id, e.action, e.record, args.by, args.note
                 )?;
                 Ok(())

@@ -220,8 +220,9 @@ pub enum QueueCommand {
     Show(QueueShowArgs),
     /// Takes an open entry, so others see someone is on it.
     Claim(QueueClaimArgs),
-    /// Settles an entry with a note (the fix was made elsewhere).
-    Resolve(QueueNoteArgs),
+    /// Settles an entry with a note (the fix was made elsewhere); `--release` also frees its key, so
+    /// the next call under it acts with the corrected data.
+    Resolve(QueueResolveArgs),
     /// Drops an entry with a note (it must not be retried).
     Discard(QueueNoteArgs),
     /// Re-runs the entry's action with its stored payload, under the same key (needs the
@@ -233,7 +234,7 @@ pub enum QueueCommand {
 #[derive(Debug, Clone, Default, Args)]
 pub struct QueueLsArgs {
     /// Only this kind of queue.
-    #[arg(long, value_parser = ["owner", "expert", "dead_letter"])]
+    #[arg(long, value_parser = ["owner", "expert", "dead_letter", "security"])]
     pub queue: Option<String>,
     /// Only the queue of this name (an action's `owner` or `expert`, or `dead-letter`).
     #[arg(long)]
@@ -270,6 +271,17 @@ pub struct QueueClaimArgs {
     /// Who acts (recorded in the action log).
     #[arg(long, env = "USER", default_value = "operator")]
     pub by: String,
+}
+
+/// `queue resolve` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct QueueResolveArgs {
+    #[command(flatten)]
+    pub note: QueueNoteArgs,
+    /// Also release the entry's key: the next call under it acts again, with any payload (the
+    /// corrected source data), instead of answering this entry. Without it the key stays failed.
+    #[arg(long)]
+    pub release: bool,
 }
 
 /// `queue resolve` / `queue discard` arguments.

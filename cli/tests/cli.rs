@@ -249,7 +249,8 @@ fn queue_ls_filters_and_queue_show_prints_the_payload() {
         .stdout(predicate::str::contains("owner warehouse-data"))
         .stdout(predicate::str::contains("expert logistics"))
         .stdout(predicate::str::contains("dead_letter dead-letter"))
-        .stdout(predicate::str::contains("3 entries"));
+        .stdout(predicate::str::contains("security security"))
+        .stdout(predicate::str::contains("4 entries"));
 
     let dead = json(actguard(&db).args(["queue", "ls", "--queue", "dead_letter", "--json"]));
     let dead = dead.as_array().unwrap();

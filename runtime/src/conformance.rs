@@ -103,6 +103,8 @@ macro_rules! conformance_suite {
             begin_replays_failed_key_with_its_open_queue_entry
             failed_replay_updates_the_same_queue_entry
             replay_of_a_closed_or_other_entry_is_refused
+            resolve_with_release_frees_the_key_for_any_payload
+            resolve_without_release_keeps_the_key_failed
             begin_after_release_starts_a_new_call
             takeover_after_release_counts_only_the_new_call
             takeover_counts_the_dead_workers_attempt
@@ -238,7 +240,9 @@ fn failure(r: &BeginRequest, queue: Option<(QueueKind, &str)>, now_ms: Millis) -
         Some((QueueKind::Owner, _)) => {
             (Outcome::Routed, Route::RouteOwner, FailureKind::Validation)
         }
-        None => (Outcome::Halted, Route::Halt, FailureKind::Security),
+        Some((QueueKind::Security, _)) | None => {
+            (Outcome::Halted, Route::Halt, FailureKind::Security)
+        }
     };
     Failure {
         key_digest: r.key_digest.clone(),
@@ -1354,6 +1358,7 @@ fn resolve_op(by: &str, note: &str) -> QueueOp {
     QueueOp::Resolve {
         by: by.to_owned(),
         note: note.to_owned(),
+        release: false,
     }
 }
 
@@ -2093,4 +2098,59 @@ pub async fn halted_replay_leaves_the_key_failed_on_its_open_entry(store: &dyn S
             previous_attempts: 0
         }
     );
+}
+
+/// A resolve that releases its key (an operator corrected the source data): the key is released
+/// without a fingerprint, and the next call claims it afresh with any payload.
+pub async fn resolve_with_release_frees_the_key_for_any_payload(store: &dyn Store) {
+    let (r, entry) = failed_key(store, "k-release", T0).await;
+    let release = QueueOp::Resolve {
+        by: "ana".into(),
+        note: "amount corrected".into(),
+        release: true,
+    };
+    let resolved = store
+        .queue_update(&op_update(&r, entry, release, T0 + 5))
+        .await
+        .unwrap();
+    assert_eq!(resolved.status, QueueStatus::Resolved);
+    let state = store.key_state(&r.key_digest).await.unwrap().unwrap();
+    assert_eq!(state.status, KeyStatus::Released);
+
+    let mut corrected = request(id(), "k-release", &r.record, T0 + 10);
+    corrected.fingerprint = "fp-corrected".into();
+    let c = claim(store, &corrected).await;
+    assert_eq!((c.takeover, c.previous_attempts), (false, 0));
+    store
+        .complete(completion(&corrected, serde_json::json!("ok"), T0 + 11))
+        .await
+        .unwrap();
+    // From now on the key holds the corrected payload's fingerprint.
+    let state = store.key_state(&r.key_digest).await.unwrap().unwrap();
+    assert_eq!(state.fingerprint, "fp-corrected");
+    let mut old = request(id(), "k-release", &r.record, T0 + 12);
+    old.fingerprint = "fp-1".into();
+    assert_eq!(
+        begin(store, &old).await,
+        Begin::KeyReused {
+            stored_fingerprint: "fp-corrected".into()
+        }
+    );
+}
+
+/// A resolve without release settles the entry only: the key keeps answering its entry, and another
+/// payload under it is still a reused key.
+pub async fn resolve_without_release_keeps_the_key_failed(store: &dyn Store) {
+    let (r, entry) = failed_key(store, "k-keep", T0).await;
+    store
+        .queue_update(&op_update(&r, entry, resolve_op("ana", "done elsewhere"), T0 + 5))
+        .await
+        .unwrap();
+    match begin(store, &request(id(), "k-keep", &r.record, T0 + 10)).await {
+        Begin::Failed { entry: e } => assert_eq!(e.id, entry),
+        other => panic!("expected the failed key's entry, got {other:?}"),
+    }
+    let mut other = request(id(), "k-keep", &r.record, T0 + 10);
+    other.fingerprint = "fp-2".into();
+    assert!(matches!(begin(store, &other).await, Begin::KeyReused { .. }));
 }

@@ -44,9 +44,17 @@ pub enum ActionError<E> {
         queue: QueueRef,
         error: E,
     },
-    /// A security failure: the whole run is halted and the alert sink told.
+    /// A security failure (or another failure routed to `halt`): the whole run is halted, the alert
+    /// sink told once, and the key quarantined in the security queue (`queue`): later runs that meet
+    /// the key are refused without calling the downstream until a person resolves the entry.
     #[error("security failure: run {run_id} halted: {error}")]
-    SecurityHalt { run_id: Uuid, error: E },
+    SecurityHalt {
+        run_id: Uuid,
+        /// The security queue entry holding the key (`None` for a read, which holds no key, or when
+        /// the store could not record it).
+        queue: Option<QueueRef>,
+        error: E,
+    },
     /// A `read` action failed for good (its retries ran out, or its failure kind is not retried). Reads
     /// hold no claim and are not queued: there is nothing to replay.
     #[error("{kind} failure of a read after {attempts} attempts: {error}")]
@@ -95,6 +103,7 @@ impl<E> ActionError<E> {
             ActionError::Routed { queue, .. }
             | ActionError::DeadLettered { queue, .. }
             | ActionError::PreviouslyFailed { queue, .. } => Some(queue),
+            ActionError::SecurityHalt { queue, .. } => queue.as_ref(),
             _ => None,
         }
     }

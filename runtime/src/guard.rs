@@ -45,6 +45,8 @@ const FIRST_CLAIM_POLL: Duration = Duration::from_millis(10);
 const MAX_CLAIM_POLL: Duration = Duration::from_millis(500);
 /// The queue name of exhausted retries.
 pub const DEAD_LETTER_QUEUE: &str = "dead-letter";
+/// The queue name of failures that halted their run: their keys wait there for a person.
+pub const SECURITY_QUEUE: &str = "security";
 
 /// What [`Call::begin`] decided.
 // Built once per call and destructured at once by the expansion: boxing the call would only add an
@@ -423,21 +425,7 @@ where
         let failure = Failure {
             key_digest: self.attempt().key_digest.clone(),
             claim_id: claim.claim_id,
-            queue_entry: Some(NewQueueEntry {
-                kind: queue_kind,
-                name: name.to_owned(),
-                run_id: self.run.id(),
-                action: self.spec.name.to_owned(),
-                key_text: self.attempt().key.to_string(),
-                key_digest: self.attempt().key_digest.to_string(),
-                record: self.attempt().record.to_string(),
-                payload: claim.payload.value(),
-                failure_kind: kind,
-                message: message.clone(),
-                attempts,
-                first_failure_ms: self.first_failure_ms.unwrap_or(now_ms),
-                last_failure_ms: now_ms,
-            }),
+            queue_entry: Some(self.queue_entry(queue_kind, name, kind, message.clone(), now_ms)),
             entry,
             now_ms,
             replay_of: self.replay_of,
@@ -483,6 +471,35 @@ where
         }
     }
 
+    /// The queue entry of this call's failure (a claimed call's).
+    fn queue_entry(
+        &self,
+        kind: QueueKind,
+        name: &str,
+        failure_kind: FailureKind,
+        message: String,
+        now_ms: Millis,
+    ) -> NewQueueEntry {
+        NewQueueEntry {
+            kind,
+            name: name.to_owned(),
+            run_id: self.run.id(),
+            action: self.spec.name.to_owned(),
+            key_text: self.attempt().key.to_string(),
+            key_digest: self.attempt().key_digest.to_string(),
+            record: self.attempt().record.to_string(),
+            payload: self
+                .claim
+                .as_ref()
+                .map_or(serde_json::Value::Null, |c| c.payload.value()),
+            failure_kind,
+            message,
+            attempts: self.number,
+            first_failure_ms: self.first_failure_ms.unwrap_or(now_ms),
+            last_failure_ms: now_ms,
+        }
+    }
+
     async fn halt(
         &mut self,
         error: E,
@@ -518,26 +535,46 @@ where
             }
         }
         self.count("halted");
+        let mut queue = None;
         if let Some(claim) = &self.claim {
             let mut entry = self.entry(Outcome::Halted, now_ms);
             entry.failure_kind = Some(kind);
             entry.route = Some(Route::Halt);
-            entry.message = Some(message);
+            entry.message = Some(message.clone());
+            // The key is quarantined in the security queue: a later run that meets it is refused
+            // without calling the downstream, until a person resolves the entry.
             let failure = Failure {
                 key_digest: self.attempt().key_digest.clone(),
                 claim_id: claim.claim_id,
-                queue_entry: None,
+                queue_entry: Some(self.queue_entry(
+                    QueueKind::Security,
+                    SECURITY_QUEUE,
+                    kind,
+                    message,
+                    now_ms,
+                )),
                 entry,
                 now_ms,
                 replay_of: self.replay_of,
             };
-            // The run is halted durably already; a failure to release the claim only delays the key
-            // until its lease expires, so the caller still learns that the run halted.
-            if let Err(e) = store.fail(failure).await {
-                tracing::error!(error = %e, "the halted call's claim could not be released");
+            // The run is halted durably already; a failure to record the quarantine leaves the claim to
+            // its lease, so the caller still learns that the run halted.
+            match store.fail(failure).await {
+                Ok(logged) => {
+                    queue = logged.entry.queue_entry.map(|id| QueueRef {
+                        id,
+                        kind: QueueKind::Security,
+                        name: SECURITY_QUEUE.to_owned(),
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, "the halted call's key could not be quarantined"),
             }
         }
-        ActionError::SecurityHalt { run_id, error }
+        ActionError::SecurityHalt {
+            run_id,
+            queue,
+            error,
+        }
     }
 }
 

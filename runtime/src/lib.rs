@@ -53,7 +53,7 @@ pub use backoff::Backoff;
 pub use classify::Classify;
 pub use clock::{Clock, TokioClock};
 pub use error::ActionError;
-pub use guard::DEAD_LETTER_QUEUE;
+pub use guard::{DEAD_LETTER_QUEUE, SECURITY_QUEUE};
 pub use invoke::{InvokeError, InvokeFn};
 pub use key::{KeyPart, Payload, PayloadJson, RenderedKey, fingerprint};
 pub use log::{ChainError, LogEntry, LogQuery, Outcome, verify_chain};

@@ -119,6 +119,21 @@ struct KeyState {
 }
 
 impl KeyState {
+    /// The key's phase, without reading its queue entry (`entry_replayable` false).
+    fn phase(&self) -> KeyPhase {
+        match &self.status {
+            KeyStatus::Claimed { lease_until_ms, .. } => KeyPhase::Claimed {
+                lease_until_ms: *lease_until_ms,
+            },
+            KeyStatus::Completed { .. } => KeyPhase::Completed,
+            KeyStatus::Failed { entry } => KeyPhase::Failed {
+                entry: entry.id,
+                entry_replayable: false,
+            },
+            KeyStatus::Released => KeyPhase::Released,
+        }
+    }
+
     /// The key as the rules of `begin` see it.
     fn view(&self, queue: &[QueueEntry], req: &BeginRequest) -> KeyView<'_> {
         let phase = match &self.status {
@@ -137,7 +152,7 @@ impl KeyState {
             KeyStatus::Released => KeyPhase::Released,
         };
         KeyView {
-            fingerprint: &self.fingerprint,
+            fingerprint: rules::stored_fingerprint(&self.fingerprint),
             phase,
             attempts: self.attempts,
         }
@@ -425,6 +440,7 @@ impl Store for MemoryStore {
         match key {
             Entry::Occupied(mut k) => {
                 let k = k.get_mut();
+                k.fingerprint = req.fingerprint.clone();
                 k.status = status;
                 k.call = call;
                 k.attempts = plan.attempts;
@@ -587,6 +603,12 @@ impl Store for MemoryStore {
         u.op.check(e)?;
         u.op.apply(e, u.now_ms);
         let updated = e.clone();
+        if let Some(k) = s.keys.get_mut(updated.key_digest.as_str())
+            && rules::releases_key(&u.op, Some(k.phase()), u.id)
+        {
+            k.status = KeyStatus::Released;
+            k.fingerprint = SharedStr::from_static(rules::RELEASED_FINGERPRINT);
+        }
         let mut entry = u.entry.clone();
         entry.queue_entry = Some(u.id);
         s.append(entry);

@@ -125,7 +125,16 @@ async fn update(agent: &Agent, id: u64, op: QueueOp) -> Result<QueueEntry, OpsEr
     let now_ms = now(agent);
     let message = match &op {
         QueueOp::Claim { by } => format!("queue entry {id} claimed by {by}"),
-        QueueOp::Resolve { by, note } => format!("queue entry {id} resolved by {by}: {note}"),
+        QueueOp::Resolve {
+            by,
+            note,
+            release: false,
+        } => format!("queue entry {id} resolved by {by}: {note}"),
+        QueueOp::Resolve {
+            by,
+            note,
+            release: true,
+        } => format!("queue entry {id} resolved by {by}, its key released: {note}"),
         QueueOp::Discard { by, note } => format!("queue entry {id} discarded by {by}: {note}"),
     };
     let log = operator_entry(&entry, entry.run_id, now_ms, message);
@@ -155,6 +164,26 @@ pub async fn queue_resolve(
     let op = QueueOp::Resolve {
         by: by.to_owned(),
         note: note.to_owned(),
+        release: false,
+    };
+    update(agent, id, op).await
+}
+
+/// Settles an open or claimed entry with a note (→ resolved) **and releases its key**, logged: the
+/// next call under the key acts again, with any payload, instead of answering this entry. For a
+/// routed failure whose source data was corrected, a dead-lettered call whose downstream recovered, or
+/// a quarantined key a person cleared. A key that moved on since (completed by a replay) is left as it
+/// is.
+pub async fn queue_release(
+    agent: &Agent,
+    id: u64,
+    by: &str,
+    note: &str,
+) -> Result<QueueEntry, OpsError> {
+    let op = QueueOp::Resolve {
+        by: by.to_owned(),
+        note: note.to_owned(),
+        release: true,
     };
     update(agent, id, op).await
 }

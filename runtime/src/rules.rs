@@ -35,20 +35,34 @@
 //!   completion marks a replayed queue entry replayed if it is still [`replayable`]; what a failure
 //!   does with the queue is [`fail`]'s [`FailPlan`], and a replay that fails again merges into its entry
 //!   by [`refail`].
+//! - **Operators**: a queue entry changes as [`QueueOp::check`] allows; a resolve that releases its
+//!   key frees the key for a new call with any payload ([`releases_key`]).
 
 use uuid::Uuid;
 
-use crate::store::{BeginRequest, Claim, Millis, NewQueueEntry, QueueEntry, QueueStatus, StoreError};
+use crate::store::{
+    BeginRequest, Claim, Millis, NewQueueEntry, QueueEntry, QueueOp, QueueStatus, StoreError,
+};
 
 /// A stored key, as [`begin_key`] needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyView<'a> {
-    /// The payload fingerprint stored with the key.
-    pub fingerprint: &'a str,
+    /// The payload fingerprint stored with the key; `None` once an operator released the key
+    /// ([`releases_key`]): its next call may bring any payload.
+    pub fingerprint: Option<&'a str>,
     /// What became of it.
     pub phase: KeyPhase,
     /// The attempts counted against the budget of the key's current (or last) call.
     pub attempts: u32,
+}
+
+/// How a store keeps the fingerprint of a key an operator released ([`releases_key`]): empty, since
+/// a real fingerprint is never empty. [`stored_fingerprint`] reads it back.
+pub const RELEASED_FINGERPRINT: &str = "";
+
+/// The fingerprint a store kept, as [`KeyView::fingerprint`] wants it.
+pub fn stored_fingerprint(stored: &str) -> Option<&str> {
+    (stored != RELEASED_FINGERPRINT).then_some(stored)
 }
 
 /// The state of a stored key.
@@ -230,9 +244,11 @@ pub fn begin_key<'a>(
             replay: false,
         });
     };
-    if key.fingerprint != req.fingerprint.as_str() {
+    if let Some(stored) = key.fingerprint
+        && stored != req.fingerprint.as_str()
+    {
         return Err(Refusal::KeyReused {
-            stored_fingerprint: key.fingerprint,
+            stored_fingerprint: stored,
         });
     }
     match key.phase {
@@ -367,6 +383,15 @@ pub fn fail(queued: bool, replayed: Option<u64>) -> FailPlan {
     }
 }
 
+/// Whether an operator's `op` on queue entry `entry` releases the entry's key, whose phase is `key`:
+/// a resolve with `release`, while the key still fails on this very entry (a key completed by a
+/// replay since, or failed on another entry, is left as it is). A released key is stored as
+/// [`KeyPhase::Released`] without a fingerprint: its next call claims it afresh, with any payload.
+pub fn releases_key(op: &QueueOp, key: Option<KeyPhase>, entry: u64) -> bool {
+    matches!(op, QueueOp::Resolve { release: true, .. })
+        && matches!(key, Some(KeyPhase::Failed { entry: e, .. }) if e == entry)
+}
+
 /// The re-fail merge: a replay of `entry` failed again with `failure`. The entry takes the new
 /// failure's queue, kind and message, adds its attempts, moves `last_failure_ms`, and opens again;
 /// who claimed it and the note stay (the history of the entry), `first_failure_ms` and `created_ms`
@@ -405,7 +430,7 @@ mod tests {
 
     fn key(phase: KeyPhase, attempts: u32) -> Option<KeyView<'static>> {
         Some(KeyView {
-            fingerprint: "fp",
+            fingerprint: Some("fp"),
             phase,
             attempts,
         })
@@ -513,6 +538,36 @@ mod tests {
         );
         let plan = begin_record(&req(1_005), g, Some(record), Some(acted)).unwrap();
         assert_eq!((plan.fencing_token, plan.lease_until_ms), (5, 1_105));
+    }
+
+    #[test]
+    fn a_key_released_by_an_operator_takes_any_payload() {
+        let mut r = req(0);
+        r.fingerprint = "corrected".into();
+        let released = Some(KeyView {
+            fingerprint: None,
+            phase: KeyPhase::Released,
+            attempts: 2,
+        });
+        assert_eq!(
+            begin_key(&r, false, released).map(|g| g.previous_attempts),
+            Ok(0)
+        );
+        let resolve = |release| QueueOp::Resolve {
+            by: "ana".into(),
+            note: "fixed".into(),
+            release,
+        };
+        let failed = |entry| {
+            Some(KeyPhase::Failed {
+                entry,
+                entry_replayable: false,
+            })
+        };
+        assert!(releases_key(&resolve(true), failed(4), 4));
+        assert!(!releases_key(&resolve(false), failed(4), 4));
+        assert!(!releases_key(&resolve(true), failed(5), 4));
+        assert!(!releases_key(&resolve(true), Some(KeyPhase::Completed), 4));
     }
 
     #[test]

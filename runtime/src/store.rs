@@ -189,11 +189,19 @@ pub enum QueueKind {
     Expert,
     /// Exhausted retries, or routed there explicitly.
     DeadLetter,
+    /// A failure that halted its run (a security failure, by default): the key is quarantined until a
+    /// person resolves the entry.
+    Security,
 }
 
 impl QueueKind {
     /// Every kind.
-    pub const ALL: [QueueKind; 3] = [QueueKind::Owner, QueueKind::Expert, QueueKind::DeadLetter];
+    pub const ALL: [QueueKind; 4] = [
+        QueueKind::Owner,
+        QueueKind::Expert,
+        QueueKind::DeadLetter,
+        QueueKind::Security,
+    ];
 
     /// The spelling used in logs, stores and the CLI.
     pub fn as_str(self) -> &'static str {
@@ -201,6 +209,7 @@ impl QueueKind {
             QueueKind::Owner => "owner",
             QueueKind::Expert => "expert",
             QueueKind::DeadLetter => "dead_letter",
+            QueueKind::Security => "security",
         }
     }
 
@@ -217,7 +226,7 @@ pub struct QueueRef {
     pub id: u64,
     /// Which queue.
     pub kind: QueueKind,
-    /// The queue's name (`owner`/`expert` of the action, or `dead-letter`).
+    /// The queue's name (`owner`/`expert` of the action, `dead-letter` or `security`).
     pub name: String,
 }
 
@@ -383,8 +392,15 @@ impl QueueStatus {
 pub enum QueueOp {
     /// Take the entry: open → claimed.
     Claim { by: String },
-    /// Settle it with a note: open or claimed → resolved.
-    Resolve { by: String, note: String },
+    /// Settle it with a note: open or claimed → resolved. With `release`, the entry's key is released
+    /// too ([`rules::releases_key`](crate::rules::releases_key)): the next call under that key acts,
+    /// with any payload (the corrected data), instead of answering this entry.
+    Resolve {
+        by: String,
+        note: String,
+        #[serde(default)]
+        release: bool,
+    },
     /// Drop it with a note: open or claimed → discarded.
     Discard { by: String, note: String },
 }

@@ -203,7 +203,7 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
             };
             let attempts: i64 = db.col(k, 6)?;
             Some(KeyView {
-                fingerprint: fingerprint.as_deref().unwrap_or_default(),
+                fingerprint: rules::stored_fingerprint(fingerprint.as_deref().unwrap_or_default()),
                 phase,
                 attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
             })
@@ -301,9 +301,10 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
          FROM rec
          ON CONFLICT (key_digest) DO UPDATE SET key_text = excluded.key_text,
              action = excluded.action, record = excluded.record, run_id = excluded.run_id,
-             payload = excluded.payload, state = 'claimed', claim_id = excluded.claim_id,
-             lease_until_ms = excluded.lease_until_ms, fencing_token = excluded.fencing_token,
-             attempts = excluded.attempts, updated_ms = excluded.updated_ms",
+             fingerprint = excluded.fingerprint, payload = excluded.payload, state = 'claimed',
+             claim_id = excluded.claim_id, lease_until_ms = excluded.lease_until_ms,
+             fencing_token = excluded.fencing_token, attempts = excluded.attempts,
+             updated_ms = excluded.updated_ms",
         &[
             &r.record,
             &r.key_digest,
@@ -573,6 +574,41 @@ async fn queue_update_in(
     let mut e = queue_row(db, &row)?;
     u.op.check(&e)?;
     u.op.apply(&mut e, u.now_ms);
+    let key = db
+        .opt(
+            tx,
+            "SELECT state, queue_id FROM @.keys WHERE key_digest = $1 FOR UPDATE",
+            &[&e.key_digest],
+        )
+        .await?;
+    let phase = match &key {
+        Some(row) => {
+            let state: String = db.col(row, 0)?;
+            let queue_id: Option<i64> = db.col(row, 1)?;
+            Some(match db.key_status(&state)? {
+                KeyStatus::Failed => KeyPhase::Failed {
+                    entry: queue_id.and_then(|id| u64::try_from(id).ok()).unwrap_or_default(),
+                    entry_replayable: false,
+                },
+                KeyStatus::Completed => KeyPhase::Completed,
+                KeyStatus::Released => KeyPhase::Released,
+                KeyStatus::Claimed => KeyPhase::Claimed {
+                    lease_until_ms: Millis::MAX,
+                },
+            })
+        }
+        None => None,
+    };
+    if rules::releases_key(&u.op, phase, u.id) {
+        db.exec(
+            tx,
+            "UPDATE @.keys SET state = 'released', fingerprint = $2, claim_id = NULL,
+                 lease_until_ms = NULL, updated_ms = $3
+             WHERE key_digest = $1",
+            &[&e.key_digest, &rules::RELEASED_FINGERPRINT, &u.now_ms],
+        )
+        .await?;
+    }
     db.exec(
         tx,
         "UPDATE @.queue SET status = $2, claimed_by = $3, note = $4, closed_ms = $5 WHERE id = $1",

@@ -199,9 +199,10 @@ impl<'c> Prepared<'c> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'claimed', ?8, ?9, ?10, NULL, NULL, NULL, ?12, ?11)
          ON CONFLICT (key_digest) DO UPDATE SET key_text = excluded.key_text,
              action = excluded.action, record = excluded.record, run_id = excluded.run_id,
-             payload = excluded.payload, state = 'claimed', claim_id = excluded.claim_id,
-             lease_until_ms = excluded.lease_until_ms, fencing_token = excluded.fencing_token,
-             attempts = excluded.attempts, updated_ms = excluded.updated_ms",
+             fingerprint = excluded.fingerprint, payload = excluded.payload, state = 'claimed',
+             claim_id = excluded.claim_id, lease_until_ms = excluded.lease_until_ms,
+             fencing_token = excluded.fencing_token, attempts = excluded.attempts,
+             updated_ms = excluded.updated_ms",
                 )
                 .at(at)?,
             held: c
@@ -293,7 +294,7 @@ pub(crate) fn begin(
         .at(at)?;
     let view = match &key {
         Some(k) => Some(KeyView {
-            fingerprint: &k.fingerprint,
+            fingerprint: rules::stored_fingerprint(&k.fingerprint),
             phase: match key_status(at, &k.state)? {
                 KeyStatus::Claimed => KeyPhase::Claimed {
                     lease_until_ms: k.lease_until_ms.unwrap_or(Millis::MIN),
@@ -562,6 +563,38 @@ pub(crate) fn queue_update(
         .ok_or_else(|| StoreError::NotFound(format!("queue entry {}", u.id)))?;
     u.op.check(&e)?;
     u.op.apply(&mut e, u.now_ms);
+    let key = c
+        .prepare_cached("SELECT state, queue_id FROM keys WHERE key_digest = ?1")
+        .at(at)?
+        .query_row(params![e.key_digest], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?))
+        })
+        .optional()
+        .at(at)?;
+    let phase = match key {
+        Some((state, queue_id)) => Some(match key_status(at, &state)? {
+            KeyStatus::Failed => KeyPhase::Failed {
+                entry: queue_id.unwrap_or_default() as u64,
+                entry_replayable: false,
+            },
+            KeyStatus::Completed => KeyPhase::Completed,
+            KeyStatus::Released => KeyPhase::Released,
+            KeyStatus::Claimed => KeyPhase::Claimed {
+                lease_until_ms: Millis::MAX,
+            },
+        }),
+        None => None,
+    };
+    if rules::releases_key(&u.op, phase, u.id) {
+        c.prepare_cached(
+            "UPDATE keys SET state = 'released', fingerprint = ?2, claim_id = NULL,
+                 lease_until_ms = NULL, updated_ms = ?3
+             WHERE key_digest = ?1",
+        )
+        .at(at)?
+        .execute(params![e.key_digest, rules::RELEASED_FINGERPRINT, u.now_ms])
+        .at(at)?;
+    }
     c.prepare_cached(
         "UPDATE queue SET status = ?2, claimed_by = ?3, note = ?4, closed_ms = ?5 WHERE id = ?1",
     )
