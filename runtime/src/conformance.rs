@@ -105,6 +105,7 @@ macro_rules! conformance_suite {
             replay_of_a_closed_or_other_entry_is_refused
             resolve_with_release_frees_the_key_for_any_payload
             resolve_without_release_keeps_the_key_failed
+            complete_sent_again_by_its_claim_converges
             begin_after_release_starts_a_new_call
             takeover_after_release_counts_only_the_new_call
             takeover_counts_the_dead_workers_attempt
@@ -814,7 +815,8 @@ pub async fn fail_after_takeover_is_claim_lost(store: &dyn Store) {
     ));
 }
 
-/// A claim that never existed, or was already completed, cannot be completed or failed.
+/// A claim that never existed cannot be completed; one that completed already cannot be completed
+/// with another result (a conflict) nor failed.
 pub async fn complete_with_unknown_claim_is_claim_lost(store: &dyn Store) {
     let never = request(id(), "ghost", "rec-1", T0);
     let lost = store
@@ -834,7 +836,7 @@ pub async fn complete_with_unknown_claim_is_claim_lost(store: &dyn Store) {
         .complete(completion(&r, serde_json::json!(2), T0 + 2))
         .await;
     assert!(
-        matches!(twice, Err(StoreError::ClaimLost { .. })),
+        matches!(twice, Err(StoreError::Conflict(_))),
         "got {twice:?}"
     );
     let failed = store.fail(failure(&r, None, T0 + 3)).await;
@@ -2153,4 +2155,42 @@ pub async fn resolve_without_release_keeps_the_key_failed(store: &dyn Store) {
     let mut other = request(id(), "k-keep", &r.record, T0 + 10);
     other.fingerprint = "fp-2".into();
     assert!(matches!(begin(store, &other).await, Begin::KeyReused { .. }));
+}
+
+/// A completion whose commit succeeded but whose reply was lost is sent again by the same claim: the
+/// store answers where the first completion's entry went and changes nothing. The same claim with
+/// another result is a conflict; another claim is still a lost claim.
+pub async fn complete_sent_again_by_its_claim_converges(store: &dyn Store) {
+    let r = request(id(), "k-lost-reply", "rec-lost-reply", T0);
+    claim(store, &r).await;
+    let first = store
+        .complete(completion(&r, serde_json::json!({"receipt": 7}), T0 + 1))
+        .await
+        .unwrap();
+    let again = store
+        .complete(completion(&r, serde_json::json!({"receipt": 7}), T0 + 2))
+        .await
+        .unwrap();
+    assert_eq!(again, first, "the second completion answers the first one's entry");
+    let logged = store.log(&LogQuery::default()).await.unwrap();
+    assert_eq!(logged.len(), 1, "nothing was appended the second time");
+    assert!(matches!(
+        store
+            .complete(completion(&r, serde_json::json!({"receipt": 8}), T0 + 3))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut other = completion(&r, serde_json::json!({"receipt": 7}), T0 + 3);
+    other.claim_id = id();
+    assert!(matches!(
+        store.complete(other).await,
+        Err(StoreError::ClaimLost { .. })
+    ));
+    match begin(store, &request(id(), "k-lost-reply", "rec-lost-reply", T0 + 4)).await {
+        Begin::Completed { result, completed_at_ms } => {
+            assert_eq!(result, serde_json::json!({"receipt": 7}));
+            assert_eq!(completed_at_ms, T0 + 1);
+        }
+        other => panic!("expected the stored result, got {other:?}"),
+    }
 }

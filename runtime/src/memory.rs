@@ -11,8 +11,10 @@ use uuid::Uuid;
 
 use crate::key::PayloadJson;
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::log::Outcome;
 use crate::rules::{
-    self, ActedView, FailPlan, KeyPhase, KeyView, LeaseView, RecordView, Refusal,
+    self, ActedView, CompletePlan, FailPlan, Holder, KeyPhase, KeyView, LeaseView, RecordView,
+    Refusal,
 };
 use crate::store::{
     self, Appended, Begin, BeginRequest, Completion, Failure, Millis, QueueEntry, QueueQuery,
@@ -171,7 +173,7 @@ impl KeyState {
 /// the rules say so.
 fn refusal_answer(refusal: Refusal<'_>, key: &KeyState) -> Begin {
     match (refusal, &key.status) {
-        (Refusal::Completed, KeyStatus::Completed { result, at_ms }) => Begin::Completed {
+        (Refusal::Completed, KeyStatus::Completed { result, at_ms, .. }) => Begin::Completed {
             result: result.clone(),
             completed_at_ms: *at_ms,
         },
@@ -199,6 +201,8 @@ enum KeyStatus {
     Completed {
         result: serde_json::Value,
         at_ms: Millis,
+        /// The claim that completed it (a lost reply's completion, sent again, converges).
+        by: Uuid,
     },
     Failed {
         entry: QueueRef,
@@ -471,15 +475,32 @@ impl Store for MemoryStore {
         } = c;
         // The claim checked and the result stored in one lookup of the key.
         let k = s.keys.get_mut(&key_digest);
-        rules::check_claim(
-            k.as_deref().and_then(|k| k.claimed_by()),
-            claim_id,
-            &entry.key_text,
-        )?;
+        let holder = match k.as_deref().map(|k| &k.status) {
+            Some(KeyStatus::Claimed { claim_id, .. }) => Holder::Claimed(*claim_id),
+            Some(KeyStatus::Completed { result: r, by, .. }) => {
+                Holder::Completed(Some(*by), *r == result)
+            }
+            _ => Holder::Other,
+        };
+        if rules::complete(holder, claim_id, &entry.key_text)? == CompletePlan::AlreadyDone {
+            let first = s
+                .log
+                .iter()
+                .filter(|e| {
+                    e.entry.key_digest == key_digest
+                        && matches!(e.entry.outcome, Outcome::Succeeded | Outcome::Compensated)
+                })
+                .last()
+                .map(Appended::of);
+            return first.ok_or_else(|| {
+                StoreError::Corrupt(format!("key `{}` completed without a log entry", entry.key_text))
+            });
+        }
         let k = k.expect("a held claim has its key");
         k.status = KeyStatus::Completed {
             result,
             at_ms: now_ms,
+            by: claim_id,
         };
         let state = s.records.entry(record).or_default();
         if state.lease.as_ref().is_some_and(|l| l.claim_id == claim_id) {

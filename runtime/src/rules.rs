@@ -31,7 +31,9 @@
 //!   itself (knowing it would take one more durable write per retry): a worker dying inside it is
 //!   taken over at the same number. Calls refused before claiming (halted, skipped, replayed, in
 //!   progress) never count.
-//! - **`complete` and `fail`** apply only while the claim still holds the key ([`check_claim`]); a
+//! - **`complete` and `fail`** apply only while the claim still holds the key ([`complete`],
+//!   [`check_claim`]); completing again what the same claim completed with the same result is
+//!   accepted (a lost reply converges); a
 //!   completion marks a replayed queue entry replayed if it is still [`replayable`]; what a failure
 //!   does with the queue is [`fail`]'s [`FailPlan`], and a replay that fails again merges into its entry
 //!   by [`refail`].
@@ -345,6 +347,46 @@ pub fn check_claim(
     }
 }
 
+/// A stored key, as `complete` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// Claimed by this claim id.
+    Claimed(Uuid),
+    /// Completed by this claim id (`None`: by a claim the store did not keep), with a result that is
+    /// (`true`) or is not the one being completed now.
+    Completed(Option<Uuid>, bool),
+    /// Anything else: failed, released, or not stored.
+    Other,
+}
+
+/// What `complete` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletePlan {
+    /// The claim holds the key: store the result, mark, release, log.
+    Apply,
+    /// This very claim completed the key already with the same result (its reply was lost): answer
+    /// where the first completion's entry went, and change nothing.
+    AlreadyDone,
+}
+
+/// The rule of `complete`: [`CompletePlan::Apply`] while `claim_id` holds the key;
+/// [`CompletePlan::AlreadyDone`] when the same claim completed it already with the same result, so a
+/// completion whose commit succeeded but whose reply was lost converges when it is sent again;
+/// otherwise [`StoreError::ClaimLost`] (or [`StoreError::Conflict`] for the same claim with another
+/// result), and nothing changes.
+pub fn complete(holder: Holder, claim_id: Uuid, key_text: &str) -> Result<CompletePlan, StoreError> {
+    match holder {
+        Holder::Claimed(held) if held == claim_id => Ok(CompletePlan::Apply),
+        Holder::Completed(Some(by), true) if by == claim_id => Ok(CompletePlan::AlreadyDone),
+        Holder::Completed(Some(by), false) if by == claim_id => Err(StoreError::Conflict(format!(
+            "key `{key_text}` was completed by this claim already, with another result"
+        ))),
+        _ => Err(StoreError::ClaimLost {
+            key: key_text.to_owned(),
+        }),
+    }
+}
+
 /// The count of a key after an attempt numbered `logged` (> 0) was logged under it: raised to the
 /// number while the key is claimed (a takeover then knows how far the dead worker got); `None` when
 /// nothing changes.
@@ -568,6 +610,34 @@ mod tests {
         assert!(!releases_key(&resolve(false), failed(4), 4));
         assert!(!releases_key(&resolve(true), failed(5), 4));
         assert!(!releases_key(&resolve(true), Some(KeyPhase::Completed), 4));
+    }
+
+    #[test]
+    fn a_completion_sent_again_by_its_claim_converges() {
+        let (ours, theirs) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        assert_eq!(
+            complete(Holder::Claimed(ours), ours, "k"),
+            Ok(CompletePlan::Apply)
+        );
+        assert_eq!(
+            complete(Holder::Completed(Some(ours), true), ours, "k"),
+            Ok(CompletePlan::AlreadyDone)
+        );
+        assert!(matches!(
+            complete(Holder::Completed(Some(ours), false), ours, "k"),
+            Err(StoreError::Conflict(_))
+        ));
+        for lost in [
+            Holder::Claimed(theirs),
+            Holder::Completed(Some(theirs), true),
+            Holder::Completed(None, true),
+            Holder::Other,
+        ] {
+            assert!(matches!(
+                complete(lost, ours, "k"),
+                Err(StoreError::ClaimLost { .. })
+            ));
+        }
     }
 
     #[test]

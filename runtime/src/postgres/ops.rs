@@ -9,7 +9,8 @@ use super::Server;
 use super::schema::qualify;
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::rules::{
-    self, ActedView, FailPlan, KeyPhase, KeyView, LeaseView, RecordView, Refusal,
+    self, ActedView, CompletePlan, FailPlan, Holder, KeyPhase, KeyView, LeaseView, RecordView,
+    Refusal,
 };
 use crate::store::{
     to_json, Begin, BeginRequest, Completion, Failure, KeyState, KeyStatus, Millis, NewQueueEntry,
@@ -401,19 +402,64 @@ async fn complete_in(
     tx: &Transaction<'_>,
     d: &Completion,
 ) -> Result<LogEntry, StoreError> {
-    let record = held(db, tx, &d.key_digest, d.claim_id, &d.entry.key_text).await?;
     let result = to_json(&d.result)?;
-    let held = db
-        .one(
+    // The key as `complete` sees it, locked; a completed key keeps the id of the claim that completed
+    // it.
+    let row = db
+        .opt(
             tx,
-            "UPDATE @.keys SET state = 'completed', result = $2, completed_at_ms = $3, claim_id = NULL,
-                 lease_until_ms = NULL, updated_ms = $3
-             WHERE key_digest = $1
-             RETURNING key_text",
-            &[&d.key_digest, &result, &d.now_ms],
+            "SELECT state, claim_id, CASE WHEN state = 'completed' THEN result END, key_text, record
+             FROM @.keys WHERE key_digest = $1 FOR UPDATE",
+            &[&d.key_digest],
         )
         .await?;
-    let key_text: String = db.col(&held, 0)?;
+    let (holder, key_text, record) = match &row {
+        Some(row) => {
+            let state: String = db.col(row, 0)?;
+            let claim: Option<String> = db.col(row, 1)?;
+            let stored: Option<String> = db.col(row, 2)?;
+            let claim = claim
+                .map(|c| Uuid::parse_str(&c).map_err(|e| db.corrupt("key claim", e)))
+                .transpose()?;
+            let holder = match (db.key_status(&state)?, claim) {
+                (KeyStatus::Claimed, Some(c)) => Holder::Claimed(c),
+                (KeyStatus::Completed, by) => Holder::Completed(by, stored.as_deref() == Some(&result)),
+                _ => Holder::Other,
+            };
+            (holder, db.col::<String>(row, 3)?, db.col::<String>(row, 4)?)
+        }
+        None => (Holder::Other, d.entry.key_text.to_string(), String::new()),
+    };
+    if rules::complete(holder, d.claim_id, &key_text)? == CompletePlan::AlreadyDone {
+        let row = db
+            .opt(
+                tx,
+                "SELECT seq, entry, prev_hash, hash FROM @.log
+                 WHERE key_digest = $1 AND outcome IN ('succeeded', 'compensated')
+                 ORDER BY seq DESC LIMIT 1",
+                &[&d.key_digest],
+            )
+            .await?
+            .ok_or_else(|| {
+                db.corrupt("log", format!("key `{key_text}` completed without a log entry"))
+            })?;
+        let seq: i64 = db.col(&row, 0)?;
+        let entry: String = db.col(&row, 1)?;
+        return Ok(LogEntry {
+            seq: u64::try_from(seq).map_err(|e| db.corrupt("log entry", e))?,
+            entry: db.json("log entry", &entry)?,
+            prev_hash: db.col(&row, 2)?,
+            hash: db.col(&row, 3)?,
+        });
+    }
+    db.exec(
+        tx,
+        "UPDATE @.keys SET state = 'completed', result = $2, completed_at_ms = $3,
+             lease_until_ms = NULL, updated_ms = $3
+         WHERE key_digest = $1",
+        &[&d.key_digest, &result, &d.now_ms],
+    )
+    .await?;
     db.exec(
         tx,
         "INSERT INTO @.acted (record, action, key_text, key_digest, acted_at_ms)

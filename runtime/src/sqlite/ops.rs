@@ -12,7 +12,8 @@ use crate::log::{
     GENESIS_HASH, LogEntry, LogQuery, NewLogEntry, canonical_json, entry_hash_canonical,
 };
 use crate::rules::{
-    self, ActedView, FailPlan, KeyPhase, KeyView, LeaseView, RecordView, Refusal,
+    self, ActedView, CompletePlan, FailPlan, Holder, KeyPhase, KeyView, LeaseView, RecordView,
+    Refusal,
 };
 use crate::store::{
     Begin, BeginRequest, Completion, Failure, KeyState, KeyStatus, Millis, NewQueueEntry,
@@ -212,7 +213,7 @@ impl<'c> Prepared<'c> {
                 .at(at)?,
             complete_key: c
                 .prepare(
-                    "UPDATE keys SET state = 'completed', result = ?2, completed_at_ms = ?3, claim_id = NULL,
+                    "UPDATE keys SET state = 'completed', result = ?2, completed_at_ms = ?3,
              lease_until_ms = NULL, updated_ms = ?3
          WHERE key_digest = ?1",
                 )
@@ -480,7 +481,40 @@ pub(crate) fn complete(
     result: &str,
     entry: String,
 ) -> Result<LogEntry, StoreError> {
-    held(at, s, &d.key_digest, d.claim_id, &d.entry.key_text)?;
+    // The key as `complete` sees it; a completed key keeps the id of the claim that completed it.
+    let row = c
+        .prepare_cached(
+            "SELECT state, claim_id, CASE WHEN state = 'completed' THEN result END, key_text
+             FROM keys WHERE key_digest = ?1",
+        )
+        .at(at)?
+        .query_row(params![d.key_digest], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })
+        .optional()
+        .at(at)?;
+    let (holder, key_text) = match row {
+        Some((state, claim, stored, text)) => {
+            let claim = claim
+                .map(|c| Uuid::parse_str(&c).map_err(|e| corrupt(at, "key claim", e)))
+                .transpose()?;
+            let holder = match (key_status(at, &state)?, claim) {
+                (KeyStatus::Claimed, Some(c)) => Holder::Claimed(c),
+                (KeyStatus::Completed, by) => Holder::Completed(by, stored.as_deref() == Some(result)),
+                _ => Holder::Other,
+            };
+            (holder, text)
+        }
+        None => (Holder::Other, d.entry.key_text.to_string()),
+    };
+    if rules::complete(holder, d.claim_id, &key_text)? == CompletePlan::AlreadyDone {
+        return completed_entry(c, at, &d.key_digest, &key_text);
+    }
     s.complete_key
         .execute(params![d.key_digest, result, d.now_ms])
         .at(at)?;
@@ -514,6 +548,41 @@ pub(crate) fn complete(
     }
     release_record(at, s, &d.record, &d.key_digest)?;
     append_entry(at, s, hot, d.entry, false, Some(entry))
+}
+
+/// The log entry of a key's completion (the last success logged under it).
+fn completed_entry(
+    c: &Connection,
+    at: &Location,
+    key_digest: &str,
+    key_text: &str,
+) -> Result<LogEntry, StoreError> {
+    let row = c
+        .prepare_cached(
+            "SELECT seq, entry, prev_hash, hash FROM log
+             WHERE key_digest = ?1 AND outcome IN ('succeeded', 'compensated')
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .at(at)?
+        .query_row(params![key_digest], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })
+        .optional()
+        .at(at)?;
+    let (seq, entry, prev_hash, hash) = row.ok_or_else(|| {
+        corrupt(at, "log", format!("key `{key_text}` completed without a log entry"))
+    })?;
+    Ok(LogEntry {
+        seq: seq as u64,
+        entry: from_json(at, "log entry", &entry)?,
+        prev_hash: prev_hash.into(),
+        hash: hash.into(),
+    })
 }
 
 /// A replay that failed again: entry `id` takes the failure ([`rules::refail`]).
