@@ -93,3 +93,146 @@ pub fn begin_request(
         replay_of: None,
     }
 }
+
+/// A store that delegates to another and fails on demand, as a real one does at its edges: a reply
+/// lost after the commit, a completion refused, a renewal that cannot reach the server.
+pub struct FaultyStore {
+    inner: std::sync::Arc<dyn actguard::Store>,
+    lost_complete_replies: std::sync::atomic::AtomicU32,
+    refused_completes: std::sync::atomic::AtomicU32,
+    unreachable_completes: std::sync::atomic::AtomicU32,
+}
+
+impl FaultyStore {
+    /// A faultless wrapper of `inner`.
+    pub fn new(inner: impl actguard::Store) -> Self {
+        FaultyStore {
+            inner: std::sync::Arc::new(inner),
+            lost_complete_replies: Default::default(),
+            refused_completes: Default::default(),
+            unreachable_completes: Default::default(),
+        }
+    }
+
+    /// The next `n` completions are committed, then answered with a dropped connection.
+    pub fn lose_complete_replies(&self, n: u32) {
+        self.lost_complete_replies
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The next `n` completions are refused (not committed) with a backend error.
+    pub fn refuse_completes(&self, n: u32) {
+        self.refused_completes
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The next `n` completions do not reach the store.
+    pub fn unreachable_completes(&self, n: u32) {
+        self.unreachable_completes
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn take(counter: &std::sync::atomic::AtomicU32) -> bool {
+        counter
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+    }
+}
+
+#[async_trait::async_trait]
+impl actguard::Store for FaultyStore {
+    async fn begin(
+        &self,
+        request: &actguard::store::BeginRequest,
+    ) -> Result<actguard::store::Begin, actguard::StoreError> {
+        self.inner.begin(request).await
+    }
+    async fn complete(
+        &self,
+        completion: actguard::store::Completion,
+    ) -> Result<actguard::store::Appended, actguard::StoreError> {
+        if Self::take(&self.refused_completes) {
+            return Err(actguard::StoreError::Backend(
+                "value too large for the column".into(),
+            ));
+        }
+        if Self::take(&self.unreachable_completes) {
+            return Err(actguard::StoreError::Unavailable(
+                "connection refused".into(),
+            ));
+        }
+        let done = self.inner.complete(completion).await?;
+        if Self::take(&self.lost_complete_replies) {
+            return Err(actguard::StoreError::Unavailable(
+                "connection closed before the reply".into(),
+            ));
+        }
+        Ok(done)
+    }
+    async fn fail(
+        &self,
+        failure: actguard::store::Failure,
+    ) -> Result<actguard::LogEntry, actguard::StoreError> {
+        self.inner.fail(failure).await
+    }
+    async fn append_log(
+        &self,
+        entry: &actguard::log::NewLogEntry,
+    ) -> Result<actguard::LogEntry, actguard::StoreError> {
+        self.inner.append_log(entry).await
+    }
+    async fn log(
+        &self,
+        query: &actguard::LogQuery,
+    ) -> Result<Vec<actguard::LogEntry>, actguard::StoreError> {
+        self.inner.log(query).await
+    }
+    async fn halt_run(
+        &self,
+        run_id: uuid::Uuid,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, actguard::StoreError> {
+        self.inner.halt_run(run_id, reason, now_ms).await
+    }
+    async fn run_state(
+        &self,
+        run_id: uuid::Uuid,
+    ) -> Result<actguard::store::RunState, actguard::StoreError> {
+        self.inner.run_state(run_id).await
+    }
+    async fn current_fencing_token(
+        &self,
+        record: &str,
+    ) -> Result<Option<u64>, actguard::StoreError> {
+        self.inner.current_fencing_token(record).await
+    }
+    async fn queue_entries(
+        &self,
+        query: &actguard::store::QueueQuery,
+    ) -> Result<Vec<actguard::store::QueueEntry>, actguard::StoreError> {
+        self.inner.queue_entries(query).await
+    }
+    async fn queue_entry(
+        &self,
+        id: u64,
+    ) -> Result<Option<actguard::store::QueueEntry>, actguard::StoreError> {
+        self.inner.queue_entry(id).await
+    }
+    async fn queue_update(
+        &self,
+        update: &actguard::store::QueueUpdate,
+    ) -> Result<actguard::store::QueueEntry, actguard::StoreError> {
+        self.inner.queue_update(update).await
+    }
+    async fn key_state(
+        &self,
+        key_digest: &str,
+    ) -> Result<Option<actguard::store::KeyState>, actguard::StoreError> {
+        self.inner.key_state(key_digest).await
+    }
+}

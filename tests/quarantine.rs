@@ -3,7 +3,7 @@
 
 use actguard::testing::{Downstream, DownstreamError, Receipt, RecordingAlert, log};
 use actguard::{
-    ActionError, Agent, MemoryStore, Outcome, QueueKind, Run, SECURITY_QUEUE, SqliteStore, Store,
+    ActionError, Agent, MemoryStore, Outcome, QueueKind, Run, SECURITY_QUEUE, SqliteStore,
     agent_action, ops,
 };
 use serde::{Deserialize, Serialize};
@@ -94,7 +94,11 @@ async fn a_security_failure_quarantines_its_key_and_alerts_once() {
             }
             other => panic!("{store}: {other:?}"),
         }
-        assert_eq!(ledger.writes(), writes, "{store}: the downstream was called");
+        assert_eq!(
+            ledger.writes(),
+            writes,
+            "{store}: the downstream was called"
+        );
         assert_eq!(alerts.alerts().len(), 1, "{store}");
         assert!(!run_b.is_halted().await.unwrap(), "{store}");
 
@@ -103,7 +107,11 @@ async fn a_security_failure_quarantines_its_key_and_alerts_once() {
 
         let entry = agent.store().queue_entry(id).await.unwrap().unwrap();
         assert_eq!(entry.key_text, "post:8", "{store}");
-        assert_eq!(entry.failure_kind, actguard::FailureKind::Security, "{store}");
+        assert_eq!(
+            entry.failure_kind,
+            actguard::FailureKind::Security,
+            "{store}"
+        );
     }
 }
 
@@ -170,7 +178,9 @@ async fn corrected_data_acts_under_the_same_key_once_released() {
             "{store}"
         );
         assert!(
-            ops::queue_release(&agent, id, "ana", "again").await.is_err(),
+            ops::queue_release(&agent, id, "ana", "again")
+                .await
+                .is_err(),
             "{store}: a resolved entry cannot be resolved again"
         );
 

@@ -290,7 +290,10 @@ async fn a_security_failure_halts_the_run_and_alerts_once() {
     // The key waits in the security queue: nothing else was queued.
     let queued = w.store.queue_entries(&QueueQuery::default()).await.unwrap();
     assert_eq!(
-        queued.iter().map(|e| (e.kind, e.key_text.as_str())).collect::<Vec<_>>(),
+        queued
+            .iter()
+            .map(|e| (e.kind, e.key_text.as_str()))
+            .collect::<Vec<_>>(),
         [(QueueKind::Security, "post:8")]
     );
 

@@ -129,7 +129,7 @@ async fn a_stale_fencing_token_is_rejected_by_the_downstream_after_a_takeover() 
     // anything for a claim that was taken over.
     let stale = stalled.await.unwrap();
     assert!(
-        matches!(stale, Err(ActionError::Store(StoreError::ClaimLost { ref key })) if key == "advance:WO-9:1"),
+        matches!(stale, Err(ActionError::Unrecorded { error: StoreError::ClaimLost { ref key }, .. }) if key == "advance:WO-9:1"),
         "{stale:?}"
     );
     assert_eq!(plant.stale_rejections(), 1);
@@ -156,7 +156,10 @@ async fn a_result_from_a_claim_that_was_taken_over_is_refused_by_the_store() {
     let stale = stalled.await.unwrap();
     assert!(matches!(
         stale,
-        Err(ActionError::Store(StoreError::ClaimLost { .. }))
+        Err(ActionError::Unrecorded {
+            error: StoreError::ClaimLost { .. },
+            ..
+        })
     ));
     // The stored result is the fresh worker's.
     assert_eq!(

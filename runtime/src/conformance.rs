@@ -2145,7 +2145,12 @@ pub async fn resolve_with_release_frees_the_key_for_any_payload(store: &dyn Stor
 pub async fn resolve_without_release_keeps_the_key_failed(store: &dyn Store) {
     let (r, entry) = failed_key(store, "k-keep", T0).await;
     store
-        .queue_update(&op_update(&r, entry, resolve_op("ana", "done elsewhere"), T0 + 5))
+        .queue_update(&op_update(
+            &r,
+            entry,
+            resolve_op("ana", "done elsewhere"),
+            T0 + 5,
+        ))
         .await
         .unwrap();
     match begin(store, &request(id(), "k-keep", &r.record, T0 + 10)).await {
@@ -2154,7 +2159,10 @@ pub async fn resolve_without_release_keeps_the_key_failed(store: &dyn Store) {
     }
     let mut other = request(id(), "k-keep", &r.record, T0 + 10);
     other.fingerprint = "fp-2".into();
-    assert!(matches!(begin(store, &other).await, Begin::KeyReused { .. }));
+    assert!(matches!(
+        begin(store, &other).await,
+        Begin::KeyReused { .. }
+    ));
 }
 
 /// A completion whose commit succeeded but whose reply was lost is sent again by the same claim: the
@@ -2171,7 +2179,10 @@ pub async fn complete_sent_again_by_its_claim_converges(store: &dyn Store) {
         .complete(completion(&r, serde_json::json!({"receipt": 7}), T0 + 2))
         .await
         .unwrap();
-    assert_eq!(again, first, "the second completion answers the first one's entry");
+    assert_eq!(
+        again, first,
+        "the second completion answers the first one's entry"
+    );
     let logged = store.log(&LogQuery::default()).await.unwrap();
     assert_eq!(logged.len(), 1, "nothing was appended the second time");
     assert!(matches!(
@@ -2186,8 +2197,16 @@ pub async fn complete_sent_again_by_its_claim_converges(store: &dyn Store) {
         store.complete(other).await,
         Err(StoreError::ClaimLost { .. })
     ));
-    match begin(store, &request(id(), "k-lost-reply", "rec-lost-reply", T0 + 4)).await {
-        Begin::Completed { result, completed_at_ms } => {
+    match begin(
+        store,
+        &request(id(), "k-lost-reply", "rec-lost-reply", T0 + 4),
+    )
+    .await
+    {
+        Begin::Completed {
+            result,
+            completed_at_ms,
+        } => {
             assert_eq!(result, serde_json::json!({"receipt": 7}));
             assert_eq!(completed_at_ms, T0 + 1);
         }

@@ -12,11 +12,15 @@ use crate::store::{Millis, QueueRef, StoreError};
 /// A replayed success (the key completed before) is `Ok(T)`, not an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError<E> {
-    /// The run is halted (by an earlier security failure): the action did not run.
-    #[error("run {run_id} is halted: no action of it may run (see `actguard runs`)")]
+    /// The run is halted (by a security failure or an operator). With `attempts == 0` the action did
+    /// not run; otherwise that many attempts of this call ran (and failed, as the log says) before the
+    /// halt stopped its retries: an ambiguous write among them may have landed downstream.
+    #[error("{}", halted_message(*.run_id, *.attempts))]
     Halted {
         /// The halted run.
         run_id: Uuid,
+        /// Attempts of this call that ran before the halt (0: it did not run).
+        attempts: u32,
     },
     /// The loop filter skipped the call: this (record, action) acted within the dedup window.
     #[error(
@@ -79,10 +83,58 @@ pub enum ActionError<E> {
     /// The payload or the result could not be serialized, or a stored result no longer deserializes.
     #[error("cannot serialize the payload or result of `{action}`: {message}")]
     Serialization { action: String, message: String },
-    /// The store could not be reached or refused: the action did not run (fail closed), or its outcome
-    /// could not be recorded.
+    /// The store could not be reached or refused **before** the body ran: the action did not run
+    /// (fail closed).
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The body ran (or may have run), but what happened could not be recorded: the store failed or
+    /// the claim was lost after the body started. Treat the effect as possible. The key stays as the
+    /// store last had it: a claim runs out with its lease and the next call under the key may run the
+    /// body again, with the same key passed downstream for it to deduplicate.
+    #[error(
+        "`{key}` ran (or may have) but its outcome could not be recorded after {attempts} attempt(s): {error}; treat the effect as possible"
+    )]
+    Unrecorded {
+        key: String,
+        /// Attempts of this call that ran.
+        attempts: u32,
+        /// What the store said.
+        error: StoreError,
+    },
+    /// The body ran and returned a result that cannot be stored for replay (it does not serialize, or
+    /// the store refused it). So that it never runs again, the key is dead-lettered with what happened.
+    #[error(
+        "`{key}` ran, but its result cannot be stored ({message}): the key waits in the dead-letter queue (entry {}) and will not run again; check the downstream, then resolve or release it", .queue.id
+    )]
+    ResultNotStored {
+        key: String,
+        /// The dead-letter entry.
+        queue: QueueRef,
+        /// Why the result could not be stored.
+        message: String,
+    },
+}
+
+fn halted_message(run_id: Uuid, attempts: u32) -> String {
+    match attempts {
+        0 => format!("run {run_id} is halted: no action of it may run (see `actguard runs`)"),
+        n => format!(
+            "run {run_id} was halted after {n} attempt(s) of this call had run: no retry (their outcome is in the log)"
+        ),
+    }
+}
+
+/// Whether a guarded call's body ran, as far as the caller can know: what
+/// [`ActionError::ran`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ran {
+    /// The body did not run in this call: nothing happened downstream because of it.
+    No,
+    /// The body ran, and what happened is recorded in the store (the log and, where due, a queue
+    /// entry that a person settles).
+    Recorded,
+    /// The body ran or may have run, and its outcome is not recorded: treat the effect as possible.
+    Unrecorded,
 }
 
 impl<E> ActionError<E> {
@@ -97,12 +149,35 @@ impl<E> ActionError<E> {
         }
     }
 
+    /// Whether the body ran, and whether what happened is recorded: the answer a caller acts on
+    /// (nothing happened; it happened and a record says what; it may have happened unrecorded).
+    /// A read's failure is [`Ran::Recorded`]: a read changes nothing that could go unrecorded.
+    pub fn ran(&self) -> Ran {
+        match self {
+            ActionError::Halted { attempts: 0, .. }
+            | ActionError::Skipped { .. }
+            | ActionError::PreviouslyFailed { .. }
+            | ActionError::InProgress { .. }
+            | ActionError::KeyReused { .. }
+            | ActionError::Serialization { .. }
+            | ActionError::Store(_) => Ran::No,
+            ActionError::Halted { .. }
+            | ActionError::Routed { .. }
+            | ActionError::DeadLettered { .. }
+            | ActionError::SecurityHalt { .. }
+            | ActionError::Failed { .. }
+            | ActionError::ResultNotStored { .. } => Ran::Recorded,
+            ActionError::Unrecorded { .. } => Ran::Unrecorded,
+        }
+    }
+
     /// The queue entry this outcome points at, if any.
     pub fn queue_entry(&self) -> Option<&QueueRef> {
         match self {
             ActionError::Routed { queue, .. }
             | ActionError::DeadLettered { queue, .. }
-            | ActionError::PreviouslyFailed { queue, .. } => Some(queue),
+            | ActionError::PreviouslyFailed { queue, .. }
+            | ActionError::ResultNotStored { queue, .. } => Some(queue),
             ActionError::SecurityHalt { queue, .. } => queue.as_ref(),
             _ => None,
         }

@@ -43,6 +43,11 @@ use crate::store::{
 const FIRST_CLAIM_POLL: Duration = Duration::from_millis(10);
 /// The longest pause between two looks at another worker's claim.
 const MAX_CLAIM_POLL: Duration = Duration::from_millis(500);
+/// How often a completion is sent before its failure is final (the store may have committed it and
+/// lost the reply: sending it again converges).
+const COMPLETE_TRIES: u32 = 4;
+/// The pause before the first resend of a completion; it grows fourfold.
+const COMPLETE_RETRY_FIRST: Duration = Duration::from_millis(50);
 /// The queue name of exhausted retries.
 pub const DEAD_LETTER_QUEUE: &str = "dead-letter";
 /// The queue name of failures that halted their run: their keys wait there for a person.
@@ -213,18 +218,62 @@ where
             self.count("succeeded");
             return Ok(value);
         };
+        let claim_id = claim.claim_id;
         let result = match serde_json::to_value(&value) {
             Ok(r) => r,
-            Err(e) => {
-                // The claim is left to expire: without a stored result the key must not look completed.
-                self.count("serialization_error");
-                return Err(ActionError::Serialization {
-                    action: self.spec.name.to_owned(),
-                    message: e.to_string(),
-                });
-            }
+            // The body ran: the key must end recorded, never released to run again.
+            Err(e) => return Err(self.result_not_stored(e.to_string()).await),
         };
         let now_ms = self.now_ms();
+        // Captured states are kept (a capture is rare; cloning `None` is free) so that a completion
+        // sent again is built the same way; the result is serialized again from the value.
+        let before = self.attempt().take_before();
+        let after = self.attempt().take_after();
+        let mut completion =
+            self.completion(claim_id, now_ms, result, before.clone(), after.clone());
+        // A completion whose reply was lost is sent again: the store accepts the same claim's same
+        // completion once more (it converges), so a lost reply does not leave the key to run again.
+        let store = self.agent().inner.store.clone();
+        let mut pause = COMPLETE_RETRY_FIRST;
+        let mut tries = 1;
+        loop {
+            match store.complete(completion).await {
+                Ok(_) => {
+                    tracing::debug!(attempts = self.number, "succeeded");
+                    self.count("succeeded");
+                    return Ok(value);
+                }
+                Err(e @ (StoreError::Unavailable(_) | StoreError::Backend(_)))
+                    if tries < COMPLETE_TRIES =>
+                {
+                    tracing::warn!(error = %e, "the result could not be recorded; sending it again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 4;
+                    tries += 1;
+                    let result = serde_json::to_value(&value).unwrap_or_default();
+                    completion =
+                        self.completion(claim_id, now_ms, result, before.clone(), after.clone());
+                }
+                Err(e @ (StoreError::ClaimLost { .. } | StoreError::Unavailable(_))) => {
+                    tracing::error!(error = %e, "the result could not be recorded");
+                    return Err(self.unrecorded(e));
+                }
+                // The store is there but refuses this result: record that the body ran instead.
+                Err(e) => return Err(self.result_not_stored(e.to_string()).await),
+            }
+        }
+    }
+
+    /// The completion of a successful attempt: the result and the final log entry (`after` defaults
+    /// to the result).
+    fn completion(
+        &self,
+        claim_id: Uuid,
+        now_ms: Millis,
+        result: serde_json::Value,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> Completion {
         // A compensating action's success is logged as the compensation it is (and so stays out of the
         // blast radius of later queries for succeeded writes).
         let outcome = if self.attempt().reverting().is_some() {
@@ -233,31 +282,76 @@ where
             Outcome::Succeeded
         };
         let mut entry = self.entry(outcome, now_ms);
-        entry.after = Some(
-            self.attempt()
-                .take_after()
-                .unwrap_or_else(|| result.clone()),
-        );
-        let completion = Completion {
+        entry.before = before;
+        entry.after = Some(after.unwrap_or_else(|| result.clone()));
+        Completion {
             key_digest: self.attempt().key_digest.clone(),
-            claim_id: claim.claim_id,
+            claim_id,
             action: SharedStr::from_static(self.spec.name),
             record: self.attempt().record.clone(),
             result,
             entry,
             now_ms,
             replay_of: self.replay_of,
+        }
+    }
+
+    /// The body ran, but the call's outcome could not be recorded.
+    fn unrecorded(&self, error: StoreError) -> ActionError<E> {
+        self.count("unrecorded");
+        ActionError::Unrecorded {
+            key: self.attempt().key.to_string(),
+            attempts: self.number,
+            error,
+        }
+    }
+
+    /// The body ran and succeeded, but its result cannot be stored: the key is dead-lettered with
+    /// what happened, so that it never runs again.
+    async fn result_not_stored(&mut self, message: String) -> ActionError<E> {
+        let Some(claim) = &self.claim else {
+            return self.unrecorded(StoreError::Backend(message));
         };
-        match self.agent().inner.store.complete(completion).await {
-            Ok(_) => {
-                tracing::debug!(attempts = self.number, "succeeded");
-                self.count("succeeded");
-                Ok(value)
+        let now_ms = self.now_ms();
+        let note = format!(
+            "the action ran and succeeded, but its result cannot be stored ({message}): it will not run again"
+        );
+        let mut entry = self.entry(Outcome::DeadLettered, now_ms);
+        entry.failure_kind = Some(FailureKind::Validation);
+        entry.route = Some(Route::DeadLetter);
+        entry.message = Some(note.clone());
+        entry.after = self.attempt().take_after();
+        let failure = Failure {
+            key_digest: self.attempt().key_digest.clone(),
+            claim_id: claim.claim_id,
+            queue_entry: Some(self.queue_entry(
+                QueueKind::DeadLetter,
+                DEAD_LETTER_QUEUE,
+                FailureKind::Validation,
+                note,
+                now_ms,
+            )),
+            entry,
+            now_ms,
+            replay_of: self.replay_of,
+        };
+        match self.agent().inner.store.fail(failure).await {
+            Ok(logged) => {
+                tracing::error!(error = %message, "the result cannot be stored: dead-lettered");
+                self.count("result_not_stored");
+                ActionError::ResultNotStored {
+                    key: self.attempt().key.to_string(),
+                    queue: QueueRef {
+                        id: logged.entry.queue_entry.unwrap_or_default(),
+                        kind: QueueKind::DeadLetter,
+                        name: DEAD_LETTER_QUEUE.to_owned(),
+                    },
+                    message,
+                }
             }
             Err(e) => {
-                tracing::error!(error = %e, "the result could not be recorded");
-                self.count("store_error");
-                Err(ActionError::Store(e))
+                tracing::error!(error = %e, "the result cannot be stored, nor that the action ran");
+                self.unrecorded(e)
             }
         }
     }
@@ -291,8 +385,7 @@ where
                     entry.route = Some(Route::Retry);
                     entry.message = Some(error.to_string());
                     if let Err(e) = self.agent().inner.store.append_log(&entry).await {
-                        self.count("store_error");
-                        return Some(Err(ActionError::Store(e)));
+                        return Some(Err(self.unrecorded(e)));
                     }
                 }
                 tracing::warn!(
@@ -322,10 +415,7 @@ where
         let store = self.agent().inner.store.clone();
         match store.run_state(self.run.id()).await {
             Ok(RunState::Active) => None,
-            Err(e) => {
-                self.count("store_error");
-                Some(ActionError::Store(e))
-            }
+            Err(e) => Some(self.unrecorded(e)),
             Ok(RunState::Halted { reason, .. }) => {
                 tracing::info!("refused: the run was halted before the retry");
                 self.count("refused");
@@ -350,6 +440,7 @@ where
                 }
                 Some(ActionError::Halted {
                     run_id: self.run.id(),
+                    attempts: self.number,
                 })
             }
         }
@@ -434,13 +525,11 @@ where
             Ok(logged) => logged,
             Err(e) => {
                 tracing::error!(error = %e, "the failure could not be recorded");
-                self.count("store_error");
-                return ActionError::Store(e);
+                return self.unrecorded(e);
             }
         };
         let Some(id) = logged.entry.queue_entry else {
-            self.count("store_error");
-            return ActionError::Store(StoreError::Backend(
+            return self.unrecorded(StoreError::Backend(
                 "the store did not name the queue entry it created".into(),
             ));
         };
@@ -530,8 +619,7 @@ where
                 // Not halted durably: report the store error, so the caller does not believe the run is
                 // safely stopped. The claim stays until its lease expires.
                 tracing::error!(error = %e, "the run could not be halted");
-                self.count("store_error");
-                return ActionError::Store(e);
+                return self.unrecorded(e);
             }
         }
         self.count("halted");
@@ -567,7 +655,9 @@ where
                         name: SECURITY_QUEUE.to_owned(),
                     });
                 }
-                Err(e) => tracing::error!(error = %e, "the halted call's key could not be quarantined"),
+                Err(e) => {
+                    tracing::error!(error = %e, "the halted call's key could not be quarantined")
+                }
             }
         }
         ActionError::SecurityHalt {
@@ -609,6 +699,7 @@ impl Beginning<'_> {
             "refused",
             ActionError::Halted {
                 run_id: self.run.id(),
+                attempts: 0,
             },
         )
     }
@@ -737,7 +828,9 @@ impl Beginning<'_> {
                             "took over the expired claim of another worker"
                         );
                         if number > policy.retries.saturating_add(1) {
-                            return self.abandon(claimed, claim.previous_attempts, request.now_ms).await;
+                            return self
+                                .abandon(claimed, claim.previous_attempts, request.now_ms)
+                                .await;
                         }
                     }
                     return self.act(Some(claimed), number, claim.takeover || number > 1, span);
@@ -840,12 +933,7 @@ impl Beginning<'_> {
     /// A takeover whose call has no attempt left: every worker that held the claim stopped in the
     /// middle of an attempt (an input that kills its worker). The body does not run again; the key
     /// goes to the dead-letter queue and the caller learns where.
-    async fn abandon<T, E>(
-        &self,
-        claimed: Claimed,
-        attempts: u32,
-        now_ms: Millis,
-    ) -> Begun<T, E> {
+    async fn abandon<T, E>(&self, claimed: Claimed, attempts: u32, now_ms: Millis) -> Begun<T, E> {
         let message = format!(
             "{attempts} attempts started and none ended: each worker holding the claim stopped \
              before its attempt did, so the body is not run again"
@@ -886,7 +974,11 @@ impl Beginning<'_> {
                 "the store did not name the queue entry it created".into(),
             ));
         };
-        tracing::error!(attempts, queue_entry = id, "dead-lettered: no attempt left after a takeover");
+        tracing::error!(
+            attempts,
+            queue_entry = id,
+            "dead-lettered: no attempt left after a takeover"
+        );
         self.done(
             "dead_lettered",
             ActionError::PreviouslyFailed {

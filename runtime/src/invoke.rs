@@ -188,13 +188,19 @@ fn action_error<E: Classify + Display>(action: &str, e: &ActionError<E>) -> Invo
         ActionError::DeadLettered { queue, error, .. } => {
             ("dead_lettered", Some(error.classify()), Some(queue.id))
         }
-        ActionError::SecurityHalt { .. } => ("security_halt", Some(FailureKind::Security), None),
+        ActionError::SecurityHalt { queue, .. } => (
+            "security_halt",
+            Some(FailureKind::Security),
+            queue.as_ref().map(|q| q.id),
+        ),
         ActionError::Failed { kind, .. } => ("failed", Some(*kind), None),
         ActionError::PreviouslyFailed { queue, .. } => ("previously_failed", None, Some(queue.id)),
         ActionError::InProgress { .. } => ("in_progress", None, None),
         ActionError::KeyReused { .. } => ("key_reused", None, None),
         ActionError::Serialization { .. } => ("serialization", None, None),
         ActionError::Store(_) => ("store", None, None),
+        ActionError::Unrecorded { .. } => ("unrecorded", None, None),
+        ActionError::ResultNotStored { queue, .. } => ("result_not_stored", None, Some(queue.id)),
     };
     InvokeError::Action {
         action: action.to_owned(),

@@ -52,7 +52,7 @@ pub use audit::{
 pub use backoff::Backoff;
 pub use classify::Classify;
 pub use clock::{Clock, TokioClock};
-pub use error::ActionError;
+pub use error::{ActionError, Ran};
 pub use guard::{DEAD_LETTER_QUEUE, SECURITY_QUEUE};
 pub use invoke::{InvokeError, InvokeFn};
 pub use key::{KeyPart, Payload, PayloadJson, RenderedKey, fingerprint};

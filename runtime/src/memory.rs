@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::key::PayloadJson;
-use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::log::Outcome;
+use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::rules::{
     self, ActedView, CompletePlan, FailPlan, Holder, KeyPhase, KeyView, LeaseView, RecordView,
     Refusal,
@@ -367,8 +367,8 @@ impl Store for MemoryStore {
             ..
         } = &mut *guard;
 
-        let halted = !runs.is_empty()
-            && matches!(runs.get(&req.run_id), Some(RunState::Halted { .. }));
+        let halted =
+            !runs.is_empty() && matches!(runs.get(&req.run_id), Some(RunState::Halted { .. }));
         let key = keys.entry(req.key_digest.clone());
         let view = match &key {
             Entry::Occupied(k) => Some(k.get().view(queue, req)),
@@ -378,7 +378,9 @@ impl Store for MemoryStore {
             Ok(grant) => grant,
             Err(refusal) => {
                 let Entry::Occupied(k) = &key else {
-                    return Ok(refusal.answer().expect("only a stored key completes or fails"));
+                    return Ok(refusal
+                        .answer()
+                        .expect("only a stored key completes or fails"));
                 };
                 return Ok(refusal_answer(refusal, k.get()));
             }
@@ -493,7 +495,10 @@ impl Store for MemoryStore {
                 .last()
                 .map(Appended::of);
             return first.ok_or_else(|| {
-                StoreError::Corrupt(format!("key `{}` completed without a log entry", entry.key_text))
+                StoreError::Corrupt(format!(
+                    "key `{}` completed without a log entry",
+                    entry.key_text
+                ))
             });
         }
         let k = k.expect("a held claim has its key");

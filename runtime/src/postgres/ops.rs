@@ -13,8 +13,9 @@ use crate::rules::{
     Refusal,
 };
 use crate::store::{
-    to_json, Begin, BeginRequest, Completion, Failure, KeyState, KeyStatus, Millis, NewQueueEntry,
+    Begin, BeginRequest, Completion, Failure, KeyState, KeyStatus, Millis, NewQueueEntry,
     QueueEntry, QueueKind, QueueQuery, QueueRef, QueueStatus, QueueUpdate, RunState, StoreError,
+    to_json,
 };
 
 type Param<'a> = &'a (dyn ToSql + Sync);
@@ -191,10 +192,13 @@ async fn begin_in(db: Db<'_>, tx: &Transaction<'_>, r: &BeginRequest) -> Result<
                 KeyStatus::Completed => KeyPhase::Completed,
                 KeyStatus::Failed => {
                     let id: Option<i64> = db.col(k, 5)?;
-                    let id = id.ok_or_else(|| db.corrupt("failed key", "it names no queue entry"))?;
+                    let id =
+                        id.ok_or_else(|| db.corrupt("failed key", "it names no queue entry"))?;
                     let entry = u64::try_from(id).map_err(|e| db.corrupt("queue id", e))?;
                     let entry_replayable = rules::replays(r, entry)
-                        && queue_status(db, tx, id).await?.is_some_and(rules::replayable);
+                        && queue_status(db, tx, id)
+                            .await?
+                            .is_some_and(rules::replayable);
                     KeyPhase::Failed {
                         entry,
                         entry_replayable,
@@ -423,7 +427,9 @@ async fn complete_in(
                 .transpose()?;
             let holder = match (db.key_status(&state)?, claim) {
                 (KeyStatus::Claimed, Some(c)) => Holder::Claimed(c),
-                (KeyStatus::Completed, by) => Holder::Completed(by, stored.as_deref() == Some(&result)),
+                (KeyStatus::Completed, by) => {
+                    Holder::Completed(by, stored.as_deref() == Some(&result))
+                }
                 _ => Holder::Other,
             };
             (holder, db.col::<String>(row, 3)?, db.col::<String>(row, 4)?)
@@ -441,7 +447,10 @@ async fn complete_in(
             )
             .await?
             .ok_or_else(|| {
-                db.corrupt("log", format!("key `{key_text}` completed without a log entry"))
+                db.corrupt(
+                    "log",
+                    format!("key `{key_text}` completed without a log entry"),
+                )
             })?;
         let seq: i64 = db.col(&row, 0)?;
         let entry: String = db.col(&row, 1)?;
@@ -633,7 +642,9 @@ async fn queue_update_in(
             let queue_id: Option<i64> = db.col(row, 1)?;
             Some(match db.key_status(&state)? {
                 KeyStatus::Failed => KeyPhase::Failed {
-                    entry: queue_id.and_then(|id| u64::try_from(id).ok()).unwrap_or_default(),
+                    entry: queue_id
+                        .and_then(|id| u64::try_from(id).ok())
+                        .unwrap_or_default(),
                     entry_replayable: false,
                 },
                 KeyStatus::Completed => KeyPhase::Completed,

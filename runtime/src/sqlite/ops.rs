@@ -356,17 +356,19 @@ pub(crate) fn begin(
             }
         }
     }
-    let record_view = record.as_ref().map(|(token, holder, holder_key, until)| RecordView {
-        last_token: *token as u64,
-        lease: match (holder, until) {
-            (Some(holder), Some(until)) => Some(LeaseView {
-                holder_digest: holder,
-                holder_key: holder_key.as_deref().unwrap_or_default(),
-                until_ms: *until,
-            }),
-            _ => None,
-        },
-    });
+    let record_view = record
+        .as_ref()
+        .map(|(token, holder, holder_key, until)| RecordView {
+            last_token: *token as u64,
+            lease: match (holder, until) {
+                (Some(holder), Some(until)) => Some(LeaseView {
+                    holder_digest: holder,
+                    holder_key: holder_key.as_deref().unwrap_or_default(),
+                    until_ms: *until,
+                }),
+                _ => None,
+            },
+        });
     let acted_view = acted.as_ref().map(|(key_text, digest, at_ms)| ActedView {
         key_digest: digest,
         key_text,
@@ -505,7 +507,9 @@ pub(crate) fn complete(
                 .transpose()?;
             let holder = match (key_status(at, &state)?, claim) {
                 (KeyStatus::Claimed, Some(c)) => Holder::Claimed(c),
-                (KeyStatus::Completed, by) => Holder::Completed(by, stored.as_deref() == Some(result)),
+                (KeyStatus::Completed, by) => {
+                    Holder::Completed(by, stored.as_deref() == Some(result))
+                }
                 _ => Holder::Other,
             };
             (holder, text)
@@ -575,7 +579,11 @@ fn completed_entry(
         .optional()
         .at(at)?;
     let (seq, entry, prev_hash, hash) = row.ok_or_else(|| {
-        corrupt(at, "log", format!("key `{key_text}` completed without a log entry"))
+        corrupt(
+            at,
+            "log",
+            format!("key `{key_text}` completed without a log entry"),
+        )
     })?;
     Ok(LogEntry {
         seq: seq as u64,
