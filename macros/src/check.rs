@@ -155,6 +155,7 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
         check_template_roots(&template.value, &params, errors);
     }
     check_windows(&args, errors);
+    check_dedup_record(&args, effect, errors);
     check_routes(&args, errors);
 
     if effect == Effect::Destructive && !args.explicit.contains(&"compensate") {
@@ -360,6 +361,26 @@ fn check_windows(args: &Args, errors: &mut Errors) {
             ),
         ));
     }
+}
+
+/// A `dedup` window needs a `record`: without one the record is the key, so a second call on the same
+/// record always has the same key (replayed, never skipped) and the loop filter can never act.
+/// `dedup = none` says the filter is off, which is true without a record too.
+fn check_dedup_record(args: &Args, effect: Effect, errors: &mut Errors) {
+    // A read has no record to declare (it is not claimed or deduplicated at all).
+    if effect == Effect::Read || args.explicit.contains(&"record") {
+        return;
+    }
+    let Some(dedup) = &args.dedup else { return };
+    if dedup.value.is_none() {
+        return;
+    }
+    errors.push(syn::Error::new(
+        dedup.value_span,
+        "`dedup` needs a `record`: the loop filter skips a second action on the same record within the \
+         window, and without a `record` every key is its own record, so nothing is ever skipped. Add the \
+         business object this action acts on, e.g. `record = \"{order.id}\"`, or remove `dedup`",
+    ));
 }
 
 fn check_routes(args: &Args, errors: &mut Errors) {

@@ -35,7 +35,9 @@ pub struct AuditSettings {
     /// 1. the key: `key` written ([`Rule::ImplicitKey`]);
     /// 2. the retry budget: `retries` and `max_elapsed` written, or the call is never retried
     ///    (`retries = 0`, or `on_transient` written as another route) ([`Rule::ImplicitRetryBudget`]);
-    /// 3. the loop filter: `dedup` written, as a duration or `none` ([`Rule::ImplicitDedup`]);
+    /// 3. the loop filter: `dedup` written, as a duration or `none` ([`Rule::ImplicitDedup`]), and a
+    ///    `record` declared, the business object the filter and the per-record serialization work on
+    ///    ([`Rule::NoRecord`]);
     /// 4. failure routing: for validation, `on_validation` written or `owner` named while it keeps
     ///    its default route; for conflict, `on_conflict` written or `expert` named likewise; for
     ///    security, `on_security` written ([`Rule::ImplicitFailureRouting`]);
@@ -104,6 +106,14 @@ pub enum Rule {
     DedupNotLongerThanCycle,
     /// `cycle` is declared while `dedup = none` turns the loop filter off (warning).
     CycleWithoutDedup,
+    /// A write declares a `dedup` window but no `record`: each key is then its own record, so the
+    /// loop filter never skips anything.
+    DedupWithoutRecord,
+    /// A write declares no `record`: the loop filter is off and calls on one business object are not
+    /// serialized (only calls with the same key are). An error in strict mode; otherwise a warning
+    /// when the action declares a `cycle` with the loop filter on, since nothing then stops the next
+    /// cycle from acting on the same object again under a new key.
+    NoRecord,
     /// A `write` or `destructive` action has no idempotency key.
     WriteWithoutKey,
     /// Strict: a write's `key` is not written in the attribute.
@@ -138,6 +148,8 @@ impl Rule {
             Rule::CompensateSignatureMismatch => "compensate_signature_mismatch",
             Rule::DedupNotLongerThanCycle => "dedup_not_longer_than_cycle",
             Rule::CycleWithoutDedup => "cycle_without_dedup",
+            Rule::DedupWithoutRecord => "dedup_without_record",
+            Rule::NoRecord => "no_record",
             Rule::WriteWithoutKey => "write_without_key",
             Rule::ImplicitKey => "strict_implicit_key",
             Rule::ImplicitRetryBudget => "strict_implicit_retry_budget",
@@ -506,6 +518,46 @@ fn check_action(
         _ => {}
     }
 
+    // Without a record each key is its own record: a repeat on the same business object under another
+    // key is never skipped, and only calls with the same key run one at a time.
+    let no_record = writes && spec.record.is_none();
+    let dedup_without_record = no_record && spec.is_explicit("dedup") && p.dedup.is_some();
+    if dedup_without_record {
+        push(
+            Severity::Error,
+            Rule::DedupWithoutRecord,
+            format!(
+                "dedup = \"{}\" is declared but no record: the loop filter skips a second action on the \
+                 same record within the window, and without a `record` every key is its own record, so \
+                 nothing is ever skipped; {RECORD_HINT}, or remove `dedup`",
+                p.dedup.map_or_else(String::new, short_duration)
+            ),
+        );
+    }
+    if no_record && !dedup_without_record {
+        match (p.dedup, p.cycle) {
+            _ if strict => push(
+                Severity::Error,
+                Rule::NoRecord,
+                format!(
+                    "no record: the loop filter is off and calls on one business object are not \
+                     serialized; strict mode requires `record = \"...\"` on every write: {RECORD_HINT}"
+                ),
+            ),
+            (Some(_), Some(cycle)) => push(
+                Severity::Warning,
+                Rule::NoRecord,
+                format!(
+                    "no record: the loop filter is off and calls on one business object are not \
+                     serialized, yet cycle = \"{}\" is declared: nothing stops the next cycle from acting \
+                     on the same object again under a new key; {RECORD_HINT}",
+                    short_duration(cycle)
+                ),
+            ),
+            _ => {}
+        }
+    }
+
     if writes && spec.key.is_none() {
         push(
             Severity::Error,
@@ -586,6 +638,11 @@ fn check_action(
         );
     }
 }
+
+/// How to answer a missing record, the end of a finding's message.
+const RECORD_HINT: &str = "declare the business object this action acts on, e.g. \
+    `record = \"{invoice.id}\"` (not a coarser owner such as the customer, unless the rule really is \
+    once per customer per window)";
 
 const PERMANENT_KINDS: [FailureKind; 3] = [
     FailureKind::Validation,
@@ -702,6 +759,7 @@ mod tests {
 
     const ALL: &[&str] = &[
         "key",
+        "record",
         "retries",
         "max_elapsed",
         "dedup",
@@ -721,8 +779,8 @@ mod tests {
             file: "src/loans.rs",
             line: 10,
             effect: Effect::Write,
-            key: Some("k:{id}"),
-            record: None,
+            key: Some("k:{id}:{seq}"),
+            record: Some("{id}"),
             policy: Policy {
                 owner: Some("loan-ops"),
                 expert: Some("credit-risk"),
@@ -940,6 +998,103 @@ mod tests {
         let report = lenient(&[&a]);
         assert_eq!(rules(&report), vec![Rule::CycleWithoutDedup]);
         assert!(report.is_ok());
+    }
+
+    #[test]
+    fn a_dedup_window_without_a_record_is_rejected() {
+        // The attribute rejects it; a hand-built spec is held to the same bar.
+        let a = ActionSpec {
+            record: None,
+            ..good("send_invoice")
+        };
+        let report = lenient(&[&a]);
+        assert_eq!(rules(&report), vec![Rule::DedupWithoutRecord]);
+        let msg = &report.findings()[0].message;
+        assert!(
+            msg.contains("dedup = \"24h\" is declared but no record"),
+            "{msg}"
+        );
+        assert!(msg.contains("`record = \"{invoice.id}\"`"), "{msg}");
+        // Not reported twice in strict mode.
+        let strict = audit(&[&a], &AuditSettings::strict());
+        assert_eq!(rules(&strict), vec![Rule::DedupWithoutRecord]);
+
+        // `dedup = none` says the filter is off, which is true.
+        let mut b = ActionSpec {
+            record: None,
+            ..good("send_invoice")
+        };
+        b.policy.dedup = None;
+        assert!(lenient(&[&b]).findings().is_empty());
+
+        // A read has no record to declare.
+        let c = ActionSpec {
+            effect: Effect::Read,
+            key: None,
+            record: None,
+            ..good("balance")
+        };
+        assert!(lenient(&[&c]).findings().is_empty());
+    }
+
+    #[test]
+    fn a_write_without_a_record_fails_strict_and_warns_when_it_runs_in_cycles() {
+        // The newcomer's action: no record, the default dedup window.
+        let a = ActionSpec {
+            record: None,
+            explicit: &[
+                "key",
+                "retries",
+                "max_elapsed",
+                "on_validation",
+                "on_conflict",
+                "on_security",
+                "owner",
+                "expert",
+            ],
+            ..good("send_invoice")
+        };
+        // Lenient: most writes look like this; nothing to say unless it runs in cycles (below).
+        assert!(lenient(&[&a]).findings().is_empty());
+
+        let strict = audit(&[&a], &AuditSettings::strict());
+        assert_eq!(rules(&strict), vec![Rule::NoRecord, Rule::ImplicitDedup]);
+        let finding = &strict.findings()[0];
+        assert_eq!(finding.severity, Severity::Error);
+        assert!(
+            finding.message.starts_with(
+                "no record: the loop filter is off and calls on one business object are not serialized"
+            ),
+            "{}",
+            finding.message
+        );
+
+        // `dedup = none` answers the loop filter, not the serialization.
+        let mut b = ActionSpec {
+            record: None,
+            ..good("send_invoice")
+        };
+        b.policy.dedup = None;
+        let strict = audit(&[&b], &AuditSettings::strict());
+        assert_eq!(rules(&strict), vec![Rule::NoRecord]);
+
+        // Declaring a cycle says the action runs again and again: then the missing record is worth
+        // a warning even when the audit is lenient.
+        let mut c = a;
+        c.policy.cycle = Some(Duration::from_secs(6 * 3600));
+        let report = lenient(&[&c]);
+        assert_eq!(rules(&report), vec![Rule::NoRecord]);
+        assert_eq!(report.findings()[0].severity, Severity::Warning);
+        assert!(
+            report.findings()[0]
+                .message
+                .contains("cycle = \"6h\" is declared"),
+            "{report}"
+        );
+        assert!(report.is_ok());
+        // With `dedup = none` the cycle warning is `cycle_without_dedup`, not this one.
+        c.policy.dedup = None;
+        assert_eq!(rules(&lenient(&[&c])), vec![Rule::CycleWithoutDedup]);
     }
 
     #[test]

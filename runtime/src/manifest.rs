@@ -145,7 +145,8 @@ pub struct Idempotency {
     pub effect: Effect,
     /// The key template (none for a read without one).
     pub key: Option<String>,
-    /// The record template in force (`record`, else the key template).
+    /// The record template, the business object the action acts on: `null` when none is declared
+    /// (each key is then its own record, so the loop filter is off; see [`Dedup::off_because`]).
     pub record: Option<String>,
     /// The expression the body uses to pass the key downstream ([`DOWNSTREAM_KEY`]), when there is a key.
     pub downstream_key: Option<String>,
@@ -178,12 +179,50 @@ pub struct Backoff {
 /// Question 3.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dedup {
+    /// Whether the loop filter can skip a repeat on the same record.
+    pub loop_filter: LoopFilter,
+    /// Why the loop filter is off; `null` when it is on.
+    pub off_because: Option<FilterOff>,
     /// Loop-filter window for (record, action), e.g. `"24h"`; `null` when the filter is off.
     pub window: Option<String>,
     /// The longest run cycle, if declared.
     pub cycle: Option<String>,
     /// How long an in-progress claim on a record holds.
     pub lease: String,
+}
+
+/// Whether the loop filter of an action can skip anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopFilter {
+    /// A repeat on the same record within the window is skipped.
+    On,
+    /// Nothing is skipped; [`Dedup::off_because`] says why.
+    Off,
+}
+
+/// Why the loop filter of an action is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterOff {
+    /// The action only reads: reads are not claimed or deduplicated.
+    Read,
+    /// `dedup = none`.
+    DedupNone,
+    /// No `record` is declared: each key is its own record, so a repeat on the same business object
+    /// comes with another key and is not skipped (and one with the same key is a replay, not a skip).
+    NoRecord,
+}
+
+impl FilterOff {
+    /// `"read"`, `"dedup_none"` or `"no_record"`, as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterOff::Read => "read",
+            FilterOff::DedupNone => "dedup_none",
+            FilterOff::NoRecord => "no_record",
+        }
+    }
 }
 
 /// Question 4.
@@ -501,7 +540,7 @@ impl Manifest {
                         .as_deref()
                         .map_or("none".to_owned(), |k| format!("`{}`", cell(k))),
                     a.retry_summary(),
-                    a.dedup.window.as_deref().unwrap_or("off"),
+                    a.dedup_summary(),
                     a.compensate.as_deref().map_or("none".to_owned(), cell),
                 ));
             }
@@ -540,6 +579,16 @@ impl ActionEntry {
                 })
                 .collect()
         };
+        // An explicit `dedup = none` is the first reason: the filter would be off with a record too.
+        let off_because = if spec.effect == Effect::Read {
+            Some(FilterOff::Read)
+        } else if p.dedup.is_none() {
+            Some(FilterOff::DedupNone)
+        } else if spec.record.is_none() {
+            Some(FilterOff::NoRecord)
+        } else {
+            None
+        };
         ActionEntry {
             name: spec.name.to_owned(),
             source: Source {
@@ -550,7 +599,7 @@ impl ActionEntry {
             idempotency: Idempotency {
                 effect: spec.effect,
                 key: spec.key.map(str::to_owned),
-                record: spec.record_template().map(str::to_owned),
+                record: spec.record.map(str::to_owned),
                 downstream_key: spec.key.map(|_| DOWNSTREAM_KEY.to_owned()),
             },
             retries: Retries {
@@ -564,7 +613,16 @@ impl ActionEntry {
                 jitter: p.jitter,
             },
             dedup: Dedup {
-                window: p.dedup.map(short_duration),
+                loop_filter: if off_because.is_some() {
+                    LoopFilter::Off
+                } else {
+                    LoopFilter::On
+                },
+                off_because,
+                window: p
+                    .dedup
+                    .filter(|_| off_because.is_none())
+                    .map(short_duration),
                 cycle: p.cycle.map(short_duration),
                 lease: short_duration(p.lease),
             },
@@ -620,6 +678,17 @@ impl ActionEntry {
         }
     }
 
+    /// The dedup window, or `"off (no record)"` and the like: the loop filter in one table cell.
+    fn dedup_summary(&self) -> String {
+        match (&self.dedup.window, self.dedup.off_because) {
+            (Some(window), None) => window.clone(),
+            (_, Some(FilterOff::Read)) => "off (read)".to_owned(),
+            (_, Some(FilterOff::DedupNone)) => "off (`dedup = none`)".to_owned(),
+            (_, Some(FilterOff::NoRecord)) => "off (no record)".to_owned(),
+            (None, None) => "off".to_owned(),
+        }
+    }
+
     /// The options left to their defaults, in the attribute's order.
     pub fn defaulted_options(&self) -> Vec<&str> {
         OPTIONS
@@ -661,8 +730,14 @@ impl ActionEntry {
                      acting again, and a retry reuses the same key. The key is handed to the downstream \
                      system as `{DOWNSTREAM_KEY}`: confirm that the downstream honours it."
                 ));
-                if let Some(record) = &self.idempotency.record {
-                    md.push_str(&format!(" The record this action touches is `{record}`."));
+                match &self.idempotency.record {
+                    Some(record) => {
+                        md.push_str(&format!(" The record this action touches is `{record}`."))
+                    }
+                    None => md.push_str(
+                        " No record is declared: each key is its own record (the log's `record` is \
+                         the key).",
+                    ),
                 }
                 md.push_str("\n\n");
             }
@@ -708,12 +783,26 @@ impl ActionEntry {
             .idempotency
             .record
             .as_deref()
-            .map_or("the record".to_owned(), |r| format!("the record `{r}`"));
-        match &d.window {
-            _ if effect == Effect::Read && self.idempotency.record.is_none() => md.push_str(
-                "This action only reads and declares no record, so the loop filter does not apply.",
+            .map_or("the same business object".to_owned(), |r| {
+                format!("the record `{r}`")
+            });
+        match (&d.window, d.off_because) {
+            (_, Some(FilterOff::Read)) => md.push_str(
+                "This action only reads, so the loop filter does not apply: reads are not claimed, \
+                 deduplicated or serialized.",
             ),
-            Some(window) => {
+            (_, Some(FilterOff::DedupNone)) => md.push_str(&format!(
+                "The loop filter is off (`dedup = none`): this action may act on {record} again on any \
+                 new call; only calls with the same key are deduplicated."
+            )),
+            (_, Some(FilterOff::NoRecord)) => md.push_str(
+                "**The loop filter is off: no record is declared.** Without a `record`, each key is its \
+                 own record, so nothing is ever skipped: a repeat on the same business object under \
+                 another key acts again, and only calls with the same key are deduplicated. Declare the \
+                 business object this action acts on (the invoice, the work order, the shipment) as its \
+                 `record` to turn the filter on.",
+            ),
+            (Some(window), None) => {
                 md.push_str(&format!(
                     "Once this action has acted on {record}, it does not act on it again for {}: a \
                      repeat is skipped without calling the downstream, and the skip is logged.",
@@ -727,17 +816,22 @@ impl ActionEntry {
                     ));
                 }
             }
-            None => md.push_str(&format!(
-                "The loop filter is off (`dedup = none`): this action may act on {record} again on any \
-                 new call; only calls with the same key are deduplicated."
-            )),
+            (None, None) => md.push_str("The loop filter is off."),
         }
-        if self.idempotency.record.is_some() {
-            md.push_str(&format!(
-                " Calls on the same record run one at a time: a worker's claim holds for {} before \
-                 another worker may take it over, and each claim carries a fencing token.",
-                long_duration_str(&d.lease)
-            ));
+        if effect != Effect::Read {
+            match &self.idempotency.record {
+                Some(_) => md.push_str(&format!(
+                    " Calls on the same record run one at a time: a worker's claim holds for {} before \
+                     another worker may take it over, and each claim carries a fencing token.",
+                    long_duration_str(&d.lease)
+                )),
+                None => md.push_str(&format!(
+                    " Only calls with the same key run one at a time (a worker's claim holds for {} \
+                     before another worker may take it over, and each claim carries a fencing token): \
+                     calls on one business object under different keys may overlap.",
+                    long_duration_str(&d.lease)
+                )),
+            }
         }
         md.push_str("\n\n");
 
@@ -1079,6 +1173,8 @@ const ACTION_FIELDS: &[(&str, Option<&str>)] = &[
     ("retries.backoff.base", Some("backoff base")),
     ("retries.backoff.cap", Some("backoff cap")),
     ("retries.jitter", Some("jitter")),
+    ("dedup.loop_filter", Some("loop filter")),
+    ("dedup.off_because", None),
     ("dedup.window", Some("dedup")),
     ("dedup.cycle", Some("cycle")),
     ("dedup.lease", Some("lease")),

@@ -214,7 +214,8 @@ pub struct ActionSpec {
     pub effect: Effect,
     /// The idempotency key template, if any (required for `write` and `destructive`).
     pub key: Option<&'static str>,
-    /// The record template (defaults to the key template).
+    /// The record template, the business object the action acts on; `None` when none is declared:
+    /// each rendered key is then its own record, so the loop filter never skips anything.
     pub record: Option<&'static str>,
     /// Retry, dedup, lease and routing.
     pub policy: Policy,
@@ -242,7 +243,7 @@ impl ActionSpec {
         self.explicit.contains(&option)
     }
 
-    /// The record template in force: `record`, else `key`.
+    /// The record template in force: `record`, else `key` (each key its own record).
     pub fn record_template(&self) -> Option<&'static str> {
         self.record.or(self.key)
     }

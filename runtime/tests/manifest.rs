@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use actguard::__private::Registration;
-use actguard::manifest::{OptionSource, UPDATE_ENV};
+use actguard::manifest::{FilterOff, LoopFilter, OptionSource, UPDATE_ENV};
 use actguard::{
     ActionSpec, AuditSettings, Change, Effect, Jitter, Manifest, ManifestError, ParamSpec, Policy,
     Route, audit_registry, registry,
@@ -193,12 +193,26 @@ fn the_manifest_validates_against_the_committed_schema() {
     let mut bad = instance.clone();
     bad["actions"][1]["failure_routing"]["security"]["route"] = "ignore".into();
     assert!(!is_valid(&bad));
-    let mut bad = instance;
+    let mut bad = instance.clone();
     bad["actions"][1]["dedup"]
         .as_object_mut()
         .unwrap()
         .remove("window");
     assert!(!is_valid(&bad));
+    // The loop filter's state agrees with its window and reason.
+    let mut bad = instance.clone();
+    bad["actions"][1]["dedup"]["loop_filter"] = "off".into();
+    assert!(!is_valid(&bad));
+    bad["actions"][1]["dedup"]["off_because"] = "no_record".into();
+    assert!(!is_valid(&bad), "an off filter has no window");
+    bad["actions"][1]["dedup"]["window"] = serde_json::Value::Null;
+    assert!(is_valid(&bad));
+    let mut bad = instance;
+    bad["actions"][2]["dedup"]["loop_filter"] = "on".into();
+    assert!(
+        !is_valid(&bad),
+        "an on filter has a window and no reason to be off"
+    );
 }
 
 #[test]
@@ -286,6 +300,8 @@ fn each_action_answers_the_five_questions_with_readable_durations() {
         ),
         ("100ms", "30s")
     );
+    assert_eq!(d.dedup.loop_filter, LoopFilter::On);
+    assert_eq!(d.dedup.off_because, None);
     assert_eq!(d.dedup.window.as_deref(), Some("24h"));
     assert_eq!(d.dedup.lease, "5m");
     assert_eq!(
@@ -309,21 +325,33 @@ fn each_action_answers_the_five_questions_with_readable_durations() {
 
     let r = m.action("reverse_disbursement").unwrap();
     assert_eq!(r.dedup.window, None);
-    assert_eq!(r.retries.backoff.base, "250ms");
     assert_eq!(
-        r.idempotency.record.as_deref(),
-        Some("reverse:{receipt.id}")
+        (r.dedup.loop_filter, r.dedup.off_because),
+        (LoopFilter::Off, Some(FilterOff::DedupNone))
     );
+    assert_eq!(r.retries.backoff.base, "250ms");
+    assert_eq!(r.idempotency.record, None);
     assert_eq!(r.signature.deps[0].name, "ledger");
 
     let b = m.action("balance").unwrap();
     assert_eq!(b.idempotency.key, None);
     assert_eq!(b.idempotency.downstream_key, None);
+    assert_eq!(
+        (
+            b.dedup.loop_filter,
+            b.dedup.off_because,
+            b.dedup.window.as_deref()
+        ),
+        (LoopFilter::Off, Some(FilterOff::Read), None)
+    );
 
     let json = m.to_json();
     for text in [
         "\"max_elapsed\": \"2m\"",
         "\"window\": \"24h\"",
+        "\"loop_filter\": \"on\"",
+        "\"off_because\": \"dedup_none\"",
+        "\"off_because\": \"read\"",
         "\"base\": \"100ms\"",
         "\"lease\": \"5m\"",
     ] {
@@ -345,9 +373,9 @@ fn the_markdown_sheet_answers_the_five_questions_per_action() {
     assert!(md.contains(&manifest().digest));
     // The overview table, one row per action.
     for row in [
-        "| balance | read | none | 3 within 5m | 24h | none |",
+        "| balance | read | none | 3 within 5m | off (read) | none |",
         "| disburse | write | `disburse:{instr.loan_id}:{instr.seq}` | 5 within 2m | 24h | reverse_disbursement |",
-        "| reverse_disbursement | destructive | `reverse:{receipt.id}` | none | off | disburse |",
+        "| reverse_disbursement | destructive | `reverse:{receipt.id}` | none | off (`dedup = none`) | disburse |",
     ] {
         assert!(md.contains(row), "missing row {row:?}:\n{md}");
     }
@@ -385,7 +413,9 @@ fn the_markdown_sheet_answers_the_five_questions_per_action() {
     for text in [
         "Effect: **destructive**; reversed by the action `disburse`",
         "are not retried: the call goes to the dead-letter queue",
-        "The loop filter is off (`dedup = none`)",
+        "The loop filter is off (`dedup = none`): this action may act on the same business object again",
+        "No record is declared: each key is its own record",
+        "Only calls with the same key run one at a time",
         "| conflict | the target's state does not allow the write | halts the whole run and raises an alert |",
     ] {
         assert!(
@@ -400,8 +430,82 @@ fn the_markdown_sheet_answers_the_five_questions_per_action() {
         "{b}"
     );
     assert!(
+        b.contains("only reads, so the loop filter does not apply"),
+        "{b}"
+    );
+    assert!(
         b.contains("retries at most 3 times within 5 minutes"),
         "{b}"
+    );
+}
+
+/// The newcomer's action: a `dedup` window (the default), but no record.
+fn send_invoice() -> ActionSpec {
+    disburse_with(|s| {
+        s.name = "send_invoice";
+        s.key = Some("send:{invoice.id}:{invoice.version}");
+        s.record = None;
+        s.policy.dedup = Some(Duration::from_secs(24 * 3600));
+        s.explicit = &["key", "retries", "max_elapsed"];
+    })
+}
+
+#[test]
+fn without_a_record_the_loop_filter_is_off_and_the_manifest_says_so() {
+    let invoice = send_invoice();
+    let m = Manifest::from_specs(&[&invoice]);
+    let a = m.action("send_invoice").unwrap();
+    assert_eq!(a.idempotency.record, None);
+    assert_eq!(a.dedup.loop_filter, LoopFilter::Off);
+    assert_eq!(a.dedup.off_because, Some(FilterOff::NoRecord));
+    assert_eq!(
+        a.dedup.window, None,
+        "a window that never applies is not shown"
+    );
+    assert_eq!(a.dedup.lease, "5m");
+
+    let json = m.to_json();
+    assert!(json.contains("\"loop_filter\": \"off\""), "{json}");
+    assert!(json.contains("\"off_because\": \"no_record\""), "{json}");
+    let (schemas, index) = schema();
+    let instance: serde_json::Value = serde_json::from_str(&json).unwrap();
+    if let Err(e) = schemas.validate(&instance, index) {
+        panic!("the manifest does not validate: {e:#}");
+    }
+
+    let md = m.to_markdown();
+    assert!(
+        md.contains("| send_invoice | write | `send:{invoice.id}:{invoice.version}` | 5 within 2m | off (no record) | reverse_disbursement |"),
+        "{md}"
+    );
+    let s = section(&md, "send_invoice");
+    for text in [
+        "No record is declared: each key is its own record",
+        "**The loop filter is off: no record is declared.**",
+        "a repeat on the same business object under another key acts again",
+        "calls on one business object under different keys may overlap",
+    ] {
+        assert!(s.contains(text), "send_invoice lacks {text:?}:\n{s}");
+    }
+    assert!(!s.contains("does not act on it again"), "{s}");
+
+    // Declaring the record turns the filter on, and a review of the manifest diff says so.
+    let fixed = ActionSpec {
+        record: Some("{invoice.id}"),
+        explicit: &["key", "record", "retries", "max_elapsed"],
+        policy: invoice.policy.clone(),
+        ..invoice
+    };
+    let diff = Manifest::diff(&json, &Manifest::from_specs(&[&fixed]).to_json()).unwrap();
+    let lines: Vec<String> = diff.changes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "send_invoice: record none → {invoice.id}",
+            "send_invoice: loop filter off → on",
+            "send_invoice: dedup none → 24h",
+            "send_invoice: record source default → explicit",
+        ]
     );
 }
 
@@ -571,8 +675,8 @@ fn the_registry_lists_submitted_actions_sorted_and_audits_them() {
     let report = audit_registry(&AuditSettings::default());
     assert!(report.is_ok(), "{report}");
 
-    // Strict: reverse_disbursement leaves on_security to its default (it is never retried, so it
-    // needs no max_elapsed).
+    // Strict: reverse_disbursement declares no record and leaves on_security to its default (it is
+    // never retried, so it needs no max_elapsed).
     let strict = audit_registry(&AuditSettings::strict());
     let failing: Vec<(&str, &str)> = strict
         .errors()
@@ -580,7 +684,10 @@ fn the_registry_lists_submitted_actions_sorted_and_audits_them() {
         .collect();
     assert_eq!(
         failing,
-        [("reverse_disbursement", "strict_implicit_failure_routing")]
+        [
+            ("reverse_disbursement", "no_record"),
+            ("reverse_disbursement", "strict_implicit_failure_routing")
+        ]
     );
     let err = strict.into_result().unwrap_err();
     assert!(err.to_string().contains("src/actions.rs:40"), "{err}");

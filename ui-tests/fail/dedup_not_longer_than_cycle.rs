@@ -22,7 +22,7 @@ impl std::fmt::Display for LedgerError {
     }
 }
 
-#[agent_action(key = "disburse:{instr.loan_id}", dedup = "1h", cycle = "6h")]
+#[agent_action(key = "disburse:{instr.loan_id}:{instr.seq}", record = "{instr.loan_id}", dedup = "1h", cycle = "6h")]
 async fn disburse(run: &Run, instr: &Disbursement) -> Result<u64, LedgerError> {
     let _ = (run, instr);
     Ok(1)
