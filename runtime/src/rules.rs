@@ -1,5 +1,5 @@
-//! The rulebook: every rule of [`Store::begin`], [`Store::complete`], [`Store::fail`] and
-//! [`Store::append_log`], written once, as plain functions from the state a store loaded to a
+//! The rulebook: every rule of [`Store::begin`](crate::Store::begin), [`Store::complete`](crate::Store::complete), [`Store::fail`](crate::Store::fail) and
+//! [`Store::append_log`](crate::Store::append_log), written once, as plain functions from the state a store loaded to a
 //! decision.
 //!
 //! A store does three things per operation: it **loads** what a rule asks for (the key's row, the
