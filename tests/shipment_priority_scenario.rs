@@ -3,6 +3,9 @@
 //! before and after state; revert runs the declared compensating action for exactly those records and
 //! restores them; a second revert changes nothing; a record changed by someone since is reported as
 //! diverged and not overwritten.
+//!
+//! And a run that changes one shipment's priority three times: its blast radius shows the state
+//! before the first change and after the last, and revert restores the first.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -59,7 +62,7 @@ enum ShipError {
         current: String,
         expected: String,
     },
-    #[error("unflag_priority only reverses a logged flag_priority")]
+    #[error("a compensating action only reverses a logged write")]
     NotARevert,
 }
 
@@ -108,6 +111,12 @@ async fn flag_priority(run: &Run, #[dep] db: &Shipments, s: &Shipment) -> Result
     expert = "shipping-leads"
 )]
 async fn unflag_priority(run: &Run, #[dep] db: &Shipments, s: &Shipment) -> Result<(), ShipError> {
+    restore(run, db, s.id)
+}
+
+/// A compensation's body: puts back `before` of the entry it reverses, unless the shipment is no
+/// longer as that entry's `after` left it.
+fn restore(run: &Run, db: &Shipments, id: u32) -> Result<(), ShipError> {
     let reverting = run.attempt().reverting().ok_or(ShipError::NotARevert)?;
     let field = |v: &Option<serde_json::Value>| {
         v.as_ref()
@@ -119,16 +128,16 @@ async fn unflag_priority(run: &Run, #[dep] db: &Shipments, s: &Shipment) -> Resu
         field(&reverting.entry.before),
         field(&reverting.entry.after),
     );
-    let current = db.get(s.id);
+    let current = db.get(id);
     if current != after {
         return Err(ShipError::Changed {
-            id: s.id,
+            id,
             current,
             expected: after,
         });
     }
     run.attempt().before(&json!({ "priority": current }));
-    db.set(s.id, &before);
+    db.set(id, &before);
     run.attempt().after(&json!({ "priority": before }));
     Ok(())
 }
@@ -339,5 +348,262 @@ pub async fn incident(store: Arc<dyn Store>) {
             .len(),
         1
     );
+    verify_chain(&store.log(&LogQuery::default()).await.unwrap()).unwrap();
+}
+
+/// A change of a shipment's priority; a run may change the same shipment several times.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Change {
+    id: u32,
+    priority: String,
+}
+
+/// Sets a shipment's priority (no loop filter: changing one shipment again within minutes is meant).
+#[agent_action(
+    key = "priority:{c.id}:{c.priority}",
+    record = "shipment:{c.id}",
+    dedup = "none",
+    owner = "shipping",
+    expert = "shipping-leads",
+    compensate = restore_priority
+)]
+async fn set_priority(run: &Run, #[dep] db: &Shipments, c: &Change) -> Result<(), ShipError> {
+    run.attempt().before(&json!({ "priority": db.get(c.id) }));
+    db.set(c.id, &c.priority);
+    run.attempt().after(&json!({ "priority": c.priority }));
+    Ok(())
+}
+
+/// What the compensating actions were given to revert.
+#[derive(Clone, Default)]
+struct Reverting(Arc<Mutex<Vec<actguard::LogEntry>>>);
+
+/// `set_priority`'s compensation: restores the priority before the reverted writes.
+#[agent_action(
+    key = "restore_priority:{c.id}",
+    record = "shipment:{c.id}",
+    owner = "shipping",
+    on_conflict = escalate,
+    expert = "shipping-leads"
+)]
+async fn restore_priority(
+    run: &Run,
+    #[dep] db: &Shipments,
+    #[dep] seen: &Reverting,
+    c: &Change,
+) -> Result<(), ShipError> {
+    if let Some(e) = run.attempt().reverting() {
+        seen.0.lock().unwrap().push(e.clone());
+    }
+    restore(run, db, c.id)
+}
+
+/// A run changes shipment 1 three times (normal → high → urgent → critical) and shipment 2 once; an
+/// earlier run had set shipment 1 from low to normal. The blast radius of the run shows shipment 1 as
+/// normal → critical over 3 writes, and revert brings it back to normal (not to urgent, the state
+/// before the last write), calling the compensation once with that first `before`.
+pub async fn revert_restores_the_state_before_the_runs_first_write(store: Arc<dyn Store>) {
+    let db = Shipments::default();
+    let seen = Reverting::default();
+    let agent = Agent::builder()
+        .resource(db.clone())
+        .resource(seen.clone())
+        .shared_store(store)
+        .build()
+        .unwrap();
+    let store: &dyn Store = agent.store().as_ref();
+    let change = |id: u32, priority: &str| Change {
+        id,
+        priority: priority.to_owned(),
+    };
+    let priority = |p: &str| Some(json!({ "priority": p }));
+
+    db.set(1, "low");
+    db.set(2, "normal");
+    let earlier = agent.start_run();
+    set_priority(&earlier, &db, &change(1, "normal"))
+        .await
+        .unwrap();
+
+    let faulty = agent.start_run();
+    for (id, p) in [(1, "high"), (2, "high"), (1, "urgent"), (1, "critical")] {
+        set_priority(&faulty, &db, &change(id, p)).await.unwrap();
+    }
+    assert_eq!((db.get(1), db.get(2)), ("critical".into(), "high".into()));
+    let writes: Vec<u64> = store
+        .log(&LogQuery {
+            run_id: Some(faulty.id()),
+            outcome: Some(Outcome::Succeeded),
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    let [one_a, two, one_b, one_c] = writes[..] else {
+        panic!("four writes, got {writes:?}")
+    };
+
+    // Blast radius of the run: one row per shipment, first before → last after, and the writes.
+    let query = LogQuery {
+        run_id: Some(faulty.id()),
+        action: Some("set_priority".into()),
+        ..LogQuery::default()
+    };
+    let radius = ops::blast_radius(store, &query).await.unwrap();
+    assert_eq!((radius.len(), radius.writes()), (2, 4));
+    let [second, first] = &radius.records[..] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (second.record.as_str(), second.seqs.clone(), second.writes),
+        ("shipment:2", vec![two], 1)
+    );
+    assert_eq!(
+        (second.before.clone(), second.after.clone()),
+        (priority("normal"), priority("high"))
+    );
+    assert_eq!(second.reverting(), second.entry);
+    assert_eq!(first.record, "shipment:1");
+    assert_eq!(first.before, priority("normal"));
+    assert_eq!(first.after, priority("critical"));
+    assert_eq!(first.writes, 3);
+    assert_eq!(first.seqs, [one_a, one_b, one_c]);
+    assert_eq!((first.seq, first.entry.seq), (one_c, one_c));
+    assert_eq!(first.key_text, "priority:1:critical");
+    // The view a compensation gets: the last write's entry, with the first write's before.
+    let view = first.reverting();
+    assert_eq!(
+        (
+            view.seq,
+            view.entry.before.clone(),
+            view.entry.after.clone()
+        ),
+        (one_c, priority("normal"), priority("critical"))
+    );
+    assert_eq!(first.entry.entry.before, priority("urgent"));
+
+    // A selection of the record alone reaches back to the earlier run's write.
+    let whole_history = ops::blast_radius(
+        store,
+        &LogQuery {
+            record: Some("shipment:1".into()),
+            ..LogQuery::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(whole_history.len(), 1);
+    let r = &whole_history.records[0];
+    assert_eq!(
+        (r.before.clone(), r.after.clone(), r.writes),
+        (priority("low"), priority("critical"), 4)
+    );
+
+    // The dry run shows the same, and changes nothing.
+    let by = "oncall@shipping".to_owned();
+    let dry = ops::revert(
+        &agent,
+        &radius,
+        &RevertOptions {
+            dry_run: true,
+            by: by.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.planned(), 2);
+    let planned = &dry.records[1];
+    assert_eq!(
+        (
+            planned.record.as_str(),
+            planned.before.clone(),
+            planned.after.clone(),
+            planned.writes,
+            planned.seq,
+            planned.key_text.as_str()
+        ),
+        (
+            "shipment:1",
+            priority("normal"),
+            priority("critical"),
+            3,
+            one_c,
+            "revert:priority:1:critical"
+        )
+    );
+    let text = dry.to_string();
+    assert!(
+        text.contains(&format!(
+            "entries {one_a}…{one_c} (3 writes) set_priority -> restore_priority \
+             [revert:priority:1:critical]  {{\"priority\":\"normal\"}} → {{\"priority\":\"critical\"}}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("entry {two:<6} set_priority")),
+        "{text}"
+    );
+    assert_eq!((db.get(1), db.get(2)), ("critical".into(), "high".into()));
+    assert!(seen.0.lock().unwrap().is_empty());
+
+    // Revert: shipment 1 is normal again (as before the run's first write), once.
+    let options = RevertOptions { dry_run: false, by };
+    let report = ops::revert(&agent, &radius, &options).await.unwrap();
+    assert_eq!(
+        (report.reverted(), report.diverged(), report.failed()),
+        (2, 0, 0),
+        "{report}"
+    );
+    assert_eq!((db.get(1), db.get(2)), ("normal".into(), "normal".into()));
+    let given = seen.0.lock().unwrap().clone();
+    assert_eq!(given.len(), 2);
+    assert_eq!(given[1], view);
+    let compensated = store
+        .log(&LogQuery {
+            outcome: Some(Outcome::Compensated),
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(compensated.len(), 2);
+    assert_eq!(
+        (
+            compensated[1].entry.record.as_str(),
+            compensated[1].entry.key_text.as_str(),
+            compensated[1].entry.before.clone(),
+            compensated[1].entry.after.clone(),
+            compensated[1].entry.message.clone()
+        ),
+        (
+            "shipment:1",
+            "revert:priority:1:critical",
+            priority("critical"),
+            priority("normal"),
+            Some(format!("reverts log entry {one_c}"))
+        )
+    );
+    let requested = store
+        .log(&LogQuery {
+            outcome: Some(Outcome::Operator),
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        requested[0].entry.message.as_deref(),
+        Some(
+            format!(
+                "revert of 2 records (log entries {one_a}, {two}, {one_b}, {one_c}) requested by oncall@shipping"
+            )
+            .as_str()
+        )
+    );
+
+    // Again: nothing acts, the shipment stays normal.
+    let again = ops::revert(&agent, &radius, &options).await.unwrap();
+    assert_eq!(again.already_reverted(), 2, "{again}");
+    assert_eq!((db.get(1), db.get(2)), ("normal".into(), "normal".into()));
     verify_chain(&store.log(&LogQuery::default()).await.unwrap()).unwrap();
 }

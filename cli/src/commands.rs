@@ -468,6 +468,8 @@ impl Ctx {
                         "record": r.record,
                         "action": r.action,
                         "seq": r.seq,
+                        "seqs": r.seqs,
+                        "writes": r.writes,
                         "at_ms": r.at_ms,
                         "time": format_ms(r.at_ms),
                         "run_id": r.run_id,
@@ -479,13 +481,26 @@ impl Ctx {
                 .collect();
             return print_json(out, &values);
         }
-        let mut t = Table::new(&["seq", "time", "action", "record", "before → after"]);
+        // One row per record: the state before its first write → after its last, over `writes`.
+        let mut t = Table::new(&[
+            "seq",
+            "time",
+            "action",
+            "record",
+            "writes",
+            "before → after",
+        ]);
         for r in &radius.records {
+            let seq = match r.seqs.first() {
+                Some(first) if r.writes > 1 => format!("{first}…{}", r.seq),
+                _ => r.seq.to_string(),
+            };
             t.row(vec![
-                r.seq.to_string(),
+                seq,
                 format_short(r.at_ms),
                 r.action.clone(),
                 cut(&r.record, 24),
+                r.writes.to_string(),
                 format!(
                     "{} → {}",
                     cut(&compact(r.before.as_ref()), 40),
@@ -494,7 +509,17 @@ impl Ctx {
             ]);
         }
         write!(out, "{}", t.render())?;
-        writeln!(out, "{} written", count(radius.len(), "record", "records"))?;
+        let writes = radius.writes();
+        if writes == radius.len() {
+            writeln!(out, "{} written", count(radius.len(), "record", "records"))?;
+        } else {
+            writeln!(
+                out,
+                "{} written, by {}",
+                count(radius.len(), "record", "records"),
+                count(writes, "write", "writes")
+            )?;
+        }
         Ok(())
     }
 

@@ -157,10 +157,12 @@ pub enum OpsCommand {
     /// Review queues: list, show, claim, resolve, discard, replay.
     #[command(subcommand)]
     Queue(QueueCommand),
-    /// Lists the records written by a selection of log entries, with before → after.
+    /// Lists the records written by a selection of log entries, one per record and action: the
+    /// state before the first write → after the last, and how many writes.
     BlastRadius(SelectArgs),
     /// Reverts a selection: runs each action's declared `compensate` action for exactly those
-    /// records (needs the application's registry).
+    /// records, once each, restoring the state before the first write (needs the application's
+    /// registry).
     Revert(RevertArgs),
 }
 

@@ -5,9 +5,13 @@
 #[allow(dead_code)]
 mod scenario;
 
-use actguard::SqliteStore;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use actguard::{Agent, Classify, Run, SqliteStore, agent_action};
 use actguard_cli::{CliError, OpsCommand, run_ops_to};
 use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
 use tempfile::TempDir;
 
 use scenario::{Filled, Priority, World, shipment_id};
@@ -42,8 +46,13 @@ fn ops(args: &str) -> OpsCommand {
 
 /// Runs `my-agent <args>` and returns what it printed.
 async fn run(world: &World, args: &str) -> Result<String, CliError> {
+    run_with(&world.agent, args).await
+}
+
+/// Runs `my-agent <args>` with `agent` and returns what it printed.
+async fn run_with(agent: &Agent, args: &str) -> Result<String, CliError> {
     let mut out = Vec::new();
-    run_ops_to(&world.agent, ops(args), &mut out).await?;
+    run_ops_to(agent, ops(args), &mut out).await?;
     Ok(String::from_utf8(out).unwrap())
 }
 
@@ -234,4 +243,169 @@ async fn a_shipment_changed_since_the_batch_is_reported_not_overwritten() {
         expert.contains("S-010") && expert.contains("conflict"),
         "{expert}"
     );
+}
+
+/// A dispatch board with free-form priorities, which a run may change several times per shipment.
+#[derive(Debug, Clone, Default)]
+struct Labels(Arc<Mutex<BTreeMap<String, String>>>);
+
+impl Labels {
+    fn get(&self, shipment: &str) -> String {
+        self.0.lock().unwrap()[shipment].clone()
+    }
+
+    fn set(&self, shipment: &str, priority: &str) {
+        let mut labels = self.0.lock().unwrap();
+        labels.insert(shipment.to_owned(), priority.to_owned());
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Relabel {
+    shipment: String,
+    priority: String,
+}
+
+#[derive(Debug, thiserror::Error, Classify)]
+enum LabelError {
+    #[classify(conflict)]
+    #[error("shipment {0} changed since the reverted writes")]
+    Changed(String),
+}
+
+#[agent_action(
+    key = "relabel:{r.shipment}:{r.priority}",
+    record = "{r.shipment}",
+    dedup = "none",
+    compensate = unrelabel,
+    expert = "dispatch"
+)]
+async fn relabel(run: &Run, #[dep] labels: &Labels, r: &Relabel) -> Result<(), LabelError> {
+    run.attempt().before(&labels.get(&r.shipment));
+    labels.set(&r.shipment, &r.priority);
+    run.attempt().after(&r.priority);
+    Ok(())
+}
+
+/// Puts back the priority before the reverted writes, unless the shipment changed since.
+#[agent_action(
+    key = "unrelabel:{r.shipment}",
+    record = "{r.shipment}",
+    expert = "dispatch"
+)]
+async fn unrelabel(run: &Run, #[dep] labels: &Labels, r: &Relabel) -> Result<(), LabelError> {
+    let reverting = run.attempt().reverting().expect("run by a revert");
+    let state = |v: &Option<serde_json::Value>| v.as_ref().unwrap().as_str().unwrap().to_owned();
+    let (before, after) = (
+        state(&reverting.entry.before),
+        state(&reverting.entry.after),
+    );
+    if labels.get(&r.shipment) != after {
+        return Err(LabelError::Changed(r.shipment.clone()));
+    }
+    run.attempt().before(&after);
+    labels.set(&r.shipment, &before);
+    run.attempt().after(&before);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn blast_radius_and_revert_show_a_records_first_before_its_last_after_and_its_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = Labels::default();
+    labels.set("S-001", "normal");
+    labels.set("S-002", "normal");
+    let agent = Agent::builder()
+        .store(SqliteStore::open(dir.path().join("actguard.db")).unwrap())
+        .resource(labels.clone())
+        .build()
+        .unwrap();
+    let bad = agent.start_run();
+    for (shipment, priority) in [
+        ("S-001", "high"),
+        ("S-002", "high"),
+        ("S-001", "urgent"),
+        ("S-001", "critical"),
+    ] {
+        let r = Relabel {
+            shipment: shipment.into(),
+            priority: priority.into(),
+        };
+        relabel(&bad, &labels, &r).await.unwrap();
+    }
+    let select = format!("--action relabel --run {}", bad.id());
+
+    let table = run_with(&agent, &format!("ops blast-radius {select}"))
+        .await
+        .unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(lines[0].starts_with("seq ") && lines[0].contains("  writes  before → after"));
+    assert!(
+        lines[1].starts_with("2 ") && lines[1].ends_with("  1       \"normal\" → \"high\""),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with("1…4 ") && lines[2].ends_with("  3       \"normal\" → \"critical\""),
+        "{table}"
+    );
+    assert_eq!(lines[3], "2 records written, by 4 writes");
+
+    let json: serde_json::Value = serde_json::from_str(
+        &run_with(&agent, &format!("ops blast-radius {select} --json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let s1 = &json[1];
+    assert_eq!(
+        (
+            &s1["record"],
+            &s1["writes"],
+            &s1["seqs"],
+            &s1["seq"],
+            &s1["before"],
+            &s1["after"]
+        ),
+        (
+            &serde_json::json!("S-001"),
+            &serde_json::json!(3),
+            &serde_json::json!([1, 3, 4]),
+            &serde_json::json!(4),
+            &serde_json::json!("normal"),
+            &serde_json::json!("critical")
+        )
+    );
+
+    // The dry run shows the same change per record, and how many writes it reverts.
+    let dry = run_with(&agent, &format!("ops revert {select} --dry-run"))
+        .await
+        .unwrap();
+    let lines: Vec<&str> = dry.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "planned          S-002                    entry 2      relabel -> unrelabel \
+             [revert:relabel:S-002:high]  \"normal\" → \"high\"",
+            "planned          S-001                    entries 1…4 (3 writes) relabel -> unrelabel \
+             [revert:relabel:S-001:critical]  \"normal\" → \"critical\"",
+            "dry run: 2 to revert, 0 cannot be reverted; nothing changed",
+        ]
+    );
+    assert_eq!(labels.get("S-001"), "critical");
+
+    // The revert restores the priority before the run's first write, not the one before its last.
+    let done = run_with(&agent, &format!("ops revert {select} --by dana"))
+        .await
+        .unwrap();
+    assert!(
+        done.ends_with("2 reverted, 0 already reverted, 0 diverged, 0 failed\n"),
+        "{done}"
+    );
+    assert!(done.contains("reverted         S-001                    entries 1…4 (3 writes)"));
+    assert_eq!(
+        (labels.get("S-001"), labels.get("S-002")),
+        ("normal".into(), "normal".into())
+    );
+    run_with(&agent, "ops verify").await.unwrap();
 }

@@ -21,19 +21,30 @@
 //!
 //! # Revert
 //!
+//! [`blast_radius`] folds the selected writes of each (record, action) into one change: from the
+//! state **before the first write** to the state **after the last**, with how many writes there
+//! were. A bad run that wrote a record three times (`s0 → s1 → s2 → s3`) shows `s0 → s3`, 3 writes.
+//!
 //! [`revert`] runs, for each affected record, the `compensate` action declared by the action that
-//! wrote it. Conventions:
+//! wrote it, once per record however many writes there were, to restore the state before the first.
+//! Conventions:
 //!
 //! - A compensating action takes **the same payload parameters** (names and types; `#[dep]`s may
-//!   differ) as the action it reverses: it is called with the reversed entry's stored payload. The
-//!   audit checks it (`compensate_signature_mismatch`).
-//! - Its idempotency key is replaced by `revert:{key of the reversed entry}`: stable per reversed
-//!   key, so a second revert replays the stored result instead of acting again ("already reverted").
-//! - Inside its body, [`Attempt::reverting`](crate::Attempt::reverting) is the log entry being
-//!   reversed: `before` is the state to restore, `after` the state the faulty action left. A body
-//!   that finds the record's current state differs from `after` should return an error classified as
-//!   a conflict instead of overwriting a later change: the call then goes to the expert queue and the
-//!   record is reported as **diverged**.
+//!   differ) as the action it reverses: it is called with the stored payload of the record's **last**
+//!   write. The audit checks it (`compensate_signature_mismatch`).
+//! - Its idempotency key is replaced by `revert:{key of the last write}`: stable per reversed key, so
+//!   a second revert of the same selection replays the stored result instead of acting again
+//!   ("already reverted").
+//! - Inside its body, [`Attempt::reverting`](crate::Attempt::reverting) is the change being reversed,
+//!   as one log entry: `before` is the state to restore (before the **first** write), `after` the
+//!   state the faulty action left (after the **last** write). It is the last write's entry (its
+//!   `seq`, key, run, hash) with the first write's `before`: a view built by
+//!   [`AffectedRecord::reverting`], not an entry as stored; the compensation's log entry says it
+//!   reverts that last entry, and the revert's operator entry lists every write reverted. For a record
+//!   written once it is exactly the stored entry.
+//! - A body that finds the record's current state differs from `after` should return an error
+//!   classified as a conflict instead of overwriting a later change: the call then goes to the expert
+//!   queue and the record is reported as **diverged**.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -266,30 +277,60 @@ pub async fn replay(agent: &Agent, id: u64, by: &str) -> Result<Replay, OpsError
     })
 }
 
-/// One record written by a selected action: the latest succeeded entry of (record, action).
+/// One record written by a selected action: every succeeded write of (record, action) in the
+/// selection, folded into one change, from the state **before the first write** to the state **after
+/// the last**.
+///
+/// A bad run that writes a record several times (`s0 → s1`, `s1 → s2`, `s2 → s3`) is one affected
+/// record with `before = s0`, `after = s3` and `writes = 3`: reverting it restores `s0`, the state
+/// the record had before the selection touched it, not the intermediate `s2`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AffectedRecord {
     pub record: String,
     pub action: String,
+    /// The last write's key (the compensation is called with its stored payload).
     pub key_text: String,
     pub key_digest: String,
-    /// The log entry's sequence number.
+    /// The last write's log entry sequence number: the entry a revert reverses.
     pub seq: u64,
+    /// The sequence numbers of every write of (record, action) in the selection, oldest first (the
+    /// last is `seq`).
+    pub seqs: Vec<u64>,
+    /// How many writes: `seqs.len()`.
+    pub writes: usize,
+    /// The last write's run.
     pub run_id: Uuid,
+    /// When the last write ended.
     pub at_ms: Millis,
-    /// State before the write, as the action captured it.
+    /// State before the **first** write, as the action captured it: what a revert restores.
     pub before: Option<serde_json::Value>,
-    /// State after the write (default: the result).
+    /// State after the **last** write (default: its result): what a revert expects to find.
     pub after: Option<serde_json::Value>,
-    /// The whole log entry (what a compensating action sees as `reverting`).
+    /// The last write's log entry, as stored.
     #[serde(skip)]
     pub entry: LogEntry,
+}
+
+impl AffectedRecord {
+    /// What the compensating action sees as [`Attempt::reverting`](crate::Attempt::reverting): the
+    /// last write's entry ([`entry`](Self::entry)) with `before` replaced by the first write's
+    /// `before`. For a record written once it is that entry unchanged.
+    ///
+    /// It is a view, not a stored entry: its `seq`, key, run, `after` and `hash` are the last
+    /// write's, and its `before` is not what that entry stored, so it does not verify against the log
+    /// chain (the stored entries are untouched). The other writes are in the log, under
+    /// [`seqs`](Self::seqs).
+    pub fn reverting(&self) -> LogEntry {
+        let mut view = self.entry.clone();
+        view.entry.before = self.before.clone();
+        view
+    }
 }
 
 /// The records a selection of the log wrote.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct BlastRadius {
-    /// Oldest write first.
+    /// Ordered by their last write, oldest first.
     pub records: Vec<AffectedRecord>,
 }
 
@@ -303,33 +344,58 @@ impl BlastRadius {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
+
+    /// How many writes, over all records.
+    pub fn writes(&self) -> usize {
+        self.records.iter().map(|r| r.writes).sum()
+    }
 }
 
 /// The records written by the succeeded entries matching `query` (action, run, record, time range;
-/// its `outcome` is ignored: only writes that succeeded touched a record), with before and after
-/// state, the latest entry per (record, action).
+/// its `outcome` is ignored: only writes that succeeded touched a record), one per (record, action),
+/// each with the state before its first write in the selection and after its last (see
+/// [`AffectedRecord`]).
+///
+/// Only the selected entries count: for a record the selected run wrote twice with a write of another
+/// run in between, `before` is the state before the selected run's first write and `after` the state
+/// after its last, so a revert restores the state before the run and undoes the other run's write in
+/// between too. Select narrower (`record`, time range) to stop short of it.
 pub async fn blast_radius(store: &dyn Store, query: &LogQuery) -> Result<BlastRadius, OpsError> {
     let query = LogQuery {
         outcome: Some(Outcome::Succeeded),
         ..query.clone()
     };
-    let mut latest: BTreeMap<(String, String), LogEntry> = BTreeMap::new();
-    for e in store.log(&query).await? {
-        latest.insert((e.entry.record.to_string(), e.entry.action.to_string()), e);
+    // (first write, every seq, last write) per (record, action).
+    let mut written: BTreeMap<(String, String), (LogEntry, Vec<u64>, LogEntry)> = BTreeMap::new();
+    let mut entries = store.log(&query).await?;
+    entries.sort_by_key(|e| e.seq);
+    for e in entries {
+        let at = (e.entry.record.to_string(), e.entry.action.to_string());
+        match written.get_mut(&at) {
+            Some((_, seqs, last)) => {
+                seqs.push(e.seq);
+                *last = e;
+            }
+            None => {
+                written.insert(at, (e.clone(), vec![e.seq], e));
+            }
+        }
     }
-    let mut records: Vec<AffectedRecord> = latest
+    let mut records: Vec<AffectedRecord> = written
         .into_values()
-        .map(|e| AffectedRecord {
-            record: e.entry.record.to_string(),
-            action: e.entry.action.to_string(),
-            key_text: e.entry.key_text.to_string(),
-            key_digest: e.entry.key_digest.to_string(),
-            seq: e.seq,
-            run_id: e.entry.run_id,
-            at_ms: e.entry.at_ms,
-            before: e.entry.before.clone(),
-            after: e.entry.after.clone(),
-            entry: e,
+        .map(|(first, seqs, last)| AffectedRecord {
+            record: last.entry.record.to_string(),
+            action: last.entry.action.to_string(),
+            key_text: last.entry.key_text.to_string(),
+            key_digest: last.entry.key_digest.to_string(),
+            seq: last.seq,
+            writes: seqs.len(),
+            seqs,
+            run_id: last.entry.run_id,
+            at_ms: last.entry.at_ms,
+            before: first.entry.before,
+            after: last.entry.after.clone(),
+            entry: last,
         })
         .collect();
     records.sort_by_key(|r| r.seq);
@@ -387,10 +453,38 @@ pub struct RevertedRecord {
     pub compensate: Option<String>,
     /// The compensation's key: `revert:{reversed key}`.
     pub key_text: String,
-    /// The log entry reversed.
+    /// The log entry reversed: the record's last write in the selection.
     pub seq: u64,
+    /// Every write of the record the compensation reverses, oldest first (see [`AffectedRecord`]).
+    pub seqs: Vec<u64>,
+    /// How many writes: `seqs.len()`.
+    pub writes: usize,
+    /// The state to restore: before the first write.
+    pub before: Option<serde_json::Value>,
+    /// The state the last write left.
+    pub after: Option<serde_json::Value>,
     #[serde(flatten)]
     pub status: RevertStatus,
+}
+
+/// `entry 46`, or `entries 12…46 (3 writes)`.
+fn entries_text(seqs: &[u64]) -> String {
+    match seqs {
+        [] => "no entry".to_owned(),
+        [seq] => format!("entry {seq:<6}"),
+        [first, .., last] => format!("entries {first}…{last} ({} writes)", seqs.len()),
+    }
+}
+
+/// A state as compact JSON (`none` if not captured), cut to 40 characters.
+fn state_text(v: Option<&serde_json::Value>) -> String {
+    let text = v.map_or("none".to_owned(), |v| v.to_string());
+    if text.chars().count() <= 40 {
+        return text;
+    }
+    let mut cut: String = text.chars().take(39).collect();
+    cut.push('…');
+    cut
 }
 
 /// What a revert did, per record, with counts.
@@ -438,16 +532,22 @@ impl fmt::Display for RevertReport {
         for r in &self.records {
             write!(
                 f,
-                "{:<16} {:<24} entry {:<6} {} ",
+                "{:<16} {:<24} {} {} ",
                 r.status.as_str(),
                 r.record,
-                r.seq,
+                entries_text(&r.seqs),
                 r.action,
             )?;
             match &r.compensate {
                 Some(c) => write!(f, "-> {c} [{}]", r.key_text)?,
                 None => write!(f, "(no compensate)")?,
             }
+            write!(
+                f,
+                "  {} → {}",
+                state_text(r.before.as_ref()),
+                state_text(r.after.as_ref())
+            )?;
             match &r.status {
                 RevertStatus::Diverged {
                     queue_entry,
@@ -484,8 +584,11 @@ impl fmt::Display for RevertReport {
 }
 
 /// Runs the declared `compensate` action for exactly the records of `radius` (see the module docs
-/// for the conventions), each a guarded, logged call under the key `revert:{reversed key}`, in one new
-/// run. With `dry_run`, lists what would be invoked and changes nothing.
+/// for the conventions), once per record, each a guarded, logged call under the key
+/// `revert:{key of the record's last write}`, in one new run. The compensating action sees
+/// [`AffectedRecord::reverting`]: the state before the record's first write to restore, the state
+/// after its last to expect. With `dry_run`, lists what would be invoked and changes nothing; both
+/// reports show each record's first `before`, last `after` and writes.
 pub async fn revert(
     agent: &Agent,
     radius: &BlastRadius,
@@ -500,6 +603,10 @@ pub async fn revert(
     };
     if !options.dry_run && !radius.is_empty() {
         let first = &radius.records[0];
+        // Every write the revert covers, not only the last of each record.
+        let mut reverted: Vec<u64> = radius.records.iter().flat_map(|r| r.seqs.clone()).collect();
+        reverted.sort_unstable();
+        let reverted: Vec<String> = reverted.iter().map(u64::to_string).collect();
         store
             .append_log(&NewLogEntry {
                 at_ms: now(agent),
@@ -516,12 +623,7 @@ pub async fn revert(
                 message: Some(format!(
                     "revert of {} records (log entries {}) requested by {}",
                     radius.len(),
-                    radius
-                        .records
-                        .iter()
-                        .map(|r| r.seq.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    reverted.join(", "),
                     options.by
                 )),
                 queue_entry: None,
@@ -541,6 +643,10 @@ pub async fn revert(
             compensate,
             key_text,
             seq: affected.seq,
+            seqs: affected.seqs.clone(),
+            writes: affected.writes,
+            before: affected.before.clone(),
+            after: affected.after.clone(),
             status,
         });
     }
@@ -625,7 +731,7 @@ async fn revert_one(
     }
     let run = run.with_invocation(Invocation {
         key_override: Some(key_text.to_owned()),
-        reverting: Some(affected.entry.clone()),
+        reverting: Some(affected.reverting()),
         ..Invocation::default()
     });
     let status = match invoke(&run, state.payload).await {

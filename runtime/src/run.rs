@@ -206,6 +206,10 @@ impl Attempt {
     /// is the state to restore and its `after` the state the reversed action left. A compensating body
     /// that finds the record's current state differs from `after` should return a conflict error
     /// rather than overwrite a later change (the call then goes to the expert queue).
+    ///
+    /// When the reverted selection wrote the record several times, this is one view of all of them
+    /// ([`AffectedRecord::reverting`](crate::ops::AffectedRecord::reverting)): the last write's entry
+    /// with `before` taken from the first write, so the state restored is the one before the first.
     pub fn reverting(&self) -> Option<&LogEntry> {
         self.reverting.as_deref()
     }
