@@ -19,7 +19,7 @@ use std::time::Duration;
 use actguard::log::{LogEntry, LogQuery, NewLogEntry};
 use actguard::store::{
     Appended, Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
-    QueueUpdate, RunState, Store, StoreError,
+    QueueUpdate, Renewal, RunState, Store, StoreError,
 };
 use actguard::{
     ActionError, Agent, Classify, MemoryStore, Outcome, Run, SqliteStore, agent_action,
@@ -294,6 +294,9 @@ struct Frozen(Arc<dyn Store>);
 impl Store for Frozen {
     async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError> {
         frozen(self.0.begin(request)).await
+    }
+    async fn renew(&self, renewal: &Renewal) -> Result<Millis, StoreError> {
+        frozen(self.0.renew(renewal)).await
     }
     async fn complete(&self, completion: Completion) -> Result<Appended, StoreError> {
         frozen(self.0.complete(completion)).await

@@ -129,9 +129,10 @@ async fn takeover_after_lease_expiry() {
         .await
         .unwrap();
 
-    // The dead worker's 30s lease began at t=0: the takeover waited for it to expire (t=30s), and no
-    // longer (28s after this call began, plus the 1ms write).
-    assert_eq!(start.elapsed(), Duration::from_millis(28_001));
+    // The dead worker last renewed its 30s lease when it confirmed its claim before the retry, at the
+    // end of its (seeded) backoff, t=0.765s: the takeover waited for that lease to end (t=30.765s), and
+    // no longer (28.765s after this call began at t=2s, plus the 1ms write).
+    assert_eq!(start.elapsed(), Duration::from_millis(28_766));
     assert_eq!(carrier.effects("O-5"), 1);
     let seen = seen.lock().unwrap().clone();
     // The dead worker's attempt 2 never ended, so it was never logged: the store counts one previous

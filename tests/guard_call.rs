@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use actguard::store::{
-    Appended, Begin, BeginRequest, Completion, Failure, Millis, QueueQuery, RunState, Store,
-    StoreError,
+    Appended, Begin, BeginRequest, Completion, Failure, Millis, QueueQuery, Renewal, RunState,
+    Store, StoreError,
 };
 use actguard::testing::{Downstream, DownstreamError, Receipt, guarded_call, log};
 use actguard::{ActionError, ActionSpec, LogEntry, LogQuery, MemoryStore, Outcome, Run};
@@ -89,6 +89,9 @@ impl Store for OddClaims {
         }
         tokio::time::sleep(self.commit_delay).await;
         self.inner.begin(req).await
+    }
+    async fn renew(&self, r: &Renewal) -> Result<Millis, StoreError> {
+        self.inner.renew(r).await
     }
     async fn complete(&self, c: Completion) -> Result<Appended, StoreError> {
         self.inner.complete(c).await
@@ -301,6 +304,9 @@ struct Unreachable;
 #[async_trait::async_trait]
 impl Store for Unreachable {
     async fn begin(&self, _: &BeginRequest) -> Result<Begin, StoreError> {
+        Err(StoreError::Unavailable("disk gone".into()))
+    }
+    async fn renew(&self, _: &Renewal) -> Result<Millis, StoreError> {
         Err(StoreError::Unavailable("disk gone".into()))
     }
     async fn complete(&self, _: Completion) -> Result<Appended, StoreError> {

@@ -94,13 +94,35 @@ pub fn begin_request(
     }
 }
 
+/// Runs `work` while keeping the runtime busy, so that tokio's paused clock does not move on while
+/// `work` waits on something other than a timer (a store's writer thread, the network): an idle
+/// runtime with a paused clock jumps to its next timer.
+pub async fn holding_time<F: std::future::Future>(work: F) -> F::Output {
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let work = async {
+        let out = work.await;
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        out
+    };
+    let busy = async {
+        while !finished.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::join!(work, busy).0
+}
+
 /// A store that delegates to another and fails on demand, as a real one does at its edges: a reply
-/// lost after the commit, a completion refused, a renewal that cannot reach the server.
+/// lost after the commit, a completion refused, a renewal that cannot reach the server. Time stands
+/// still while the inner store works ([`holding_time`]), so tests on a paused clock see a file store
+/// answer as instantly as a memory one.
 pub struct FaultyStore {
     inner: std::sync::Arc<dyn actguard::Store>,
     lost_complete_replies: std::sync::atomic::AtomicU32,
     refused_completes: std::sync::atomic::AtomicU32,
     unreachable_completes: std::sync::atomic::AtomicU32,
+    unreachable_renewals: std::sync::atomic::AtomicBool,
+    renewals: std::sync::atomic::AtomicU32,
 }
 
 impl FaultyStore {
@@ -111,7 +133,20 @@ impl FaultyStore {
             lost_complete_replies: Default::default(),
             refused_completes: Default::default(),
             unreachable_completes: Default::default(),
+            unreachable_renewals: Default::default(),
+            renewals: Default::default(),
         }
+    }
+
+    /// Renewals do not reach the store (`true`) or do again (`false`).
+    pub fn unreachable_renewals(&self, unreachable: bool) {
+        self.unreachable_renewals
+            .store(unreachable, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many renewals reached the store.
+    pub fn renewals(&self) -> u32 {
+        self.renewals.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The next `n` completions are committed, then answered with a dropped connection.
@@ -149,7 +184,20 @@ impl actguard::Store for FaultyStore {
         &self,
         request: &actguard::store::BeginRequest,
     ) -> Result<actguard::store::Begin, actguard::StoreError> {
-        self.inner.begin(request).await
+        holding_time(self.inner.begin(request)).await
+    }
+    async fn renew(&self, renewal: &actguard::store::Renewal) -> Result<i64, actguard::StoreError> {
+        if self
+            .unreachable_renewals
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(actguard::StoreError::Unavailable(
+                "connection refused".into(),
+            ));
+        }
+        self.renewals
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        holding_time(self.inner.renew(renewal)).await
     }
     async fn complete(
         &self,
@@ -165,7 +213,7 @@ impl actguard::Store for FaultyStore {
                 "connection refused".into(),
             ));
         }
-        let done = self.inner.complete(completion).await?;
+        let done = holding_time(self.inner.complete(completion)).await?;
         if Self::take(&self.lost_complete_replies) {
             return Err(actguard::StoreError::Unavailable(
                 "connection closed before the reply".into(),
@@ -177,19 +225,19 @@ impl actguard::Store for FaultyStore {
         &self,
         failure: actguard::store::Failure,
     ) -> Result<actguard::LogEntry, actguard::StoreError> {
-        self.inner.fail(failure).await
+        holding_time(self.inner.fail(failure)).await
     }
     async fn append_log(
         &self,
         entry: &actguard::log::NewLogEntry,
     ) -> Result<actguard::LogEntry, actguard::StoreError> {
-        self.inner.append_log(entry).await
+        holding_time(self.inner.append_log(entry)).await
     }
     async fn log(
         &self,
         query: &actguard::LogQuery,
     ) -> Result<Vec<actguard::LogEntry>, actguard::StoreError> {
-        self.inner.log(query).await
+        holding_time(self.inner.log(query)).await
     }
     async fn halt_run(
         &self,
@@ -197,42 +245,42 @@ impl actguard::Store for FaultyStore {
         reason: &str,
         now_ms: i64,
     ) -> Result<bool, actguard::StoreError> {
-        self.inner.halt_run(run_id, reason, now_ms).await
+        holding_time(self.inner.halt_run(run_id, reason, now_ms)).await
     }
     async fn run_state(
         &self,
         run_id: uuid::Uuid,
     ) -> Result<actguard::store::RunState, actguard::StoreError> {
-        self.inner.run_state(run_id).await
+        holding_time(self.inner.run_state(run_id)).await
     }
     async fn current_fencing_token(
         &self,
         record: &str,
     ) -> Result<Option<u64>, actguard::StoreError> {
-        self.inner.current_fencing_token(record).await
+        holding_time(self.inner.current_fencing_token(record)).await
     }
     async fn queue_entries(
         &self,
         query: &actguard::store::QueueQuery,
     ) -> Result<Vec<actguard::store::QueueEntry>, actguard::StoreError> {
-        self.inner.queue_entries(query).await
+        holding_time(self.inner.queue_entries(query)).await
     }
     async fn queue_entry(
         &self,
         id: u64,
     ) -> Result<Option<actguard::store::QueueEntry>, actguard::StoreError> {
-        self.inner.queue_entry(id).await
+        holding_time(self.inner.queue_entry(id)).await
     }
     async fn queue_update(
         &self,
         update: &actguard::store::QueueUpdate,
     ) -> Result<actguard::store::QueueEntry, actguard::StoreError> {
-        self.inner.queue_update(update).await
+        holding_time(self.inner.queue_update(update)).await
     }
     async fn key_state(
         &self,
         key_digest: &str,
     ) -> Result<Option<actguard::store::KeyState>, actguard::StoreError> {
-        self.inner.key_state(key_digest).await
+        holding_time(self.inner.key_state(key_digest)).await
     }
 }

@@ -6,7 +6,15 @@ use std::time::Duration;
 
 use actguard::testing::{Downstream, DownstreamError, Receipt};
 use actguard::{ActionError, Run, Store, StoreError, agent_action};
-use actguard_tests::World;
+use actguard_tests::{FaultyStore, World};
+
+/// A worker frozen from the store's point of view (a long GC pause, a suspended VM, a partition): its
+/// agent shares the world's store, but none of its renewals arrives.
+fn frozen_worker(w: &World) -> actguard::Agent {
+    let store = FaultyStore::new(w.store.clone());
+    store.unreachable_renewals(true);
+    actguard::Agent::builder().store(store).build().unwrap()
+}
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,11 +117,12 @@ async fn three_concurrent_calls_on_one_work_order_never_overlap_at_the_downstrea
 async fn a_stale_fencing_token_is_rejected_by_the_downstream_after_a_takeover() {
     let w = World::new();
     let run = w.agent.start_run();
+    let frozen = frozen_worker(&w).start_run();
     let plant = Downstream::new();
 
-    // Worker A claims the work order (token 1), then stalls for 5s; its lease is 1s.
+    // Worker A claims the work order (token 1), then stalls for 5s, unable to renew its 1s lease.
     let stalled = tokio::spawn({
-        let (run, plant) = (run.clone(), plant.clone());
+        let (run, plant) = (frozen.clone(), plant.clone());
         async move { advance_after(&run, &plant, Duration::from_secs(5), &step(1)).await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -144,8 +153,9 @@ async fn a_stale_fencing_token_is_rejected_by_the_downstream_after_a_takeover() 
 async fn a_result_from_a_claim_that_was_taken_over_is_refused_by_the_store() {
     let w = World::new();
     let run = w.agent.start_run();
+    let frozen = frozen_worker(&w).start_run();
     let stalled = tokio::spawn({
-        let run = run.clone();
+        let run = frozen.clone();
         async move { mark_after(&run, Duration::from_secs(5), &step(2)).await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -121,7 +121,7 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
                 __agent_action_outcome = #p::Some({
                     #[allow(unused_variables)]
                     let #run: &#p::Run = #call_run;
-                    #p::attempt::<#ok, #err, _>(async #block).await
+                    #p::attempt::<#ok, #err, _>(#run, async #block).await
                 });
             }
         }

@@ -30,7 +30,7 @@ use crate::log::{LogQuery, NewLogEntry, Outcome, verify_chain};
 use crate::policy::{FailureKind, Route};
 use crate::store::{
     Begin, BeginRequest, Claim, Completion, Failure, KeyStatus, Millis, NewQueueEntry, QueueEntry,
-    QueueKind, QueueOp, QueueQuery, QueueRef, QueueStatus, QueueUpdate, RunState, Store,
+    QueueKind, QueueOp, QueueQuery, QueueRef, QueueStatus, QueueUpdate, Renewal, RunState, Store,
     StoreError,
 };
 
@@ -106,6 +106,8 @@ macro_rules! conformance_suite {
             resolve_with_release_frees_the_key_for_any_payload
             resolve_without_release_keeps_the_key_failed
             complete_sent_again_by_its_claim_converges
+            renew_extends_the_claim_and_the_record_lease
+            renew_after_takeover_is_claim_lost
             begin_after_release_starts_a_new_call
             takeover_after_release_counts_only_the_new_call
             takeover_counts_the_dead_workers_attempt
@@ -2212,4 +2214,68 @@ pub async fn complete_sent_again_by_its_claim_converges(store: &dyn Store) {
         }
         other => panic!("expected the stored result, got {other:?}"),
     }
+}
+
+fn renewal(r: &BeginRequest, now_ms: Millis) -> Renewal {
+    Renewal {
+        key_digest: r.key_digest.clone(),
+        key_text: r.key_text.clone(),
+        claim_id: r.claim_id,
+        record: r.record.clone(),
+        now_ms,
+        lease_ms: LEASE,
+    }
+}
+
+/// A renewal extends both the key's claim and the record's lease to a lease from now: the same key
+/// is in progress and the record busy until then, and only then can the claim be taken over.
+pub async fn renew_extends_the_claim_and_the_record_lease(store: &dyn Store) {
+    let r = request(id(), "k-renew", "rec-renew", T0);
+    claim(store, &r).await;
+    let until = store.renew(&renewal(&r, T0 + 20_000)).await.unwrap();
+    assert_eq!(until, T0 + 20_000 + LEASE);
+    assert_eq!(
+        begin(store, &request(id(), "k-renew", "rec-renew", T0 + LEASE)).await,
+        Begin::InProgress {
+            lease_until_ms: until
+        }
+    );
+    match begin(store, &request(id(), "k-other", "rec-renew", T0 + LEASE)).await {
+        Begin::RecordBusy {
+            holder_key,
+            lease_until_ms,
+        } => assert_eq!((holder_key.as_str(), lease_until_ms), ("k-renew", until)),
+        other => panic!("expected the record busy, got {other:?}"),
+    }
+    let taker = request(id(), "k-renew", "rec-renew", until);
+    assert!(claim(store, &taker).await.takeover);
+}
+
+/// A claim that was taken over cannot be renewed: the renewal is a lost claim and changes nothing.
+pub async fn renew_after_takeover_is_claim_lost(store: &dyn Store) {
+    let old = request(id(), "k-renew-lost", "rec-renew-lost", T0);
+    claim(store, &old).await;
+    let taker = request(id(), "k-renew-lost", "rec-renew-lost", T0 + LEASE);
+    claim(store, &taker).await;
+    assert!(matches!(
+        store.renew(&renewal(&old, T0 + LEASE + 1)).await,
+        Err(StoreError::ClaimLost { .. })
+    ));
+    // The taker's lease is as it set it.
+    assert_eq!(
+        begin(
+            store,
+            &request(id(), "k-renew-lost", "rec-renew-lost", T0 + LEASE + 1)
+        )
+        .await,
+        Begin::InProgress {
+            lease_until_ms: T0 + 2 * LEASE
+        }
+    );
+    // A key never claimed cannot be renewed either.
+    let never = request(id(), "k-never", "rec-never", T0);
+    assert!(matches!(
+        store.renew(&renewal(&never, T0)).await,
+        Err(StoreError::ClaimLost { .. })
+    ));
 }

@@ -13,7 +13,9 @@
 use std::fmt::Display;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
@@ -33,10 +35,10 @@ use crate::key::{KeyBuilder, Payload, RenderedKey};
 use crate::log::LogEntry;
 use crate::log::{NewLogEntry, Outcome};
 use crate::policy::{ActionSpec, FailureKind, Route};
-use crate::run::{Attempt, Run};
+use crate::run::{Attempt, ClaimHold, Run};
 use crate::store::{
-    Begin, BeginRequest, Completion, Failure, Millis, NewQueueEntry, QueueKind, QueueRef, RunState,
-    SharedStr, StoreError,
+    Begin, BeginRequest, Completion, Failure, Millis, NewQueueEntry, QueueKind, QueueRef, Renewal,
+    RunState, SharedStr, StoreError,
 };
 
 /// The first pause while waiting for another worker's claim; it doubles up to [`MAX_CLAIM_POLL`].
@@ -96,6 +98,8 @@ struct Claimed {
     claim_id: Uuid,
     fencing_token: u64,
     payload: crate::key::PayloadJson,
+    /// When the claim's lease ends, as `begin` set it.
+    lease_until_ms: Millis,
 }
 
 impl<T, E> Call<T, E>
@@ -356,7 +360,45 @@ where
         }
     }
 
+    /// Before a retry: renews the claim, which also confirms that the call still holds it. A claim
+    /// taken over, or a store that cannot confirm it, ends the call (no attempt runs unclaimed).
+    async fn confirm_claim(&mut self) -> Result<(), ActionError<E>> {
+        let (Some(claim), Some(hold)) = (&self.claim, &self.attempt().hold) else {
+            return Ok(());
+        };
+        if hold.is_lost() {
+            return Err(self.unrecorded(StoreError::ClaimLost {
+                key: self.attempt().key.to_string(),
+            }));
+        }
+        let renewal = Renewal {
+            key_digest: self.attempt().key_digest.clone(),
+            key_text: self.attempt().key.clone(),
+            claim_id: claim.claim_id,
+            record: self.attempt().record.clone(),
+            now_ms: self.now_ms(),
+            lease_ms: hold.lease.as_millis() as Millis,
+        };
+        match self.agent().inner.store.renew(&renewal).await {
+            Ok(until_ms) => {
+                hold.renewed(until_ms);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the claim could not be confirmed before the retry");
+                hold.lose();
+                Err(self.unrecorded(e))
+            }
+        }
+    }
+
     async fn failed(&mut self, error: E) -> Option<Result<T, ActionError<E>>> {
+        if self.attempt().claim_lost() {
+            // Another call may hold the key now: nothing of this one is recorded or retried.
+            return Some(Err(self.unrecorded(StoreError::ClaimLost {
+                key: self.attempt().key.to_string(),
+            })));
+        }
         let kind = error.classify();
         let now_ms = self.now_ms();
         self.first_failure_ms.get_or_insert(now_ms);
@@ -396,10 +438,15 @@ where
                     self.number
                 );
                 self.count("retrying");
-                tokio::time::sleep(delay).await;
+                // The claim is renewed while the call waits, and confirmed before the retry.
+                let run = self.run.clone();
+                Renewing::new(&run, tokio::time::sleep(delay)).await;
                 // Another action of the run may have halted it meanwhile: a halted run acts no more.
                 if let Some(refused) = self.refuse_if_halted().await {
                     return Some(Err(refused));
+                }
+                if let Err(lost) = self.confirm_claim().await {
+                    return Some(Err(lost));
                 }
                 self.next_attempt();
                 return None;
@@ -460,6 +507,7 @@ where
             before: Mutex::new(None),
             after: Mutex::new(None),
             reverting: self.attempt().reverting().cloned().map(Box::new),
+            hold: self.attempt().hold.as_ref().map(ClaimHold::carry),
         };
         self.run = self.run.with_attempt(attempt);
         self.attempt_started_ms = self.now_ms();
@@ -820,6 +868,7 @@ impl Beginning<'_> {
                         claim_id: request.claim_id,
                         fencing_token: claim.fencing_token,
                         payload: request.payload,
+                        lease_until_ms: request.now_ms.saturating_add(request.lease_ms),
                     };
                     let number = claim.previous_attempts.saturating_add(1);
                     if claim.takeover {
@@ -885,6 +934,9 @@ impl Beginning<'_> {
                 .run
                 .invocation()
                 .and_then(|i| i.reverting.clone().map(Box::new)),
+            hold: claim
+                .as_ref()
+                .map(|c| ClaimHold::new(c.claim_id, self.spec.policy.lease, c.lease_until_ms)),
         };
         // After the claim: an attempt's logged duration is its own, not the claim's commit.
         let (started, started_ms) = self.agent.inner.clock.now();
@@ -1044,7 +1096,115 @@ fn invocation_note(replay_of: Option<u64>, reverting: Option<&LogEntry>) -> Opti
     }
 }
 
-/// Pins the output type of an attempt's body so `?` and `return` inside it resolve to `Result<T, E>`.
-pub fn attempt<T, E, F: Future<Output = Result<T, E>>>(body: F) -> F {
-    body
+/// An attempt's body, run with its claim renewed in the background; pins the body's output type so
+/// `?` and `return` inside it resolve to `Result<T, E>`.
+pub fn attempt<T, E, F: Future<Output = Result<T, E>>>(run: &Run, body: F) -> Renewing<'_, F> {
+    Renewing::new(run, body)
+}
+
+pin_project_lite::pin_project! {
+    /// A future (an attempt's body, a backoff wait) during which the call's claim is renewed: every
+    /// third of the lease, the key's claim and the record's lease are extended in the store, so a live
+    /// call keeps them however long it runs. The renewal runs inside this future's own polls (no task
+    /// is spawned); a body that answers at its first poll never starts a timer.
+    pub struct Renewing<'r, F> {
+        #[pin]
+        inner: F,
+        run: &'r Run,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        renewal: Option<RenewalFuture>,
+    }
+}
+
+impl<'r, F> Renewing<'r, F> {
+    /// `inner`, with the claim of `run`'s attempt renewed while it is pending.
+    pub fn new(run: &'r Run, inner: F) -> Self {
+        Renewing {
+            inner,
+            run,
+            timer: None,
+            renewal: None,
+        }
+    }
+}
+
+impl<F: Future> Future for Renewing<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.inner.poll(cx) {
+            return Poll::Ready(out);
+        }
+        if let Some(attempt) = this.run.try_attempt()
+            && let Some(hold) = &attempt.hold
+        {
+            renew_while_pending(this.run, attempt, hold, this.timer, this.renewal, cx);
+        }
+        Poll::Pending
+    }
+}
+
+/// A renewal in flight: the store's answer, the claim's new end.
+type RenewalFuture = Pin<Box<dyn Future<Output = Result<Millis, StoreError>> + Send>>;
+
+/// How often a live claim is renewed: a third of the lease, so two renewals may fail before it ends.
+fn renewal_interval(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_millis(1))
+}
+
+/// Drives the renewals of `hold` while the future around it is pending: starts one when the timer
+/// fires, takes its answer, and marks the claim lost when the store says it was taken over or no
+/// renewal succeeded before the lease ended.
+fn renew_while_pending(
+    run: &Run,
+    attempt: &Attempt,
+    hold: &ClaimHold,
+    timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    renewal: &mut Option<RenewalFuture>,
+    cx: &mut Context<'_>,
+) {
+    let interval = renewal_interval(hold.lease);
+    loop {
+        if hold.is_lost() {
+            return;
+        }
+        if let Some(pending) = renewal.as_mut() {
+            let Poll::Ready(answer) = pending.as_mut().poll(cx) else {
+                return;
+            };
+            *renewal = None;
+            match answer {
+                Ok(until_ms) => hold.renewed(until_ms),
+                Err(e @ StoreError::ClaimLost { .. }) => {
+                    tracing::error!(error = %e, "the claim was lost while the call ran");
+                    hold.lose();
+                }
+                Err(e) => {
+                    let now_ms = run.agent().inner.clock.now_ms();
+                    if now_ms >= hold.until_ms() {
+                        tracing::error!(error = %e, "no renewal reached the store before the lease ended: the claim is lost");
+                        hold.lose();
+                    } else {
+                        tracing::warn!(error = %e, "the claim could not be renewed; trying again");
+                    }
+                }
+            }
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return;
+        }
+        timer.as_mut().reset(tokio::time::Instant::now() + interval);
+        let store = run.agent().inner.store.clone();
+        let renewing = Renewal {
+            key_digest: attempt.key_digest.clone(),
+            key_text: attempt.key.clone(),
+            claim_id: hold.claim_id,
+            record: attempt.record.clone(),
+            now_ms: run.agent().inner.clock.now_ms(),
+            lease_ms: hold.lease.as_millis() as Millis,
+        };
+        *renewal = Some(Box::pin(async move { store.renew(&renewing).await }));
+    }
 }

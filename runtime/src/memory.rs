@@ -18,7 +18,7 @@ use crate::rules::{
 };
 use crate::store::{
     self, Appended, Begin, BeginRequest, Completion, Failure, Millis, QueueEntry, QueueQuery,
-    QueueRef, QueueStatus, QueueUpdate, RunState, SharedStr, Store, StoreError,
+    QueueRef, QueueStatus, QueueUpdate, Renewal, RunState, SharedStr, Store, StoreError,
 };
 
 /// A store in memory. Cheap to clone: clones share the same state, so a test can keep one handle and
@@ -461,6 +461,30 @@ impl Store for MemoryStore {
             }
         }
         Ok(Begin::Claimed(plan.claim))
+    }
+
+    async fn renew(&self, r: &Renewal) -> Result<Millis, StoreError> {
+        let mut s = self.lock();
+        let k = s.keys.get_mut(&r.key_digest);
+        let until = rules::renew(
+            k.as_deref().and_then(|k| k.claimed_by()),
+            r.claim_id,
+            &r.key_text,
+            r.now_ms,
+            r.lease_ms,
+        )?;
+        if let Some(KeyStatus::Claimed { lease_until_ms, .. }) = k.map(|k| &mut k.status) {
+            *lease_until_ms = until;
+        }
+        if let Some(lease) = s
+            .records
+            .get_mut(&r.record)
+            .and_then(|rec| rec.lease.as_mut())
+            .filter(|l| l.claim_id == r.claim_id)
+        {
+            lease.until_ms = until;
+        }
+        Ok(until)
     }
 
     async fn complete(&self, c: Completion) -> Result<Appended, StoreError> {

@@ -151,7 +151,8 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The defaults: 3 retries, 5 minutes, 100ms..30s full jitter, 24h dedup, 5 minute lease,
+    /// The defaults: 3 retries, 5 minutes, 100ms..30s full jitter, 24h dedup, 10 second lease (renewed
+    /// while the call runs, so it bounds only how long a dead worker's claim blocks its key),
     /// retry / route_owner / escalate / halt.
     pub const DEFAULT: Policy = Policy {
         retries: 3,
@@ -161,7 +162,7 @@ impl Policy {
         jitter: Jitter::Full,
         dedup: Some(Duration::from_secs(24 * 3600)),
         cycle: None,
-        lease: Duration::from_secs(5 * 60),
+        lease: Duration::from_secs(10),
         on_transient: Route::Retry,
         on_validation: Route::RouteOwner,
         on_conflict: Route::Escalate,

@@ -31,6 +31,8 @@
 //!   itself (knowing it would take one more durable write per retry): a worker dying inside it is
 //!   taken over at the same number. Calls refused before claiming (halted, skipped, replayed, in
 //!   progress) never count.
+//! - **`renew`**: a live call keeps its claim and its record lease for another lease ([`renew`]);
+//!   a dead worker's claim is taken over one lease after its last renewal.
 //! - **`complete` and `fail`** apply only while the claim still holds the key ([`complete`],
 //!   [`check_claim`]); completing again what the same claim completed with the same result is
 //!   accepted (a lost reply converges); a
@@ -389,6 +391,20 @@ pub fn complete(
             key: key_text.to_owned(),
         }),
     }
+}
+
+/// The rule of `renew`: while `claim_id` holds the key (`claimed_by`), its claim and its record's
+/// lease end `lease_ms` from now; the answer is that new end. A claim that was lost (its lease ran out
+/// and another call took the key over) is [`StoreError::ClaimLost`], and nothing changes.
+pub fn renew(
+    claimed_by: Option<Uuid>,
+    claim_id: Uuid,
+    key_text: &str,
+    now_ms: Millis,
+    lease_ms: Millis,
+) -> Result<Millis, StoreError> {
+    check_claim(claimed_by, claim_id, key_text)?;
+    Ok(now_ms.saturating_add(lease_ms))
 }
 
 /// The count of a key after an attempt numbered `logged` (> 0) was logged under it: raised to the

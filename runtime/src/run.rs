@@ -157,6 +157,60 @@ pub struct Attempt {
     /// The entry a compensating action reverses (revert), if any.
     /// Boxed: most attempts revert nothing, and the attempt is built on every guarded call.
     pub(crate) reverting: Option<Box<LogEntry>>,
+    /// The call's claim, renewed while the body runs (`None` for a read, which holds no claim).
+    pub(crate) hold: Option<ClaimHold>,
+}
+
+/// A guarded call's claim as an attempt sees it, renewed in the background of the body and of the
+/// backoff waits; the next attempt carries it on ([`ClaimHold::carry`]). Kept inline in the attempt:
+/// a call pays no allocation for it.
+#[derive(Debug)]
+pub(crate) struct ClaimHold {
+    pub(crate) claim_id: Uuid,
+    /// How long the claim holds after each renewal.
+    pub(crate) lease: std::time::Duration,
+    /// When the claim's lease ends, as last renewed (Unix ms, agent clock).
+    until_ms: std::sync::atomic::AtomicI64,
+    /// Set once the claim is lost: a renewal found it taken over, or none succeeded before it ended.
+    lost: std::sync::atomic::AtomicBool,
+}
+
+impl ClaimHold {
+    pub(crate) fn new(claim_id: Uuid, lease: std::time::Duration, until_ms: i64) -> Self {
+        ClaimHold {
+            claim_id,
+            lease,
+            until_ms: until_ms.into(),
+            lost: false.into(),
+        }
+    }
+
+    /// The same claim, for the next attempt.
+    pub(crate) fn carry(&self) -> ClaimHold {
+        ClaimHold {
+            claim_id: self.claim_id,
+            lease: self.lease,
+            until_ms: self.until_ms().into(),
+            lost: self.is_lost().into(),
+        }
+    }
+
+    pub(crate) fn until_ms(&self) -> i64 {
+        self.until_ms.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn renewed(&self, until_ms: i64) {
+        self.until_ms
+            .store(until_ms, std::sync::atomic::Ordering::Release);
+    }
+
+    pub(crate) fn lose(&self) {
+        self.lost.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 impl Attempt {
@@ -212,6 +266,15 @@ impl Attempt {
     /// with `before` taken from the first write, so the state restored is the one before the first.
     pub fn reverting(&self) -> Option<&LogEntry> {
         self.reverting.as_deref()
+    }
+
+    /// Whether this call's claim was lost while it ran: a renewal found the key taken over by another
+    /// call, or no renewal reached the store before the lease ended. Another worker may now act on the
+    /// key or the record; a body about to write should stop and return an error, and whatever it
+    /// returns, the call ends saying the effect may have happened
+    /// ([`ActionError::Unrecorded`](crate::ActionError::Unrecorded)). Always `false` for a read.
+    pub fn claim_lost(&self) -> bool {
+        self.hold.as_ref().is_some_and(|h| h.is_lost())
     }
 
     /// Captures the state of the record before the write, for the action log (and revert).

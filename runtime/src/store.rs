@@ -112,6 +112,24 @@ pub struct Claim {
     pub previous_attempts: u32,
 }
 
+/// A live call's renewal of its claim (the guarded call sends one every third of the lease while the
+/// body runs or waits to retry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renewal {
+    /// The key's digest.
+    pub key_digest: SharedStr,
+    /// The key's readable text (for the error).
+    pub key_text: SharedStr,
+    /// The claim renewing (`BeginRequest::claim_id`).
+    pub claim_id: Uuid,
+    /// The record whose lease the claim holds.
+    pub record: SharedStr,
+    /// Now.
+    pub now_ms: Millis,
+    /// The claim and the record lease then hold until `now_ms + lease_ms`.
+    pub lease_ms: Millis,
+}
+
 /// A successful end of a claimed call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
@@ -632,6 +650,12 @@ pub trait Store: Send + Sync + 'static {
     /// another key within `dedup_ms` → [`Begin::Skipped`]; otherwise claim key and record until
     /// `now_ms + lease_ms` with the record's next fencing token, durably, → [`Begin::Claimed`].
     async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError>;
+
+    /// Extends a live claim: while `renewal.claim_id` still holds the key
+    /// ([`rules::renew`](crate::rules::renew)), the key's claim and the record's lease both end at
+    /// `now_ms + lease_ms`; otherwise [`StoreError::ClaimLost`] and nothing changes. Answers the new
+    /// end.
+    async fn renew(&self, renewal: &Renewal) -> Result<Millis, StoreError>;
 
     /// Success: store the result under the key, mark (record, action) acted at `now_ms`, append the log
     /// entry and release the claim and the record lease, atomically. Fails with

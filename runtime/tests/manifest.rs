@@ -303,7 +303,7 @@ fn each_action_answers_the_five_questions_with_readable_durations() {
     assert_eq!(d.dedup.loop_filter, LoopFilter::On);
     assert_eq!(d.dedup.off_because, None);
     assert_eq!(d.dedup.window.as_deref(), Some("24h"));
-    assert_eq!(d.dedup.lease, "5m");
+    assert_eq!(d.dedup.lease, "10s");
     assert_eq!(
         d.failure_routing.validation.queue.as_deref(),
         Some("loan-ops")
@@ -353,7 +353,7 @@ fn each_action_answers_the_five_questions_with_readable_durations() {
         "\"off_because\": \"dedup_none\"",
         "\"off_because\": \"read\"",
         "\"base\": \"100ms\"",
-        "\"lease\": \"5m\"",
+        "\"lease\": \"10s\"",
     ] {
         assert!(json.contains(text), "{text}");
     }
@@ -462,7 +462,7 @@ fn without_a_record_the_loop_filter_is_off_and_the_manifest_says_so() {
         a.dedup.window, None,
         "a window that never applies is not shown"
     );
-    assert_eq!(a.dedup.lease, "5m");
+    assert_eq!(a.dedup.lease, "10s");
 
     let json = m.to_json();
     assert!(json.contains("\"loop_filter\": \"off\""), "{json}");

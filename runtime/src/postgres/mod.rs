@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
     Appended, Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
-    QueueUpdate, RunState, Store, StoreError,
+    QueueUpdate, Renewal, RunState, Store, StoreError,
 };
 
 /// The store in a PostgreSQL schema (feature `postgres`), shared by every process that connects to it.
@@ -473,6 +473,12 @@ impl Store for PostgresStore {
     async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError> {
         let mut conn = self.client().await?;
         let result = ops::begin(&mut conn.client, &self.server, &self.schema, request).await;
+        settle(conn, result)
+    }
+
+    async fn renew(&self, renewal: &Renewal) -> Result<Millis, StoreError> {
+        let mut conn = self.client().await?;
+        let result = ops::renew(&mut conn.client, &self.server, &self.schema, renewal).await;
         settle(conn, result)
     }
 

@@ -14,8 +14,8 @@ use crate::rules::{
 };
 use crate::store::{
     Begin, BeginRequest, Completion, Failure, KeyState, KeyStatus, Millis, NewQueueEntry,
-    QueueEntry, QueueKind, QueueQuery, QueueRef, QueueStatus, QueueUpdate, RunState, StoreError,
-    to_json,
+    QueueEntry, QueueKind, QueueQuery, QueueRef, QueueStatus, QueueUpdate, Renewal, RunState,
+    StoreError, to_json,
 };
 
 type Param<'a> = &'a (dyn ToSql + Sync);
@@ -381,6 +381,53 @@ async fn held(
     };
     rules::check_claim(claimed_by, claim_id, &text)?;
     Ok(record)
+}
+
+/// A live call's renewal ([`rules::renew`]), in one transaction holding the key's row lock.
+pub(crate) async fn renew(
+    client: &mut Client,
+    server: &Server,
+    schema: &str,
+    r: &Renewal,
+) -> Result<Millis, StoreError> {
+    let db = Db { server, schema };
+    let tx = client.transaction().await.map_err(|e| db.error(e))?;
+    let renewed = renew_in(db, &tx, r).await;
+    finish(db, tx, renewed, |_| true).await
+}
+
+async fn renew_in(db: Db<'_>, tx: &Transaction<'_>, r: &Renewal) -> Result<Millis, StoreError> {
+    let row = db
+        .opt(
+            tx,
+            "SELECT state, claim_id FROM @.keys WHERE key_digest = $1 FOR UPDATE",
+            &[&r.key_digest],
+        )
+        .await?;
+    let claimed_by = match &row {
+        Some(row) => {
+            let state: String = db.col(row, 0)?;
+            let holder: Option<String> = db.col(row, 1)?;
+            match (db.key_status(&state)?, holder) {
+                (KeyStatus::Claimed, Some(h)) => {
+                    Some(Uuid::parse_str(&h).map_err(|e| db.corrupt("key claim", e))?)
+                }
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let until = rules::renew(claimed_by, r.claim_id, &r.key_text, r.now_ms, r.lease_ms)?;
+    db.exec(
+        tx,
+        "WITH rec AS (
+             UPDATE @.records SET lease_until_ms = $2 WHERE record = $3 AND holder_digest = $1
+         )
+         UPDATE @.keys SET lease_until_ms = $2, updated_ms = $4 WHERE key_digest = $1",
+        &[&r.key_digest, &until, &r.record, &r.now_ms],
+    )
+    .await?;
+    Ok(until)
 }
 
 /// Releases the record's lease if `key_digest` holds it.

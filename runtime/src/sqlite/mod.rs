@@ -102,7 +102,7 @@ use uuid::Uuid;
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
 use crate::store::{
     Appended, Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
-    QueueUpdate, RunState, Store, StoreError,
+    QueueUpdate, Renewal, RunState, Store, StoreError,
 };
 use ops::Ctx;
 use schema::{Location, Settings};
@@ -315,6 +315,7 @@ enum Write {
     Fail(Box<Failure>, Reply<LogEntry>),
     Append(Box<NewLogEntry>, Reply<LogEntry>),
     Queue(Box<QueueUpdate>, Reply<QueueEntry>),
+    Renew(Box<Renewal>, Reply<Millis>),
     Halt {
         run_id: Uuid,
         reason: String,
@@ -336,6 +337,7 @@ enum Applied {
     Log(Reply<LogEntry>, Box<Result<LogEntry, StoreError>>),
     Bool(Reply<bool>, Result<bool, StoreError>),
     Queue(Reply<QueueEntry>, Box<Result<QueueEntry, StoreError>>),
+    Millis(Reply<Millis>, Result<Millis, StoreError>),
 }
 
 impl Applied {
@@ -346,6 +348,7 @@ impl Applied {
             Applied::Log(_, r) => r.is_err(),
             Applied::Bool(_, r) => r.is_err(),
             Applied::Queue(_, r) => r.is_err(),
+            Applied::Millis(_, r) => r.is_err(),
         }
     }
 
@@ -372,6 +375,9 @@ impl Applied {
             }
             Applied::Queue(tx, r) => {
                 let _ = tx.send(settle(*r, commit));
+            }
+            Applied::Millis(tx, r) => {
+                let _ = tx.send(settle(r, commit));
             }
         }
     }
@@ -646,6 +652,9 @@ fn refuse(w: Write, e: StoreError) {
         Write::Queue(_, tx) => {
             let _ = tx.send(Err(e));
         }
+        Write::Renew(_, tx) => {
+            let _ = tx.send(Err(e));
+        }
     }
 }
 
@@ -672,6 +681,7 @@ fn apply_one(
         Write::Queue(u, tx) => {
             Applied::Queue(tx, Box::new(ops::queue_update(conn, at, s, hot, &u)))
         }
+        Write::Renew(r, tx) => Applied::Millis(tx, ops::renew(at, s, &r)),
         Write::Halt {
             run_id,
             reason,
@@ -686,6 +696,11 @@ impl Store for SqliteStore {
     async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError> {
         let request = Box::new(request.clone());
         self.write(|tx| Write::Begin(request, tx)).await
+    }
+
+    async fn renew(&self, renewal: &Renewal) -> Result<Millis, StoreError> {
+        let renewal = Box::new(renewal.clone());
+        self.write(|tx| Write::Renew(renewal, tx)).await
     }
 
     async fn complete(&self, completion: Completion) -> Result<Appended, StoreError> {

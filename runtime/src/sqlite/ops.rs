@@ -17,7 +17,8 @@ use crate::rules::{
 };
 use crate::store::{
     Begin, BeginRequest, Completion, Failure, KeyState, KeyStatus, Millis, NewQueueEntry,
-    QueueEntry, QueueKind, QueueQuery, QueueRef, QueueStatus, QueueUpdate, RunState, StoreError,
+    QueueEntry, QueueKind, QueueQuery, QueueRef, QueueStatus, QueueUpdate, Renewal, RunState,
+    StoreError,
 };
 
 /// Ties SQLite errors to the file they came from.
@@ -160,6 +161,10 @@ pub(crate) struct Prepared<'c> {
     key_attempts: Statement<'c>,
     /// Sets a key's count of attempts.
     set_attempts: Statement<'c>,
+    /// `renew`: the key's claim ends later.
+    renew_key: Statement<'c>,
+    /// `renew`: the record's lease ends later.
+    renew_record: Statement<'c>,
 }
 
 impl<'c> Prepared<'c> {
@@ -244,6 +249,15 @@ impl<'c> Prepared<'c> {
                 .at(at)?,
             set_attempts: c
                 .prepare("UPDATE keys SET attempts = ?2 WHERE key_digest = ?1")
+                .at(at)?,
+            renew_key: c
+                .prepare("UPDATE keys SET lease_until_ms = ?2, updated_ms = ?3 WHERE key_digest = ?1")
+                .at(at)?,
+            renew_record: c
+                .prepare(
+                    "UPDATE records SET lease_until_ms = ?3
+                     WHERE record = ?1 AND kind = 0 AND action = '' AND holder_digest = ?2",
+                )
                 .at(at)?,
         })
     }
@@ -444,6 +458,35 @@ fn held(
     };
     rules::check_claim(claimed_by, claim_id, &text)?;
     Ok(record)
+}
+
+/// A live call's renewal ([`rules::renew`]): the key's claim and the record's lease end later.
+pub(crate) fn renew(
+    at: &Location,
+    s: &mut Prepared<'_>,
+    r: &Renewal,
+) -> Result<Millis, StoreError> {
+    let row = s
+        .held
+        .query_row(params![r.key_digest], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+        })
+        .optional()
+        .at(at)?;
+    let claimed_by = match row {
+        Some((state, Some(holder))) if key_status(at, &state)? == KeyStatus::Claimed => {
+            Some(Uuid::parse_str(&holder).map_err(|e| corrupt(at, "key claim", e))?)
+        }
+        _ => None,
+    };
+    let until = rules::renew(claimed_by, r.claim_id, &r.key_text, r.now_ms, r.lease_ms)?;
+    s.renew_key
+        .execute(params![r.key_digest, until, r.now_ms])
+        .at(at)?;
+    s.renew_record
+        .execute(params![r.record, r.key_digest, until])
+        .at(at)?;
+    Ok(until)
 }
 
 /// The status of queue entry `id`, if it exists.
