@@ -45,7 +45,13 @@ async fn careful_job(
 
 /// A store's name, the faulty wrapper the first worker's agent uses, the two workers' agents, and
 /// the directory a file store lives in.
-type Worker = (&'static str, Arc<FaultyStore>, Agent, Agent, Option<TempDir>);
+type Worker = (
+    &'static str,
+    Arc<FaultyStore>,
+    Agent,
+    Agent,
+    Option<TempDir>,
+);
 
 /// An agent on each store, over a [`FaultyStore`] the test can reach; a second agent on the same
 /// store plays another worker.
