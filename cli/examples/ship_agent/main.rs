@@ -4,6 +4,7 @@
 //! cargo run -p actguard-cli --example ship_agent -- --store /tmp/ship.db scenario
 //! cargo run -p actguard-cli --example ship_agent -- --store /tmp/ship.db ops queue ls
 //! cargo run -p actguard-cli --example ship_agent -- --store /tmp/ship.db ops queue replay 3
+//! cargo run -p actguard-cli --example ship_agent -- --store /tmp/ship.db ship O-4 --qty 4 --postcode 10115
 //! cargo run -p actguard-cli --example ship_agent -- --store /tmp/ship.db ops revert --action flag_priority --run <id> --dry-run
 //! ```
 
@@ -33,6 +34,17 @@ struct Cli {
 enum Command {
     /// Runs the shipping scenario: successes, queued failures, a halted run, the priority incident.
     Scenario,
+    /// Ships one order in a new run (for an order whose data was corrected at the source).
+    Ship {
+        /// The order id, e.g. `O-4`.
+        id: String,
+        /// Quantity.
+        #[arg(long)]
+        qty: u32,
+        /// The delivery address's postcode.
+        #[arg(long)]
+        postcode: Option<String>,
+    },
     /// Prints the manifest of the agent's actions (JSON).
     Manifest,
     /// Operator commands: log, queues (with replay), blast radius, revert.
@@ -67,6 +79,27 @@ async fn main() -> ExitCode {
             println!("priority run: {}", filled.priority_run);
             println!("halted run:   {}", filled.halted_run);
             ExitCode::SUCCESS
+        }
+        Command::Ship { id, qty, postcode } => {
+            let run = world.agent.start_run();
+            let order = scenario::Order { id, qty, postcode };
+            let shipped = scenario::ship_order(&run, &world.carrier, &order).await;
+            print!("ship_order {} in run {}: ", order.id, run.id());
+            match shipped {
+                Ok(receipt) => {
+                    println!("succeeded");
+                    println!(
+                        "result: {}",
+                        serde_json::to_value(&receipt).unwrap_or_default()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("failed");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Manifest => {
             print!("{}", actguard::Manifest::from_registry().to_json());

@@ -15,6 +15,9 @@ use uuid::Uuid;
 pub struct Order {
     pub id: String,
     pub qty: u32,
+    /// The delivery address's postcode, when the order has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postcode: Option<String>,
 }
 
 /// A shipment whose priority the agent sets.
@@ -250,6 +253,7 @@ fn order(i: u32) -> Order {
     Order {
         id: format!("O-{i}"),
         qty: i,
+        postcode: None,
     }
 }
 
