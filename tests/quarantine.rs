@@ -178,11 +178,19 @@ async fn corrected_data_acts_under_the_same_key_once_released() {
             "{store}"
         );
         assert!(
-            ops::queue_release(&agent, id, "ana", "again")
+            ops::queue_resolve(&agent, id, "ana", "again")
                 .await
                 .is_err(),
             "{store}: a resolved entry cannot be resolved again"
         );
+        // A release forgotten at the resolve can follow it: the corrected payload then acts.
+        ops::queue_release(&agent, id, "ana", "release after all")
+            .await
+            .unwrap();
+        post(&run, &ledger, &corrected)
+            .await
+            .unwrap_or_else(|e| panic!("{store}: {e}"));
+        assert_eq!(ledger.effects("A-5"), 1, "{store}");
 
         // A second failure, resolved with release: the corrected payload acts under the same key.
         let ledger = Downstream::new();

@@ -80,7 +80,7 @@ impl Ctx {
                     ops::queue_resolve(&agent, args.id, &args.by, &args.note).await?
                 };
                 let released = if resolve.release {
-                    ", key released"
+                    ", its key released"
                 } else {
                     ""
                 };

@@ -105,6 +105,7 @@ macro_rules! conformance_suite {
             replay_of_a_closed_or_other_entry_is_refused
             resolve_with_release_frees_the_key_for_any_payload
             resolve_without_release_keeps_the_key_failed
+            a_release_may_follow_a_resolve
             complete_sent_again_by_its_claim_converges
             renew_extends_the_claim_and_the_record_lease
             renew_after_takeover_is_claim_lost
@@ -2278,4 +2279,52 @@ pub async fn renew_after_takeover_is_claim_lost(store: &dyn Store) {
         store.renew(&renewal(&never, T0)).await,
         Err(StoreError::ClaimLost { .. })
     ));
+}
+
+/// A release forgotten at the resolve can follow it: resolving a resolved entry again with release
+/// frees its key (the entry stays resolved); without release, a resolved entry cannot be resolved
+/// again, and a discarded one cannot be released.
+pub async fn a_release_may_follow_a_resolve(store: &dyn Store) {
+    let (r, entry) = failed_key(store, "k-late-release", T0).await;
+    store
+        .queue_update(&op_update(&r, entry, resolve_op("ana", "fixed"), T0 + 1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .queue_update(&op_update(&r, entry, resolve_op("ana", "again"), T0 + 2))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let release = QueueOp::Resolve {
+        by: "ana".into(),
+        note: "and release it".into(),
+        release: true,
+    };
+    let e = store
+        .queue_update(&op_update(&r, entry, release.clone(), T0 + 3))
+        .await
+        .unwrap();
+    assert_eq!(e.status, QueueStatus::Resolved);
+    let state = store.key_state(&r.key_digest).await.unwrap().unwrap();
+    assert_eq!(state.status, KeyStatus::Released);
+
+    let (d, discarded) = failed_key(store, "k-discarded", T0).await;
+    store
+        .queue_update(&op_update(
+            &d,
+            discarded,
+            discard_op("ana", "never"),
+            T0 + 1,
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .queue_update(&op_update(&d, discarded, release, T0 + 2))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let state = store.key_state(&d.key_digest).await.unwrap().unwrap();
+    assert_eq!(state.status, KeyStatus::Failed);
 }

@@ -68,7 +68,7 @@ pub enum ActionError<E> {
         error: E,
     },
     /// The key failed terminally in an earlier call: its queue entry decides what happens next.
-    #[error("key `{key}` failed before and waits in the {} queue `{}` (entry {}): resolve or replay it there", .queue.kind.as_str(), .queue.name, .queue.id)]
+    #[error("key `{key}` failed before: the {} queue `{}` holds it (entry {}); see `actguard queue show {}`", .queue.kind.as_str(), .queue.name, .queue.id, .queue.id)]
     PreviouslyFailed { key: String, queue: QueueRef },
     /// Another worker holds a live claim on this key (or on its record) beyond the wait allowed.
     #[error(

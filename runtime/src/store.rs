@@ -449,10 +449,17 @@ impl QueueOp {
     }
 
     /// Checks the transition from `entry`'s status; the error is [`StoreError::Conflict`] naming the
-    /// entry and its status. Every store applies this one rule.
+    /// entry and its status. Every store applies this one rule: claim an open entry; resolve or discard
+    /// an open or claimed one; resolve with release also a resolved one (a release that was forgotten
+    /// at the resolve).
     pub fn check(&self, entry: &QueueEntry) -> Result<(), StoreError> {
         let allowed = match self {
             QueueOp::Claim { .. } => entry.status == QueueStatus::Open,
+            // Releasing may follow a resolve that forgot it: the key is freed, the entry stays
+            // resolved.
+            QueueOp::Resolve { release: true, .. } => {
+                !entry.status.is_terminal() || entry.status == QueueStatus::Resolved
+            }
             QueueOp::Resolve { .. } | QueueOp::Discard { .. } => !entry.status.is_terminal(),
         };
         if allowed {
