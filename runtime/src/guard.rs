@@ -211,7 +211,7 @@ where
             self.count("succeeded");
             return Ok(value);
         };
-        let result = match serde_json::to_value(&value) {
+        let result = match crate::canonical::to_value(&value) {
             Ok(r) => r,
             Err(e) => {
                 // The claim is left to expire: without a stored result the key must not look completed.
