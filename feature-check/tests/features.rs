@@ -51,6 +51,9 @@ fn canonical_json_is_that_of_a_plain_build() {
     let expected =
         r#"{"a":[1e+21,-0.0,1.2345678901234568e+29],"z":{"x":1.0,"y":1.0},"é":"\u0001"}"#;
     assert_eq!(canonical::to_string(&value).unwrap(), expected);
+    let mut walked = Vec::new();
+    canonical::write_value(&mut walked, &value);
+    assert_eq!(String::from_utf8(walked).unwrap(), expected);
     assert_eq!(PayloadJson::new(&value).as_str(), expected);
     // Read back from a store, a payload is canonical again.
     let stored: PayloadJson = serde_json::from_str(text).unwrap();

@@ -54,18 +54,22 @@
 //!   by UTF-8 bytes (a `BTreeMap<String, _>`'s order). The two differ only between keys that hold
 //!   characters above U+FFFF and characters in U+E000..=U+FFFF: `"\u{ff61}"` sorts before
 //!   `"\u{1f600}"` here, after it in RFC 8785.
-//! - **Numbers**: RFC 8785 writes numbers as ECMAScript does (`1`, `1e+21`, `1e-7`, integers only up
-//!   to 2^53 exactly); this form writes integers exactly at any size up to 64 bits, and floats as
-//!   above: integral floats keep a `.0` (`1.0`), and the switch to exponent notation happens at
-//!   `1e16`, not `1e21` (`1e+16` rather than `10000000000000000`).
+//! - **Numbers**: RFC 8785 treats every number as an IEEE 754 double and writes it as ECMAScript's
+//!   `Number.prototype.toString` does; this form writes `serde_json`'s numbers as `serde_json`
+//!   writes them. Integers are exact over the whole `u64` and `i64` ranges (not only up to 2^53)
+//!   and have no `.0`; floats keep a `.0` when integral and use exponent notation outside
+//!   `1e-5 ≤ |x| < 1e16` (ECMAScript: outside `1e-6 ≤ |x| < 1e21`). So `1.0`, `1e+16`, `1e-6`,
+//!   `-0.0` here are `1`, `10000000000000000`, `0.000001`, `0` in RFC 8785; `1e+21`, `1e-7`,
+//!   `0.1`, `5e-324` are the same in both.
 //! - **Non-finite** floats become `null` (RFC 8785 rejects them).
 //!
-//! `serde_json` releases before it switched from `ryu` to `zmij` (late 2025) wrote a float's
-//! positive exponent without its sign (`1e21`, not `1e+21`). The form here is the `zmij` one, what
-//! release 0.1 wrote with the `serde_json` of its lockfile.
+//! The form does not depend on the `serde_json` release either: floats are formatted here by
+//! `zmij`. `serde_json` releases before its switch from `ryu` to `zmij` (late 2025) wrote a positive
+//! exponent without its sign (`1e21`, not `1e+21`); the form is the `zmij` one, what release 0.1
+//! wrote with the `serde_json` of its lockfile.
 
 use std::cmp::Ordering;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering as AtomicOrdering};
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
@@ -92,31 +96,101 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
 
 /// Appends the canonical JSON of `value` to `out`. On an error, `out` may hold part of it.
 pub fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Error> {
-    let mut scratch = SCRATCH.take();
-    let result = value.serialize(&mut Writer {
-        out,
-        scratch: &mut scratch,
-    });
-    scratch.members.clear();
-    scratch.bytes.clear();
-    // A very large object does not pin its buffers to the thread.
-    if scratch.bytes.capacity() <= 64 * 1024 && scratch.members.capacity() <= 4096 {
-        SCRATCH.set(scratch);
-    }
-    result
+    value.serialize(&mut Writer { out })
 }
 
 /// Appends `s` as a canonical JSON string (quoted and escaped) to `out`.
+#[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_string(out, s);
+}
+
+/// [`write_str`]; answers whether anything in `s` was escaped.
+#[inline]
+fn write_string(out: &mut Vec<u8>, s: &str) -> bool {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    if needs_escape(bytes) {
+    let escaped = needs_escape(bytes);
+    if escaped {
         write_escaped(out, bytes);
     } else {
         out.extend_from_slice(bytes);
     }
     out.push(b'"');
+    escaped
+}
+
+/// Appends the canonical JSON of a `serde_json::Value` to `out`: the bytes [`write()`] writes for it,
+/// written by walking the value rather than through `serde`.
+pub fn write_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => write_number(out, n),
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            out.push(b'{');
+            if maps_are_sorted() {
+                for (i, (k, v)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, k);
+                    out.push(b':');
+                    write_value(out, v);
+                }
+            } else {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                for (i, (k, v)) in members.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, k);
+                    out.push(b':');
+                    write_value(out, v);
+                }
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// A `serde_json::Number` as a plain build writes it.
+fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) {
+    if numbers_keep_their_text() {
+        // The text of a number that serde_json parsed or wrote: always a valid JSON number.
+        write_number_text(out, &n.to_string()).expect("a serde_json number is valid JSON");
+    } else if let Some(u) = n.as_u64() {
+        write_integer(out, u);
+    } else if let Some(i) = n.as_i64() {
+        write_integer(out, i);
+    } else {
+        write_f64(out, n.as_f64().unwrap_or(f64::NAN));
+    }
+}
+
+/// Whether `serde_json::Map` iterates in key order (a `BTreeMap`: no `preserve_order`).
+#[inline]
+fn maps_are_sorted() -> bool {
+    static SORTED: Probe = Probe::new();
+    SORTED.get(|| {
+        let mut map = serde_json::Map::new();
+        map.insert("b".to_owned(), Value::Null);
+        map.insert("a".to_owned(), Value::Null);
+        map.keys().next().is_some_and(|k| k == "a")
+    })
 }
 
 /// `value` as a `serde_json::Value` that writes the same canonical JSON in every build.
@@ -134,13 +208,41 @@ pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, Error> {
 }
 
 /// Whether `serde_json` is built with `arbitrary_precision` (a parsed number keeps its text).
+#[inline]
 fn numbers_keep_their_text() -> bool {
-    static KEEP: OnceLock<bool> = OnceLock::new();
-    *KEEP.get_or_init(|| {
+    static KEEP: Probe = Probe::new();
+    KEEP.get(|| {
         serde_json::from_str::<Value>("1.50")
             .and_then(|v| serde_json::to_string(&v))
             .is_ok_and(|text| text == "1.50")
     })
+}
+
+/// A fact about the `serde_json` build, found out once: a relaxed load afterwards (computing it twice
+/// in a race is harmless).
+struct Probe(AtomicU8);
+
+impl Probe {
+    const UNKNOWN: u8 = 0;
+    const NO: u8 = 1;
+    const YES: u8 = 2;
+
+    const fn new() -> Self {
+        Probe(AtomicU8::new(Self::UNKNOWN))
+    }
+
+    #[inline]
+    fn get(&self, find_out: impl FnOnce() -> bool) -> bool {
+        match self.0.load(AtomicOrdering::Relaxed) {
+            Self::UNKNOWN => {
+                let yes = find_out();
+                let state = if yes { Self::YES } else { Self::NO };
+                self.0.store(state, AtomicOrdering::Relaxed);
+                yes
+            }
+            state => state == Self::YES,
+        }
+    }
 }
 
 /// Whether `serde_json` would escape anything in `bytes`: a `"`, a `\` or a control character
@@ -265,28 +367,88 @@ fn key_order(out: &[u8], a: &Member, b: &Member) -> Ordering {
     let (ka, kb) = (a.key(out), b.key(out));
     if a.escaped || b.escaped {
         Unescaped { bytes: ka, at: 0 }.cmp(Unescaped { bytes: kb, at: 0 })
+    } else if ka.len() <= 16 && kb.len() <= 16 {
+        // Most keys are short: compared in place rather than by a call to `memcmp`.
+        for (x, y) in ka.iter().zip(kb) {
+            if x != y {
+                return x.cmp(y);
+            }
+        }
+        ka.len().cmp(&kb.len())
     } else {
         ka.cmp(kb)
     }
 }
 
-/// Buffers reused from one [`write`] to the next on a thread.
-#[derive(Default)]
-struct Scratch {
-    /// The members of the objects being written, innermost last.
-    members: Vec<Member>,
-    /// Where an object's members are put in order.
-    bytes: Vec<u8>,
+/// The members of the object whose `{` is at `out[start]` and whose last member ends `out` (its `}`
+/// not written yet), found again by scanning: this module's own compact output.
+fn scan_members(out: &[u8], start: usize, members: &mut Vec<Member>) {
+    let mut at = start + 1;
+    while at < out.len() {
+        let (key_end, escaped) = skip_string(out, at);
+        let end = skip_value(out, key_end + 1);
+        members.push(Member {
+            start: at,
+            key_end,
+            end,
+            escaped,
+        });
+        at = end + 1;
+    }
 }
 
-thread_local! {
-    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+/// The end of the string that starts at `out[at]`, and whether it holds an escape.
+fn skip_string(out: &[u8], at: usize) -> (usize, bool) {
+    let mut i = at + 1;
+    let mut escaped = false;
+    loop {
+        match out[i] {
+            b'"' => return (i + 1, escaped),
+            b'\\' => {
+                escaped = true;
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+/// The end of the value that starts at `out[at]`.
+fn skip_value(out: &[u8], at: usize) -> usize {
+    match out[at] {
+        b'"' => skip_string(out, at).0,
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = at;
+            loop {
+                match out[i] {
+                    b'"' => {
+                        i = skip_string(out, i).0;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        // A number, `true`, `false` or `null`.
+        _ => out[at..]
+            .iter()
+            .position(|&b| b == b',')
+            .map_or(out.len(), |n| at + n),
+    }
 }
 
 /// The serializer: writes canonical JSON into `out`.
-struct Writer<'o, 's> {
+struct Writer<'o> {
     out: &'o mut Vec<u8>,
-    scratch: &'s mut Scratch,
 }
 
 fn error(message: &str) -> Error {
@@ -329,16 +491,16 @@ fn write_number_text(out: &mut Vec<u8>, text: &str) -> Result<(), Error> {
     Ok(())
 }
 
-impl<'w, 'o, 's> ser::Serializer for &'w mut Writer<'o, 's> {
+impl<'w, 'o> ser::Serializer for &'w mut Writer<'o> {
     type Ok = ();
     type Error = Error;
-    type SerializeSeq = Array<'w, 'o, 's>;
-    type SerializeTuple = Array<'w, 'o, 's>;
-    type SerializeTupleStruct = Array<'w, 'o, 's>;
-    type SerializeTupleVariant = Array<'w, 'o, 's>;
-    type SerializeMap = Object<'w, 'o, 's>;
-    type SerializeStruct = Struct<'w, 'o, 's>;
-    type SerializeStructVariant = Object<'w, 'o, 's>;
+    type SerializeSeq = Array<'w, 'o>;
+    type SerializeTuple = Array<'w, 'o>;
+    type SerializeTupleStruct = Array<'w, 'o>;
+    type SerializeTupleVariant = Array<'w, 'o>;
+    type SerializeMap = Object<'w, 'o>;
+    type SerializeStruct = Struct<'w, 'o>;
+    type SerializeStructVariant = Object<'w, 'o>;
 
     fn serialize_bool(self, v: bool) -> Result<(), Error> {
         self.out
@@ -483,7 +645,7 @@ impl<'w, 'o, 's> ser::Serializer for &'w mut Writer<'o, 's> {
         Ok(())
     }
 
-    fn serialize_seq(self, _len: Option<usize>) -> Result<Array<'w, 'o, 's>, Error> {
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Array<'w, 'o>, Error> {
         self.out.push(b'[');
         Ok(Array {
             w: self,
@@ -492,7 +654,7 @@ impl<'w, 'o, 's> ser::Serializer for &'w mut Writer<'o, 's> {
         })
     }
 
-    fn serialize_tuple(self, len: usize) -> Result<Array<'w, 'o, 's>, Error> {
+    fn serialize_tuple(self, len: usize) -> Result<Array<'w, 'o>, Error> {
         self.serialize_seq(Some(len))
     }
 
@@ -500,7 +662,7 @@ impl<'w, 'o, 's> ser::Serializer for &'w mut Writer<'o, 's> {
         self,
         _name: &'static str,
         len: usize,
-    ) -> Result<Array<'w, 'o, 's>, Error> {
+    ) -> Result<Array<'w, 'o>, Error> {
         self.serialize_seq(Some(len))
     }
 
@@ -510,7 +672,7 @@ impl<'w, 'o, 's> ser::Serializer for &'w mut Writer<'o, 's> {
         _index: u32,
         variant: &'static str,
         _len: usize,
-    ) -> Result<Array<'w, 'o, 's>, Error> {
+    ) -> Result<Array<'w, 'o>, Error> {
         self.out.push(b'{');
         write_str(self.out, variant);
         self.out.extend_from_slice(b":[");
@@ -521,15 +683,11 @@ impl<'w, 'o, 's> ser::Serializer for &'w mut Writer<'o, 's> {
         })
     }
 
-    fn serialize_map(self, _len: Option<usize>) -> Result<Object<'w, 'o, 's>, Error> {
+    fn serialize_map(self, _len: Option<usize>) -> Result<Object<'w, 'o>, Error> {
         Ok(Object::begin(self, false))
     }
 
-    fn serialize_struct(
-        self,
-        name: &'static str,
-        _len: usize,
-    ) -> Result<Struct<'w, 'o, 's>, Error> {
+    fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Struct<'w, 'o>, Error> {
         Ok(match name {
             NUMBER_TOKEN => Struct::Number(self),
             RAW_VALUE_TOKEN => Struct::RawValue(self),
@@ -543,7 +701,7 @@ impl<'w, 'o, 's> ser::Serializer for &'w mut Writer<'o, 's> {
         _index: u32,
         variant: &'static str,
         _len: usize,
-    ) -> Result<Object<'w, 'o, 's>, Error> {
+    ) -> Result<Object<'w, 'o>, Error> {
         self.out.push(b'{');
         write_str(self.out, variant);
         self.out.push(b':');
@@ -552,14 +710,14 @@ impl<'w, 'o, 's> ser::Serializer for &'w mut Writer<'o, 's> {
 }
 
 /// A sequence, tuple or tuple variant being written.
-struct Array<'w, 'o, 's> {
-    w: &'w mut Writer<'o, 's>,
+struct Array<'w, 'o> {
+    w: &'w mut Writer<'o>,
     first: bool,
     /// Inside `{"variant":…}`: closed with `]}`.
     in_variant: bool,
 }
 
-impl Array<'_, '_, '_> {
+impl Array<'_, '_> {
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
         if !std::mem::take(&mut self.first) {
             self.w.out.push(b',');
@@ -576,7 +734,7 @@ impl Array<'_, '_, '_> {
     }
 }
 
-impl ser::SerializeSeq for Array<'_, '_, '_> {
+impl ser::SerializeSeq for Array<'_, '_> {
     type Ok = ();
     type Error = Error;
 
@@ -589,7 +747,7 @@ impl ser::SerializeSeq for Array<'_, '_, '_> {
     }
 }
 
-impl ser::SerializeTuple for Array<'_, '_, '_> {
+impl ser::SerializeTuple for Array<'_, '_> {
     type Ok = ();
     type Error = Error;
 
@@ -602,7 +760,7 @@ impl ser::SerializeTuple for Array<'_, '_, '_> {
     }
 }
 
-impl ser::SerializeTupleStruct for Array<'_, '_, '_> {
+impl ser::SerializeTupleStruct for Array<'_, '_> {
     type Ok = ();
     type Error = Error;
 
@@ -615,7 +773,7 @@ impl ser::SerializeTupleStruct for Array<'_, '_, '_> {
     }
 }
 
-impl ser::SerializeTupleVariant for Array<'_, '_, '_> {
+impl ser::SerializeTupleVariant for Array<'_, '_> {
     type Ok = ();
     type Error = Error;
 
@@ -629,30 +787,33 @@ impl ser::SerializeTupleVariant for Array<'_, '_, '_> {
 }
 
 /// An object being written: its members as they come, put in key order at the end if they did not
-/// come in it.
-struct Object<'w, 'o, 's> {
-    w: &'w mut Writer<'o, 's>,
+/// come in it. In order (a `serde_json::Value` of a plain build, a struct whose fields are declared
+/// in order), nothing is recorded but the last key.
+struct Object<'w, 'o> {
+    w: &'w mut Writer<'o>,
     /// Where its `{` is in `out`.
     start: usize,
-    /// Where its members begin in the writer's member stack.
-    base: usize,
-    /// The member whose key was written and whose value comes next: (start, key end).
-    pending: Option<(usize, usize)>,
+    /// The members written so far.
+    count: usize,
+    /// The last member written.
+    last: Option<Member>,
+    /// The member whose key was written and whose value comes next: (start, key end, escaped).
+    pending: Option<(usize, usize, bool)>,
     /// A member came with a key not after the one before it.
     unsorted: bool,
     /// Inside `{"variant":…}`: closed with `}}`.
     in_variant: bool,
 }
 
-impl<'w, 'o, 's> Object<'w, 'o, 's> {
-    fn begin(w: &'w mut Writer<'o, 's>, in_variant: bool) -> Self {
+impl<'w, 'o> Object<'w, 'o> {
+    fn begin(w: &'w mut Writer<'o>, in_variant: bool) -> Self {
         let start = w.out.len();
         w.out.push(b'{');
-        let base = w.scratch.members.len();
         Object {
             w,
             start,
-            base,
+            count: 0,
+            last: None,
             pending: None,
             unsorted: false,
             in_variant,
@@ -661,51 +822,51 @@ impl<'w, 'o, 's> Object<'w, 'o, 's> {
 
     /// Before a member's key: its separator; returns where the member starts.
     fn member_start(&mut self) -> usize {
-        if self.w.scratch.members.len() > self.base {
+        if self.count > 0 {
             self.w.out.push(b',');
         }
         self.w.out.len()
     }
 
     /// After a member's value.
-    fn member_end(&mut self, start: usize, key_end: usize) {
-        let out = &self.w.out;
+    fn member_end(&mut self, start: usize, key_end: usize, escaped: bool) {
         let member = Member {
             start,
             key_end,
-            end: out.len(),
-            escaped: out[start + 1..key_end - 1].contains(&b'\\'),
+            end: self.w.out.len(),
+            escaped,
         };
-        let members = &mut self.w.scratch.members;
-        if members.len() > self.base {
-            let last = members.last().expect("a member before this one");
-            if key_order(out, last, &member) != Ordering::Less {
-                self.unsorted = true;
-            }
+        if !self.unsorted
+            && let Some(last) = &self.last
+            && key_order(self.w.out, last, &member) != Ordering::Less
+        {
+            self.unsorted = true;
         }
-        members.push(member);
+        self.last = Some(member);
+        self.count += 1;
     }
 
     fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), Error> {
         let start = self.member_start();
-        write_str(self.w.out, key);
+        let escaped = write_string(self.w.out, key);
         let key_end = self.w.out.len();
         self.w.out.push(b':');
         value.serialize(&mut *self.w)?;
-        self.member_end(start, key_end);
+        self.member_end(start, key_end, escaped);
         Ok(())
     }
 
     fn finish(self) -> Result<(), Error> {
-        let Writer { out, scratch } = self.w;
-        out.push(b'}');
+        let out = &mut *self.w.out;
         if self.unsorted {
-            let members = &mut scratch.members[self.base..];
+            let mut members = Vec::with_capacity(self.count);
+            scan_members(out, self.start, &mut members);
+            debug_assert_eq!(members.len(), self.count);
             // Stable: of members with equal keys, the last given is last, and kept.
             members.sort_by(|a, b| key_order(out, a, b));
-            let sorted = &mut scratch.bytes;
-            sorted.clear();
-            sorted.push(b'{');
+            // The sorted object is written after the unsorted one, then moved in its place.
+            let sorted = out.len();
+            out.push(b'{');
             for (i, m) in members.iter().enumerate() {
                 if members
                     .get(i + 1)
@@ -713,16 +874,17 @@ impl<'w, 'o, 's> Object<'w, 'o, 's> {
                 {
                     continue;
                 }
-                if sorted.len() > 1 {
-                    sorted.push(b',');
+                if out.len() > sorted + 1 {
+                    out.push(b',');
                 }
-                sorted.extend_from_slice(&out[m.start..m.end]);
+                out.extend_from_within(m.start..m.end);
             }
-            sorted.push(b'}');
-            out.truncate(self.start);
-            out.extend_from_slice(sorted);
+            out.push(b'}');
+            out.copy_within(sorted.., self.start);
+            out.truncate(self.start + (out.len() - sorted));
+        } else {
+            out.push(b'}');
         }
-        scratch.members.truncate(self.base);
         if self.in_variant {
             out.push(b'}');
         }
@@ -730,27 +892,29 @@ impl<'w, 'o, 's> Object<'w, 'o, 's> {
     }
 }
 
-impl ser::SerializeMap for Object<'_, '_, '_> {
+impl ser::SerializeMap for Object<'_, '_> {
     type Ok = ();
     type Error = Error;
 
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
         let start = self.member_start();
+        let mut escaped = false;
         key.serialize(KeyWriter {
             out: &mut *self.w.out,
+            escaped: &mut escaped,
         })?;
-        self.pending = Some((start, self.w.out.len()));
+        self.pending = Some((start, self.w.out.len(), escaped));
         self.w.out.push(b':');
         Ok(())
     }
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        let (start, key_end) = self
+        let (start, key_end, escaped) = self
             .pending
             .take()
             .expect("serialize_value called before serialize_key");
         value.serialize(&mut *self.w)?;
-        self.member_end(start, key_end);
+        self.member_end(start, key_end, escaped);
         Ok(())
     }
 
@@ -759,7 +923,7 @@ impl ser::SerializeMap for Object<'_, '_, '_> {
     }
 }
 
-impl ser::SerializeStructVariant for Object<'_, '_, '_> {
+impl ser::SerializeStructVariant for Object<'_, '_> {
     type Ok = ();
     type Error = Error;
 
@@ -778,10 +942,10 @@ impl ser::SerializeStructVariant for Object<'_, '_, '_> {
 
 /// A struct being written: an object, or one of `serde_json`'s private forms of a number
 /// (`arbitrary_precision`) or of raw JSON (`raw_value`).
-enum Struct<'w, 'o, 's> {
-    Object(Object<'w, 'o, 's>),
-    Number(&'w mut Writer<'o, 's>),
-    RawValue(&'w mut Writer<'o, 's>),
+enum Struct<'w, 'o> {
+    Object(Object<'w, 'o>),
+    Number(&'w mut Writer<'o>),
+    RawValue(&'w mut Writer<'o>),
 }
 
 /// The text held by the field of a private `serde_json` form.
@@ -792,7 +956,7 @@ fn private_text<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
     }
 }
 
-impl ser::SerializeStruct for Struct<'_, '_, '_> {
+impl ser::SerializeStruct for Struct<'_, '_> {
     type Ok = ();
     type Error = Error;
 
@@ -808,7 +972,8 @@ impl ser::SerializeStruct for Struct<'_, '_, '_> {
             }
             Struct::RawValue(w) if key == RAW_VALUE_TOKEN => {
                 let raw: Value = serde_json::from_str(&private_text(value)?)?;
-                raw.serialize(&mut **w)
+                write_value(w.out, &raw);
+                Ok(())
             }
             Struct::Number(_) | Struct::RawValue(_) => Err(error(
                 "unexpected field in a serde_json number or raw value",
@@ -827,6 +992,8 @@ impl ser::SerializeStruct for Struct<'_, '_, '_> {
 /// Writes an object's key: a string, or what `serde_json` turns into one.
 struct KeyWriter<'a> {
     out: &'a mut Vec<u8>,
+    /// Set when the key needed escaping.
+    escaped: &'a mut bool,
 }
 
 fn key_must_be_a_string() -> Error {
@@ -916,12 +1083,12 @@ impl ser::Serializer for KeyWriter<'_> {
     }
 
     fn serialize_char(self, v: char) -> Result<(), Error> {
-        write_str(self.out, v.encode_utf8(&mut [0; 4]));
+        *self.escaped = write_string(self.out, v.encode_utf8(&mut [0; 4]));
         Ok(())
     }
 
     fn serialize_str(self, v: &str) -> Result<(), Error> {
-        write_str(self.out, v);
+        *self.escaped = write_string(self.out, v);
         Ok(())
     }
 
@@ -951,7 +1118,7 @@ impl ser::Serializer for KeyWriter<'_> {
         _index: u32,
         variant: &'static str,
     ) -> Result<(), Error> {
-        write_str(self.out, variant);
+        *self.escaped = write_string(self.out, variant);
         Ok(())
     }
 
@@ -1442,6 +1609,7 @@ mod tests {
             any::<f64>().prop_map(Value::from),
             any::<f32>().prop_map(|f| Value::from(f64::from(f))),
             any::<String>().prop_map(Value::from),
+            "[{}\\[\\],:\"\\\\\u{1}a]{0,6}".prop_map(Value::from),
         ];
         leaf.prop_recursive(4, 64, 8, move |inner| {
             prop_oneof![
@@ -1453,11 +1621,16 @@ mod tests {
     }
 
     proptest! {
-        /// Every JSON value is written as a plain `serde_json` build writes it.
+        /// Every JSON value is written as a plain `serde_json` build writes it, through `serde` or by
+        /// walking the value.
         #[test]
         fn any_json_value_is_written_as_plain_serde_json_writes_it(v in any_value()) {
             assert_plain_serde_json();
-            prop_assert_eq!(to_vec(&v).unwrap(), serde_json::to_vec(&v).unwrap());
+            let expected = serde_json::to_vec(&v).unwrap();
+            prop_assert_eq!(&to_vec(&v).unwrap(), &expected);
+            let mut walked = Vec::new();
+            write_value(&mut walked, &v);
+            prop_assert_eq!(walked, expected);
         }
 
         /// Every float is written as `serde_json` writes it.
@@ -1473,6 +1646,37 @@ mod tests {
                 write_number_text(&mut out, &text).unwrap();
                 prop_assert_eq!(out, text.into_bytes());
             }
+        }
+
+        /// Objects whose members come in reverse order, at every level, with any content (strings
+        /// holding brackets, commas, quotes, escapes): found again and sorted.
+        #[test]
+        fn members_in_any_order_are_sorted_at_every_level(v in any_value()) {
+            struct Reversed<'a>(&'a Value);
+            impl Serialize for Reversed<'_> {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    use serde::ser::SerializeSeq;
+                    match self.0 {
+                        Value::Object(m) => {
+                            let mut map = s.serialize_map(Some(m.len()))?;
+                            for (k, v) in m.iter().rev() {
+                                map.serialize_entry(k, &Reversed(v))?;
+                            }
+                            map.end()
+                        }
+                        Value::Array(a) => {
+                            let mut seq = s.serialize_seq(Some(a.len()))?;
+                            for v in a {
+                                seq.serialize_element(&Reversed(v))?;
+                            }
+                            seq.end()
+                        }
+                        other => other.serialize(s),
+                    }
+                }
+            }
+            assert_plain_serde_json();
+            prop_assert_eq!(to_vec(&Reversed(&v)).unwrap(), serde_json::to_vec(&v).unwrap());
         }
 
         /// A map with keys in any order and of any content is written as its sorted `Value` is.

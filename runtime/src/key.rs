@@ -308,7 +308,9 @@ impl<'de> serde::Deserialize<'de> for PayloadJson {
 /// The canonical JSON of `value`: objects with sorted keys whatever the order of its maps (a
 /// `preserve_order` build keeps insertion order), numbers as a plain build writes them.
 fn canonical_bytes(value: &serde_json::Value) -> Vec<u8> {
-    canonical::to_vec(value).expect("a JSON value always serializes")
+    let mut out = Vec::with_capacity(128);
+    canonical::write_value(&mut out, value);
+    out
 }
 
 thread_local! {

@@ -185,8 +185,8 @@ pub fn entry_hash_canonical(seq: u64, prev_hash: &str, canonical: &[u8]) -> Stri
 /// Writes `entry` as [canonical JSON](crate::canonical): an object whose keys are in sorted (byte)
 /// order, compact. Keep the fields below sorted and complete: a test compares the bytes with those of
 /// the entry's `serde_json::Value`. The field names are literals and the scalar fields are written
-/// directly; `before`, `after` and the other serialized fields go through [`canonical::write`], so the
-/// bytes are the same whatever features `serde_json` is built with.
+/// directly, `before` and `after` by [`canonical::write_value`], the other serialized fields by
+/// [`canonical::write`]: the bytes are the same whatever features `serde_json` is built with.
 fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
     /// `,"name":` (or `{"name":` for the first field), one literal per field.
     macro_rules! name {
@@ -203,6 +203,16 @@ fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
             name!($name);
             match $value {
                 Some(v) => canonical::write(w, v)?,
+                None => w.extend_from_slice(b"null"),
+            }
+        }};
+    }
+    /// An optional JSON value field.
+    macro_rules! value {
+        ($name:literal, $value:expr) => {{
+            name!($name);
+            match $value {
+                Some(v) => canonical::write_value(w, v),
                 None => w.extend_from_slice(b"null"),
             }
         }};
@@ -225,12 +235,12 @@ fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
     }
     name!(first "action");
     canonical::write_str(w, &e.action);
-    field!("after", &e.after);
+    value!("after", &e.after);
     name!("at_ms");
     int(w, Some(e.at_ms));
     name!("attempt");
     int(w, Some(e.attempt));
-    field!("before", &e.before);
+    value!("before", &e.before);
     name!("duration_ms");
     int(w, Some(e.duration_ms));
     field!("failure_kind", &e.failure_kind);
@@ -238,7 +248,11 @@ fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
     int(w, e.fencing_token);
     text!("key_digest", &e.key_digest);
     text!("key_text", &e.key_text);
-    field!("message", &e.message);
+    name!("message");
+    match &e.message {
+        Some(m) => canonical::write_str(w, m),
+        None => w.extend_from_slice(b"null"),
+    }
     text!("outcome", e.outcome.as_str());
     name!("queue_entry");
     int(w, e.queue_entry);

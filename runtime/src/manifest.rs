@@ -371,7 +371,8 @@ impl Manifest {
         if let Value::Object(map) = &mut value {
             map.remove("digest");
         }
-        let bytes = canonical::to_vec(&value).expect("a JSON value always serializes");
+        let mut bytes = Vec::with_capacity(16 * 1024);
+        canonical::write_value(&mut bytes, &value);
         format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
     }
 
