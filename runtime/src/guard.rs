@@ -223,7 +223,7 @@ where
             return Ok(value);
         };
         let claim_id = claim.claim_id;
-        let result = match serde_json::to_value(&value) {
+        let result = match crate::canonical::to_value(&value) {
             Ok(r) => r,
             // The body ran: the key must end recorded, never released to run again.
             Err(e) => return Err(self.result_not_stored(e.to_string()).await),
@@ -254,7 +254,7 @@ where
                     tokio::time::sleep(pause).await;
                     pause *= 4;
                     tries += 1;
-                    let result = serde_json::to_value(&value).unwrap_or_default();
+                    let result = crate::canonical::to_value(&value).unwrap_or_default();
                     completion =
                         self.completion(claim_id, now_ms, result, before.clone(), after.clone());
                 }

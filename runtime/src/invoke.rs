@@ -148,7 +148,7 @@ pub(crate) fn record_outcome<T: Serialize, E: Classify + Display>(
 ) {
     let Some(slot) = slot else { return };
     let outcome = match result {
-        Ok(v) => serde_json::to_value(v).map_err(|e| InvokeError::Result {
+        Ok(v) => crate::canonical::to_value(v).map_err(|e| InvokeError::Result {
             action: action.to_owned(),
             message: e.to_string(),
         }),

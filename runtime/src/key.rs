@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::canonical;
 use crate::shared::SharedStr;
 
 /// A value that may be part of an idempotency key or a record template.
@@ -238,7 +239,7 @@ impl Payload {
     /// The payload whose canonical JSON is `bytes`.
     fn of_canonical(bytes: &[u8]) -> Self {
         let fingerprint = SharedStr::from(hex_str(&Sha256::digest(bytes).into(), &mut [0; 64]));
-        let text = std::str::from_utf8(bytes).expect("serde_json writes UTF-8");
+        let text = std::str::from_utf8(bytes).expect("canonical JSON is UTF-8");
         Payload {
             json: PayloadJson(SharedStr::from(text)),
             fingerprint,
@@ -246,9 +247,10 @@ impl Payload {
     }
 }
 
-/// A payload as canonical JSON: compact, with the keys of every object in sorted (byte) order, as
-/// `serde_json` writes a [`serde_json::Value`]. These are the bytes the fingerprint hashes and the
-/// text stores keep; cheap to clone. Floats read back exactly (`serde_json`'s `float_roundtrip`).
+/// A payload as [canonical JSON](crate::canonical): compact, with the keys of every object in sorted
+/// (byte) order, the same whatever features `serde_json` is built with. These are the bytes the
+/// fingerprint hashes and the text stores keep; cheap to clone. Floats read back exactly
+/// (`serde_json`'s `float_roundtrip`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PayloadJson(SharedStr);
 
@@ -257,7 +259,7 @@ impl PayloadJson {
     pub fn new(value: &serde_json::Value) -> Self {
         let bytes = canonical_bytes(value);
         PayloadJson(SharedStr::from(
-            std::str::from_utf8(&bytes).expect("serde_json writes UTF-8"),
+            std::str::from_utf8(&bytes).expect("canonical JSON is UTF-8"),
         ))
     }
 
@@ -303,10 +305,12 @@ impl<'de> serde::Deserialize<'de> for PayloadJson {
     }
 }
 
-/// The canonical JSON of `value`. serde_json's `Map` is a BTreeMap (the `preserve_order` feature is
-/// not enabled), so objects serialize with sorted keys: the same value always gives the same bytes.
+/// The canonical JSON of `value`: objects with sorted keys whatever the order of its maps (a
+/// `preserve_order` build keeps insertion order), numbers as a plain build writes them.
 fn canonical_bytes(value: &serde_json::Value) -> Vec<u8> {
-    serde_json::to_vec(value).expect("a JSON value always serializes")
+    let mut out = Vec::with_capacity(128);
+    canonical::write_value(&mut out, value);
+    out
 }
 
 thread_local! {
@@ -316,7 +320,8 @@ thread_local! {
 
 /// Collects the payload parameters of a call; the attribute generates the calls, in sorted order of
 /// the parameters' names, so the canonical JSON is written as the fields come (in any other order it
-/// is sorted once, at the end).
+/// is sorted once, at the end). Each value is written straight into the buffer by
+/// [`canonical::write`], without building a `serde_json::Value`.
 #[doc(hidden)]
 #[derive(Default)]
 pub struct PayloadBuilder {
@@ -339,9 +344,6 @@ impl PayloadBuilder {
         name: &str,
         value: &T,
     ) -> Result<&mut Self, serde_json::Error> {
-        // Through a `Value`: a struct's fields are written in declaration order, a `Value`'s in
-        // sorted order.
-        let value = serde_json::to_value(value)?;
         if self.buf.is_empty() {
             self.buf = PAYLOAD_BUFFER.take();
             self.buf.push(b'{');
@@ -349,7 +351,7 @@ impl PayloadBuilder {
             self.buf.push(b',');
         }
         let start = self.buf.len();
-        serde_json::to_writer(&mut self.buf, name)?;
+        canonical::write_str(&mut self.buf, name);
         // Names compare as they are (the canonical order), not as written: the name without its
         // quotes. One that was escaped (longer once written) is sorted at the end.
         let name_at = start + 1..self.buf.len() - 1;
@@ -363,7 +365,7 @@ impl PayloadBuilder {
         }
         self.last_name = Some(name_at);
         self.buf.push(b':');
-        serde_json::to_writer(&mut self.buf, &value)?;
+        canonical::write(&mut self.buf, value)?;
         Ok(self)
     }
 
@@ -519,18 +521,24 @@ mod tests {
     #[test]
     fn fingerprint_is_the_sha256_of_the_canonical_bytes() {
         let v = serde_json::json!({"b": [1, 2.5, "x\"y"], "a": {"d": null, "c": true}});
-        let bytes = serde_json::to_vec(&v).unwrap();
-        assert_eq!(fingerprint(&v), hex::encode(Sha256::digest(&bytes)));
+        let bytes = br#"{"a":{"c":true,"d":null},"b":[1,2.5,"x\"y"]}"#;
+        assert_eq!(fingerprint(&v), hex::encode(Sha256::digest(bytes)));
     }
 
     #[test]
     fn a_payload_reads_back_the_very_same_value_floats_included() {
-        for v in [
-            serde_json::json!({"id": 7, "n": -3, "big": u64::MAX, "s": "x\"é\u{1}", "l": [null, true]}),
-            serde_json::json!({"amount": 0.1, "nested": [{"x": 1e300, "y": -2.5e-308}], "z": 1.0}),
+        for (v, text) in [
+            (
+                serde_json::json!({"id": 7, "n": -3, "big": u64::MAX, "s": "x\"é\u{1}", "l": [null, true]}),
+                r#"{"big":18446744073709551615,"id":7,"l":[null,true],"n":-3,"s":"x\"é\u0001"}"#,
+            ),
+            (
+                serde_json::json!({"amount": 0.1, "nested": [{"x": 1e300, "y": -2.5e-308}], "z": 1.0}),
+                r#"{"amount":0.1,"nested":[{"x":1e+300,"y":-2.5e-308}],"z":1.0}"#,
+            ),
         ] {
             let json = PayloadJson::new(&v);
-            assert_eq!(json.as_str(), serde_json::to_string(&v).unwrap());
+            assert_eq!(json.as_str(), text);
             assert_eq!(json.value(), v);
             // Serialized as the value it holds, and read back canonical.
             assert_eq!(serde_json::to_value(&json).unwrap(), v);
@@ -572,7 +580,7 @@ mod tests {
             assert_eq!(payload, Payload::new(expected.clone()), "order {order:?}");
             assert_eq!(
                 payload.json.as_str(),
-                serde_json::to_string(&expected).unwrap()
+                r#"{"account":"A-1","n":3,"t":{"amount":250,"memo":null,"to":"A-\"1\""},"zeta":[1.5,"é"]}"#
             );
             assert_eq!(payload.fingerprint, fingerprint(&expected));
         }
@@ -589,6 +597,42 @@ mod tests {
         assert_eq!(PayloadBuilder::new().finish().json.as_str(), "{}");
         let one = PayloadBuilder::new().field("x", &1).unwrap().finish();
         assert_eq!(one.json.as_str(), r#"{"x":1}"#);
+    }
+
+    #[derive(Serialize)]
+    struct Nested {
+        zulu: f32,
+        transfer: Transfer,
+        alpha: std::collections::HashMap<i32, &'static str>,
+    }
+
+    /// A typed value is written directly, with the bytes its `serde_json::Value` had: struct fields
+    /// sorted, an f32 widened, integer keys as strings.
+    #[test]
+    fn the_builder_writes_a_typed_value_as_its_json_value() {
+        let nested = Nested {
+            zulu: 0.1,
+            transfer: Transfer {
+                to: "B",
+                amount: 1,
+                memo: Some("m"),
+            },
+            alpha: [(10, "ten"), (-1, "minus one"), (2, "two")]
+                .into_iter()
+                .collect(),
+        };
+        let typed = PayloadBuilder::new()
+            .field("nested", &nested)
+            .unwrap()
+            .finish();
+        assert_eq!(
+            typed.json.as_str(),
+            r#"{"nested":{"alpha":{"-1":"minus one","10":"ten","2":"two"},"transfer":{"amount":1,"memo":"m","to":"B"},"zulu":0.10000000149011612}}"#
+        );
+        let via_value = serde_json::json!({ "nested": serde_json::to_value(&nested).unwrap() });
+        assert_eq!(typed, Payload::new(via_value));
+        // A value that cannot be written (a 128-bit integer beyond 64 bits) is an error.
+        assert!(PayloadBuilder::new().field("n", &u128::MAX).is_err());
     }
 
     #[test]

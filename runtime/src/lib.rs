@@ -10,6 +10,7 @@ mod alert;
 pub mod audit;
 mod backoff;
 mod bounds;
+pub mod canonical;
 mod classify;
 mod clock;
 #[cfg(feature = "conformance")]

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::canonical;
 use crate::key::{hex_lower, hex_str};
 use crate::policy::{FailureKind, Route};
 use crate::shared::SharedStr;
@@ -127,10 +128,11 @@ impl LogEntry {
 
 /// The hash of an entry: `sha256(prev_hash ‖ 0 ‖ seq ‖ canonical JSON of the entry)`.
 ///
-/// The canonical JSON is the entry as a JSON object with its keys sorted (the form
-/// `serde_json::to_value` gives, since its objects are sorted maps) and no whitespace. It is written
-/// straight into the hasher, field by field in sorted order, without building the value: the bytes
-/// are the same, so entries hashed either way verify alike, also after a round trip through JSON.
+/// The canonical JSON is the entry as a JSON object with its keys sorted and no whitespace, as
+/// [`canonical`] writes it (the bytes a plain `serde_json` build writes for the
+/// entry's `serde_json::Value`). It is written field by field in sorted order, without building the
+/// value, and is the same whatever features `serde_json` is built with, also after a round trip
+/// through JSON.
 pub fn entry_hash(seq: u64, prev_hash: &str, entry: &NewLogEntry) -> String {
     hex_lower(&entry_hash_bytes(seq, prev_hash, entry))
 }
@@ -180,8 +182,11 @@ pub fn entry_hash_canonical(seq: u64, prev_hash: &str, canonical: &[u8]) -> Stri
     hex_lower(&link(seq, prev_hash, canonical))
 }
 
-/// Writes `entry` as canonical JSON: an object whose keys are in sorted (byte) order, compact. Keep the
-/// fields below sorted and complete: a test compares the bytes with `serde_json::to_value`'s.
+/// Writes `entry` as [canonical JSON](crate::canonical): an object whose keys are in sorted (byte)
+/// order, compact. Keep the fields below sorted and complete: a test compares the bytes with those of
+/// the entry's `serde_json::Value`. The field names are literals and the scalar fields are written
+/// directly, `before` and `after` by [`canonical::write_value`], the other serialized fields by
+/// [`canonical::write`]: the bytes are the same whatever features `serde_json` is built with.
 fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
     /// `,"name":` (or `{"name":` for the first field), one literal per field.
     macro_rules! name {
@@ -192,34 +197,32 @@ fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
             w.extend_from_slice(concat!(",\"", $name, "\":").as_bytes())
         };
     }
-    /// An optional field serialized by serde_json (`null` written directly).
+    /// An optional field written as canonical JSON (`null` written directly).
     macro_rules! field {
         ($name:literal, $value:expr) => {{
             name!($name);
             match $value {
-                Some(v) => serde_json::to_writer(&mut *w, v)?,
+                Some(v) => canonical::write(w, v)?,
                 None => w.extend_from_slice(b"null"),
             }
         }};
     }
-    /// A string field: written as is when nothing in it needs escaping (serde_json escapes only `"`,
-    /// `\` and control characters), else by serde_json.
+    /// An optional JSON value field.
+    macro_rules! value {
+        ($name:literal, $value:expr) => {{
+            name!($name);
+            match $value {
+                Some(v) => canonical::write_value(w, v),
+                None => w.extend_from_slice(b"null"),
+            }
+        }};
+    }
+    /// A string field.
     macro_rules! text {
         ($name:literal, $value:expr) => {{
             name!($name);
-            text(w, $value)?;
+            canonical::write_str(w, $value);
         }};
-    }
-    fn text(w: &mut Vec<u8>, value: &str) -> serde_json::Result<()> {
-        if !needs_escape(value.as_bytes()) {
-            w.reserve(value.len() + 2);
-            w.push(b'"');
-            w.extend_from_slice(value.as_bytes());
-            w.push(b'"');
-            Ok(())
-        } else {
-            serde_json::to_writer(&mut *w, value)
-        }
     }
     /// An optional integer field: `null` or its digits.
     fn int<I: itoa::Integer + TryInto<u8>>(w: &mut Vec<u8>, value: Option<I>) {
@@ -231,13 +234,13 @@ fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
         }
     }
     name!(first "action");
-    text(w, &e.action)?;
-    field!("after", &e.after);
+    canonical::write_str(w, &e.action);
+    value!("after", &e.after);
     name!("at_ms");
     int(w, Some(e.at_ms));
     name!("attempt");
     int(w, Some(e.attempt));
-    field!("before", &e.before);
+    value!("before", &e.before);
     name!("duration_ms");
     int(w, Some(e.duration_ms));
     field!("failure_kind", &e.failure_kind);
@@ -245,7 +248,11 @@ fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
     int(w, e.fencing_token);
     text!("key_digest", &e.key_digest);
     text!("key_text", &e.key_text);
-    field!("message", &e.message);
+    name!("message");
+    match &e.message {
+        Some(m) => canonical::write_str(w, m),
+        None => w.extend_from_slice(b"null"),
+    }
     text!("outcome", e.outcome.as_str());
     name!("queue_entry");
     int(w, e.queue_entry);
@@ -261,32 +268,6 @@ fn canonical_entry(w: &mut Vec<u8>, e: &NewLogEntry) -> serde_json::Result<()> {
     );
     w.push(b'}');
     Ok(())
-}
-
-/// Whether serde_json would escape anything in `bytes`: a `"`, a `\` or a control character
-/// (below 0x20). Eight bytes at a time.
-fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // Whether a byte of `x` is zero (the classic test: exact as to whether any byte is).
-    fn has_zero(x: u64) -> bool {
-        x.wrapping_sub(ONES) & !x & HIGH != 0
-    }
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let x = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        // A byte below 0x20 has its three high bits clear: `x & 0xe0..` has a zero byte.
-        if has_zero(x & (0xe0 * ONES))
-            || has_zero(x ^ (u64::from(b'"') * ONES))
-            || has_zero(x ^ (u64::from(b'\\') * ONES))
-        {
-            return true;
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Why the chain does not verify, at the first bad entry.
@@ -402,20 +383,6 @@ mod tests {
     }
 
     #[test]
-    fn needs_escape_finds_what_serde_json_escapes() {
-        for b in 0u8..=255 {
-            for at in [0, 3, 8, 13, 17] {
-                let mut bytes = b"abcdefghijklmnopqrs".to_vec();
-                bytes[at] = b;
-                let escaped = b < 0x20 || b == b'"' || b == b'\\';
-                assert_eq!(needs_escape(&bytes), escaped, "byte {b:#x} at {at}");
-            }
-        }
-        assert!(!needs_escape(b""));
-        assert!(!needs_escape("clé:é€".as_bytes()));
-    }
-
-    #[test]
     fn outcome_as_str_is_its_serialized_name() {
         // The canonical entry writes `as_str()` where serde would write the variant's name.
         for o in [
@@ -460,6 +427,27 @@ mod tests {
                 String::from_utf8(canonical_via_value(&e)).unwrap()
             );
         }
+    }
+
+    /// The chain format, spelled out: these bytes are hashed into every stored log.
+    #[test]
+    fn canonical_entry_bytes_are_fixed() {
+        let e = sample(
+            Some(serde_json::json!({"n": 1e21, "m": [-0.0, 0.1], "a": u64::MAX})),
+            Some("boom \\ \"x\"\n"),
+        );
+        let expected = concat!(
+            r#"{"action":"disburse","after":{"a":{"b":"é\u0001","y":true},"z":[1,-2,2.5,null]},"#,
+            r#""at_ms":1700000000123,"attempt":2,"#,
+            r#""before":{"a":18446744073709551615,"m":[-0.0,0.1],"n":1e+21},"duration_ms":12,"#,
+            r#""failure_kind":"validation","fencing_token":9,"#,
+            r#""key_digest":"abababababababababababababababababababababababababababababababab","#,
+            r#""key_text":"disburse:loan-7:1","message":"boom \\ \"x\"\n","outcome":"routed","#,
+            r#""queue_entry":3,"record":"loan \"7\"\n","retry":true,"route":"route_owner","#,
+            r#""run_id":"00000000-0000-0000-0123-456789abcdef"}"#
+        );
+        assert_eq!(canonical_json(&e), expected);
+        assert_eq!(canonical_via_value(&e), expected.as_bytes());
     }
 
     #[test]

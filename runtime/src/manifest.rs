@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::canonical;
 use crate::policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Route};
 use crate::registry::registry;
 
@@ -402,18 +403,16 @@ impl Manifest {
         self.actions.iter().find(|a| a.name == name)
     }
 
-    /// `"sha256:<hex>"` of the canonical JSON of the content, without the `digest` field.
+    /// `"sha256:<hex>"` of the [canonical JSON](crate::canonical) of the content, without the `digest`
+    /// field.
     pub fn compute_digest(&self) -> String {
-        let mut value = serde_json::to_value(self).expect("a manifest always serializes");
+        let mut value = canonical::to_value(self).expect("a manifest always serializes");
         if let Value::Object(map) = &mut value {
             map.remove("digest");
         }
-        let mut canonical = String::new();
-        write_canonical(&value, &mut canonical);
-        format!(
-            "sha256:{}",
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        )
+        let mut bytes = Vec::with_capacity(16 * 1024);
+        canonical::write_value(&mut bytes, &value);
+        format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
     }
 
     /// Pretty JSON with a trailing newline, in a fixed field order.
@@ -1053,37 +1052,6 @@ fn long_duration_str(short: &str) -> String {
     }
 }
 
-/// Canonical JSON: object keys sorted, no whitespace, whatever the features of `serde_json`.
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(v, out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Diff
 
@@ -1319,9 +1287,7 @@ fn flatten(value: &Value) -> BTreeMap<String, String> {
                     Value::Null => "none".to_owned(),
                     Value::String(s) => s.clone(),
                     Value::Array(_) => {
-                        let mut s = String::new();
-                        write_canonical(leaf, &mut s);
-                        s
+                        canonical::to_string(leaf).expect("a JSON value always serializes")
                     }
                     other => other.to_string(),
                 };
@@ -1454,9 +1420,10 @@ mod tests {
     fn canonical_json_sorts_keys_at_every_level() {
         let v: Value =
             serde_json::from_str(r#"{"b":1,"a":{"d":[{"z":1,"y":2}],"c":null}}"#).unwrap();
-        let mut out = String::new();
-        write_canonical(&v, &mut out);
-        assert_eq!(out, r#"{"a":{"c":null,"d":[{"y":2,"z":1}]},"b":1}"#);
+        assert_eq!(
+            canonical::to_string(&v).unwrap(),
+            r#"{"a":{"c":null,"d":[{"y":2,"z":1}]},"b":1}"#
+        );
     }
 
     #[test]

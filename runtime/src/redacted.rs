@@ -7,7 +7,7 @@ use serde::{Serialize, Serializer};
 
 /// A value that the action log, the payload and the queues keep only as a digest.
 ///
-/// It serializes as `"sha256:<hex>"`, the SHA-256 of the value's canonical JSON (object keys sorted), so
+/// It serializes as `"sha256:<hex>"`, the SHA-256 of the value's [canonical JSON](crate::canonical), so
 /// equal values still give equal fingerprints (idempotency keys, `KeyReused`) while the value itself is
 /// never written to the store. Its `Debug` shows the digest too. Use the value through `Deref`.
 ///
@@ -38,10 +38,7 @@ impl<T> Redacted<T> {
 impl<T: Serialize> Redacted<T> {
     /// `"sha256:<hex>"` of the value's canonical JSON: what is stored instead of the value.
     pub fn digest(&self) -> String {
-        // Through a `Value` so objects serialize with sorted keys whatever the struct's field order.
-        let bytes = serde_json::to_value(&self.0)
-            .and_then(|v| serde_json::to_vec(&v))
-            .unwrap_or_default();
+        let bytes = crate::canonical::to_vec(&self.0).unwrap_or_default();
         format!("sha256:{}", crate::key::sha256_hex(&bytes))
     }
 }
@@ -68,9 +65,7 @@ impl<T> DerefMut for Redacted<T> {
 
 impl<T: Serialize> Serialize for Redacted<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let bytes = serde_json::to_value(&self.0)
-            .and_then(|v| serde_json::to_vec(&v))
-            .map_err(serde::ser::Error::custom)?;
+        let bytes = crate::canonical::to_vec(&self.0).map_err(serde::ser::Error::custom)?;
         s.serialize_str(&format!("sha256:{}", crate::key::sha256_hex(&bytes)))
     }
 }

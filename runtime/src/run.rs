@@ -279,13 +279,13 @@ impl Attempt {
 
     /// Captures the state of the record before the write, for the action log (and revert).
     pub fn before<S: Serialize + ?Sized>(&self, state: &S) {
-        let v = serde_json::to_value(state).ok();
+        let v = crate::canonical::to_value(state).ok();
         *self.before.lock().unwrap_or_else(|e| e.into_inner()) = v;
     }
 
     /// Captures the state after the write (default: the action's result).
     pub fn after<S: Serialize + ?Sized>(&self, state: &S) {
-        let v = serde_json::to_value(state).ok();
+        let v = crate::canonical::to_value(state).ok();
         *self.after.lock().unwrap_or_else(|e| e.into_inner()) = v;
     }
 
