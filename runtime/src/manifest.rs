@@ -406,13 +406,8 @@ impl Manifest {
     /// `"sha256:<hex>"` of the [canonical JSON](crate::canonical) of the content, without the `digest`
     /// field.
     pub fn compute_digest(&self) -> String {
-        let mut value = canonical::to_value(self).expect("a manifest always serializes");
-        if let Value::Object(map) = &mut value {
-            map.remove("digest");
-        }
-        let mut bytes = Vec::with_capacity(16 * 1024);
-        canonical::write_value(&mut bytes, &value);
-        format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+        let value = canonical::to_value(self).expect("a manifest always serializes");
+        digest_of_json(&value)
     }
 
     /// Pretty JSON with a trailing newline, in a fixed field order.
@@ -1386,6 +1381,18 @@ fn line_diff(old: &str, new: &str, context: usize, max_lines: usize) -> String {
     let mut out = lines.join("\n");
     out.push('\n');
     out
+}
+
+/// The digest of a manifest given as JSON (`"sha256:<hex>"` of its canonical JSON without its
+/// `digest` field): what [`Manifest::compute_digest`] computes, for a manifest file of any version.
+pub fn digest_of_json(manifest: &Value) -> String {
+    let mut value = manifest.clone();
+    if let Value::Object(map) = &mut value {
+        map.remove("digest");
+    }
+    let mut bytes = Vec::with_capacity(16 * 1024);
+    canonical::write_value(&mut bytes, &value);
+    format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
 }
 
 #[cfg(test)]
