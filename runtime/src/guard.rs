@@ -1111,7 +1111,9 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         run: &'r Run,
-        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        // Inline, not boxed: arming it costs no allocation.
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
         renewal: Option<RenewalFuture>,
     }
 }
@@ -1160,7 +1162,7 @@ fn renew_while_pending(
     run: &Run,
     attempt: &Attempt,
     hold: &ClaimHold,
-    timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    mut timer: Pin<&mut Option<tokio::time::Sleep>>,
     renewal: &mut Option<RenewalFuture>,
     cx: &mut Context<'_>,
 ) {
@@ -1191,11 +1193,14 @@ fn renew_while_pending(
                 }
             }
         }
-        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
-        if timer.as_mut().poll(cx).is_pending() {
+        if timer.is_none() {
+            timer.set(Some(tokio::time::sleep(interval)));
+        }
+        let mut armed = timer.as_mut().as_pin_mut().expect("armed just above");
+        if armed.as_mut().poll(cx).is_pending() {
             return;
         }
-        timer.as_mut().reset(tokio::time::Instant::now() + interval);
+        armed.reset(tokio::time::Instant::now() + interval);
         let store = run.agent().inner.store.clone();
         let renewing = Renewal {
             key_digest: attempt.key_digest.clone(),
