@@ -121,18 +121,13 @@ struct KeyState {
 }
 
 impl KeyState {
-    /// The key's phase, without reading its queue entry (`entry_replayable` false).
-    fn phase(&self) -> KeyPhase {
+    /// The key's stored status and queue entry, as operators' rules see it.
+    fn stored(&self) -> (store::KeyStatus, Option<u64>) {
         match &self.status {
-            KeyStatus::Claimed { lease_until_ms, .. } => KeyPhase::Claimed {
-                lease_until_ms: *lease_until_ms,
-            },
-            KeyStatus::Completed { .. } => KeyPhase::Completed,
-            KeyStatus::Failed { entry } => KeyPhase::Failed {
-                entry: entry.id,
-                entry_replayable: false,
-            },
-            KeyStatus::Released => KeyPhase::Released,
+            KeyStatus::Claimed { .. } => (store::KeyStatus::Claimed, None),
+            KeyStatus::Completed { .. } => (store::KeyStatus::Completed, None),
+            KeyStatus::Failed { entry } => (store::KeyStatus::Failed, Some(entry.id)),
+            KeyStatus::Released => (store::KeyStatus::Released, None),
         }
     }
 
@@ -654,7 +649,7 @@ impl Store for MemoryStore {
         u.op.apply(e, u.now_ms);
         let updated = e.clone();
         if let Some(k) = s.keys.get_mut(updated.key_digest.as_str())
-            && rules::releases_key(&u.op, Some(k.phase()), u.id)
+            && rules::releases_key(&u.op, Some(k.stored()), u.id)
         {
             k.status = KeyStatus::Released;
             k.fingerprint = SharedStr::from_static(rules::RELEASED_FINGERPRINT);
@@ -668,13 +663,10 @@ impl Store for MemoryStore {
     async fn key_state(&self, key_digest: &str) -> Result<Option<store::KeyState>, StoreError> {
         let s = self.lock();
         Ok(s.keys.get(key_digest).map(|k| {
-            let (status, result, queue_entry) = match &k.status {
-                KeyStatus::Claimed { .. } => (store::KeyStatus::Claimed, None, None),
-                KeyStatus::Completed { result, .. } => {
-                    (store::KeyStatus::Completed, Some(result.clone()), None)
-                }
-                KeyStatus::Failed { entry } => (store::KeyStatus::Failed, None, Some(entry.id)),
-                KeyStatus::Released => (store::KeyStatus::Released, None, None),
+            let (status, queue_entry) = k.stored();
+            let result = match &k.status {
+                KeyStatus::Completed { result, .. } => Some(result.clone()),
+                _ => None,
             };
             store::KeyState {
                 action: k.call.action.to_string(),

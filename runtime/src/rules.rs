@@ -45,7 +45,8 @@
 use uuid::Uuid;
 
 use crate::store::{
-    BeginRequest, Claim, Millis, NewQueueEntry, QueueEntry, QueueOp, QueueStatus, StoreError,
+    BeginRequest, Claim, KeyStatus, Millis, NewQueueEntry, QueueEntry, QueueOp, QueueStatus,
+    StoreError,
 };
 
 /// A stored key, as [`begin_key`] needs it.
@@ -445,13 +446,14 @@ pub fn fail(queued: bool, replayed: Option<u64>) -> FailPlan {
     }
 }
 
-/// Whether an operator's `op` on queue entry `entry` releases the entry's key, whose phase is `key`:
-/// a resolve with `release`, while the key still fails on this very entry (a key completed by a
-/// replay since, or failed on another entry, is left as it is). A released key is stored as
-/// [`KeyPhase::Released`] without a fingerprint: its next call claims it afresh, with any payload.
-pub fn releases_key(op: &QueueOp, key: Option<KeyPhase>, entry: u64) -> bool {
+/// Whether an operator's `op` on queue entry `entry` releases the entry's key, stored with `key`'s
+/// status and queue entry: a resolve with `release`, while the key still fails on this very entry (a
+/// key completed by a replay since, or failed on another entry, is left as it is). A released key is
+/// stored as released without a fingerprint ([`RELEASED_FINGERPRINT`]): its next call claims it
+/// afresh, with any payload.
+pub fn releases_key(op: &QueueOp, key: Option<(KeyStatus, Option<u64>)>, entry: u64) -> bool {
     matches!(op, QueueOp::Resolve { release: true, .. })
-        && matches!(key, Some(KeyPhase::Failed { entry: e, .. }) if e == entry)
+        && matches!(key, Some((KeyStatus::Failed, Some(e))) if e == entry)
 }
 
 /// The re-fail merge: a replay of `entry` failed again with `failure`. The entry takes the new
@@ -620,16 +622,15 @@ mod tests {
             note: "fixed".into(),
             release,
         };
-        let failed = |entry| {
-            Some(KeyPhase::Failed {
-                entry,
-                entry_replayable: false,
-            })
-        };
+        let failed = |entry| Some((KeyStatus::Failed, Some(entry)));
         assert!(releases_key(&resolve(true), failed(4), 4));
         assert!(!releases_key(&resolve(false), failed(4), 4));
         assert!(!releases_key(&resolve(true), failed(5), 4));
-        assert!(!releases_key(&resolve(true), Some(KeyPhase::Completed), 4));
+        assert!(!releases_key(
+            &resolve(true),
+            Some((KeyStatus::Completed, None)),
+            4
+        ));
     }
 
     #[test]

@@ -683,27 +683,18 @@ async fn queue_update_in(
             &[&e.key_digest],
         )
         .await?;
-    let phase = match &key {
+    let key = match &key {
         Some(row) => {
             let state: String = db.col(row, 0)?;
             let queue_id: Option<i64> = db.col(row, 1)?;
-            Some(match db.key_status(&state)? {
-                KeyStatus::Failed => KeyPhase::Failed {
-                    entry: queue_id
-                        .and_then(|id| u64::try_from(id).ok())
-                        .unwrap_or_default(),
-                    entry_replayable: false,
-                },
-                KeyStatus::Completed => KeyPhase::Completed,
-                KeyStatus::Released => KeyPhase::Released,
-                KeyStatus::Claimed => KeyPhase::Claimed {
-                    lease_until_ms: Millis::MAX,
-                },
-            })
+            Some((
+                db.key_status(&state)?,
+                queue_id.and_then(|id| u64::try_from(id).ok()),
+            ))
         }
         None => None,
     };
-    if rules::releases_key(&u.op, phase, u.id) {
+    if rules::releases_key(&u.op, key, u.id) {
         db.exec(
             tx,
             "UPDATE @.keys SET state = 'released', fingerprint = $2, claim_id = NULL,

@@ -691,21 +691,11 @@ pub(crate) fn queue_update(
         })
         .optional()
         .at(at)?;
-    let phase = match key {
-        Some((state, queue_id)) => Some(match key_status(at, &state)? {
-            KeyStatus::Failed => KeyPhase::Failed {
-                entry: queue_id.unwrap_or_default() as u64,
-                entry_replayable: false,
-            },
-            KeyStatus::Completed => KeyPhase::Completed,
-            KeyStatus::Released => KeyPhase::Released,
-            KeyStatus::Claimed => KeyPhase::Claimed {
-                lease_until_ms: Millis::MAX,
-            },
-        }),
+    let key = match key {
+        Some((state, queue_id)) => Some((key_status(at, &state)?, queue_id.map(|id| id as u64))),
         None => None,
     };
-    if rules::releases_key(&u.op, phase, u.id) {
+    if rules::releases_key(&u.op, key, u.id) {
         c.prepare_cached(
             "UPDATE keys SET state = 'released', fingerprint = ?2, claim_id = NULL,
                  lease_until_ms = NULL, updated_ms = ?3
