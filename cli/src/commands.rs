@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::display::{escape, escape_lines};
 use crate::table::{Table, cut, short_run};
 use crate::time::{format_age, format_ms, format_short, parse_duration, parse_time};
 use crate::{
@@ -63,10 +64,10 @@ impl Ctx {
                     "queue entry {} ({} {}, {} {}) claimed by {}",
                     e.id,
                     e.kind.as_str(),
-                    e.name,
-                    before.action,
-                    before.record,
-                    args.by
+                    escape(&e.name),
+                    escape(&before.action),
+                    escape(&before.record),
+                    escape(&args.by)
                 )?;
                 Ok(())
             }
@@ -87,7 +88,11 @@ impl Ctx {
                 writeln!(
                     out,
                     "queue entry {} ({} {}) resolved by {}{released}: {}",
-                    e.id, e.action, e.record, args.by, args.note
+                    e.id,
+                    escape(&e.action),
+                    escape(&e.record),
+                    escape(&args.by),
+                    escape(&args.note)
                 )?;
                 Ok(())
             }
@@ -98,7 +103,11 @@ impl Ctx {
                 writeln!(
                     out,
                     "queue entry {} ({} {}) discarded by {}: {}",
-                    e.id, e.action, e.record, args.by, args.note
+                    e.id,
+                    escape(&e.action),
+                    escape(&e.record),
+                    escape(&args.by),
+                    escape(&args.note)
                 )?;
                 Ok(())
             }
@@ -113,9 +122,13 @@ impl Ctx {
                         writeln!(
                             out,
                             "queue entry {} ({} {}) replayed by {} in run {}: succeeded",
-                            r.entry.id, r.entry.action, r.entry.record, args.by, r.run_id
+                            r.entry.id,
+                            escape(&r.entry.action),
+                            escape(&r.entry.record),
+                            escape(&args.by),
+                            r.run_id
                         )?;
-                        writeln!(out, "result: {result}")?;
+                        writeln!(out, "result: {}", escape(&result.to_string()))?;
                         Ok(())
                     }
                     Err(e) => {
@@ -124,9 +137,9 @@ impl Ctx {
                             "queue entry {} ({} {}) replayed by {} in run {}: failed again; the entry \
                              is {} ({} attempts)",
                             r.entry.id,
-                            r.entry.action,
-                            r.entry.record,
-                            args.by,
+                            escape(&r.entry.action),
+                            escape(&r.entry.record),
+                            escape(&args.by),
                             r.run_id,
                             r.entry.status.as_str(),
                             r.entry.attempts
@@ -157,7 +170,7 @@ impl Ctx {
                 if args.select.json {
                     print_json(out, &report)?;
                 } else {
-                    writeln!(out, "{report}")?;
+                    writeln!(out, "{}", escape_lines(&report.to_string()))?;
                 }
                 let left = report.diverged() + report.failed();
                 if left > 0 {
@@ -260,9 +273,7 @@ impl Ctx {
         lines.push(("duration", format!("{} ms", n.duration_ms)));
         lines.push(("prev hash", e.prev_hash.to_string()));
         lines.push(("hash", e.hash.to_string()));
-        for (k, v) in lines {
-            writeln!(out, "{:<15}{v}", format!("{k}:"))?;
-        }
+        fields(out, &lines)?;
         for (k, v) in [("before", &n.before), ("after", &n.after)] {
             match v {
                 Some(v) => writeln!(out, "{k}:\n{}", indent(&pretty(v)))?,
@@ -283,12 +294,12 @@ impl Ctx {
                 Ok(())
             }
             Err(VerifyError::Chain(e)) => {
-                writeln!(out, "TAMPERED: {e}")?;
+                writeln!(out, "TAMPERED: {}", escape(&e.to_string()))?;
                 Err(CliError::Tampered(e))
             }
             // A row that no longer parses was edited (or damaged) outside the store.
             Err(VerifyError::Store(StoreError::Corrupt(m))) => {
-                writeln!(out, "TAMPERED: {m}")?;
+                writeln!(out, "TAMPERED: {}", escape(&m))?;
                 Err(CliError::LogUnreadable(m))
             }
             Err(VerifyError::Store(e)) => Err(e.into()),
@@ -449,9 +460,7 @@ impl Ctx {
         if let Some(at) = q.closed_ms {
             lines.push(("closed", format_ms(at)));
         }
-        for (k, v) in lines {
-            writeln!(out, "{:<15}{v}", format!("{k}:"))?;
-        }
+        fields(out, &lines)?;
         writeln!(out, "payload:\n{}", indent(&pretty(&q.payload)))?;
         Ok(())
     }
@@ -688,9 +697,18 @@ fn compact(v: Option<&Value>) -> String {
     v.map_or("none".to_owned(), Value::to_string)
 }
 
+/// Labelled lines (`key:` padded to 15 columns, then the value), the values escaped ([`escape`]).
+fn fields(out: &mut dyn Write, lines: &[(&str, String)]) -> Result<(), CliError> {
+    for (k, v) in lines {
+        writeln!(out, "{:<15}{}", format!("{k}:"), escape(v))?;
+    }
+    Ok(())
+}
+
+/// `text` (pretty JSON) indented by two spaces, each line escaped ([`escape`]).
 fn indent(text: &str) -> String {
     text.lines()
-        .map(|l| format!("  {l}"))
+        .map(|l| format!("  {}", escape(l)))
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -36,6 +36,7 @@
 //! ```
 
 mod commands;
+pub mod display;
 pub mod open;
 pub mod table;
 pub mod time;
@@ -120,7 +121,7 @@ impl CliError {
 
     /// Prints `error: <message>` to stderr and returns the exit code: what a `main` does with it.
     pub fn report(&self) -> ExitCode {
-        eprintln!("error: {self}");
+        eprintln!("error: {}", display::escape_lines(&self.to_string()));
         ExitCode::from(self.exit_code())
     }
 }

@@ -1,4 +1,7 @@
 //! Plain-text tables for people: left-aligned columns, two spaces apart, long cells cut with `…`.
+//! Every cell is escaped ([`crate::display::escape`]) before it is measured and laid out.
+
+use crate::display::escape;
 
 /// A table being filled.
 pub struct Table {
@@ -15,9 +18,18 @@ impl Table {
         }
     }
 
-    /// Adds a row (one cell per column).
+    /// Adds a row (one cell per column), each cell escaped: a control or bidi character in stored
+    /// text is shown as `\x1b`, `\u{202e}`, ... and counted at that width.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(
+            cells
+                .into_iter()
+                .map(|c| match escape(&c) {
+                    std::borrow::Cow::Borrowed(_) => c,
+                    std::borrow::Cow::Owned(e) => e,
+                })
+                .collect(),
+        );
     }
 
     /// The table as text, one line per row, each ending in a newline; the last column is not padded.
@@ -49,14 +61,12 @@ impl Table {
     }
 }
 
-/// `text` cut to `max` characters (the last one `…`), on one line.
+/// `text` escaped ([`escape`]: on one line, controls shown) and cut to `max` characters (the last
+/// one `…`).
 pub fn cut(text: &str, max: usize) -> String {
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let one_line = escape(text);
     if one_line.chars().count() <= max {
-        return one_line;
+        return one_line.into_owned();
     }
     let mut s: String = one_line.chars().take(max.saturating_sub(1)).collect();
     s.push('…');

@@ -554,3 +554,135 @@ fn manifest_render_writes_the_sheet_and_diff_names_each_changed_value() {
         .arg(dir.path().join("missing.json"));
     plain_error(&mut cmd, 1, "cannot read the manifest");
 }
+
+/// Text an agent or operator could store that rewrites a terminal: sets the window title (OSC ...
+/// BEL), turns the text green, returns the cursor to the line start, and reverses what follows.
+const HOSTILE: &str = "\u{1b}]0;pwned\u{7}\u{1b}[32mok\r\u{202e}";
+/// [`HOSTILE`] as the text outputs show it.
+const HOSTILE_SHOWN: &str = "\\x1b]0;pwned\\x07\\x1b[32mok\\r\\u{202e}";
+
+/// A store with one order whose id (so record and key), failure message, queue payload, resolving
+/// operator and note all carry [`HOSTILE`]. Returns the owner-queue entry's id.
+fn hostile_store() -> (TempDir, PathBuf, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("actguard.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let id = rt.block_on(async {
+        let world = World::new(SqliteStore::open(&path).unwrap());
+        let run = world.agent.start_run();
+        world
+            .carrier
+            .fail_next(actguard::testing::DownstreamError::Invalid(format!(
+                "bad {HOSTILE}"
+            )));
+        let order = scenario::Order {
+            id: format!("O-{HOSTILE}"),
+            qty: 1,
+            postcode: Some(HOSTILE.to_owned()),
+        };
+        let err = scenario::ship_order(&run, &world.carrier, &order)
+            .await
+            .unwrap_err();
+        let id = err.queue_entry().expect("routed to the owner").id;
+        actguard::ops::queue_resolve(
+            &world.agent,
+            id,
+            &format!("dana{HOSTILE}"),
+            &format!("fixed {HOSTILE}"),
+        )
+        .await
+        .unwrap();
+        id
+    });
+    (dir, path, id)
+}
+
+/// What `actguard <args>` printed on stdout, checked to hold none of [`HOSTILE`]'s raw characters.
+fn printed_safely(db: &Path, args: &[&str]) -> String {
+    let out = actguard(db)
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    for raw in ['\u{1b}', '\u{7}', '\r', '\u{202e}'] {
+        assert!(
+            !out.contains(raw),
+            "`actguard {}` printed {raw:?} raw:\n{out:?}",
+            args.join(" ")
+        );
+    }
+    out
+}
+
+#[test]
+fn stored_control_and_bidi_characters_are_printed_escaped() {
+    let (_dir, db, id) = hostile_store();
+    let id = id.to_string();
+
+    let log = printed_safely(&db, &["log"]);
+    assert!(
+        log.contains(&format!("invalid request: bad {HOSTILE_SHOWN}")),
+        "{log}"
+    );
+    assert!(log.contains("O-\\x1b]0;pwned\\x07"), "{log}");
+
+    let seq = {
+        let all = json(actguard(&db).args(["log", "--json"]));
+        all[0]["seq"].as_u64().unwrap().to_string()
+    };
+    let show = printed_safely(&db, &["show", &seq]);
+    for shown in [
+        format!("record:        O-{HOSTILE_SHOWN}\n"),
+        format!("key:           ship:O-{HOSTILE_SHOWN}\n"),
+        format!("message:       invalid request: bad {HOSTILE_SHOWN}\n"),
+    ] {
+        assert!(show.contains(&shown), "{shown:?} not in\n{show}");
+    }
+
+    let queue = printed_safely(&db, &["queue", "ls"]);
+    assert!(queue.contains("O-\\x1b]0;pwned\\x07"), "{queue}");
+    assert!(queue.contains(&format!("bad {HOSTILE_SHOWN}")), "{queue}");
+
+    let entry = printed_safely(&db, &["queue", "show", &id]);
+    for shown in [
+        format!("record:        O-{HOSTILE_SHOWN}\n"),
+        format!("key:           ship:O-{HOSTILE_SHOWN}\n"),
+        format!("message:       invalid request: bad {HOSTILE_SHOWN}\n"),
+        format!("by:            dana{HOSTILE_SHOWN}\n"),
+        format!("note:          fixed {HOSTILE_SHOWN}\n"),
+        // The payload's JSON escapes C0 controls itself; the bidi override is escaped on top.
+        "\\u001b]0;pwned\\u0007\\u001b[32mok\\r\\u{202e}".to_owned(),
+    ] {
+        assert!(entry.contains(&shown), "{shown:?} not in\n{entry}");
+    }
+
+    printed_safely(&db, &["runs"]);
+    printed_safely(&db, &["blast-radius", "--action", "ship_order"]);
+    // `--json` stays JSON, with the text as stored.
+    let stored = json(actguard(&db).args(["queue", "show", &id, "--json"]));
+    assert_eq!(stored["note"], format!("fixed {HOSTILE}"));
+}
+
+#[test]
+fn escaped_cells_keep_the_table_columns_aligned() {
+    let (_dir, db, _) = hostile_store();
+    let queue = printed_safely(&db, &["queue", "ls", "--status", "resolved"]);
+    let lines: Vec<&str> = queue.lines().collect();
+    // The `attempts` column starts at the same character in the header and the row.
+    let at = |line: &str, needle: &str| {
+        let byte = line.find(needle).unwrap();
+        line[..byte].chars().count()
+    };
+    let header = at(lines[0], "attempts");
+    let row = lines[1];
+    let cell: String = row.chars().skip(header).take(2).collect();
+    assert_eq!(cell, "1 ", "{queue}");
+    assert_eq!(at(lines[0], "failure"), at(row, "validation: "), "{queue}");
+}
