@@ -283,4 +283,88 @@ impl actguard::Store for FaultyStore {
     ) -> Result<Option<actguard::store::KeyState>, actguard::StoreError> {
         holding_time(self.inner.key_state(key_digest)).await
     }
+    async fn check_log_copies(&self) -> Result<(), actguard::StoreError> {
+        holding_time(self.inner.check_log_copies()).await
+    }
+}
+
+/// The `i`-th entry of a log written by the column tests: run `R` (7), action `ship`, record
+/// `rec-{i}`, a retrying attempt at `T0 + i` seconds.
+pub fn log_entry(i: u64) -> actguard::log::NewLogEntry {
+    actguard::log::NewLogEntry {
+        at_ms: 1_700_000_000_000 + i as i64 * 1000,
+        run_id: uuid::Uuid::from_u128(7),
+        action: "ship".into(),
+        record: format!("rec-{i}").into(),
+        key_text: format!("ship:rec-{i}").into(),
+        key_digest: format!("digest:{i}").into(),
+        attempt: 1,
+        retry: false,
+        outcome: actguard::Outcome::Retrying,
+        failure_kind: None,
+        route: None,
+        message: Some("try again".to_owned()),
+        queue_entry: None,
+        before: None,
+        after: None,
+        fencing_token: None,
+        duration_ms: 3,
+    }
+}
+
+/// One edit per queryable column of the log tables (SQLite and PostgreSQL): the column, the SQL
+/// assignment, and a query that selects the row by the edited value (or every row, for the columns
+/// no query filters on). The same edit and query work on both stores.
+pub fn column_edits() -> Vec<(&'static str, &'static str, actguard::LogQuery)> {
+    use actguard::{LogQuery, Outcome};
+    let other_run = uuid::Uuid::from_u128(99);
+    vec![
+        (
+            "run_id",
+            "run_id = '00000000-0000-0000-0000-000000000063'",
+            LogQuery {
+                run_id: Some(other_run),
+                ..LogQuery::default()
+            },
+        ),
+        (
+            "action",
+            "action = 'refund'",
+            LogQuery {
+                action: Some("refund".into()),
+                ..LogQuery::default()
+            },
+        ),
+        (
+            "record",
+            "record = 'rec-other'",
+            LogQuery {
+                record: Some("rec-other".into()),
+                ..LogQuery::default()
+            },
+        ),
+        (
+            "key_digest",
+            "key_digest = 'digest:other'",
+            LogQuery::default(),
+        ),
+        ("attempt", "attempt = 9", LogQuery::default()),
+        (
+            "outcome",
+            "outcome = 'succeeded'",
+            LogQuery {
+                outcome: Some(Outcome::Succeeded),
+                ..LogQuery::default()
+            },
+        ),
+        (
+            "at_ms",
+            "at_ms = 5",
+            LogQuery {
+                from_ms: Some(0),
+                to_ms: Some(10),
+                ..LogQuery::default()
+            },
+        ),
+    ]
 }

@@ -19,7 +19,7 @@ use crate::table::{Table, cut, short_run};
 use crate::time::{format_age, format_ms, format_short, parse_duration, parse_time};
 use crate::{
     CliError, LogArgs, OpsCommand, QueueCommand, QueueLsArgs, QueueShowArgs, RunsArgs, SelectArgs,
-    ShowArgs,
+    ShowArgs, VerifyArgs,
 };
 
 /// The outcomes accepted by `--outcome`.
@@ -51,7 +51,7 @@ impl Ctx {
         match cmd {
             OpsCommand::Log(args) => self.log(args, out).await,
             OpsCommand::Show(args) => self.show(args, out).await,
-            OpsCommand::Verify => self.verify(out).await,
+            OpsCommand::Verify(args) => self.verify(args, out).await,
             OpsCommand::Runs(args) => self.runs(args, out).await,
             OpsCommand::Queue(QueueCommand::Ls(args)) => self.queue_ls(args, out).await,
             OpsCommand::Queue(QueueCommand::Show(args)) => self.queue_show(args, out).await,
@@ -283,19 +283,27 @@ impl Ctx {
         Ok(())
     }
 
-    async fn verify(&self, out: &mut dyn Write) -> Result<(), CliError> {
-        match actguard::verify(self.store.as_ref()).await {
-            Ok(n) => {
+    async fn verify(&self, args: VerifyArgs, out: &mut dyn Write) -> Result<(), CliError> {
+        match actguard::verify_report(self.store.as_ref(), args.expect_head.as_ref()).await {
+            Ok(report) => {
                 writeln!(
                     out,
                     "ok: {} verified",
-                    count(n as usize, "entry", "entries")
+                    count(report.entries as usize, "entry", "entries")
                 )?;
+                match report.head {
+                    Some(head) => writeln!(out, "head: {head}")?,
+                    None => writeln!(out, "head: none (the log is empty)")?,
+                }
                 Ok(())
             }
             Err(VerifyError::Chain(e)) => {
                 writeln!(out, "TAMPERED: {}", escape(&e.to_string()))?;
                 Err(CliError::Tampered(e))
+            }
+            Err(VerifyError::Head(e)) => {
+                writeln!(out, "TAMPERED: {e}")?;
+                Err(CliError::HeadMismatch(e))
             }
             // A row that no longer parses was edited (or damaged) outside the store.
             Err(VerifyError::Store(StoreError::Corrupt(m))) => {

@@ -45,7 +45,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use actguard::{Agent, ChainError, ManifestError, Store, StoreError};
+use actguard::{Agent, ChainError, HeadError, ManifestError, Store, StoreError};
 use clap::{Args, Subcommand};
 
 pub use commands::Ctx;
@@ -77,6 +77,9 @@ pub enum CliError {
     /// The hash chain of the action log does not verify.
     #[error("the action log was tampered with: {0}")]
     Tampered(#[from] ChainError),
+    /// The action log verifies but does not hold the head expected (`verify --expect-head`).
+    #[error("the action log was tampered with: {0}")]
+    HeadMismatch(#[from] HeadError),
     /// An action-log entry cannot even be read back (its stored form was damaged or edited by hand):
     /// the log does not verify.
     #[error("the action log does not verify: {0}")]
@@ -114,7 +117,9 @@ impl CliError {
     /// or unreadable), [`EXIT_ERROR`] otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Tampered(_) | CliError::LogUnreadable(_) => EXIT_TAMPERED,
+            CliError::Tampered(_) | CliError::HeadMismatch(_) | CliError::LogUnreadable(_) => {
+                EXIT_TAMPERED
+            }
             _ => EXIT_ERROR,
         }
     }
@@ -151,8 +156,10 @@ pub enum OpsCommand {
     Log(LogArgs),
     /// Shows one action-log entry in full, with its before and after state.
     Show(ShowArgs),
-    /// Verifies the hash chain of the whole action log (exit 2 if it was tampered with).
-    Verify,
+    /// Verifies the hash chain of the whole action log and that every row agrees with its hashed
+    /// entry, and prints the head (`head: SEQ:HASH`) to keep outside the store (exit 2 if the log
+    /// was tampered with, or does not hold the expected head).
+    Verify(VerifyArgs),
     /// Lists the runs seen in the log: times, entries, outcomes, halted or not.
     Runs(RunsArgs),
     /// Review queues: list, show, claim, resolve, discard, replay.
@@ -194,6 +201,15 @@ pub struct LogArgs {
     /// A JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `verify` arguments.
+#[derive(Debug, Clone, Default, Args)]
+pub struct VerifyArgs {
+    /// The head printed by an earlier `verify` (SEQ:HASH): entry SEQ must still be in the log with
+    /// this hash, or the log was cut short or rewritten (exit 2).
+    #[arg(long, value_name = "SEQ:HASH")]
+    pub expect_head: Option<actguard::LogHead>,
 }
 
 /// `show` arguments.

@@ -142,7 +142,9 @@ fn verify_passes_then_detects_an_edited_row_with_exit_2() {
         .arg("verify")
         .assert()
         .success()
-        .stdout("ok: 48 entries verified\n");
+        .stdout(predicate::str::starts_with(
+            "ok: 48 entries verified\nhead: 48:",
+        ));
 
     // Someone rewrites history: entry 10 now says it flagged another shipment.
     let conn = rusqlite::Connection::open(&db).unwrap();
@@ -155,17 +157,131 @@ fn verify_passes_then_detects_an_edited_row_with_exit_2() {
     assert_eq!(changed, 1);
     drop(conn);
 
+    // The entry no longer agrees with its `record` column either: the read that verifies the chain
+    // refuses the row, saying that the entry was modified.
+    actguard(&db)
+        .arg("verify")
+        .assert()
+        .code(2)
+        .stdout(predicate::str::starts_with("TAMPERED: "))
+        .stdout(predicate::str::contains(
+            "log entry 10 was modified: its hash does not match its content",
+        ))
+        .stderr(predicate::str::contains(
+            "error: the action log does not verify: ",
+        ))
+        .stderr(predicate::str::contains("log entry 10 was modified"))
+        .stderr(predicate::str::contains("panicked").not());
+}
+
+/// The head `verify` printed: `head: SEQ:HASH`.
+fn printed_head(db: &Path) -> String {
+    let out = actguard(db)
+        .arg("verify")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let head = out
+        .lines()
+        .find_map(|l| l.strip_prefix("head: "))
+        .unwrap_or_else(|| panic!("no head line in {out:?}"))
+        .to_owned();
+    let (seq, hash) = head.split_once(':').expect("SEQ:HASH");
+    assert!(seq.parse::<u64>().is_ok(), "{head}");
+    assert!(
+        hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{head}"
+    );
+    head
+}
+
+#[test]
+fn verify_prints_the_head_as_seq_and_hash() {
+    let (_dir, db, _) = filled_store();
+    let head = printed_head(&db);
+    let last = json(actguard(&db).args(["show", "48", "--json"]));
+    assert_eq!(head, format!("48:{}", last["hash"].as_str().unwrap()));
+    actguard(&db)
+        .args(["verify", "--expect-head", &head])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("head: {head}")));
+}
+
+#[test]
+fn verify_expect_head_exits_2_when_the_last_rows_were_deleted() {
+    let (_dir, db, _) = filled_store();
+    let head = printed_head(&db);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("DELETE FROM log WHERE seq > 45", []).unwrap();
+    drop(conn);
+    // The shorter chain verifies on its own ...
+    actguard(&db)
+        .arg("verify")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("head: 45:"));
+    // ... but not against the head kept outside the store.
+    actguard(&db)
+        .args(["verify", "--expect-head", &head])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains(
+            "TAMPERED: log entry 48 of the expected head",
+        ))
+        .stderr(predicate::str::contains(
+            "error: the action log was tampered with: log entry 48 of the expected head",
+        ))
+        .stderr(predicate::str::contains("the log ends at entry 45"));
+}
+
+#[test]
+fn verify_expect_head_exits_2_when_the_entry_has_another_hash() {
+    let (_dir, db, _) = filled_store();
+    let other = format!("40:{}", "ab".repeat(32));
+    actguard(&db)
+        .args(["verify", "--expect-head", &other])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains(
+            "TAMPERED: log entry 40 does not have the expected hash",
+        ));
+    plain_error(
+        actguard(&db).args(["verify", "--expect-head", "48"]),
+        1,
+        "is not a log head",
+    );
+}
+
+#[test]
+fn verify_names_the_entry_and_the_column_edited_and_filtered_queries_refuse_the_row() {
+    let (_dir, db, _) = filled_store();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("UPDATE log SET record = 'S-999' WHERE seq = 12", [])
+        .unwrap();
+    drop(conn);
     actguard(&db)
         .arg("verify")
         .assert()
         .code(2)
         .stdout(predicate::str::contains(
-            "TAMPERED: log entry 10 was modified",
+            "log entry 12 was tampered with: its `record` column holds \"S-999\"",
         ))
         .stderr(predicate::str::contains(
-            "error: the action log was tampered with: log entry 10 was modified",
-        ))
-        .stderr(predicate::str::contains("panicked").not());
+            "error: the action log does not verify: ",
+        ));
+    // Selecting by the edited value, or reading the whole log: an error, never the row.
+    for args in [&["log", "--record", "S-999"][..], &["log"][..]] {
+        actguard(&db)
+            .args(args)
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("S-999").not())
+            .stderr(predicate::str::contains("log entry 12 was tampered with"));
+    }
 }
 
 #[test]
@@ -402,7 +518,9 @@ fn queue_claim_resolve_and_discard_change_the_entries_and_are_logged() {
         .arg("verify")
         .assert()
         .success()
-        .stdout("ok: 51 entries verified\n");
+        .stdout(predicate::str::starts_with(
+            "ok: 51 entries verified\nhead: 51:",
+        ));
 }
 
 #[test]
@@ -463,7 +581,9 @@ fn store_urls_and_the_environment_variable_name_the_store() {
         .arg("verify")
         .assert()
         .success()
-        .stdout("ok: 48 entries verified\n");
+        .stdout(predicate::str::starts_with(
+            "ok: 48 entries verified\nhead: 48:",
+        ));
     Command::cargo_bin("actguard")
         .unwrap()
         .env_remove("ACTGUARD_STORE")

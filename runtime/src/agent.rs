@@ -140,6 +140,15 @@ impl Agent {
         verify(self.inner.store.as_ref()).await
     }
 
+    /// Verifies the whole action log of the store and returns its head, checked against
+    /// `expected_head` if given: see [`verify_report`].
+    pub async fn verify_report(
+        &self,
+        expected_head: Option<&LogHead>,
+    ) -> Result<VerifyReport, VerifyError> {
+        verify_report(self.inner.store.as_ref(), expected_head).await
+    }
+
     pub(crate) fn alert_sink(&self) -> &dyn AlertSink {
         self.inner.alert.as_ref()
     }
@@ -290,20 +299,109 @@ pub enum AgentError {
 /// Why [`verify`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    /// The log could not be read.
+    /// The log could not be read, or a row disagrees with its hashed entry (a queryable column or an
+    /// index copy edited outside the store: [`StoreError::Corrupt`], naming the entry and the column).
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The chain is broken at an entry.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The chain verifies but does not hold the head the operator expected.
+    #[error(transparent)]
+    Head(#[from] HeadError),
+}
+
+/// The head of the action log: the last entry's sequence number and hash, written `SEQ:HASH`. Kept
+/// outside the store, it detects what the chain alone cannot: entries deleted from the end of the
+/// log, or the whole chain rewritten from some entry on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogHead {
+    /// The entry's sequence number (1 for the first).
+    pub seq: u64,
+    /// The entry's hash (hex).
+    pub hash: String,
+}
+
+impl std::fmt::Display for LogHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for LogHead {
+    type Err = String;
+
+    /// Parses `SEQ:HASH`: a sequence number from 1 and a 64-digit hex hash.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a log head: expected SEQ:HASH, as `verify` prints it");
+        let (seq, hash) = s.split_once(':').ok_or_else(bad)?;
+        let seq: u64 = seq.trim().parse().map_err(|_| bad())?;
+        let hash = hash.trim().to_ascii_lowercase();
+        if seq == 0 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(LogHead { seq, hash })
+    }
+}
+
+/// Why the log does not hold the expected head.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// The expected head entry is not in the log: entries were deleted from its end.
+    #[error(
+        "log entry {} of the expected head {expected} is missing: the log ends at entry {last}, \
+         entries were deleted from its end", expected.seq
+    )]
+    Missing {
+        /// The head expected.
+        expected: LogHead,
+        /// The last entry in the log (0 for an empty log).
+        last: u64,
+    },
+    /// The entry is there with another hash: the chain was rewritten from that entry or before.
+    #[error(
+        "log entry {} does not have the expected hash {} (it has {found}): the chain was rewritten",
+        expected.seq, expected.hash
+    )]
+    Differs {
+        /// The head expected.
+        expected: LogHead,
+        /// The hash the entry has.
+        found: String,
+    },
+}
+
+/// What [`verify_report`] checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// The number of entries verified.
+    pub entries: u64,
+    /// The last entry's sequence number and hash; `None` for an empty log.
+    pub head: Option<LogHead>,
 }
 
 /// Entries read per page by [`verify`].
 const VERIFY_PAGE: usize = 1000;
 
 /// Reads the whole action log of `store`, page by page, and verifies its hash chain: returns the number
-/// of entries checked, or the first entry that was edited, deleted, inserted or moved.
+/// of entries checked, or the first entry that was edited, deleted, inserted or moved. See
+/// [`verify_report`], which also returns the head.
 pub async fn verify(store: &dyn Store) -> Result<u64, VerifyError> {
+    Ok(verify_report(store, None).await?.entries)
+}
+
+/// [`verify`], returning the head of the log too, and checking it against `expected_head` if given
+/// (the head recorded outside the store at an earlier verification): entry `expected_head.seq` must be
+/// in the log with that hash ([`VerifyError::Head`] otherwise).
+///
+/// Besides the chain, every row's queryable columns (run, action, record, key digest, attempt,
+/// outcome, time) must agree with its hashed entry, and the store's own copies (SQLite's query
+/// index, PostgreSQL's chain head) with the rows ([`Store::check_log_copies`]): a disagreement is a
+/// [`StoreError::Corrupt`] naming the entry and the column.
+pub async fn verify_report(
+    store: &dyn Store,
+    expected_head: Option<&LogHead>,
+) -> Result<VerifyReport, VerifyError> {
     let mut entries = Vec::new();
     let mut after_seq = None;
     loop {
@@ -322,5 +420,37 @@ pub async fn verify(store: &dyn Store) -> Result<u64, VerifyError> {
             break;
         }
     }
-    Ok(verify_chain(&entries)?)
+    let count = verify_chain(&entries)?;
+    store.check_log_copies().await?;
+    let head = entries.last().map(|e| LogHead {
+        seq: e.seq,
+        hash: e.hash.to_string(),
+    });
+    if let Some(expected) = expected_head {
+        // The chain verified: entries are numbered 1, 2, 3, … in order.
+        let at = usize::try_from(expected.seq - 1)
+            .ok()
+            .and_then(|i| entries.get(i));
+        match at {
+            None => {
+                return Err(HeadError::Missing {
+                    expected: expected.clone(),
+                    last: head.as_ref().map_or(0, |h| h.seq),
+                }
+                .into());
+            }
+            Some(e) if e.hash.as_str() != expected.hash => {
+                return Err(HeadError::Differs {
+                    expected: expected.clone(),
+                    found: e.hash.to_string(),
+                }
+                .into());
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(VerifyReport {
+        entries: count,
+        head,
+    })
 }

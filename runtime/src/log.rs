@@ -318,6 +318,81 @@ pub fn verify_chain<'a>(
     Ok(count)
 }
 
+/// A value a store keeps in one of the queryable columns of its log table (copies of entry fields,
+/// next to the hashed entry), as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Column<'a> {
+    Text(std::borrow::Cow<'a, str>),
+    Int(i64),
+    /// Anything else the database held (a value of another type, NULL): never what an entry has.
+    Other(String),
+}
+
+impl std::fmt::Display for Column<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Column::Text(s) => write!(f, "{s:?}"),
+            Column::Int(i) => write!(f, "{i}"),
+            Column::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The queryable columns of the log tables, in the order of [`expected_columns`].
+pub(crate) const QUERY_COLUMNS: [&str; 7] = [
+    "run_id",
+    "action",
+    "record",
+    "key_digest",
+    "attempt",
+    "outcome",
+    "at_ms",
+];
+
+/// What each of [`QUERY_COLUMNS`] must hold for `e`.
+pub(crate) fn expected_columns(e: &NewLogEntry) -> [Column<'_>; 7] {
+    use std::borrow::Cow;
+    [
+        Column::Text(Cow::Owned(e.run_id.to_string())),
+        Column::Text(Cow::Borrowed(&e.action)),
+        Column::Text(Cow::Borrowed(&e.record)),
+        Column::Text(Cow::Borrowed(&e.key_digest)),
+        Column::Int(i64::from(e.attempt)),
+        Column::Text(Cow::Borrowed(e.outcome.as_str())),
+        Column::Int(e.at_ms),
+    ]
+}
+
+/// Checks a stored row's queryable columns (`stored`, in the order of [`QUERY_COLUMNS`]) against its
+/// hashed entry: the first column that disagrees, worded for the operator. A row whose columns
+/// disagree was edited outside the store: queries on those columns would select it wrongly. When the
+/// entry itself no longer matches its hash (`prev_hash`, `hash` of the row), it is the entry that was
+/// edited, and the message says so first.
+pub(crate) fn column_mismatch(
+    seq: u64,
+    e: &NewLogEntry,
+    prev_hash: &str,
+    hash: &str,
+    stored: &[Column<'_>; 7],
+) -> Option<String> {
+    let expected = expected_columns(e);
+    let (name, (s, x)) = QUERY_COLUMNS
+        .iter()
+        .zip(stored.iter().zip(expected.iter()))
+        .find(|(_, (s, x))| s != x)?;
+    Some(if entry_hash(seq, prev_hash, e) != hash {
+        format!(
+            "log entry {seq} was modified: its hash does not match its content (whose `{name}` is \
+             {x}, where its column holds {s})"
+        )
+    } else {
+        format!(
+            "log entry {seq} was tampered with: its `{name}` column holds {s} but its hashed entry \
+             has {x}"
+        )
+    })
+}
+
 /// Which log entries to read. Every filter is optional; `None` matches all.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LogQuery {

@@ -711,4 +711,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The stored state of one key (by digest), or `None` if the store never saw it.
     async fn key_state(&self, key_digest: &str) -> Result<Option<KeyState>, StoreError>;
+
+    /// Checks what the store keeps about its log outside the log rows against the rows: SQLite's
+    /// query index (`log_index`, up to its high-water mark), PostgreSQL's chain head (`log_head`). A
+    /// disagreement (edited outside the store) is a [`StoreError::Corrupt`] naming the entry.
+    /// [`verify`](crate::verify) calls it after reading the log; a store that keeps nothing else (the
+    /// default) has nothing to check. A wrapper around another store should delegate it.
+    async fn check_log_copies(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -560,6 +560,12 @@ impl Store for PostgresStore {
         let result = ops::key_state(&conn.client, &self.server, &self.schema, key_digest).await;
         settle(conn, result)
     }
+
+    async fn check_log_copies(&self) -> Result<(), StoreError> {
+        let conn = self.client().await?;
+        let result = ops::check_log_head(&conn.client, &self.server, &self.schema).await;
+        settle(conn, result)
+    }
 }
 
 #[cfg(test)]

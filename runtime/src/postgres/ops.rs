@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::Server;
 use super::schema::qualify;
-use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::log::{Column, LogEntry, LogQuery, NewLogEntry, column_mismatch};
 use crate::rules::{
     self, ActedView, CompletePlan, FailPlan, Holder, KeyPhase, KeyView, LeaseView, RecordView,
     Refusal,
@@ -96,6 +96,11 @@ impl Db<'_> {
         i: usize,
     ) -> Result<T, StoreError> {
         row.try_get(i).map_err(|e| self.corrupt("row", e))
+    }
+
+    /// A log row that disagrees with what was hashed: edited outside the store.
+    fn tampered(&self, m: String) -> StoreError {
+        StoreError::Corrupt(format!("schema `{}` on {}: {m}", self.schema, self.server))
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self, what: &str, s: &str) -> Result<T, StoreError> {
@@ -985,7 +990,11 @@ pub(crate) async fn log(
     q: &LogQuery,
 ) -> Result<Vec<LogEntry>, StoreError> {
     let db = Db { server, schema };
-    let mut f = Filters::new("SELECT seq, entry, prev_hash, hash FROM @.log");
+    // The queryable columns come back too: a row is returned only if they agree with its entry.
+    let mut f = Filters::new(
+        "SELECT seq, entry, prev_hash, hash, run_id, action, record, key_digest, attempt, outcome, \
+         at_ms FROM @.log",
+    );
     if let Some(r) = q.run_id {
         f.add("run_id =", Arg::Text(r.to_string()));
     }
@@ -1018,15 +1027,70 @@ pub(crate) async fn log(
     rows.iter()
         .map(|row| {
             let seq: i64 = db.col(row, 0)?;
-            let entry: String = db.col(row, 1)?;
+            let seq = u64::try_from(seq).map_err(|e| db.corrupt("log entry", e))?;
+            let entry: NewLogEntry = db.json("log entry", db.col(row, 1)?)?;
+            let stored: [Column<'_>; 7] = std::array::from_fn(|i| match i {
+                // `attempt` and `at_ms` are BIGINT, the others TEXT.
+                4 | 6 => row.try_get::<_, i64>(4 + i).map_or_else(
+                    |e| Column::Other(format!("an unreadable value ({e})")),
+                    Column::Int,
+                ),
+                _ => row.try_get::<_, &str>(4 + i).map_or_else(
+                    |e| Column::Other(format!("an unreadable value ({e})")),
+                    |t| Column::Text(t.into()),
+                ),
+            });
+            let prev_hash: &str = db.col(row, 2)?;
+            let hash: &str = db.col(row, 3)?;
+            if let Some(m) = column_mismatch(seq, &entry, prev_hash, hash, &stored) {
+                return Err(db.tampered(m));
+            }
             Ok(LogEntry {
-                seq: u64::try_from(seq).map_err(|e| db.corrupt("log entry", e))?,
-                entry: db.json("log entry", &entry)?,
-                prev_hash: db.col(row, 2)?,
-                hash: db.col(row, 3)?,
+                seq,
+                entry,
+                prev_hash: prev_hash.into(),
+                hash: hash.into(),
             })
         })
         .collect()
+}
+
+/// Checks `log_head` against the log: the head the writers chain onto is the last entry, with its
+/// hash. A log whose last entries were deleted (or a head edited) disagrees.
+pub(crate) async fn check_log_head(
+    client: &Client,
+    server: &Server,
+    schema: &str,
+) -> Result<(), StoreError> {
+    let db = Db { server, schema };
+    // One statement: one snapshot of both tables, whatever the writers commit meanwhile.
+    let row = db
+        .one(
+            client,
+            "SELECT h.seq, h.hash, (SELECT max(seq) FROM @.log),
+                 (SELECT l.hash FROM @.log l WHERE l.seq = h.seq)
+             FROM @.log_head h",
+            &[],
+        )
+        .await?;
+    let head_seq: i64 = db.col(&row, 0)?;
+    let head_hash: String = db.col(&row, 1)?;
+    let last: Option<i64> = db.col(&row, 2)?;
+    let hash_there: Option<String> = db.col(&row, 3)?;
+    let last = last.unwrap_or(0);
+    if head_seq != last {
+        return Err(db.tampered(format!(
+            "the chain head (`log_head`) is entry {head_seq} but the log ends at entry {last}: \
+             entries were deleted from its end, or the head was edited"
+        )));
+    }
+    if last > 0 && hash_there.as_deref() != Some(head_hash.as_str()) {
+        return Err(db.tampered(format!(
+            "the chain head (`log_head`) does not have the hash of log entry {head_seq}: the entry \
+             or the head was edited"
+        )));
+    }
+    Ok(())
 }
 
 async fn queue_ref<C: GenericClient>(db: Db<'_>, c: &C, id: i64) -> Result<QueueRef, StoreError> {

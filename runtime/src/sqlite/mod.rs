@@ -772,4 +772,8 @@ impl Store for SqliteStore {
         self.read(move |c, at| ops::key_state(c, at, &key_digest))
             .await
     }
+
+    async fn check_log_copies(&self) -> Result<(), StoreError> {
+        self.read(ops::check_log_index).await
+    }
 }

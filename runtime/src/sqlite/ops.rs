@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::schema::Location;
 use crate::log::{
-    GENESIS_HASH, LogEntry, LogQuery, NewLogEntry, canonical_json, entry_hash_canonical,
+    Column, GENESIS_HASH, LogEntry, LogQuery, NewLogEntry, canonical_json, column_mismatch,
+    entry_hash_canonical,
 };
 use crate::rules::{
     self, ActedView, CompletePlan, FailPlan, Holder, KeyPhase, KeyView, LeaseView, RecordView,
@@ -1031,7 +1032,9 @@ pub(crate) fn log(
         let n = filter("seq >", V::Integer(i64::try_from(s).unwrap_or(i64::MAX)));
         after = format!(" AND seq > ?{n}");
     }
-    const COLUMNS: &str = "SELECT seq, entry, prev_hash, hash FROM log";
+    // The queryable columns come back too: a row is returned only if they agree with its entry.
+    const COLUMNS: &str = "SELECT seq, entry, prev_hash, hash, run_id, action, record, key_digest, \
+                           attempt, outcome, at_ms FROM log";
     let mut sql = match lookup {
         None => format!("{COLUMNS} WHERE 1 = 1{filters}"),
         // The indexed entries through `log_index`, the later ones directly (see schema version 4).
@@ -1052,27 +1055,124 @@ pub(crate) fn log(
         ));
     }
     let mut stmt = c.prepare_cached(&sql).at(at)?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(args), |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-            ))
-        })
-        .at(at)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args)).at(at)?;
     let mut out = Vec::new();
-    for row in rows {
-        let (seq, entry, prev_hash, hash) = row.at(at)?;
+    while let Some(row) = rows.next().at(at)? {
+        let seq = row.get::<_, i64>(0).at(at)? as u64;
+        let entry: NewLogEntry = from_json(
+            at,
+            "log entry",
+            row.get_ref(1)
+                .at(at)?
+                .as_str()
+                .map_err(|e| corrupt(at, "log entry", e))?,
+        )?;
+        let prev_hash: String = row.get(2).at(at)?;
+        let hash: String = row.get(3).at(at)?;
+        let stored: [Column<'_>; 7] = std::array::from_fn(|i| column(row.get_ref(4 + i)));
+        if let Some(m) = column_mismatch(seq, &entry, &prev_hash, &hash, &stored) {
+            return Err(tampered(at, m));
+        }
         out.push(LogEntry {
-            seq: seq as u64,
-            entry: from_json(at, "log entry", &entry)?,
+            seq,
+            entry,
             prev_hash: prev_hash.into(),
             hash: hash.into(),
         });
     }
     Ok(out)
+}
+
+/// A queryable column of `log` as read back.
+fn column(v: rusqlite::Result<rusqlite::types::ValueRef<'_>>) -> Column<'_> {
+    use rusqlite::types::ValueRef;
+    match v {
+        Ok(ValueRef::Text(t)) => match std::str::from_utf8(t) {
+            Ok(t) => Column::Text(t.into()),
+            Err(_) => Column::Other("text that is not UTF-8".to_owned()),
+        },
+        Ok(ValueRef::Integer(i)) => Column::Int(i),
+        Ok(other) => Column::Other(format!("{other:?}")),
+        Err(e) => Column::Other(format!("an unreadable value ({e})")),
+    }
+}
+
+/// A log row that disagrees with what was hashed: edited outside the store.
+fn tampered(at: &Location, m: String) -> StoreError {
+    StoreError::Corrupt(format!("`{}`: {m}", at.display))
+}
+
+/// Checks `log_index` against `log`: every entry up to `log_indexed.upto` has exactly its four
+/// copies there (run, action, record, time, as in its `log` row), there is nothing else, and `upto`
+/// is not past the end of the log. Queries read the indexed entries through `log_index`: an index
+/// row that disagrees with its entry makes them drop or mis-select it.
+pub(crate) fn check_log_index(c: &Connection, at: &Location) -> Result<(), StoreError> {
+    // One statement: one snapshot of both tables, whatever the writer commits meanwhile.
+    let row: Option<(String, i64, i64, bool, i64)> = c
+        .prepare_cached(
+            "WITH upto(n) AS (SELECT upto FROM log_indexed),
+             copies(kind, value, seq) AS (
+                 SELECT 0, run_id, seq FROM log WHERE seq <= (SELECT n FROM upto)
+                 UNION ALL SELECT 1, action, seq FROM log WHERE seq <= (SELECT n FROM upto)
+                 UNION ALL SELECT 2, record, seq FROM log WHERE seq <= (SELECT n FROM upto)
+                 UNION ALL SELECT 3, at_ms, seq FROM log WHERE seq <= (SELECT n FROM upto)),
+             bad(what, kind, seq) AS (
+                 SELECT 'extra', kind, seq FROM (
+                     SELECT kind, value, seq FROM log_index
+                     EXCEPT SELECT kind, value, seq FROM copies)
+                 UNION ALL
+                 SELECT 'missing', kind, seq FROM (
+                     SELECT kind, value, seq FROM copies
+                     EXCEPT SELECT kind, value, seq FROM log_index))
+             SELECT what, kind, seq, EXISTS (SELECT 1 FROM log WHERE log.seq = bad.seq),
+                 (SELECT n FROM upto)
+             FROM bad ORDER BY seq, kind LIMIT 1",
+        )
+        .at(at)?
+        .query_row([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()
+        .at(at)?;
+    if let Some((what, kind, seq, in_log, upto)) = row {
+        let column = ["run_id", "action", "record", "at_ms"]
+            .get(kind as usize)
+            .copied()
+            .unwrap_or("unknown");
+        let m = match (what.as_str(), in_log) {
+            (_, false) => format!(
+                "the log index holds entry {seq}, which is not in the log: entries were deleted"
+            ),
+            ("extra", true) if seq > upto => format!(
+                "the log index holds entry {seq}, past its high-water mark {upto}: it was edited"
+            ),
+            ("extra", true) => format!(
+                "log entry {seq} was tampered with: its `{column}` copy in the log index disagrees \
+                 with its log row"
+            ),
+            _ => format!(
+                "log entry {seq} was tampered with: its `{column}` copy is missing from the log \
+                 index (which covers entries up to {upto})"
+            ),
+        };
+        return Err(tampered(at, m));
+    }
+    let (upto, last): (i64, Option<i64>) = c
+        .prepare_cached("SELECT (SELECT upto FROM log_indexed), (SELECT max(seq) FROM log)")
+        .at(at)?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .at(at)?;
+    let last = last.unwrap_or(0);
+    if upto > last {
+        return Err(tampered(
+            at,
+            format!(
+                "the log index covers entries up to {upto} but the log ends at entry {last}: \
+                 entries were deleted from its end"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn queue_ref(c: &Connection, at: &Location, id: i64) -> Result<QueueRef, StoreError> {
