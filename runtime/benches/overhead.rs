@@ -88,6 +88,24 @@ fn main() {
         .unwrap();
     let next = AtomicU64::new(0);
     let id = || next.fetch_add(1, Ordering::Relaxed);
+    // `n` calls of `$action`, on a fresh agent and store every `SMALL_STORE` calls (their creation and
+    // drop timed too).
+    macro_rules! calls_per_store {
+        ($action:ident, $n:expr) => {
+            rt.block_on(async {
+                let start = Instant::now();
+                let mut done = 0;
+                while done < $n {
+                    let run = fresh_run_in();
+                    for _ in 0..SMALL_STORE.min($n - done) {
+                        black_box($action(&run, id()).await.ok());
+                    }
+                    done += SMALL_STORE;
+                }
+                start.elapsed()
+            })
+        };
+    }
 
     let mut cases = vec![
         Case::new("plain async fn", |n| {
@@ -130,18 +148,7 @@ fn main() {
         // entries, keys and marks), whose memory traffic is a good part of its time; this one shows
         // the per-call cost at the size of a typical run.
         Case::new("guarded call, MemoryStore, 1000 calls per store", |n| {
-            rt.block_on(async {
-                let start = Instant::now();
-                let mut done = 0;
-                while done < n {
-                    let run = fresh_run_in();
-                    for _ in 0..SMALL_STORE.min(n - done) {
-                        black_box(guarded(&run, id()).await.ok());
-                    }
-                    done += SMALL_STORE;
-                }
-                start.elapsed()
-            })
+            calls_per_store!(guarded, n)
         }),
         // A store that holds 100 000 keys (and their log) before the timed calls begin: the per-call
         // cost once a long-lived agent's store is large. Filled outside the timed region.
@@ -171,18 +178,7 @@ fn main() {
             })
         }),
         Case::new("guarded call, waits once, 1000 calls per store", |n| {
-            rt.block_on(async {
-                let start = Instant::now();
-                let mut done = 0;
-                while done < n {
-                    let run = fresh_run_in();
-                    for _ in 0..SMALL_STORE.min(n - done) {
-                        black_box(guarded_waiting(&run, id()).await.ok());
-                    }
-                    done += SMALL_STORE;
-                }
-                start.elapsed()
-            })
+            calls_per_store!(guarded_waiting, n)
         }),
     ];
     let stats = support::compare(&mut cases, support::rounds(15), Duration::from_millis(300));
