@@ -26,6 +26,8 @@ async fn pay(
     #[dep] bank: &Downstream,
     invoice: &str,
 ) -> Result<Receipt, DownstreamError> {
+    run.attempt().before(&format!("{invoice} unpaid"));
+    run.attempt().after(&format!("{invoice} paid"));
     bank.write_for(run.attempt()).await
 }
 
@@ -123,6 +125,17 @@ async fn a_completion_the_store_keeps_refusing_dead_letters_the_key() {
             "{name}: {error:?}"
         );
         assert_eq!(error.ran(), Ran::Recorded, "{name}");
+        // The dead-letter entry keeps the states the body captured: blast radius and revert see it.
+        let last = log(&agent).await.pop().unwrap();
+        assert_eq!(last.entry.outcome, Outcome::DeadLettered, "{name}");
+        assert_eq!(
+            (last.entry.before.clone(), last.entry.after.clone()),
+            (
+                Some(serde_json::json!("INV-2 unpaid")),
+                Some(serde_json::json!("INV-2 paid"))
+            ),
+            "{name}"
+        );
         assert!(matches!(
             pay(&agent.start_run(), &bank, "INV-2").await,
             Err(ActionError::PreviouslyFailed { .. })

@@ -226,7 +226,10 @@ where
         let result = match crate::canonical::to_value(&value) {
             Ok(r) => r,
             // The body ran: the key must end recorded, never released to run again.
-            Err(e) => return Err(self.result_not_stored(e.to_string()).await),
+            Err(e) => {
+                let (before, after) = (self.attempt().take_before(), self.attempt().take_after());
+                return Err(self.result_not_stored(e.to_string(), before, after).await);
+            }
         };
         let now_ms = self.now_ms();
         // Captured states are kept (a capture is rare; cloning `None` is free) so that a completion
@@ -263,7 +266,9 @@ where
                     return Err(self.unrecorded(e));
                 }
                 // The store is there but refuses this result: record that the body ran instead.
-                Err(e) => return Err(self.result_not_stored(e.to_string()).await),
+                Err(e) => {
+                    return Err(self.result_not_stored(e.to_string(), before, after).await);
+                }
             }
         }
     }
@@ -311,8 +316,14 @@ where
     }
 
     /// The body ran and succeeded, but its result cannot be stored: the key is dead-lettered with
-    /// what happened, so that it never runs again.
-    async fn result_not_stored(&mut self, message: String) -> ActionError<E> {
+    /// what happened (and the states the body captured, for blast radius and revert), so that it
+    /// never runs again.
+    async fn result_not_stored(
+        &mut self,
+        message: String,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> ActionError<E> {
         let Some(claim) = &self.claim else {
             return self.unrecorded(StoreError::Backend(message));
         };
@@ -324,7 +335,8 @@ where
         entry.failure_kind = Some(FailureKind::Validation);
         entry.route = Some(Route::DeadLetter);
         entry.message = Some(note.clone());
-        entry.after = self.attempt().take_after();
+        entry.before = before;
+        entry.after = after;
         let failure = Failure {
             key_digest: self.attempt().key_digest.clone(),
             claim_id: claim.claim_id,
