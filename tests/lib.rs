@@ -138,6 +138,18 @@ impl FaultyStore {
         }
     }
 
+    /// Another wrapper of the same store, with its own faults: a second worker on one store.
+    pub fn another(&self) -> Self {
+        FaultyStore {
+            inner: self.inner.clone(),
+            lost_complete_replies: Default::default(),
+            refused_completes: Default::default(),
+            unreachable_completes: Default::default(),
+            unreachable_renewals: Default::default(),
+            renewals: Default::default(),
+        }
+    }
+
     /// Renewals do not reach the store (`true`) or do again (`false`).
     pub fn unreachable_renewals(&self, unreachable: bool) {
         self.unreachable_renewals
