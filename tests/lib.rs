@@ -295,6 +295,9 @@ impl actguard::Store for FaultyStore {
     ) -> Result<Option<actguard::store::KeyState>, actguard::StoreError> {
         holding_time(self.inner.key_state(key_digest)).await
     }
+    async fn log_head(&self) -> Result<Option<actguard::LogHead>, actguard::StoreError> {
+        holding_time(self.inner.log_head()).await
+    }
     async fn check_log_copies(&self) -> Result<(), actguard::StoreError> {
         holding_time(self.inner.check_log_copies()).await
     }

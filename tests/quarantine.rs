@@ -229,3 +229,45 @@ async fn corrected_data_acts_under_the_same_key_once_released() {
         assert!(released.contains("key released"), "{store}: {released}");
     }
 }
+
+#[tokio::test]
+async fn a_halt_alert_carries_the_log_head_of_the_halted_entry() {
+    for (store, agent, alerts, _dir) in agents() {
+        let ledger = Downstream::new();
+        post(&agent.start_run(), &ledger, &posting(1, 100))
+            .await
+            .unwrap();
+        quarantined_entry(&agent, &ledger).await;
+        let alert = alerts.alerts().pop().expect("alerted");
+        let head = alert.log_head.expect("the alert carries the log head");
+        let entries = log(&agent).await;
+        let halted = entries.last().unwrap();
+        assert_eq!(halted.entry.outcome, Outcome::Halted, "{store}");
+        assert_eq!(head, actguard::LogHead::of(halted), "{store}");
+        // Kept outside the store, that head checks the log later.
+        let report = actguard::verify_report(agent.store(), Some(&head))
+            .await
+            .unwrap();
+        assert_eq!(report.head, Some(head), "{store}");
+    }
+}
+
+#[tokio::test]
+async fn a_halt_asked_by_code_alerts_with_the_current_head() {
+    for (store, agent, alerts, _dir) in agents() {
+        let ledger = Downstream::new();
+        let run = agent.start_run();
+        assert!(run.halt("operator stop").await.unwrap(), "{store}");
+        assert_eq!(alerts.alerts()[0].log_head, None, "{store}: empty log");
+        let run = agent.start_run();
+        post(&run, &ledger, &posting(2, 100)).await.unwrap();
+        assert!(run.halt("operator stop").await.unwrap(), "{store}");
+        let head = alerts.alerts()[1].log_head.clone().expect("a head");
+        assert_eq!(
+            Some(head.clone()),
+            agent.store().log_head().await.unwrap(),
+            "{store}"
+        );
+        assert_eq!(head.seq, log(&agent).await.len() as u64, "{store}");
+    }
+}

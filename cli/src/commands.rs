@@ -7,16 +7,17 @@ use std::sync::Arc;
 use actguard::ops;
 use actguard::store::{Millis, QueueQuery};
 use actguard::{
-    Agent, LogEntry, LogQuery, Outcome, QueueEntry, QueueKind, QueueStatus, RunState, Store,
-    StoreError, VerifyError,
+    Agent, LogEntry, LogHead, LogQuery, Outcome, QueueEntry, QueueKind, QueueStatus, RunState,
+    Store, StoreError, VerifyError,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::checkpoint;
 use crate::display::{escape, escape_lines};
 use crate::table::{Table, cut, short_run};
-use crate::time::{format_age, format_ms, format_short, parse_duration, parse_time};
+use crate::time::{format_age, format_ms, format_short, parse_duration, parse_time, system_now_ms};
 use crate::{
     CliError, LogArgs, OpsCommand, QueueCommand, QueueLsArgs, QueueShowArgs, RunsArgs, SelectArgs,
     ShowArgs, VerifyArgs,
@@ -284,16 +285,28 @@ impl Ctx {
     }
 
     async fn verify(&self, args: VerifyArgs, out: &mut dyn Write) -> Result<(), CliError> {
-        match actguard::verify_report(self.store.as_ref(), args.expect_head.as_ref()).await {
+        let expected = match &args.checkpoint {
+            Some(file) => checkpoint::last(file)?,
+            None => args.expect_head,
+        };
+        match actguard::verify_report(self.store.as_ref(), expected.as_ref()).await {
             Ok(report) => {
                 writeln!(
                     out,
                     "ok: {} verified",
                     count(report.entries as usize, "entry", "entries")
                 )?;
-                match report.head {
+                match &report.head {
                     Some(head) => writeln!(out, "head: {head}")?,
                     None => writeln!(out, "head: none (the log is empty)")?,
+                }
+                if let (Some(file), Some(head)) = (&args.checkpoint, &report.head) {
+                    if expected.as_ref() == Some(head) {
+                        writeln!(out, "checkpoint: unchanged in {}", file.display())?;
+                    } else {
+                        checkpoint::append(file, head, report.entries, system_now_ms())?;
+                        writeln!(out, "checkpoint: {head} appended to {}", file.display())?;
+                    }
                 }
                 Ok(())
             }
@@ -328,6 +341,7 @@ impl Ctx {
                     entries: 0,
                     outcomes: BTreeMap::new(),
                     halted: None,
+                    head: LogHead::of(e),
                 });
                 runs.len() - 1
             });
@@ -336,6 +350,7 @@ impl Ctx {
             r.last_ms = r.last_ms.max(n.at_ms);
             r.entries += 1;
             *r.outcomes.entry(n.outcome.as_str()).or_default() += 1;
+            r.head = LogHead::of(e);
         }
         for r in &mut runs {
             if let RunState::Halted { reason, at_ms } = self.store.run_state(r.run_id).await? {
@@ -357,12 +372,15 @@ impl Ctx {
                         "halted": r.halted.is_some(),
                         "halt_reason": r.halted.as_ref().map(|h| &h.0),
                         "halted_at_ms": r.halted.as_ref().map(|h| h.1),
+                        "head": r.head,
                     })
                 })
                 .collect();
             return print_json(out, &values);
         }
-        let mut t = Table::new(&["run", "first", "last", "entries", "outcomes", "state"]);
+        let mut t = Table::new(&[
+            "run", "first", "last", "entries", "outcomes", "head", "state",
+        ]);
         for r in &runs {
             let outcomes: Vec<String> =
                 r.outcomes.iter().map(|(o, n)| format!("{n} {o}")).collect();
@@ -372,6 +390,11 @@ impl Ctx {
                 format_short(r.last_ms),
                 r.entries.to_string(),
                 outcomes.join(", "),
+                format!(
+                    "{}:{}…",
+                    r.head.seq,
+                    r.head.hash.chars().take(12).collect::<String>()
+                ),
                 match &r.halted {
                     Some((reason, at)) => {
                         format!("HALTED at {}: {}", format_short(*at), cut(reason, 72))
@@ -382,6 +405,10 @@ impl Ctx {
         }
         write!(out, "{}", t.render())?;
         writeln!(out, "{}", count(runs.len(), "run", "runs"))?;
+        // The last entry read is the log's head: what `verify --expect-head` checks later.
+        if let Some(last) = entries.last() {
+            writeln!(out, "head: {}", escape(&LogHead::of(last).to_string()))?;
+        }
         Ok(())
     }
 
@@ -636,6 +663,8 @@ struct RunSummary {
     entries: usize,
     outcomes: BTreeMap<&'static str, usize>,
     halted: Option<(String, Millis)>,
+    /// The run's last entry: the log's head when the run last wrote to it.
+    head: LogHead,
 }
 
 fn parse_outcome(text: &str) -> Result<Outcome, CliError> {

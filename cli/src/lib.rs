@@ -35,6 +35,7 @@
 //! }
 //! ```
 
+mod checkpoint;
 mod commands;
 pub mod display;
 pub mod open;
@@ -208,8 +209,13 @@ pub struct LogArgs {
 pub struct VerifyArgs {
     /// The head printed by an earlier `verify` (SEQ:HASH): entry SEQ must still be in the log with
     /// this hash, or the log was cut short or rewritten (exit 2).
-    #[arg(long, value_name = "SEQ:HASH")]
+    #[arg(long, value_name = "SEQ:HASH", conflicts_with = "checkpoint")]
     pub expect_head: Option<actguard::LogHead>,
+    /// A file of heads kept outside the store: its last head is expected (as `--expect-head`), and
+    /// the head verified now is appended when it has moved. Run on a schedule (cron, a systemd
+    /// timer) against a file on another machine or a write-once mount.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<std::path::PathBuf>,
 }
 
 /// `show` arguments.

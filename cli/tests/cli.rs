@@ -353,6 +353,70 @@ fn runs_lists_each_run_and_shows_the_halted_one() {
         ]
     );
     assert_eq!(runs[2]["outcomes"]["halted"], 1);
+    // Each run shows the head the log had after its last entry; the last run's is the log's head.
+    let head = printed_head(&db);
+    assert_eq!(runs[2]["head"], head.as_str());
+    let first_head = runs[0]["head"].as_str().unwrap();
+    assert!(
+        first_head
+            .split_once(':')
+            .unwrap()
+            .0
+            .parse::<u64>()
+            .unwrap()
+            < 48,
+        "{first_head}"
+    );
+    actguard(&db)
+        .arg("runs")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("\nhead: {head}\n")));
+}
+
+#[test]
+fn verify_checkpoint_appends_the_head_and_then_expects_it() {
+    let (dir, db, _) = filled_store();
+    let file = dir.path().join("heads.txt");
+    let file_arg = file.to_str().unwrap();
+    let head = printed_head(&db);
+    actguard(&db)
+        .args(["verify", "--checkpoint", file_arg])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "checkpoint: {head} appended to"
+        )));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with(&format!("{head} ")), "{text}");
+    assert!(text.ends_with(" 48 entries\n"), "{text}");
+    // Nothing moved: nothing appended.
+    actguard(&db)
+        .args(["verify", "--checkpoint", file_arg])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("checkpoint: unchanged"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+
+    // Entries deleted from the end since the checkpoint: the shorter chain verifies on its own, but
+    // not against the checkpoint, and nothing is appended.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("DELETE FROM log WHERE seq > 45", []).unwrap();
+    drop(conn);
+    actguard(&db)
+        .args(["verify", "--checkpoint", file_arg])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains(
+            "TAMPERED: log entry 48 of the expected head",
+        ));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+
+    plain_error(
+        actguard(&db).args(["verify", "--checkpoint", file_arg, "--expect-head", &head]),
+        1,
+        "cannot be used with",
+    );
 }
 
 #[test]

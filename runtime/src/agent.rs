@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::alert::{AlertSink, TracingAlert};
 use crate::audit::{AuditError, AuditReport, AuditSettings, audit_registry};
 use crate::clock::{Clock, TokioClock};
-use crate::log::{ChainError, LogQuery, verify_chain};
+use crate::log::{ChainError, LogHead, LogQuery, verify_chain};
 use crate::memory::MemoryStore;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::run::Run;
@@ -311,39 +311,6 @@ pub enum VerifyError {
     Head(#[from] HeadError),
 }
 
-/// The head of the action log: the last entry's sequence number and hash, written `SEQ:HASH`. Kept
-/// outside the store, it detects what the chain alone cannot: entries deleted from the end of the
-/// log, or the whole chain rewritten from some entry on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogHead {
-    /// The entry's sequence number (1 for the first).
-    pub seq: u64,
-    /// The entry's hash (hex).
-    pub hash: String,
-}
-
-impl std::fmt::Display for LogHead {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.seq, self.hash)
-    }
-}
-
-impl std::str::FromStr for LogHead {
-    type Err = String;
-
-    /// Parses `SEQ:HASH`: a sequence number from 1 and a 64-digit hex hash.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("`{s}` is not a log head: expected SEQ:HASH, as `verify` prints it");
-        let (seq, hash) = s.split_once(':').ok_or_else(bad)?;
-        let seq: u64 = seq.trim().parse().map_err(|_| bad())?;
-        let hash = hash.trim().to_ascii_lowercase();
-        if seq == 0 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad());
-        }
-        Ok(LogHead { seq, hash })
-    }
-}
-
 /// Why the log does not hold the expected head.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeadError {
@@ -422,10 +389,7 @@ pub async fn verify_report(
     }
     let count = verify_chain(&entries)?;
     store.check_log_copies().await?;
-    let head = entries.last().map(|e| LogHead {
-        seq: e.seq,
-        hash: e.hash.to_string(),
-    });
+    let head = entries.last().map(LogHead::of);
     if let Some(expected) = expected_head {
         // The chain verified: entries are numbered 1, 2, 3, … in order.
         let at = usize::try_from(expected.seq - 1)

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::log::LogHead;
 use crate::policy::FailureKind;
 use crate::store::Millis;
 
@@ -27,6 +28,12 @@ pub struct HaltAlert {
     pub failure_kind: Option<FailureKind>,
     /// When, in Unix milliseconds.
     pub at_ms: Millis,
+    /// The head of the action log when the alert was sent (for a failing call, its own `halted`
+    /// entry), `SEQ:HASH` in JSON: kept with the alert, outside the store, it lets
+    /// `actguard verify --expect-head` prove later that the log up to the halt was not rewritten.
+    /// `None` if the log is empty or its head could not be read.
+    #[serde(default)]
+    pub log_head: Option<LogHead>,
 }
 
 /// Told once per halted run (the store decides which call halted it first, across processes).
@@ -57,6 +64,7 @@ impl AlertSink for TracingAlert {
             record = halt.record.as_deref().unwrap_or(""),
             key = halt.key.as_deref().unwrap_or(""),
             failure_kind = halt.failure_kind.map_or("", FailureKind::as_str),
+            log_head = halt.log_head.as_ref().map(ToString::to_string).unwrap_or_default(),
             "run halted: {}",
             halt.reason
         );
@@ -152,9 +160,16 @@ mod tests {
             key: Some("disburse:L-1:1".into()),
             failure_kind: Some(FailureKind::Security),
             at_ms: 42,
+            log_head: Some(LogHead {
+                seq: 7,
+                hash: "ab".repeat(32),
+            }),
         };
         sink.run(&halt).unwrap();
-        let got: HaltAlert = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
+        let bytes = std::fs::read(out).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["log_head"], format!("7:{}", "ab".repeat(32)));
+        let got: HaltAlert = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(got, halt);
     }
 
@@ -169,6 +184,7 @@ mod tests {
             key: None,
             failure_kind: None,
             at_ms: 0,
+            log_head: None,
         };
         let start = std::time::Instant::now();
         sink.alert(&halt);
@@ -186,6 +202,7 @@ mod tests {
             key: None,
             failure_kind: None,
             at_ms: 0,
+            log_head: None,
         };
         assert!(sink.run(&halt).is_err());
     }

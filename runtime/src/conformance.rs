@@ -89,6 +89,7 @@ macro_rules! conformance_suite {
             run_state_reports_halt
             queue_entries_are_numbered_from_one_and_filtered
             log_chain_verifies_after_many_appends
+            log_head_is_the_last_entry
             log_entries_of_complete_and_fail_join_the_chain
             log_queries_filter_and_page
             concurrent_begins_on_one_key_claim_once
@@ -1041,6 +1042,26 @@ pub async fn log_chain_verifies_after_many_appends(store: &dyn Store) {
     assert_eq!(all, appended);
     assert_eq!(verify_chain(&all), Ok(200));
     assert_eq!(all[0].prev_hash, crate::log::GENESIS_HASH);
+}
+
+/// `log_head` is the last entry's sequence number and hash; `None` while the log is empty.
+pub async fn log_head_is_the_last_entry(store: &dyn Store) {
+    assert_eq!(store.log_head().await.unwrap(), None);
+    let run = id();
+    let mut last = None;
+    for i in 0..3u32 {
+        let r = request(run, &format!("k{i}"), "rec", T0);
+        let logged = store
+            .append_log(&entry(&r, 1, Outcome::Retrying, T0 + Millis::from(i)))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.log_head().await.unwrap(),
+            Some(crate::log::LogHead::of(&logged))
+        );
+        last = Some(logged);
+    }
+    assert_eq!(last.unwrap().seq, 3);
 }
 
 /// `complete` and `fail` append their entries to the same chain, as `append_log` does.

@@ -32,7 +32,7 @@ use crate::classify::Classify;
 use crate::error::ActionError;
 use crate::invoke::{OutcomeSlot, record_outcome};
 use crate::key::{KeyBuilder, Payload, RenderedKey};
-use crate::log::LogEntry;
+use crate::log::{LogEntry, LogHead};
 use crate::log::{NewLogEntry, Outcome};
 use crate::policy::{ActionSpec, FailureKind, Route};
 use crate::run::{Attempt, ClaimHold, Run};
@@ -659,10 +659,12 @@ where
         let run_id = self.run.id();
         let reason = format!("{kind} failure in `{}`: {message}", self.spec.name);
         let store = self.agent().inner.store.clone();
+        // Whether this call halted the run: it then tells the alert sink, once the halt is logged.
+        let mut alert = None;
         match store.halt_run(run_id, &reason, now_ms).await {
             Ok(true) => {
                 tracing::error!(kind = kind.as_str(), error = %message, "run halted");
-                self.agent().alert_sink().alert(&HaltAlert {
+                alert = Some(HaltAlert {
                     run_id,
                     reason,
                     action: Some(self.spec.name.to_owned()),
@@ -670,6 +672,7 @@ where
                     key: Some(self.attempt().key.to_string()),
                     failure_kind: Some(kind),
                     at_ms: now_ms,
+                    log_head: None,
                 });
             }
             Ok(false) => {
@@ -714,16 +717,36 @@ where
                         kind: QueueKind::Security,
                         name: SECURITY_QUEUE.to_owned(),
                     });
+                    if let Some(alert) = &mut alert {
+                        alert.log_head = Some(LogHead::of(&logged));
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "the halted call's key could not be quarantined")
                 }
             }
         }
+        if let Some(mut alert) = alert {
+            if alert.log_head.is_none() {
+                alert.log_head = read_head(&*store).await;
+            }
+            self.agent().alert_sink().alert(&alert);
+        }
         ActionError::SecurityHalt {
             run_id,
             queue,
             error,
+        }
+    }
+}
+
+/// The log's head for a halt alert: best effort (an alert without a head beats no alert).
+pub(crate) async fn read_head(store: &dyn crate::store::Store) -> Option<LogHead> {
+    match store.log_head().await {
+        Ok(head) => head,
+        Err(e) => {
+            tracing::error!(error = %e, "the log's head could not be read for the halt alert");
+            None
         }
     }
 }

@@ -44,7 +44,7 @@ pub use actguard_macros::Classify;
 #[doc = include_str!("../docs/agent_action.md")]
 pub use actguard_macros::agent_action;
 pub use agent::{
-    Agent, AgentBuilder, AgentError, DEFAULT_CLAIM_WAIT, DEFAULT_STORE_PATH, HeadError, LogHead,
+    Agent, AgentBuilder, AgentError, DEFAULT_CLAIM_WAIT, DEFAULT_STORE_PATH, HeadError,
     VerifyError, VerifyReport, verify, verify_report,
 };
 pub use alert::{AlertSink, CommandAlert, HaltAlert, TracingAlert};
@@ -58,7 +58,7 @@ pub use error::{ActionError, Ran};
 pub use guard::{DEAD_LETTER_QUEUE, SECURITY_QUEUE};
 pub use invoke::{InvokeError, InvokeFn};
 pub use key::{KeyPart, Payload, PayloadJson, RenderedKey, fingerprint};
-pub use log::{ChainError, LogEntry, LogQuery, Outcome, verify_chain};
+pub use log::{ChainError, LogEntry, LogHead, LogQuery, Outcome, verify_chain};
 pub use manifest::{Change, Manifest, ManifestDiff, ManifestError, McpAnnotations, McpTool};
 pub use memory::MemoryStore;
 pub use metrics::MetricsSnapshot;

@@ -14,6 +14,63 @@ use crate::store::Millis;
 /// The `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The head of the action log: the last entry's sequence number and hash, written `SEQ:HASH`. Kept
+/// outside the store, it detects what the chain alone cannot: entries deleted from the end of the
+/// log, or the whole chain rewritten from some entry on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LogHead {
+    /// The entry's sequence number (1 for the first).
+    pub seq: u64,
+    /// The entry's hash (hex).
+    pub hash: String,
+}
+
+impl std::fmt::Display for LogHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for LogHead {
+    type Err = String;
+
+    /// Parses `SEQ:HASH`: a sequence number from 1 and a 64-digit hex hash.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a log head: expected SEQ:HASH, as `verify` prints it");
+        let (seq, hash) = s.split_once(':').ok_or_else(bad)?;
+        let seq: u64 = seq.trim().parse().map_err(|_| bad())?;
+        let hash = hash.trim().to_ascii_lowercase();
+        if seq == 0 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(LogHead { seq, hash })
+    }
+}
+
+impl Serialize for LogHead {
+    /// As its text, `SEQ:HASH`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for LogHead {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl LogHead {
+    /// The head of the log that ends at `entry`.
+    pub fn of(entry: &LogEntry) -> LogHead {
+        LogHead {
+            seq: entry.seq,
+            hash: entry.hash.to_string(),
+        }
+    }
+}
+
 /// What happened in one logged step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

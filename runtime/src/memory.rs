@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::key::PayloadJson;
 use crate::log::Outcome;
-use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::log::{LogEntry, LogHead, LogQuery, NewLogEntry};
 use crate::rules::{
     self, ActedView, CompletePlan, FailPlan, Holder, KeyPhase, KeyView, LeaseView, RecordView,
     Refusal,
@@ -594,6 +594,10 @@ impl Store for MemoryStore {
             Some(n) => matching.take(n).collect(),
             None => matching.collect(),
         })
+    }
+
+    async fn log_head(&self) -> Result<Option<LogHead>, StoreError> {
+        Ok(self.lock().log.last().map(LogHead::of))
     }
 
     async fn halt_run(

@@ -74,6 +74,7 @@ impl Run {
             .await?;
         if halted {
             tracing::error!(run_id = %self.id, reason, "run halted");
+            let log_head = crate::guard::read_head(&*self.agent.inner.store).await;
             self.agent.alert_sink().alert(&HaltAlert {
                 run_id: self.id,
                 reason: reason.to_owned(),
@@ -82,6 +83,7 @@ impl Run {
                 key: None,
                 failure_kind: None,
                 at_ms: now_ms,
+                log_head,
             });
         }
         Ok(halted)

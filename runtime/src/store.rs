@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::key::PayloadJson;
-use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::log::{LogEntry, LogHead, LogQuery, NewLogEntry};
 use crate::policy::FailureKind;
 pub use crate::shared::SharedStr;
 
@@ -711,6 +711,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// The stored state of one key (by digest), or `None` if the store never saw it.
     async fn key_state(&self, key_digest: &str) -> Result<Option<KeyState>, StoreError>;
+
+    /// The head of the action log: its last entry's sequence number and hash (`None` while the log is
+    /// empty). Halt alerts and `actguard runs` carry it, and a checkpoint records it outside the store.
+    /// It is read, not verified: [`verify_report`](crate::verify_report) checks the chain up to it.
+    /// The default pages through the whole log; the built-in stores read one row. A wrapper around
+    /// another store should delegate it.
+    async fn log_head(&self) -> Result<Option<LogHead>, StoreError> {
+        let mut head = None;
+        let mut after_seq = None;
+        loop {
+            let page = self
+                .log(&LogQuery {
+                    after_seq,
+                    limit: Some(1000),
+                    ..LogQuery::default()
+                })
+                .await?;
+            match page.last() {
+                Some(last) => {
+                    after_seq = Some(last.seq);
+                    head = Some(LogHead::of(last));
+                }
+                None => return Ok(head),
+            }
+        }
+    }
 
     /// Checks what the store keeps about its log outside the log rows against the rows: SQLite's
     /// query index (`log_index`, up to its high-water mark), PostgreSQL's chain head (`log_head`). A

@@ -16,7 +16,7 @@ use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::log::{LogEntry, LogHead, LogQuery, NewLogEntry};
 use crate::store::{
     Appended, Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
     QueueUpdate, Renewal, RunState, Store, StoreError,
@@ -558,6 +558,12 @@ impl Store for PostgresStore {
     async fn key_state(&self, key_digest: &str) -> Result<Option<KeyState>, StoreError> {
         let conn = self.client().await?;
         let result = ops::key_state(&conn.client, &self.server, &self.schema, key_digest).await;
+        settle(conn, result)
+    }
+
+    async fn log_head(&self) -> Result<Option<LogHead>, StoreError> {
+        let conn = self.client().await?;
+        let result = ops::log_head(&conn.client, &self.server, &self.schema).await;
         settle(conn, result)
     }
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::Server;
 use super::schema::qualify;
-use crate::log::{Column, LogEntry, LogQuery, NewLogEntry, column_mismatch};
+use crate::log::{Column, LogEntry, LogHead, LogQuery, NewLogEntry, column_mismatch};
 use crate::rules::{
     self, ActedView, CompletePlan, FailPlan, Holder, KeyPhase, KeyView, LeaseView, RecordView,
     Refusal,
@@ -1053,6 +1053,30 @@ pub(crate) async fn log(
             })
         })
         .collect()
+}
+
+/// The last log row's sequence number and hash.
+pub(crate) async fn log_head(
+    client: &Client,
+    server: &Server,
+    schema: &str,
+) -> Result<Option<LogHead>, StoreError> {
+    let db = Db { server, schema };
+    let Some(row) = db
+        .opt(
+            client,
+            "SELECT seq, hash FROM @.log ORDER BY seq DESC LIMIT 1",
+            &[],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let seq: i64 = db.col(&row, 0)?;
+    Ok(Some(LogHead {
+        seq: seq as u64,
+        hash: db.col(&row, 1)?,
+    }))
 }
 
 /// Checks `log_head` against the log: the head the writers chain onto is the last entry, with its

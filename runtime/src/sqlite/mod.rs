@@ -99,7 +99,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::log::{LogEntry, LogHead, LogQuery, NewLogEntry};
 use crate::store::{
     Appended, Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
     QueueUpdate, Renewal, RunState, Store, StoreError,
@@ -771,6 +771,10 @@ impl Store for SqliteStore {
         let key_digest = key_digest.to_owned();
         self.read(move |c, at| ops::key_state(c, at, &key_digest))
             .await
+    }
+
+    async fn log_head(&self) -> Result<Option<LogHead>, StoreError> {
+        self.read(ops::log_head).await
     }
 
     async fn check_log_copies(&self) -> Result<(), StoreError> {

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::schema::Location;
 use crate::log::{
-    Column, GENESIS_HASH, LogEntry, LogQuery, NewLogEntry, canonical_json, column_mismatch,
-    entry_hash_canonical,
+    Column, GENESIS_HASH, LogEntry, LogHead, LogQuery, NewLogEntry, canonical_json,
+    column_mismatch, entry_hash_canonical,
 };
 use crate::rules::{
     self, ActedView, CompletePlan, FailPlan, Holder, KeyPhase, KeyView, LeaseView, RecordView,
@@ -1106,6 +1106,21 @@ fn tampered(at: &Location, m: String) -> StoreError {
 /// copies there (run, action, record, time, as in its `log` row), there is nothing else, and `upto`
 /// is not past the end of the log. Queries read the indexed entries through `log_index`: an index
 /// row that disagrees with its entry makes them drop or mis-select it.
+/// The last log row's sequence number and hash.
+pub(crate) fn log_head(c: &Connection, at: &Location) -> Result<Option<LogHead>, StoreError> {
+    c.prepare_cached("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut st| {
+            st.query_row([], |r| {
+                Ok(LogHead {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    hash: r.get(1)?,
+                })
+            })
+            .optional()
+        })
+        .at(at)
+}
+
 pub(crate) fn check_log_index(c: &Connection, at: &Location) -> Result<(), StoreError> {
     // One statement: one snapshot of both tables, whatever the writer commits meanwhile.
     let row: Option<(String, i64, i64, bool, i64)> = c
