@@ -245,7 +245,7 @@ async fn a_halt_alert_carries_the_log_head_of_the_halted_entry() {
         assert_eq!(halted.entry.outcome, Outcome::Halted, "{store}");
         assert_eq!(head, actguard::LogHead::of(halted), "{store}");
         // Kept outside the store, that head checks the log later.
-        let report = actguard::verify_report(agent.store(), Some(&head))
+        let report = actguard::verify_report(agent.store().as_ref(), Some(&head))
             .await
             .unwrap();
         assert_eq!(report.head, Some(head), "{store}");

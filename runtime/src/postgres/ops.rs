@@ -508,7 +508,7 @@ async fn complete_in(
         let entry: String = db.col(&row, 1)?;
         return Ok(LogEntry {
             seq: u64::try_from(seq).map_err(|e| db.corrupt("log entry", e))?,
-            entry: db.json("log entry", &entry)?,
+            entry: db.json(&format!("log entry {seq}"), &entry)?,
             prev_hash: db.col(&row, 2)?,
             hash: db.col(&row, 3)?,
         });
@@ -1028,7 +1028,7 @@ pub(crate) async fn log(
         .map(|row| {
             let seq: i64 = db.col(row, 0)?;
             let seq = u64::try_from(seq).map_err(|e| db.corrupt("log entry", e))?;
-            let entry: NewLogEntry = db.json("log entry", db.col(row, 1)?)?;
+            let entry: NewLogEntry = db.json(&format!("log entry {seq}"), db.col(row, 1)?)?;
             let stored: [Column<'_>; 7] = std::array::from_fn(|i| match i {
                 // `attempt` and `at_ms` are BIGINT, the others TEXT.
                 4 | 6 => row.try_get::<_, i64>(4 + i).map_or_else(

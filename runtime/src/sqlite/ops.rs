@@ -631,7 +631,7 @@ fn completed_entry(
     })?;
     Ok(LogEntry {
         seq: seq as u64,
-        entry: from_json(at, "log entry", &entry)?,
+        entry: from_json(at, &format!("log entry {seq}"), &entry)?,
         prev_hash: prev_hash.into(),
         hash: hash.into(),
     })
@@ -1059,13 +1059,14 @@ pub(crate) fn log(
     let mut out = Vec::new();
     while let Some(row) = rows.next().at(at)? {
         let seq = row.get::<_, i64>(0).at(at)? as u64;
+        let what = || format!("log entry {seq}");
         let entry: NewLogEntry = from_json(
             at,
-            "log entry",
+            &what(),
             row.get_ref(1)
                 .at(at)?
                 .as_str()
-                .map_err(|e| corrupt(at, "log entry", e))?,
+                .map_err(|e| corrupt(at, &what(), e))?,
         )?;
         let prev_hash: String = row.get(2).at(at)?;
         let hash: String = row.get(3).at(at)?;
