@@ -291,8 +291,8 @@ where
             Outcome::Succeeded
         };
         let mut entry = self.entry(outcome, now_ms);
-        entry.before = before;
-        entry.after = Some(after.unwrap_or_else(|| result.clone()));
+        entry.before = state(before);
+        entry.after = state(Some(after.unwrap_or_else(|| result.clone())));
         Completion {
             key_digest: self.attempt().key_digest.clone(),
             claim_id,
@@ -335,8 +335,8 @@ where
         entry.failure_kind = Some(FailureKind::Validation);
         entry.route = Some(Route::DeadLetter);
         entry.message = Some(note.clone());
-        entry.before = before;
-        entry.after = after;
+        entry.before = state(before);
+        entry.after = state(after);
         let failure = Failure {
             key_digest: self.attempt().key_digest.clone(),
             claim_id: claim.claim_id,
@@ -738,6 +738,11 @@ where
             error,
         }
     }
+}
+
+/// A captured state as the log keeps it: JSON `null` is no state (stored, both read back as `None`).
+fn state(value: Option<serde_json::Value>) -> Option<serde_json::Value> {
+    value.filter(|v| !v.is_null())
 }
 
 /// The log's head for a halt alert: best effort (an alert without a head beats no alert).

@@ -136,9 +136,10 @@ pub struct NewLogEntry {
     pub message: Option<String>,
     /// The queue entry created or acted on, if any (filled in by the store on `fail`).
     pub queue_entry: Option<u64>,
-    /// State before the write, as captured by `run.attempt().before(..)`.
+    /// State before the write, as captured by `run.attempt().before(..)`. A state of JSON `null` is
+    /// no state: it is hashed and stored as `None` is, and the guard logs it as `None`.
     pub before: Option<serde_json::Value>,
-    /// State after the write (default: the result).
+    /// State after the write (default: the result; `None` for a result of JSON `null`).
     pub after: Option<serde_json::Value>,
     pub fencing_token: Option<u64>,
     pub duration_ms: u64,
