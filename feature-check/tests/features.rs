@@ -74,3 +74,108 @@ async fn the_store_written_by_release_0_1_replays_and_verifies() {
     compat::replay_store(&copy).await;
     let _ = std::fs::remove_dir_all(copy.parent().unwrap());
 }
+
+/// A JSON tree in an order of its own: maps keep the order they were generated in.
+#[derive(Debug, Clone)]
+enum Tree {
+    Null,
+    Bool(bool),
+    U(u64),
+    I(i64),
+    F(f64),
+    S(String),
+    List(Vec<Tree>),
+    Map(Vec<(String, Tree)>),
+}
+
+impl serde::Serialize for Tree {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Tree::Null => s.serialize_unit(),
+            Tree::Bool(b) => s.serialize_bool(*b),
+            Tree::U(n) => s.serialize_u64(*n),
+            Tree::I(n) => s.serialize_i64(*n),
+            Tree::F(f) => s.serialize_f64(*f),
+            Tree::S(t) => s.serialize_str(t),
+            Tree::List(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Tree::Map(members) => {
+                let mut map = s.serialize_map(Some(members.len()))?;
+                for (k, v) in members {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+impl Tree {
+    /// What a plain build writes, spelled out: members sorted by key (the last of equal keys wins,
+    /// as in a map), each scalar as `serde_json` writes it on its own.
+    fn expected(&self) -> String {
+        match self {
+            Tree::Null => "null".into(),
+            Tree::Bool(b) => b.to_string(),
+            Tree::U(n) => n.to_string(),
+            Tree::I(n) => n.to_string(),
+            Tree::F(f) => serde_json::to_string(f).unwrap(),
+            Tree::S(t) => serde_json::to_string(t).unwrap(),
+            Tree::List(items) => {
+                let items: Vec<String> = items.iter().map(Tree::expected).collect();
+                format!("[{}]", items.join(","))
+            }
+            Tree::Map(members) => {
+                let sorted: std::collections::BTreeMap<&str, &Tree> =
+                    members.iter().map(|(k, v)| (k.as_str(), v)).collect();
+                let members: Vec<String> = sorted
+                    .iter()
+                    .map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), v.expected()))
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            }
+        }
+    }
+}
+
+fn any_tree() -> impl proptest::strategy::Strategy<Value = Tree> {
+    use proptest::prelude::*;
+    let key = prop_oneof!["[a-d]{0,2}", any::<String>()];
+    let leaf = prop_oneof![
+        Just(Tree::Null),
+        any::<bool>().prop_map(Tree::Bool),
+        any::<u64>().prop_map(Tree::U),
+        any::<i64>().prop_map(Tree::I),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Tree::F),
+        any::<String>().prop_map(Tree::S),
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Tree::List),
+            prop::collection::vec((key.clone(), inner), 0..5).prop_map(Tree::Map),
+        ]
+    })
+}
+
+proptest::proptest! {
+    /// With `preserve_order` and `arbitrary_precision` on, canonical JSON of any value, written through
+    /// `serde` or through a `serde_json::Value` (which keeps insertion order here), is what a plain
+    /// build writes; and it reads back to a value that is written the same again.
+    #[test]
+    fn canonical_json_of_any_value_is_that_of_a_plain_build(tree in any_tree()) {
+        let expected = tree.expected();
+        proptest::prop_assert_eq!(canonical::to_string(&tree).unwrap(), expected.clone());
+        let value = serde_json::to_value(&tree).unwrap();
+        proptest::prop_assert_eq!(canonical::to_string(&value).unwrap(), expected.clone());
+        let read: Value = serde_json::from_str(&expected).unwrap();
+        proptest::prop_assert_eq!(canonical::to_string(&read).unwrap(), expected);
+    }
+}
