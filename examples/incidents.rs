@@ -1,6 +1,8 @@
 //! The incidents actguard exists to prevent, reproduced against simulated downstreams: each one first
-//! with the naive loop that caused it, then with guarded actions on the default store (`actguard.db`
-//! in the working directory, recreated at start).
+//! with the naive loop that caused it, then with guarded actions on a store at the default path
+//! (`actguard.db` in the working directory). The demo labels the store it creates, and at start
+//! removes only a store with that label (its own, from an earlier run): any other `actguard.db`, an
+//! agent's store for one, is left as it is and the demo stops.
 //!
 //! `cargo run --example incidents`
 //!
@@ -18,7 +20,7 @@ use actguard::store::QueueQuery;
 use actguard::testing::{Downstream, DownstreamError, Receipt, naive_retry};
 use actguard::{
     ActionError, Agent, AlertSink, Classify, DEFAULT_STORE_PATH, FailureKind, HaltAlert, LogQuery,
-    Outcome, QueueKind, Run, agent_action,
+    Outcome, QueueKind, Run, SqliteStore, agent_action,
 };
 use serde::{Deserialize, Serialize};
 
@@ -423,21 +425,41 @@ fn heading(n: u32, title: &str) {
     println!("\n{n}. {title}");
 }
 
+/// The label of the store the demo creates: the only store it ever removes.
+const DEMO_LABEL: &str = "actguard incidents demo";
+
+/// Ends the demo with status 1 without touching `actguard.db`.
+fn refuse_store(why: impl Display) -> ! {
+    eprintln!(
+        "The demo leaves {DEFAULT_STORE_PATH} in this directory alone: {why}\nRun the demo in another \
+         directory (it keeps its own store in {DEFAULT_STORE_PATH} of the working directory)."
+    );
+    std::process::exit(1);
+}
+
 #[tokio::main]
 async fn main() {
     let path = std::path::Path::new(DEFAULT_STORE_PATH);
-    if path.exists() {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{DEFAULT_STORE_PATH}{suffix}"));
+    match SqliteStore::remove_labelled(path, DEMO_LABEL) {
+        Ok(true) => println!(
+            "Removed the demo's previous {DEFAULT_STORE_PATH}: the demo starts from an empty store."
+        ),
+        Ok(false) => {
+            println!("No previous {DEFAULT_STORE_PATH}: the demo starts from an empty store.")
         }
-        println!("Removed the previous {DEFAULT_STORE_PATH}: the demo starts from an empty store.");
-    } else {
-        println!("No previous {DEFAULT_STORE_PATH}: the demo starts from an empty store.");
+        Err(e) => refuse_store(e),
     }
+    let store = match SqliteStore::options().label(DEMO_LABEL).open(path) {
+        // Another program may have put a store there since.
+        Ok(store) if store.label() == Some(DEMO_LABEL) => store,
+        Ok(_) => refuse_store("it is a store another program created"),
+        Err(e) => refuse_store(e),
+    };
     let alerts = Arc::new(Mutex::new(0));
     // The service desk is also an agent resource: revert calls the compensating action with it.
     let desk = Desk::default();
     let agent = match Agent::builder()
+        .store(store)
         .alert_sink(PrintAlert(alerts.clone()))
         .resource(desk.clone())
         .jitter_seed(7)
@@ -450,7 +472,7 @@ async fn main() {
         }
     };
     println!(
-        "Store: {} (SQLite, the default of Agent::builder().build())",
+        "Store: {} (SQLite, labelled `{DEMO_LABEL}`)",
         std::fs::canonicalize(path)
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| DEFAULT_STORE_PATH.to_owned())

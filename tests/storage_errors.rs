@@ -368,10 +368,22 @@ async fn a_new_store_file_is_readable_by_its_owner_only() {
 async fn an_existing_file_keeps_its_permissions() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    std::fs::write(&path, b"").unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-    SqliteStore::open(&path).unwrap().close().unwrap();
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o640);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // An empty file prepared with the store's permissions, made a store on request.
+    let prepared = db(&dir);
+    std::fs::write(&prepared, b"").unwrap();
+    std::fs::set_permissions(&prepared, std::fs::Permissions::from_mode(0o640)).unwrap();
+    SqliteStore::options()
+        .init_empty_file(true)
+        .open(&prepared)
+        .unwrap()
+        .close()
+        .unwrap();
+    assert_eq!(mode(&prepared), 0o640);
+    // A store whose permissions were changed after it was created.
+    let changed = dir.path().join("changed.db");
+    SqliteStore::open(&changed).unwrap().close().unwrap();
+    std::fs::set_permissions(&changed, std::fs::Permissions::from_mode(0o640)).unwrap();
+    SqliteStore::open(&changed).unwrap().close().unwrap();
+    assert_eq!(mode(&changed), 0o640);
 }

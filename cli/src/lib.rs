@@ -175,6 +175,23 @@ pub enum OpsCommand {
     Revert(RevertArgs),
 }
 
+impl OpsCommand {
+    /// Whether the command may change the store: `queue claim`, `resolve`, `discard` and `replay`,
+    /// and `revert` without `--dry-run`. Every other command only reads it, and the `actguard` binary
+    /// opens the store read-only for them.
+    pub fn changes_store(&self) -> bool {
+        match self {
+            OpsCommand::Queue(q) => !matches!(q, QueueCommand::Ls(_) | QueueCommand::Show(_)),
+            OpsCommand::Revert(args) => !args.dry_run,
+            OpsCommand::Log(_)
+            | OpsCommand::Show(_)
+            | OpsCommand::Verify(_)
+            | OpsCommand::Runs(_)
+            | OpsCommand::BlastRadius(_) => false,
+        }
+    }
+}
+
 /// `log` filters.
 #[derive(Debug, Clone, Default, Args)]
 pub struct LogArgs {

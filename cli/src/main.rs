@@ -90,7 +90,13 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let store = location.open().await?;
+                // A command that only reads opens the store read-only: it never creates, upgrades or
+                // writes the file, nor waits for an agent writing it.
+                let store = if cmd.changes_store() {
+                    location.open().await?
+                } else {
+                    location.open_read_only().await?
+                };
                 run_standalone(store, cmd, &mut out).await
             })?;
             Ok(ExitCode::SUCCESS)

@@ -46,18 +46,33 @@ impl StoreLocation {
         Ok(StoreLocation::Sqlite(PathBuf::from(text)))
     }
 
-    /// Opens an existing store. Never creates one: a missing SQLite file is an error, so that a typo
-    /// in a path does not show an empty log.
+    /// Opens an existing store to read and write it (the commands that change the store: `queue
+    /// claim`, `resolve`, `discard`). Never creates one: a missing SQLite file is an error, so that a
+    /// typo in a path does not show an empty log; a file that is not an actguard store is refused and
+    /// left unchanged. A SQLite store of an earlier schema version is upgraded.
     pub async fn open(&self) -> Result<Arc<dyn Store>, CliError> {
         match self {
-            StoreLocation::Sqlite(path) => open_sqlite(path),
+            StoreLocation::Sqlite(path) => open_sqlite(path, false),
+            StoreLocation::Postgres(url) => open_postgres(url).await,
+        }
+    }
+
+    /// Opens an existing store to read it (every command that only reads: `log`, `show`, `verify`,
+    /// `runs`, `queue ls`, `queue show`, `blast-radius`). A SQLite file is opened read-only: nothing
+    /// is created, upgraded or written, no write lock is taken, and an agent writing the store
+    /// neither waits for the command nor makes it wait. A read-only copy of a store can be read.
+    pub async fn open_read_only(&self) -> Result<Arc<dyn Store>, CliError> {
+        match self {
+            StoreLocation::Sqlite(path) => open_sqlite(path, true),
             StoreLocation::Postgres(url) => open_postgres(url).await,
         }
     }
 }
 
-fn open_sqlite(path: &std::path::Path) -> Result<Arc<dyn Store>, CliError> {
-    if !path.exists() {
+fn open_sqlite(path: &std::path::Path, read_only: bool) -> Result<Arc<dyn Store>, CliError> {
+    // `symlink_metadata`: a symbolic link to nothing is not "no store" but a link the store's
+    // open refuses, naming its target.
+    if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
         return Err(CliError::NoStore(path.display().to_string()));
     }
     if path.is_dir() {
@@ -67,7 +82,11 @@ fn open_sqlite(path: &std::path::Path) -> Result<Arc<dyn Store>, CliError> {
             path.display()
         )));
     }
-    Ok(Arc::new(actguard::SqliteStore::open(path)?))
+    Ok(if read_only {
+        Arc::new(actguard::SqliteStore::open_read_only(path)?)
+    } else {
+        Arc::new(actguard::SqliteStore::open_existing(path)?)
+    })
 }
 
 #[cfg(not(feature = "postgres"))]

@@ -604,7 +604,8 @@ pub enum StoreError {
     /// The store cannot be reached or its file cannot be opened.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// The stored data is not what this version can read (corrupt, or written by a newer version).
+    /// The stored data is not what this version can read (corrupt, written by a newer version, or
+    /// a file that is not an actguard store).
     #[error("store data unreadable: {0}")]
     Corrupt(String),
     /// The claim being completed or failed is no longer held (its lease expired and another worker

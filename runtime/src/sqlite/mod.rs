@@ -73,20 +73,40 @@
 //! plus copies of run, action, record and time), `log_index` (run, action, record and time of every
 //! log entry up to `log_indexed.upto`, filled by the writer 256 entries at a time instead of four
 //! index inserts per append; a query reads the indexed entries through it and the later ones from
-//! `log` directly). Files of versions 1 to 3 are upgraded on open (version 4 rebuilds `keys` and
-//! indexes the existing log once).
+//! `log` directly). Files of versions 1 to 3 are upgraded by a read-write open (version 4 rebuilds
+//! `keys` and indexes the existing log once).
+//!
+//! Beside the numbered schema: the application id (`PRAGMA application_id`, `AGrd`) and
+//! `store_info` (name → value; `label`, see [`SqliteOptions::label`]), both written when a store is
+//! created and when a store of an earlier release is first opened read-write. Neither changes the
+//! schema version: releases that read version 4 without them ignore them, so a store created by
+//! this version still opens with those releases.
 //!
 //! # Files
 //!
-//! [`SqliteStore::open`] creates the file with permissions `0600` (owner only) on unix before SQLite
-//! opens it; SQLite gives the `-wal` and `-shm` files the same permissions. An existing file keeps its
-//! permissions. Before SQLite reads it, the file must start with the SQLite header and, when no
-//! write-ahead log is pending, hold every page its header declares (a truncated copy is refused at
-//! open rather than failing in the middle of a `begin`). The schema is migrated on open; a file
-//! written by a newer version is refused. Each refusal is a [`StoreError::Corrupt`] or
-//! [`StoreError::Unavailable`] whose message names the file and says what to do. A lock held by
-//! another process is waited for up to the busy timeout ([`SqliteOptions::busy_timeout`], 5 s).
+//! Nothing is written to a file before it is recognised as an actguard store (the rules are on
+//! [`SqliteStore`]): an existing file is read with plain file reads (its type and SQLite header) and,
+//! for a store of an earlier release, through a read-only connection that creates no `-wal` or `-shm`
+//! file; only then does a read-write open switch it to the write-ahead log or upgrade it.
+//!
+//! [`SqliteStore::open`] creates a store where nothing is: in a temporary file of the same directory,
+//! with permissions `0600` (owner only) on unix, whole (schema, application id, label, write-ahead-log
+//! mode) before it is hard-linked to the path, which fails if anything appeared there meanwhile; so no
+//! process ever sees a half-made store, two processes creating the same store both open the one that
+//! won, and nothing is ever replaced. (On a file system without hard links the store is copied into a
+//! file created only if none exists.) A process killed during creation may leave the temporary file,
+//! `.NAME.PID-RANDOM.creating`, which nothing uses. SQLite gives the `-wal` and `-shm` files the
+//! store's permissions; an existing file keeps its permissions.
+//!
+//! Before SQLite reads it, the file must start with the SQLite header and, when no write-ahead log is
+//! pending, hold every page its header declares (a truncated copy is refused at open rather than
+//! failing in the middle of a `begin`). A read-write open upgrades the schema; a file written by a
+//! newer version is refused. Each refusal is a [`StoreError::Corrupt`], [`StoreError::Unavailable`]
+//! or [`StoreError::NotFound`] whose message names the file, says what it is, and what to do. A lock
+//! held by another process is waited for up to the busy timeout ([`SqliteOptions::busy_timeout`],
+//! 5 s); a read-only store takes no write lock and never waits for a writer.
 
+mod file;
 mod ops;
 mod schema;
 
@@ -104,6 +124,7 @@ use crate::store::{
     Appended, Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
     QueueUpdate, Renewal, RunState, Store, StoreError,
 };
+use file::Found;
 use ops::Ctx;
 use schema::{Location, Settings};
 
@@ -119,6 +140,38 @@ const WRITER_CHECKPOINT_PAGES: u32 = 4000;
 /// The store in one SQLite file: durable claims, group-committed writes. See the [module
 /// docs](crate::sqlite) for what is synced when.
 ///
+/// # Which files are stores
+///
+/// A store carries the SQLite `PRAGMA application_id` [`APPLICATION_ID`](Self::APPLICATION_ID)
+/// (`AGrd`), written in the transaction that creates it. A store written by an earlier release has
+/// none (`0`); it is recognised by its tables instead: every table of its schema (`runs`, `keys`,
+/// `records`, `queue`, `log`), no table that no version of actguard has, and a `user_version` from 1
+/// to [`SCHEMA_VERSION`](Self::SCHEMA_VERSION); its first read-write open writes the application id
+/// along with any upgrade.
+///
+/// Everything else is refused, and left byte for byte as it was with no file created beside it:
+///
+/// - a database of another application: another application id, or tables that are not actguard's;
+/// - an SQLite database without tables, a file that is not SQLite, a damaged or truncated database;
+/// - an **empty (0-byte) file**: it may be one another program has just created and is about to
+///   write. A store is created only where nothing is; to make a store of an empty file prepared with
+///   the owner and permissions the store should have, ask for it with
+///   [`SqliteOptions::init_empty_file`];
+/// - a store whose schema is newer than this version reads;
+/// - a directory, device, pipe or socket.
+///
+/// # Creating, reading, and symbolic links
+///
+/// - [`open`](Self::open) (and [`Agent::builder().build()`](crate::Agent), for the default store)
+///   creates a store if nothing is at the path, and otherwise opens only a store;
+/// - [`open_existing`](Self::open_existing) never creates one: for tools working on an agent's store;
+/// - [`open_read_only`](Self::open_read_only) never creates, upgrades or writes anything, takes no
+///   write lock, and reads while an agent writes. It reads the current schema only: a store of an
+///   earlier schema version is refused until a read-write open upgrades it.
+///
+/// A symbolic link to a store is followed. A symbolic link to nothing is refused: its target is
+/// never created.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), actguard::StoreError> {
 /// use actguard::{SqliteStore, Store};
@@ -128,10 +181,12 @@ const WRITER_CHECKPOINT_PAGES: u32 = 4000;
 /// # Ok(()) }
 /// ```
 pub struct SqliteStore {
-    writer: mpsc::Sender<Job>,
+    /// `None` for a store opened read-only.
+    writer: Option<mpsc::Sender<Job>>,
     reader: mpsc::Sender<Job>,
     threads: Threads,
     location: Location,
+    label: Option<String>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -146,14 +201,29 @@ impl std::fmt::Debug for SqliteStore {
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
     busy_timeout: Duration,
+    label: Option<String>,
+    init_empty_file: bool,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
             busy_timeout: Duration::from_secs(5),
+            label: None,
+            init_empty_file: false,
         }
     }
+}
+
+/// What an open may do to the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Read and write; create the store if nothing is at the path.
+    Create,
+    /// Read and write an existing store.
+    Existing,
+    /// Read an existing store; write nothing.
+    ReadOnly,
 }
 
 impl SqliteOptions {
@@ -164,9 +234,38 @@ impl SqliteOptions {
         self
     }
 
-    /// Opens (or creates) the store at `path`.
+    /// A label kept in the store when this open creates it, read back with [`SqliteStore::label`]:
+    /// who made the store, so that a program can later tell its own store from another one (see
+    /// [`SqliteStore::remove_labelled`]). An existing store keeps the label it was created with (or
+    /// none). Default: none.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// Whether a read-write open makes an existing **empty** (0-byte) file a store, keeping the file's
+    /// owner and permissions (a file prepared with the permissions the store should have). Default:
+    /// `false`: an empty file is refused and left as it is, since it may be a file another program is
+    /// about to write.
+    pub fn init_empty_file(mut self, init: bool) -> Self {
+        self.init_empty_file = init;
+        self
+    }
+
+    /// Opens the store at `path`, creating it if nothing is there; see [`SqliteStore::open`].
     pub fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
-        SqliteStore::open_with(path.as_ref(), self)
+        SqliteStore::open_with(path.as_ref(), self, Mode::Create)
+    }
+
+    /// Opens the existing store at `path`, never creating one; see [`SqliteStore::open_existing`].
+    pub fn open_existing(self, path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path.as_ref(), self, Mode::Existing)
+    }
+
+    /// Opens the existing store at `path` read-only; see [`SqliteStore::open_read_only`]. The busy
+    /// timeout bounds the rare waits of a reader (recovering the write-ahead log's index).
+    pub fn open_read_only(self, path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path.as_ref(), self, Mode::ReadOnly)
     }
 }
 
@@ -175,13 +274,50 @@ impl SqliteStore {
     /// version is refused on open.
     pub const SCHEMA_VERSION: i64 = schema::SCHEMA_VERSION;
 
-    /// Opens the store at `path`, creating the file (mode `0600` on unix) and the schema if needed.
+    /// The `PRAGMA application_id` of an actguard store: the ASCII bytes `AGrd`. Written when the store
+    /// is created, and when a store of an earlier release (which has none) is first opened read-write.
+    pub const APPLICATION_ID: u32 = schema::APPLICATION_ID;
+
+    /// Opens the store at `path` to read and write it; if nothing is at `path`, creates a new store
+    /// there (mode `0600` on unix), made whole in a temporary file and moved into place only if `path`
+    /// is still free. This is what an agent does: its store is created on first use.
     ///
-    /// Fails with [`StoreError::Unavailable`] if the file cannot be created, opened or locked, and with
-    /// [`StoreError::Corrupt`] if it is not a complete actguard database or was written by a newer
-    /// version; each message names the file and what to do.
+    /// An existing file is used only if it is recognised as an actguard store (see the [type
+    /// docs](SqliteStore#which-files-are-stores)); anything else is refused and left unchanged. A
+    /// store of an earlier schema version is upgraded.
+    ///
+    /// Fails with [`StoreError::Unavailable`] if the file cannot be created, opened or locked, or `path`
+    /// is a symbolic link to nothing, and with [`StoreError::Corrupt`] if it is not an actguard store,
+    /// is damaged, or was written by a newer version; each message names the file and what to do.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         SqliteOptions::default().open(path)
+    }
+
+    /// Opens the existing store at `path` to read and write it (upgrading an earlier schema version),
+    /// like [`open`](Self::open) but never creating one: a missing file is
+    /// [`StoreError::NotFound`]. For tools that act on an agent's store.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteOptions::default().open_existing(path)
+    }
+
+    /// Opens the existing store at `path` to read it only: the file is opened with
+    /// `SQLITE_OPEN_READONLY` and nothing is ever written to it (no upgrade, no application id, no
+    /// write lock). Reads do not wait for an agent writing the store, nor make it wait. Every write
+    /// method of the store answers [`StoreError::Unavailable`].
+    ///
+    /// A missing file is [`StoreError::NotFound`]. A store of an earlier schema version than
+    /// [`SCHEMA_VERSION`](Self::SCHEMA_VERSION) is refused ([`StoreError::Corrupt`], file unchanged):
+    /// the queries need the current schema, and upgrading it is a write; open it once read-write
+    /// (an agent of this version, [`open_existing`](Self::open_existing)) to upgrade it. A store of an
+    /// earlier release at the current schema version (without the application id) is read as it is.
+    ///
+    /// SQLite readers of a write-ahead log need its `-shm` file: if it is missing and the directory is
+    /// writable, SQLite creates it and an empty `-wal` (they hold no data, and stay after the store is
+    /// closed). A store whose directory cannot be written and that has no `-wal` file (a copy of a
+    /// store closed cleanly, on read-only media or in a read-only directory) is read as immutable: a
+    /// change made to it by another process while it is open is not seen.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteOptions::default().open_read_only(path)
     }
 
     /// Options for [`SqliteOptions::open`].
@@ -189,40 +325,98 @@ impl SqliteStore {
         SqliteOptions::default()
     }
 
+    /// Removes the store at `path`, with its `-wal` and `-shm` files, if it is an actguard store
+    /// created with [`label`](SqliteOptions::label) `label`: for a program that starts each time from
+    /// a new store of its own (a demo) and must never remove anyone else's. Answers `Ok(false)` if
+    /// nothing is at `path`, `Ok(true)` once the store is removed.
+    ///
+    /// Anything else is left unchanged: a store with another label or none, any other file, and a
+    /// symbolic link ([`StoreError::Conflict`], or the error [`open`](Self::open) gives for a file
+    /// that is not a store). Do not call it while a store on the file is open.
+    pub fn remove_labelled(path: impl AsRef<Path>, label: &str) -> Result<bool, StoreError> {
+        file::remove_labelled(path.as_ref(), label)
+    }
+
     /// A store in memory, for tests: same rules, nothing survives the store. Reads and writes share
     /// the writer thread.
     pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
         let location = Location {
             display: ":memory:".to_owned(),
+            read_only: false,
         };
         let settings = Settings {
             busy_timeout: SqliteOptions::default().busy_timeout,
         };
         let mut conn = Connection::open_in_memory().at(&location)?;
         schema::configure(&conn, &location, settings)?;
-        schema::migrate(&mut conn, &location)?;
+        schema::upgrade(&mut conn, &location, true, None)?;
         let (writer, thread) = spawn_writer(conn, location.clone(), None)?;
         Ok(SqliteStore {
             reader: writer.clone(),
-            writer,
+            writer: Some(writer),
             threads: Threads {
-                writer: thread,
+                writer: Some(thread),
                 reader: None,
             },
             location,
+            label: None,
         })
     }
 
-    fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+    fn open_with(
+        path: &Path,
+        options: SqliteOptions,
+        mode: Mode,
+    ) -> Result<SqliteStore, StoreError> {
         let location = Location {
             display: path.display().to_string(),
+            read_only: mode == Mode::ReadOnly,
         };
         let settings = Settings {
             busy_timeout: options.busy_timeout,
         };
-        schema::prepare_file(path, &location)?;
+        // Nothing is written before the file is recognised as a store (or created as one).
+        let mut found = file::inspect(path, &location)?;
+        if matches!(found, Found::Missing) && mode == Mode::Create {
+            file::create(path, &location, settings, options.label.as_deref())?;
+            // The new store, or whatever another process put there first.
+            found = file::inspect(path, &location)?;
+        }
+        let init = match found {
+            Found::Missing => {
+                return Err(StoreError::NotFound(format!(
+                    "no actguard store at `{}`: the file does not exist, and this open never creates \
+                     one: run the agent first, or give the path of the store",
+                    location.display
+                )));
+            }
+            Found::Empty if options.init_empty_file && mode != Mode::ReadOnly => true,
+            Found::Empty => {
+                return Err(StoreError::Corrupt(format!(
+                    "`{}` is an empty file, not an actguard store: it was left unchanged, since an empty \
+                     file may be one another program is about to write; remove it to have a store \
+                     created there, or make it a store with `SqliteOptions::init_empty_file(true)`",
+                    location.display
+                )));
+            }
+            Found::Store(store) if mode == Mode::ReadOnly => {
+                return Self::open_reader(path, location, settings, store);
+            }
+            Found::Store(_) => false,
+        };
         let mut conn = schema::connect(path, &location, settings, false)?;
-        schema::migrate(&mut conn, &location)?;
+        // SQLite opens a write-protected file read-only rather than fail.
+        if conn.is_readonly(rusqlite::MAIN_DB).at(&location)? {
+            return Err(StoreError::Unavailable(format!(
+                "cannot open `{}` for writing (the file is write-protected): check that the path \
+                 names a file in an existing directory that this user may read and write, or open it \
+                 with `SqliteStore::open_read_only` to read it",
+                location.display
+            )));
+        }
+        schema::upgrade(&mut conn, &location, init, options.label.as_deref())?;
+        schema::use_wal(&conn, &location)?;
+        let label = schema::label(&conn, &location)?;
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
             .at(&location)?;
         let read = schema::connect(path, &location, settings, true)?;
@@ -231,13 +425,67 @@ impl SqliteStore {
         let (writer, write_thread) = spawn_writer(conn, location.clone(), Some(checkpointer))?;
         let (reader, read_thread) = spawn_reader(read, location.clone())?;
         Ok(SqliteStore {
-            writer,
+            writer: Some(writer),
             reader,
             threads: Threads {
-                writer: write_thread,
+                writer: Some(write_thread),
                 reader: Some(read_thread),
             },
             location,
+            label,
+        })
+    }
+
+    /// The read-only store: one read-only connection, no writer.
+    fn open_reader(
+        path: &Path,
+        location: Location,
+        settings: Settings,
+        store: file::Recognized,
+    ) -> Result<SqliteStore, StoreError> {
+        if store.version < schema::SCHEMA_VERSION {
+            return Err(StoreError::Corrupt(format!(
+                "`{}` is an actguard store of schema version {}, older than the version {} this \
+                 version of actguard reads, and a read-only open never upgrades a store: it was left \
+                 unchanged; open it read-write once with this version (an agent, or \
+                 `SqliteStore::open_existing`) to upgrade it (an agent of an earlier release then no \
+                 longer opens it), or read it with the release that wrote it",
+                location.display,
+                store.version,
+                schema::SCHEMA_VERSION
+            )));
+        }
+        // The first read opens the write-ahead log's `-shm` file (creating it if needed).
+        let probe = |c: Connection| {
+            c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+                .map(|()| c)
+        };
+        let conn = match Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(probe)
+        {
+            Ok(conn) => conn,
+            // SQLite could not create the `-shm` file a reader of a write-ahead log needs (a read-only
+            // directory). With no `-wal` file, nothing is pending: the main file is read as immutable.
+            Err(e) if cannot_open(&e) && !file::sidecar(path, "-wal").exists() => {
+                let conn = file::open_immutable(path).ok_or_else(|| location.error(&e))?;
+                probe(conn).at(&location)?
+            }
+            Err(e) => return Err(location.error(&e)),
+        };
+        schema::configure(&conn, &location, settings)?;
+        let (reader, read_thread) = spawn_reader(conn, location.clone())?;
+        Ok(SqliteStore {
+            writer: None,
+            reader,
+            threads: Threads {
+                writer: None,
+                reader: Some(read_thread),
+            },
+            location,
+            label: store.label,
         })
     }
 
@@ -250,6 +498,7 @@ impl SqliteStore {
             reader,
             threads,
             location,
+            ..
         } = self;
         let join = |t: Thread| {
             t.join().unwrap_or_else(|_| {
@@ -265,8 +514,18 @@ impl SqliteStore {
         drop(reader);
         let read = threads.reader.map_or(Ok(()), join);
         drop(writer);
-        let write = join(threads.writer);
+        let write = threads.writer.map_or(Ok(()), join);
         write.and(read)
+    }
+
+    /// The label the store was created with ([`SqliteOptions::label`]), if any.
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    /// Whether the store was opened with [`open_read_only`](Self::open_read_only).
+    pub fn is_read_only(&self) -> bool {
+        self.writer.is_none()
     }
 
     /// The file this store keeps its data in (`:memory:` for an in-memory store).
@@ -278,8 +537,15 @@ impl SqliteStore {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
     ) -> Result<T, StoreError> {
+        let Some(writer) = &self.writer else {
+            return Err(StoreError::Unavailable(format!(
+                "`{}` was opened read-only: nothing can be written through this store; open it with \
+                 `SqliteStore::open_existing` to write",
+                self.location.display
+            )));
+        };
         let (tx, rx) = oneshot::channel();
-        self.writer
+        writer
             .send(Job::Write(make(tx)))
             .map_err(|_| self.stopped())?;
         rx.await.map_err(|_| self.stopped())?
@@ -387,8 +653,20 @@ type Thread = std::thread::JoinHandle<Result<(), StoreError>>;
 
 /// The threads owning the connections; each ends when its channel closes.
 struct Threads {
-    writer: Thread,
+    writer: Option<Thread>,
     reader: Option<Thread>,
+}
+
+/// SQLite could not open a file it needs (for a reader: the `-shm` file of the write-ahead log).
+fn cannot_open(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            rusqlite::ErrorCode::CannotOpen
+                | rusqlite::ErrorCode::ReadOnly
+                | rusqlite::ErrorCode::PermissionDenied
+        )
+    )
 }
 
 fn spawn_writer(

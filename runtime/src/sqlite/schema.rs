@@ -1,12 +1,17 @@
-//! Opening a database file: creation with owner-only permissions, cheap sanity checks before SQLite
-//! reads the file, connection settings, and the versioned schema.
+//! The versioned schema: migrations, the application id, connection settings.
 
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
+use super::file::{self, Kind};
 use crate::store::StoreError;
+
+/// `PRAGMA application_id` of an actguard store: the ASCII bytes `AGrd` (`0x41477264`), written in the
+/// transaction that creates the store, and in the first read-write open of a store written by a
+/// release that did not write it.
+pub(crate) const APPLICATION_ID: u32 = 0x4147_7264;
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub(crate) const SCHEMA_VERSION: i64 = 4;
@@ -189,6 +194,8 @@ const MIGRATIONS: &[&str] = &[
 pub(crate) struct Location {
     /// The file path, or `:memory:`.
     pub(crate) display: String,
+    /// Opened read-only: an error opening the file is one reading it.
+    pub(crate) read_only: bool,
 }
 
 impl Location {
@@ -212,6 +219,14 @@ impl Location {
                  raise the busy timeout"
                 ))
             }
+            Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen)
+                if self.read_only =>
+            {
+                StoreError::Unavailable(format!(
+                    "cannot read `{file}` ({e}): check that the file exists and is readable by this \
+                     user, and that its `-wal` and `-shm` files exist or its directory is writable"
+                ))
+            }
             Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
                 StoreError::Unavailable(format!(
                     "cannot write `{file}` ({e}): check that the file and its directory exist and are \
@@ -225,7 +240,7 @@ impl Location {
         }
     }
 
-    fn io_error(&self, what: &str, e: &std::io::Error) -> StoreError {
+    pub(crate) fn io_error(&self, what: &str, e: &std::io::Error) -> StoreError {
         StoreError::Unavailable(format!(
             "cannot {what} `{}` ({e}): check that the path names a file in an existing directory that \
              this user may read and write",
@@ -240,75 +255,9 @@ pub(crate) struct Settings {
     pub(crate) busy_timeout: Duration,
 }
 
-/// Creates `path` with owner-only permissions if it does not exist, and checks that an existing file
-/// looks like a complete SQLite database, before SQLite itself opens it.
-pub(crate) fn prepare_file(path: &Path, at: &Location) -> Result<(), StoreError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Only applies when the file is created: an existing file keeps the permissions it has.
-        options.mode(0o600);
-    }
-    let file = options.open(path).map_err(|e| at.io_error("open", &e))?;
-    let meta = file.metadata().map_err(|e| at.io_error("read", &e))?;
-    if meta.len() == 0 {
-        return Ok(());
-    }
-    check_header(path, &file, meta.len(), at)
-}
-
-/// The SQLite header (first 100 bytes): magic, page size and, when valid, the page count. A file whose
-/// header promises more pages than it holds was truncated; SQLite would only notice when it reads a
-/// missing page, possibly in the middle of a `begin`.
-fn check_header(
-    path: &Path,
-    file: &std::fs::File,
-    len: u64,
-    at: &Location,
-) -> Result<(), StoreError> {
-    use std::io::Read;
-    let corrupt = |why: &str| {
-        StoreError::Corrupt(format!(
-            "`{}` is not a readable actguard database ({why}): restore it from a backup, or move it aside \
-             so that a new store is created",
-            at.display
-        ))
-    };
-    let mut header = [0u8; 100];
-    let mut reader = file;
-    if len < 100 || reader.read_exact(&mut header).is_err() {
-        return Err(corrupt("the file is shorter than a database header"));
-    }
-    if &header[..16] != b"SQLite format 3\0" {
-        return Err(corrupt("the file does not start with the SQLite header"));
-    }
-    // With a write-ahead log present, pages beyond the end of the file may legitimately live in the
-    // log until the next checkpoint: the size check only holds for a checkpointed file.
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-    if wal_len > 0 {
-        return Ok(());
-    }
-    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
-        1 => 65536u64,
-        n => u64::from(n),
-    };
-    let change_counter = u32::from_be_bytes([header[24], header[25], header[26], header[27]]);
-    let page_count = u32::from_be_bytes([header[28], header[29], header[30], header[31]]);
-    let valid_for = u32::from_be_bytes([header[92], header[93], header[94], header[95]]);
-    if change_counter == valid_for && page_count > 0 && len < page_size * u64::from(page_count) {
-        return Err(corrupt(&format!(
-            "the file holds {len} bytes but its header says {page_count} pages of {page_size} bytes: it \
-             was truncated"
-        )));
-    }
-    Ok(())
-}
-
-/// Opens a connection with the store's settings: write-ahead log, `synchronous = FULL`, a busy timeout.
+/// Opens a connection with the store's settings (`synchronous = FULL`, a busy timeout). Changes
+/// nothing in the file: a read-write connection is switched to the write-ahead log by [`use_wal`],
+/// once the file is known to be a store.
 pub(crate) fn connect(
     path: &Path,
     at: &Location,
@@ -322,19 +271,22 @@ pub(crate) fn connect(
     };
     let conn = Connection::open_with_flags(path, flags).map_err(|e| at.error(&e))?;
     configure(&conn, at, settings)?;
-    if !read_only {
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| at.error(&e))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Unavailable(format!(
-                "`{}` cannot use a write-ahead log (journal mode stays `{mode}`): put the file on a local \
-                 file system that supports shared memory",
-                at.display
-            )));
-        }
-    }
     Ok(conn)
+}
+
+/// Puts the store in write-ahead-log mode (a store created by actguard already is: this only checks).
+pub(crate) fn use_wal(conn: &Connection, at: &Location) -> Result<(), StoreError> {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| at.error(&e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "`{}` cannot use a write-ahead log (journal mode stays `{mode}`): put the file on a local \
+             file system that supports shared memory",
+            at.display
+        )));
+    }
+    Ok(())
 }
 
 /// Per-connection settings.
@@ -387,27 +339,54 @@ fn more_lookaside(conn: &Connection) {
     }
 }
 
-/// Brings the schema to [`SCHEMA_VERSION`], or refuses a file written by a newer version.
-pub(crate) fn migrate(conn: &mut Connection, at: &Location) -> Result<(), StoreError> {
+/// `store_info`: facts about the store that are not part of its numbered schema (`label`). Created
+/// with every store and when a store of an earlier release is first opened read-write; releases that
+/// read schema version 4 without it ignore it.
+const STORE_INFO: &str = "
+    CREATE TABLE IF NOT EXISTS store_info (
+        name   TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    ) WITHOUT ROWID;
+";
+
+/// In one write transaction, checks again that the database is an actguard store (or, when `create`
+/// allows it, a blank database, which becomes a store labelled `label`), writes the application id
+/// if it lacks it, and brings the schema to [`SCHEMA_VERSION`]. Anything else is refused with the
+/// transaction rolled back: nothing is written.
+pub(crate) fn upgrade(
+    conn: &mut Connection,
+    at: &Location,
+    create: bool,
+    label: Option<&str>,
+) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(|e| at.error(&e))?;
-    let version: i64 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| at.error(&e))?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::Corrupt(format!(
-            "`{}` has schema version {version}, but this version of actguard reads versions up to \
-             {SCHEMA_VERSION}: upgrade actguard, or open another file",
-            at.display
-        )));
+    let contents = file::contents(&tx, at)?;
+    let (version, stamped) = match file::classify(&contents, at)? {
+        Kind::Store { version, stamped } => (version, stamped),
+        Kind::Blank if create => (0, false),
+        Kind::Blank => {
+            return Err(StoreError::Corrupt(format!(
+                "`{}` is an empty SQLite database (no tables), not an actguard store: it was left \
+                 unchanged",
+                at.display
+            )));
+        }
+    };
+    if !stamped {
+        tx.pragma_update(None, "application_id", APPLICATION_ID as i32)
+            .map_err(|e| at.error(&e))?;
+        tx.execute_batch(STORE_INFO).map_err(|e| at.error(&e))?;
     }
-    if version < 0 {
-        return Err(StoreError::Corrupt(format!(
-            "`{}` has schema version {version}, which no version of actguard writes: restore it from a \
-             backup, or move it aside so that a new store is created",
-            at.display
-        )));
+    if version == 0 {
+        if let Some(label) = label {
+            tx.execute(
+                "INSERT INTO store_info (name, value) VALUES ('label', ?1)",
+                [label],
+            )
+            .map_err(|e| at.error(&e))?;
+        }
     }
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql).map_err(|e| at.error(&e))?;
@@ -416,6 +395,17 @@ pub(crate) fn migrate(conn: &mut Connection, at: &Location) -> Result<(), StoreE
     }
     tx.commit().map_err(|e| at.error(&e))?;
     Ok(())
+}
+
+/// The label the store was created with (`store_info` must exist).
+pub(crate) fn label(conn: &Connection, at: &Location) -> Result<Option<String>, StoreError> {
+    conn.query_row(
+        "SELECT value FROM store_info WHERE name = 'label'",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(|e| at.error(&e))
 }
 
 #[cfg(test)]
@@ -431,8 +421,53 @@ mod tests {
         conn.pragma_update(None, "user_version", 3).unwrap();
         let at = Location {
             display: ":memory:".to_owned(),
+            read_only: false,
         };
         (conn, at)
+    }
+
+    /// A version 3 store of an earlier release (no application id) is refused by a read-only open,
+    /// which leaves it unchanged, and upgraded and given the application id by a read-write open.
+    #[test]
+    fn an_earlier_schema_is_refused_read_only_and_upgraded_and_stamped_read_write() {
+        use crate::sqlite::SqliteStore;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("actguard.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        match SqliteStore::open_read_only(&path) {
+            Err(StoreError::Corrupt(m)) => {
+                assert!(m.contains("schema version 3"), "{m}");
+                assert!(m.contains("left unchanged"), "{m}");
+                assert!(m.contains("open it read-write once"), "{m}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert!(std::fs::read(&path).unwrap() == before);
+        let files = || -> Vec<_> {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect()
+        };
+        assert_eq!(files(), ["actguard.db"]);
+
+        SqliteStore::open_existing(&path).unwrap().close().unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let pragma = |name: &str| -> i64 {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(pragma("user_version"), SCHEMA_VERSION);
+        assert_eq!(pragma("application_id"), i64::from(APPLICATION_ID));
+        drop(conn);
+        SqliteStore::open_read_only(&path).unwrap();
     }
 
     /// A version 3 file keeps every column of its keys in version 4, and the state rule still holds.
@@ -447,7 +482,7 @@ mod tests {
         )
         .unwrap();
         let before: Vec<String> = dump_keys(&conn);
-        migrate(&mut conn, &at).unwrap();
+        upgrade(&mut conn, &at, false, None).unwrap();
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
@@ -467,7 +502,7 @@ mod tests {
              INSERT INTO log VALUES (2, 400, 'run-b', 'pay', 'loan-2', 'd2', 1, 'succeeded', '{}', 'h1', 'h2');",
         )
         .unwrap();
-        migrate(&mut conn, &at).unwrap();
+        upgrade(&mut conn, &at, false, None).unwrap();
         let upto: i64 = conn
             .query_row("SELECT upto FROM log_indexed", [], |r| r.get(0))
             .unwrap();
@@ -526,6 +561,7 @@ mod tests {
     fn version_2_records_and_marks_survive_the_upgrade() {
         let at = Location {
             display: ":memory:".to_owned(),
+            read_only: false,
         };
         let mut conn = Connection::open_in_memory().unwrap();
         for sql in &MIGRATIONS[..2] {
@@ -538,7 +574,7 @@ mod tests {
              INSERT INTO acted VALUES ('loan-2', 'disburse', 'k2', 'd2', 500);",
         )
         .unwrap();
-        migrate(&mut conn, &at).unwrap();
+        upgrade(&mut conn, &at, false, None).unwrap();
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
