@@ -279,6 +279,8 @@ type Pool = bb8::Pool<Manager>;
 struct Conn {
     client: tokio_postgres::Client,
     broken: bool,
+    /// The statements prepared on this connection.
+    statements: ops::Statements,
 }
 
 /// Opens connections with `bb8-postgres`; the pool drops a connection that is closed or was marked
@@ -294,6 +296,7 @@ impl ManageConnection for Manager {
         Ok(Conn {
             client,
             broken: false,
+            statements: ops::Statements::default(),
         })
     }
 
@@ -472,37 +475,60 @@ fn redact(url: &str) -> String {
 impl Store for PostgresStore {
     async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError> {
         let mut conn = self.client().await?;
-        let result = ops::begin(&mut conn.client, &self.server, &self.schema, request).await;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
+        let result = ops::begin(client, &self.server, &self.schema, statements, request).await;
         settle(conn, result)
     }
 
     async fn renew(&self, renewal: &Renewal) -> Result<Millis, StoreError> {
         let mut conn = self.client().await?;
-        let result = ops::renew(&mut conn.client, &self.server, &self.schema, renewal).await;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
+        let result = ops::renew(client, &self.server, &self.schema, statements, renewal).await;
         settle(conn, result)
     }
 
     async fn complete(&self, completion: Completion) -> Result<Appended, StoreError> {
         let mut conn = self.client().await?;
-        let result = ops::complete(&mut conn.client, &self.server, &self.schema, &completion).await;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
+        let result =
+            ops::complete(client, &self.server, &self.schema, statements, &completion).await;
         settle(conn, result).map(|logged| Appended::of(&logged))
     }
 
     async fn fail(&self, failure: Failure) -> Result<LogEntry, StoreError> {
         let mut conn = self.client().await?;
-        let result = ops::fail(&mut conn.client, &self.server, &self.schema, &failure).await;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
+        let result = ops::fail(client, &self.server, &self.schema, statements, &failure).await;
         settle(conn, result)
     }
 
     async fn append_log(&self, entry: &NewLogEntry) -> Result<LogEntry, StoreError> {
         let mut conn = self.client().await?;
-        let result = ops::append_log(&mut conn.client, &self.server, &self.schema, entry).await;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
+        let result = ops::append_log(client, &self.server, &self.schema, statements, entry).await;
         settle(conn, result)
     }
 
     async fn log(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
         let conn = self.client().await?;
-        let result = ops::log(&conn.client, &self.server, &self.schema, query).await;
+        let result = ops::log(
+            &conn.client,
+            &self.server,
+            &self.schema,
+            &conn.statements,
+            query,
+        )
+        .await;
         settle(conn, result)
     }
 
@@ -517,6 +543,7 @@ impl Store for PostgresStore {
             &conn.client,
             &self.server,
             &self.schema,
+            &conn.statements,
             run_id,
             reason,
             now_ms,
@@ -527,49 +554,90 @@ impl Store for PostgresStore {
 
     async fn run_state(&self, run_id: Uuid) -> Result<RunState, StoreError> {
         let conn = self.client().await?;
-        let result = ops::run_state(&conn.client, &self.server, &self.schema, run_id).await;
+        let result = ops::run_state(
+            &conn.client,
+            &self.server,
+            &self.schema,
+            &conn.statements,
+            run_id,
+        )
+        .await;
         settle(conn, result)
     }
 
     async fn current_fencing_token(&self, record: &str) -> Result<Option<u64>, StoreError> {
         let conn = self.client().await?;
-        let result = ops::fencing_token(&conn.client, &self.server, &self.schema, record).await;
+        let result = ops::fencing_token(
+            &conn.client,
+            &self.server,
+            &self.schema,
+            &conn.statements,
+            record,
+        )
+        .await;
         settle(conn, result)
     }
 
     async fn queue_entries(&self, query: &QueueQuery) -> Result<Vec<QueueEntry>, StoreError> {
         let conn = self.client().await?;
-        let result = ops::queue_entries(&conn.client, &self.server, &self.schema, query).await;
+        let result = ops::queue_entries(
+            &conn.client,
+            &self.server,
+            &self.schema,
+            &conn.statements,
+            query,
+        )
+        .await;
         settle(conn, result)
     }
 
     async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
         let conn = self.client().await?;
-        let result = ops::queue_entry(&conn.client, &self.server, &self.schema, id).await;
+        let result = ops::queue_entry(
+            &conn.client,
+            &self.server,
+            &self.schema,
+            &conn.statements,
+            id,
+        )
+        .await;
         settle(conn, result)
     }
 
     async fn queue_update(&self, update: &QueueUpdate) -> Result<QueueEntry, StoreError> {
         let mut conn = self.client().await?;
-        let result = ops::queue_update(&mut conn.client, &self.server, &self.schema, update).await;
+        let Conn {
+            client, statements, ..
+        } = &mut *conn;
+        let result =
+            ops::queue_update(client, &self.server, &self.schema, statements, update).await;
         settle(conn, result)
     }
 
     async fn key_state(&self, key_digest: &str) -> Result<Option<KeyState>, StoreError> {
         let conn = self.client().await?;
-        let result = ops::key_state(&conn.client, &self.server, &self.schema, key_digest).await;
+        let result = ops::key_state(
+            &conn.client,
+            &self.server,
+            &self.schema,
+            &conn.statements,
+            key_digest,
+        )
+        .await;
         settle(conn, result)
     }
 
     async fn log_head(&self) -> Result<Option<LogHead>, StoreError> {
         let conn = self.client().await?;
-        let result = ops::log_head(&conn.client, &self.server, &self.schema).await;
+        let result =
+            ops::log_head(&conn.client, &self.server, &self.schema, &conn.statements).await;
         settle(conn, result)
     }
 
     async fn check_log_copies(&self) -> Result<(), StoreError> {
         let conn = self.client().await?;
-        let result = ops::check_log_head(&conn.client, &self.server, &self.schema).await;
+        let result =
+            ops::check_log_head(&conn.client, &self.server, &self.schema, &conn.statements).await;
         settle(conn, result)
     }
 }
@@ -577,6 +645,55 @@ impl Store for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each statement is prepared once per connection: repeating operations prepares nothing more.
+    #[tokio::test]
+    async fn a_connection_prepares_each_statement_once() {
+        let url = std::env::var(PostgresStore::URL_ENV)
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let schema = format!("actguard_test_{}", Uuid::now_v7().simple());
+        let store = PostgresStore::options()
+            .schema(&schema)
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .expect("the test server");
+        let entry = |i: i64| NewLogEntry {
+            at_ms: i,
+            run_id: Uuid::nil(),
+            action: "a".into(),
+            record: "r".into(),
+            key_text: "k".into(),
+            key_digest: "d".into(),
+            attempt: 0,
+            retry: false,
+            outcome: crate::log::Outcome::Operator,
+            failure_kind: None,
+            route: None,
+            message: None,
+            queue_entry: None,
+            before: None,
+            after: None,
+            fencing_token: None,
+            duration_ms: 0,
+        };
+        let prepared = || async { store.client().await.unwrap().statements.len() };
+        store.append_log(&entry(1)).await.unwrap();
+        store.key_state("d").await.unwrap();
+        let after_first = prepared().await;
+        assert!(after_first > 0);
+        for i in 2..10 {
+            store.append_log(&entry(i)).await.unwrap();
+            store.key_state("d").await.unwrap();
+        }
+        assert_eq!(prepared().await, after_first);
+        assert_eq!(store.log(&LogQuery::default()).await.unwrap().len(), 9);
+        let conn = store.client().await.unwrap();
+        conn.client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .unwrap();
+    }
 
     #[test]
     fn redact_hides_the_password_only() {

@@ -1,6 +1,9 @@
 //! The store's rules as SQL, one function per operation, each one short transaction (or one
 //! statement). `@.` in a statement stands for the store's schema.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 use uuid::Uuid;
@@ -20,11 +23,41 @@ use crate::store::{
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
-/// The server and schema a statement runs against: qualifies statements, maps errors.
+/// The statements a connection has prepared, by their unqualified text: each is prepared once per
+/// connection, so an operation costs its statements' round trips and no more.
+#[derive(Default)]
+pub(crate) struct Statements(Mutex<HashMap<String, tokio_postgres::Statement>>);
+
+impl Statements {
+    fn get(&self, sql: &str) -> Option<tokio_postgres::Statement> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(sql)
+            .cloned()
+    }
+
+    fn put(&self, sql: &str, statement: tokio_postgres::Statement) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(sql.to_owned(), statement);
+    }
+
+    /// How many statements this connection has prepared.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+/// The server and schema a statement runs against, and the connection's prepared statements:
+/// qualifies and prepares statements, maps errors.
 #[derive(Clone, Copy)]
 struct Db<'a> {
     server: &'a Server,
     schema: &'a str,
+    statements: &'a Statements,
 }
 
 impl Db<'_> {
@@ -44,9 +77,15 @@ impl Db<'_> {
         c: &C,
         sql: &str,
     ) -> Result<tokio_postgres::Statement, StoreError> {
-        c.prepare(&qualify(sql, self.schema))
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement);
+        }
+        let statement = c
+            .prepare(&qualify(sql, self.schema))
             .await
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.error(e))?;
+        self.statements.put(sql, statement.clone());
+        Ok(statement)
     }
 
     async fn opt<C: GenericClient>(
@@ -122,9 +161,14 @@ pub(crate) async fn begin(
     client: &mut Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
     r: &BeginRequest,
 ) -> Result<Begin, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
     let answer = begin_in(db, &tx, r).await;
     // Only a claim changes anything; every other answer leaves the store as it was.
@@ -393,9 +437,14 @@ pub(crate) async fn renew(
     client: &mut Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
     r: &Renewal,
 ) -> Result<Millis, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
     let renewed = renew_in(db, &tx, r).await;
     finish(db, tx, renewed, |_| true).await
@@ -445,9 +494,14 @@ pub(crate) async fn complete(
     client: &mut Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
     d: &Completion,
 ) -> Result<LogEntry, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
     let entry = complete_in(db, &tx, d).await;
     finish(db, tx, entry, |_| true).await
@@ -552,9 +606,14 @@ pub(crate) async fn fail(
     client: &mut Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
     f: &Failure,
 ) -> Result<LogEntry, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
     let entry = fail_in(db, &tx, f).await;
     finish(db, tx, entry, |_| true).await
@@ -654,9 +713,14 @@ pub(crate) async fn queue_update(
     client: &mut Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
     u: &QueueUpdate,
 ) -> Result<QueueEntry, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
     let updated = queue_update_in(db, &tx, u).await;
     finish(db, tx, updated, |_| true).await
@@ -732,9 +796,14 @@ pub(crate) async fn key_state(
     client: &Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
     key_digest: &str,
 ) -> Result<Option<KeyState>, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     let Some(row) = db
         .opt(
             client,
@@ -802,9 +871,14 @@ pub(crate) async fn append_log(
     client: &mut Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
     entry: &NewLogEntry,
 ) -> Result<LogEntry, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
     let entry = append_in(db, &tx, entry.clone(), true).await;
     finish(db, tx, entry, |_| true).await
@@ -882,11 +956,16 @@ pub(crate) async fn halt(
     client: &Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
     run_id: Uuid,
     reason: &str,
     now_ms: Millis,
 ) -> Result<bool, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     let n = db
         .exec(
             client,
@@ -902,9 +981,14 @@ pub(crate) async fn run_state(
     client: &Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
     run_id: Uuid,
 ) -> Result<RunState, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     let row = db
         .opt(
             client,
@@ -925,9 +1009,14 @@ pub(crate) async fn fencing_token(
     client: &Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
     record: &str,
 ) -> Result<Option<u64>, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     // A row with token 0 was created by a begin that did not claim: no token issued yet.
     let row = db
         .opt(
@@ -987,9 +1076,14 @@ pub(crate) async fn log(
     client: &Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
     q: &LogQuery,
 ) -> Result<Vec<LogEntry>, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     // The queryable columns come back too: a row is returned only if they agree with its entry.
     let mut f = Filters::new(
         "SELECT seq, entry, prev_hash, hash, run_id, action, record, key_digest, attempt, outcome, \
@@ -1060,8 +1154,13 @@ pub(crate) async fn log_head(
     client: &Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
 ) -> Result<Option<LogHead>, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     let Some(row) = db
         .opt(
             client,
@@ -1085,8 +1184,13 @@ pub(crate) async fn check_log_head(
     client: &Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
 ) -> Result<(), StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     // One statement: one snapshot of both tables, whatever the writers commit meanwhile.
     let row = db
         .one(
@@ -1157,9 +1261,14 @@ pub(crate) async fn queue_entries(
     client: &Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
     q: &QueueQuery,
 ) -> Result<Vec<QueueEntry>, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     let mut f = Filters::new(QUEUE_COLUMNS);
     if let Some(k) = q.kind {
         f.add("kind =", Arg::Text(k.as_str().to_owned()));
@@ -1191,9 +1300,14 @@ pub(crate) async fn queue_entry(
     client: &Client,
     server: &Server,
     schema: &str,
+    statements: &Statements,
     id: u64,
 ) -> Result<Option<QueueEntry>, StoreError> {
-    let db = Db { server, schema };
+    let db = Db {
+        server,
+        schema,
+        statements,
+    };
     let Ok(id) = i64::try_from(id) else {
         return Ok(None);
     };
