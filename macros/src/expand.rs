@@ -104,7 +104,7 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
             let __agent_action_key = #key;
             let __agent_action_record = #record;
             #[allow(unused_mut)]
-            let mut __agent_action_payload = #p::PayloadFields::new();
+            let mut __agent_action_payload = #p::PayloadFields::new(#run);
             #(#payload_fields)*
             let mut __agent_action_call = #p::Guard::new(
                 #run,

@@ -27,6 +27,7 @@ use crate::error::ActionError;
 use crate::guard::{Begun, Call};
 use crate::key::{Payload, PayloadBuilder, RenderedKey};
 use crate::policy::{ActionSpec, FailureKind};
+use crate::redacted::RedactionKey;
 use crate::run::Run;
 
 /// A payload parameter: fingerprinted, stored with the call and its queue entries, replayable.
@@ -98,16 +99,22 @@ pub type PayloadResult = Result<Payload, serde_json::Error>;
 /// Collects the payload parameters of a call: the expansion adds each with [`payload_field`], in
 /// order, then calls [`PayloadFields::finish`]. The first field that does not serialize is the
 /// error; the fields after it are not serialized. (Statements rather than a closure with `?`: one
-/// function less to compile per action.)
-#[derive(Default)]
-pub struct PayloadFields {
+/// function less to compile per action.) `Redacted` values are written as their digests under the
+/// key of the run's agent.
+pub struct PayloadFields<'r> {
     builder: PayloadBuilder,
     error: Option<serde_json::Error>,
+    redaction: &'r RedactionKey,
 }
 
-impl PayloadFields {
-    pub fn new() -> Self {
-        Self::default()
+impl<'r> PayloadFields<'r> {
+    /// The payload of a call made through `run`.
+    pub fn new(run: &'r Run) -> Self {
+        PayloadFields {
+            builder: PayloadBuilder::new(),
+            error: None,
+            redaction: &run.agent().inner.redaction,
+        }
     }
 
     /// The payload, or the first field's serialization error.
@@ -123,12 +130,16 @@ impl PayloadFields {
 /// deserializes is checked where replay needs it: in the generated invocation, see
 /// [`invoke_field`].)
 pub fn payload_field<T: PayloadParam + ?Sized>(
-    payload_fields: &mut PayloadFields,
+    payload_fields: &mut PayloadFields<'_>,
     name: &str,
     value: &T,
 ) {
     if payload_fields.error.is_none() {
-        if let Err(e) = payload_fields.builder.field(name, value) {
+        let builder = &mut payload_fields.builder;
+        let written = payload_fields
+            .redaction
+            .scope(|| builder.field(name, value).map(|_| ()));
+        if let Err(e) = written {
             payload_fields.error = Some(e);
         }
     }

@@ -65,7 +65,7 @@ pub use metrics::MetricsSnapshot;
 pub use policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
-pub use redacted::Redacted;
+pub use redacted::{Redacted, RedactionKey, RedactionKeyError};
 pub use registry::registry;
 pub use run::{Attempt, Invocation, Run};
 #[cfg(feature = "sqlite")]

@@ -64,7 +64,7 @@
 //!
 //! # Schema
 //!
-//! Version 4 (`PRAGMA user_version`): `runs` (halted runs), `keys` (one row per idempotency key:
+//! Version 5 (`PRAGMA user_version`): `runs` (halted runs), `keys` (one row per idempotency key:
 //! fingerprint, payload, state `claimed`/`completed`/`failed`/`released`, claim id and lease, stored
 //! result, queue entry, attempts logged), `records` (per record, side by side in one B-tree: its last
 //! fencing token and live lease, and the last completion of each action on it, the loop filter),
@@ -73,8 +73,9 @@
 //! plus copies of run, action, record and time), `log_index` (run, action, record and time of every
 //! log entry up to `log_indexed.upto`, filled by the writer 256 entries at a time instead of four
 //! index inserts per append; a query reads the indexed entries through it and the later ones from
-//! `log` directly). Files of versions 1 to 3 are upgraded on open (version 4 rebuilds `keys` and
-//! indexes the existing log once).
+//! `log` directly), `settings` (since version 5: the store's redaction secret, 32 random bytes drawn
+//! when the file is created or upgraded, see [`Store::redaction_key`]). Files of versions 1 to 4 are
+//! upgraded on open (version 4 rebuilds `keys` and indexes the existing log once).
 //!
 //! # Files
 //!
@@ -100,6 +101,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::log::{LogEntry, LogQuery, NewLogEntry};
+use crate::redacted::RedactionKey;
 use crate::store::{
     Appended, Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
     QueueUpdate, Renewal, RunState, Store, StoreError,
@@ -132,6 +134,8 @@ pub struct SqliteStore {
     reader: mpsc::Sender<Job>,
     threads: Threads,
     location: Location,
+    /// Read when the store is opened ([`Store::redaction_key`]).
+    redaction: RedactionKey,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -201,6 +205,7 @@ impl SqliteStore {
         let mut conn = Connection::open_in_memory().at(&location)?;
         schema::configure(&conn, &location, settings)?;
         schema::migrate(&mut conn, &location)?;
+        let redaction = schema::redaction_secret(&conn, &location)?;
         let (writer, thread) = spawn_writer(conn, location.clone(), None)?;
         Ok(SqliteStore {
             reader: writer.clone(),
@@ -210,6 +215,7 @@ impl SqliteStore {
                 reader: None,
             },
             location,
+            redaction,
         })
     }
 
@@ -223,6 +229,7 @@ impl SqliteStore {
         schema::prepare_file(path, &location)?;
         let mut conn = schema::connect(path, &location, settings, false)?;
         schema::migrate(&mut conn, &location)?;
+        let redaction = schema::redaction_secret(&conn, &location)?;
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
             .at(&location)?;
         let read = schema::connect(path, &location, settings, true)?;
@@ -238,6 +245,7 @@ impl SqliteStore {
                 reader: Some(read_thread),
             },
             location,
+            redaction,
         })
     }
 
@@ -250,6 +258,7 @@ impl SqliteStore {
             reader,
             threads,
             location,
+            ..
         } = self;
         let join = |t: Thread| {
             t.join().unwrap_or_else(|_| {
@@ -775,5 +784,9 @@ impl Store for SqliteStore {
 
     async fn check_log_copies(&self) -> Result<(), StoreError> {
         self.read(ops::check_log_index).await
+    }
+
+    fn redaction_key(&self) -> Option<RedactionKey> {
+        Some(self.redaction.clone())
     }
 }
