@@ -48,6 +48,10 @@ use sha2::Sha256;
 ///
 /// `Debug` prints `Redacted(..)`: nothing of the value, not even its digest.
 ///
+/// A `Redacted` can never be part of an idempotency key or a record (both are stored, logged and shown
+/// in clear): `#[agent_action]` rejects a template that reads one, or a field inside one, at compile
+/// time.
+///
 /// ```
 /// use actguard::{Redacted, RedactionKey};
 ///
