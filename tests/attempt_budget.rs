@@ -331,4 +331,7 @@ impl Store for Frozen {
     async fn key_state(&self, key_digest: &str) -> Result<Option<KeyState>, StoreError> {
         frozen(self.0.key_state(key_digest)).await
     }
+    fn redaction_key(&self) -> Option<actguard::RedactionKey> {
+        self.0.redaction_key()
+    }
 }

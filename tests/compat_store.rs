@@ -1,8 +1,9 @@
 //! Stores written by release 0.1 stay usable: every completed key of the committed fixture store
 //! replays its stored result (its payload's fingerprint is unchanged), the routed call finds its queue
 //! entry, the log verifies, and the pinned fingerprints, log hashes and manifest digest are unchanged.
-//! `feature-check/` runs the same checks with `serde_json`'s `preserve_order` and `arbitrary_precision`
-//! on.
+//! The one key whose payload held a `Redacted` value (digested without a key in 0.1) answers
+//! `KeyReused` and does not run: its digest is keyed now. `feature-check/` runs the same checks with
+//! `serde_json`'s `preserve_order` and `arbitrary_precision` on.
 
 #[path = "fixtures/compat.rs"]
 mod compat;

@@ -4,4 +4,4 @@
 #[path = "pg_support.rs"]
 mod pg_support;
 
-actguard::conformance_suite!(pg_support::fresh_store().await);
+actguard::conformance_suite!(pg_support::fresh_fixture().await);

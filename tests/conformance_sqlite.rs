@@ -1,13 +1,35 @@
 //! The Store conformance suite against `SqliteStore`, file-backed in a temporary directory.
 
-use actguard::SqliteStore;
+use actguard::conformance::{Fixture, Reopened};
+use actguard::{SqliteStore, Store};
 use tempfile::TempDir;
 
-/// A fresh store in its own directory; the directory lives as long as the test.
-fn file_store() -> (SqliteStore, TempDir) {
+/// A store in its own directory, which lives as long as the test.
+struct FileStore {
+    store: SqliteStore,
+    dir: TempDir,
+}
+
+impl Fixture for FileStore {
+    fn store(&self) -> &dyn Store {
+        &self.store
+    }
+
+    /// The same file, opened again.
+    fn reopen(&self) -> Reopened<'_> {
+        let path = self.dir.path().join("actguard.db");
+        Box::pin(async move {
+            let again = SqliteStore::open(path).expect("the store opens again");
+            Some(Box::new(again) as Box<dyn Store>)
+        })
+    }
+}
+
+/// A fresh store in its own directory.
+fn file_store() -> FileStore {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = SqliteStore::open(dir.path().join("actguard.db")).expect("the store opens");
-    (store, dir)
+    FileStore { store, dir }
 }
 
 actguard::conformance_suite!(file_store());

@@ -129,6 +129,9 @@ impl Store for OddClaims {
     async fn key_state(&self, d: &str) -> Result<Option<actguard::KeyState>, StoreError> {
         self.inner.key_state(d).await
     }
+    fn redaction_key(&self) -> Option<actguard::RedactionKey> {
+        self.inner.redaction_key()
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -345,11 +348,26 @@ impl Store for Unreachable {
     async fn key_state(&self, _: &str) -> Result<Option<actguard::KeyState>, StoreError> {
         Err(StoreError::Unavailable("disk gone".into()))
     }
+    /// It keeps nothing, not even a secret: the agent is given one.
+    fn redaction_key(&self) -> Option<actguard::RedactionKey> {
+        None
+    }
+}
+
+/// A store that keeps no redaction secret: the agent refuses to build without one of its own, rather
+/// than digesting `Redacted` values with a weaker key.
+#[test]
+fn an_agent_on_a_store_without_a_secret_needs_one() {
+    match actguard::Agent::builder().store(Unreachable).build() {
+        Err(actguard::AgentError::RedactionKey(actguard::RedactionKeyError::NoKey)) => {}
+        other => panic!("expected a missing key: {other:?}"),
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_unreachable_store_fails_closed() {
-    let w = World::with(|b| b.store(Unreachable));
+    let key = actguard::RedactionKey::new([1; 32]).unwrap();
+    let w = World::with(|b| b.store(Unreachable).redaction_key(key));
     let run = w.agent.start_run();
     let ds = Downstream::new();
     assert!(matches!(

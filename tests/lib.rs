@@ -301,6 +301,9 @@ impl actguard::Store for FaultyStore {
     async fn check_log_copies(&self) -> Result<(), actguard::StoreError> {
         holding_time(self.inner.check_log_copies()).await
     }
+    fn redaction_key(&self) -> Option<actguard::RedactionKey> {
+        self.inner.redaction_key()
+    }
 }
 
 /// The `i`-th entry of a log written by the column tests: run `R` (7), action `ship`, record

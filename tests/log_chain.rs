@@ -1,5 +1,5 @@
 //! The action log is a SHA-256 chain: it verifies as written, and editing, deleting or swapping one
-//! entry is detected at that entry. Values marked `Redacted` are stored as digests only.
+//! entry is detected at that entry. Values marked `Redacted` are stored as keyed digests only.
 
 use actguard::testing::{Downstream, DownstreamError, Receipt, log};
 use actguard::{ActionError, ChainError, Outcome, Redacted, Run, Store, VerifyError, agent_action};
@@ -163,8 +163,8 @@ async fn redacted_values_are_stored_as_digests_only() {
 
     let entry = w.store.queue_entry(1).await.unwrap().unwrap();
     let stored = entry.payload["p"]["iban"].as_str().unwrap().to_owned();
-    assert_eq!(stored, payee.iban.digest());
-    assert!(stored.starts_with("sha256:"));
+    assert_eq!(stored, payee.iban.digest_with(w.agent.redaction_key()));
+    assert!(stored.starts_with("hmac-sha256:"));
     let everything = format!(
         "{}{}",
         serde_json::to_string(&log(&w.agent).await).unwrap(),

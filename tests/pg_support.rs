@@ -76,3 +76,31 @@ pub async fn fresh_store() -> (PostgresStore, Schema) {
         .unwrap_or_else(|e| panic!("{}", no_server(&e.to_string())));
     (store, Schema { url, name })
 }
+
+/// A store in a fresh schema that the conformance suite can open again.
+pub struct Fixture {
+    pub store: PostgresStore,
+    pub schema: Schema,
+}
+
+impl actguard::conformance::Fixture for Fixture {
+    fn store(&self) -> &dyn actguard::Store {
+        &self.store
+    }
+
+    /// The same schema, connected to again.
+    fn reopen(&self) -> actguard::conformance::Reopened<'_> {
+        Box::pin(async move {
+            let again = PostgresStore::connect_with_schema(&self.schema.url, &self.schema.name)
+                .await
+                .expect("the store connects again");
+            Some(Box::new(again) as Box<dyn actguard::Store>)
+        })
+    }
+}
+
+/// [`fresh_store`] as a conformance fixture.
+pub async fn fresh_fixture() -> Fixture {
+    let (store, schema) = fresh_store().await;
+    Fixture { store, schema }
+}

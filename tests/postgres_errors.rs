@@ -160,11 +160,73 @@ async fn many_stores_migrating_one_new_schema_at_once_all_succeed() {
             tokio::spawn(async move { PostgresStore::connect_with_schema(&url, &name).await })
         })
         .collect();
+    let mut ids = Vec::new();
     for c in connects {
-        c.await
+        let store = c
+            .await
             .unwrap()
             .expect("every concurrent migration succeeds");
+        ids.push(store.redaction_key().expect("a secret").id());
     }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one schema, one redaction secret: {ids:?}");
+}
+
+/// A schema of version 3 (before the redaction secret) keeps its data and gets a secret of its own
+/// when a newer version connects; the secret then stays.
+#[tokio::test]
+async fn a_version_3_schema_gets_a_redaction_secret_once() {
+    let (store, schema) = fresh_store().await;
+    let Begin::Claimed(_) = store.begin(&request("k1")).await.unwrap() else {
+        panic!("a fresh key is claimed");
+    };
+    let first = store.redaction_key().unwrap().id();
+    drop(store);
+    let client = connect(&schema.url).await;
+    client
+        .batch_execute(&format!(
+            "DROP TABLE {0}.settings; UPDATE {0}.schema_version SET version = 3",
+            schema.name
+        ))
+        .await
+        .unwrap();
+    let upgraded = PostgresStore::connect_with_schema(&schema.url, &schema.name)
+        .await
+        .unwrap();
+    let secret = upgraded.redaction_key().unwrap().id();
+    assert_ne!(secret, first, "a new secret, drawn by the upgrade");
+    assert_eq!(
+        upgraded.current_fencing_token("rec-k1").await.unwrap(),
+        Some(1)
+    );
+    let again = PostgresStore::connect_with_schema(&schema.url, &schema.name)
+        .await
+        .unwrap();
+    assert_eq!(again.redaction_key().unwrap().id(), secret);
+    let stored: Vec<u8> = client
+        .query_one(
+            &format!(
+                "SELECT value FROM {}.settings WHERE name = 'redaction_key'",
+                schema.name
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored.len(), actguard::RedactionKey::SECRET_LEN);
+    // A schema whose secret was removed is refused: its digests cannot be computed again.
+    client
+        .batch_execute(&format!("DELETE FROM {}.settings", schema.name))
+        .await
+        .unwrap();
+    let lost = PostgresStore::connect_with_schema(&schema.url, &schema.name)
+        .await
+        .expect_err("no secret");
+    assert!(
+        matches!(&lost, StoreError::Corrupt(m) if m.contains("lost its redaction secret")),
+        "{lost:?}"
+    );
 }
 
 #[tokio::test]

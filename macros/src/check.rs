@@ -153,6 +153,7 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
     };
     for template in [&args.key, &args.record].into_iter().flatten() {
         check_template_roots(&template.value, &params, errors);
+        crate::secret::check_template(&template.value, &payload, errors);
     }
     check_windows(&args, errors);
     check_dedup_record(&args, effect, errors);

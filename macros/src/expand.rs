@@ -26,6 +26,12 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
     let err = &action.err_ty;
     let run = &action.run;
 
+    // Nothing inside a `Redacted` may reach the key or the record: checked on their types.
+    let secret_checks = [&action.args.key, &action.args.record]
+        .into_iter()
+        .flatten()
+        .filter(|_| action.effect != Effect::Read)
+        .map(|t| crate::secret::type_checks(&t.value, &p));
     let (key, record) = match action.effect {
         Effect::Read => (quote!(#p::None), quote!(#p::None)),
         Effect::Write | Effect::Destructive => {
@@ -101,10 +107,11 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
             static __AGENT_ACTION_SPEC: #p::ActionSpec = #spec;
             #p::inventory::submit! { #p::Registration(&__AGENT_ACTION_SPEC) }
             #compensate_check
+            #(#secret_checks)*
             let __agent_action_key = #key;
             let __agent_action_record = #record;
             #[allow(unused_mut)]
-            let mut __agent_action_payload = #p::PayloadFields::new();
+            let mut __agent_action_payload = #p::PayloadFields::new(#run);
             #(#payload_fields)*
             let mut __agent_action_call = #p::Guard::new(
                 #run,

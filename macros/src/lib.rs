@@ -10,6 +10,7 @@ mod classify;
 mod duration;
 mod errors;
 mod expand;
+mod secret;
 mod template;
 
 // Documented where users see it: on the re-export in `actguard` (runtime/docs/agent_action.md), where

@@ -15,6 +15,7 @@ use crate::clock::{Clock, TokioClock};
 use crate::log::{ChainError, LogHead, LogQuery, verify_chain};
 use crate::memory::MemoryStore;
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::redacted::{RedactionKey, RedactionKeyError};
 use crate::run::Run;
 use crate::store::{Store, StoreError};
 
@@ -56,6 +57,8 @@ pub(crate) struct AgentInner {
     /// Seeds the jitter generator of each call that retries (drawn at its first retryable failure);
     /// seeded by the builder for reproducible delays.
     rng: Mutex<SmallRng>,
+    /// Keys the digests of `Redacted` values in payloads, captured states and results.
+    pub(crate) redaction: RedactionKey,
 }
 
 impl std::fmt::Debug for Agent {
@@ -64,6 +67,7 @@ impl std::fmt::Debug for Agent {
             .field("claim_wait", &self.inner.claim_wait)
             .field("strict", &self.inner.strict)
             .field("resources", &self.inner.resources.len())
+            .field("redaction_key", &self.inner.redaction)
             .finish_non_exhaustive()
     }
 }
@@ -130,6 +134,12 @@ impl Agent {
         self.inner.metrics.snapshot()
     }
 
+    /// The key of the digests of [`Redacted`](crate::Redacted) values this agent stores: the one it was
+    /// given, or its store's. [`RedactionKey::scope`] serializes as the agent's calls do.
+    pub fn redaction_key(&self) -> &RedactionKey {
+        &self.inner.redaction
+    }
+
     /// The startup audit's report (its warnings; an agent is never built on a failing audit).
     pub fn audit_report(&self) -> &AuditReport {
         &self.inner.audit
@@ -169,6 +179,7 @@ pub struct AgentBuilder {
     strict: bool,
     resources: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     seed: Option<u64>,
+    redaction: Option<Result<RedactionKey, RedactionKeyError>>,
 }
 
 impl AgentBuilder {
@@ -216,6 +227,25 @@ impl AgentBuilder {
         self
     }
 
+    /// The secret that keys the digests of [`Redacted`](crate::Redacted) values (default: the store's
+    /// own, [`Store::redaction_key`]).
+    ///
+    /// A secret kept outside the store (a secret manager, a KMS, the environment) also protects the
+    /// digests against whoever can read the store; every agent sharing the store must be given the
+    /// same one. Changing it changes the digests, so a call under a key claimed with the old ones
+    /// answers `KeyReused` (see [`Redacted`](crate::Redacted)).
+    pub fn redaction_key(mut self, key: RedactionKey) -> Self {
+        self.redaction = Some(Ok(key));
+        self
+    }
+
+    /// [`redaction_key`](Self::redaction_key) from the environment variable `var`
+    /// ([`RedactionKey::from_env`]); [`build`](Self::build) fails if it is not set or too short.
+    pub fn redaction_key_from_env(mut self, var: &str) -> Self {
+        self.redaction = Some(RedactionKey::from_env(var));
+        self
+    }
+
     /// Seeds the jitter of backoff delays, so a test gets the same delays on every run.
     pub fn jitter_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -226,8 +256,9 @@ impl AgentBuilder {
     /// store if none was given, and builds the agent.
     ///
     /// Refuses to build when the audit finds an error (the report lists every finding with its action
-    /// and source location) or the store cannot be opened. Audit warnings are logged as tracing
-    /// warnings and kept in [`Agent::audit_report`].
+    /// and source location), the store cannot be opened, or there is no redaction key (the one given
+    /// is missing or too short, or none was given and the store keeps none). Audit warnings are logged
+    /// as tracing warnings and kept in [`Agent::audit_report`].
     pub fn build(self) -> Result<Agent, AgentError> {
         let audit = audit_registry(&AuditSettings {
             strict: self.strict,
@@ -246,6 +277,10 @@ impl AgentBuilder {
             Some(store) => store,
             None => default_store()?,
         };
+        let redaction = match self.redaction {
+            Some(given) => given?,
+            None => store.redaction_key().ok_or(RedactionKeyError::NoKey)?,
+        };
         let rng = match self.seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_rng(&mut rand::rng()),
@@ -261,6 +296,7 @@ impl AgentBuilder {
                 metrics: Metrics::default(),
                 audit,
                 rng: Mutex::new(rng),
+                redaction,
             }),
         })
     }
@@ -294,6 +330,10 @@ pub enum AgentError {
     /// The store could not be opened.
     #[error("cannot open the action store: {0}")]
     Store(#[from] StoreError),
+    /// No key for the digests of `Redacted` values: the one given is missing or too short, or none was
+    /// given and the store keeps none.
+    #[error(transparent)]
+    RedactionKey(#[from] RedactionKeyError),
 }
 
 /// Why [`verify`] failed.

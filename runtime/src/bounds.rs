@@ -27,6 +27,7 @@ use crate::error::ActionError;
 use crate::guard::{Begun, Call};
 use crate::key::{Payload, PayloadBuilder, RenderedKey};
 use crate::policy::{ActionSpec, FailureKind};
+use crate::redacted::{Redacted, RedactionKey};
 use crate::run::Run;
 
 /// A payload parameter: fingerprinted, stored with the call and its queue entries, replayable.
@@ -98,16 +99,22 @@ pub type PayloadResult = Result<Payload, serde_json::Error>;
 /// Collects the payload parameters of a call: the expansion adds each with [`payload_field`], in
 /// order, then calls [`PayloadFields::finish`]. The first field that does not serialize is the
 /// error; the fields after it are not serialized. (Statements rather than a closure with `?`: one
-/// function less to compile per action.)
-#[derive(Default)]
-pub struct PayloadFields {
+/// function less to compile per action.) `Redacted` values are written as their digests under the
+/// key of the run's agent.
+pub struct PayloadFields<'r> {
     builder: PayloadBuilder,
     error: Option<serde_json::Error>,
+    redaction: &'r RedactionKey,
 }
 
-impl PayloadFields {
-    pub fn new() -> Self {
-        Self::default()
+impl<'r> PayloadFields<'r> {
+    /// The payload of a call made through `run`.
+    pub fn new(run: &'r Run) -> Self {
+        PayloadFields {
+            builder: PayloadBuilder::new(),
+            error: None,
+            redaction: &run.agent().inner.redaction,
+        }
     }
 
     /// The payload, or the first field's serialization error.
@@ -123,12 +130,16 @@ impl PayloadFields {
 /// deserializes is checked where replay needs it: in the generated invocation, see
 /// [`invoke_field`].)
 pub fn payload_field<T: PayloadParam + ?Sized>(
-    payload_fields: &mut PayloadFields,
+    payload_fields: &mut PayloadFields<'_>,
     name: &str,
     value: &T,
 ) {
     if payload_fields.error.is_none() {
-        if let Err(e) = payload_fields.builder.field(name, value) {
+        let builder = &mut payload_fields.builder;
+        let written = payload_fields
+            .redaction
+            .scope(|| builder.field(name, value).map(|_| ()));
+        if let Err(e) = written {
             payload_fields.error = Some(e);
         }
     }
@@ -288,6 +299,78 @@ pub fn call_run<'g, T: ActionResult, E: Classify + ErrorMessage>(
         _ => unreachable!("an attempt runs only once the call has begun"),
     }
 }
+
+/// A type that is a [`Redacted`], or reaches one through the references and pointers a field access
+/// dereferences by itself (`&`, `&mut`, `Box`, `Rc`, `Arc`).
+pub trait ReachesRedacted {}
+
+impl<T> ReachesRedacted for Redacted<T> {}
+impl<T: ReachesRedacted + ?Sized> ReachesRedacted for &T {}
+impl<T: ReachesRedacted + ?Sized> ReachesRedacted for &mut T {}
+impl<T: ReachesRedacted + ?Sized> ReachesRedacted for Box<T> {}
+impl<T: ReachesRedacted + ?Sized> ReachesRedacted for std::rc::Rc<T> {}
+impl<T: ReachesRedacted + ?Sized> ReachesRedacted for std::sync::Arc<T> {}
+
+/// What a key or record template reads: each prefix of a `{param.field.path}` part (`param`,
+/// `param.field`, ...). The expansion calls `(&TemplateProbe(&prefix)).template_value()` in a
+/// closure that is never called, and passes the answer to [`template_value_not_redacted`]: method
+/// resolution picks [`RedactedTemplateValue`] (whose answer requires the value's type to be
+/// [`OutsideRedacted`], which it is not) when the prefix reaches a [`Redacted`], and
+/// [`PlainTemplateValue`], one auto-reference further away, otherwise. So a `Redacted` field nested
+/// in a struct, or named through a type alias, is caught where the attribute cannot see it; nothing
+/// runs and nothing is borrowed at run time. (A prefix whose type is unknown, after an unknown field,
+/// leaves the requirement undecided, and so adds no error to that one.)
+pub struct TemplateProbe<'a, T: ?Sized>(pub &'a T);
+
+/// The answer of a probe whose value, of type `T`, reaches a [`Redacted`].
+pub struct InsideRedacted<T: ?Sized>(std::marker::PhantomData<T>);
+
+/// The answer of a probe whose value does not.
+pub struct NotInsideRedacted;
+
+/// Chosen by method resolution when the value reaches a [`Redacted`].
+pub trait RedactedTemplateValue {
+    /// The type of the value probed.
+    type Value: ?Sized;
+
+    fn template_value(&self) -> InsideRedacted<Self::Value> {
+        InsideRedacted(std::marker::PhantomData)
+    }
+}
+
+impl<T: ReachesRedacted + ?Sized> RedactedTemplateValue for TemplateProbe<'_, T> {
+    type Value = T;
+}
+
+/// The fallback, one auto-reference further away.
+pub trait PlainTemplateValue {
+    fn template_value(&self) -> NotInsideRedacted {
+        NotInsideRedacted
+    }
+}
+
+impl<T: ?Sized> PlainTemplateValue for &TemplateProbe<'_, T> {}
+
+/// A probe's answer that a key or record may read.
+pub trait TemplateValue {}
+
+impl TemplateValue for NotInsideRedacted {}
+
+impl<T: OutsideRedacted + ?Sized> TemplateValue for InsideRedacted<T> {}
+
+/// Never true of a value that reaches a [`Redacted`]: what an [`InsideRedacted`] answer requires.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is a `Redacted` value: a key or record template cannot read it, or anything inside it",
+    label = "this template reads a `Redacted` value (or a field inside one) into a key or record",
+    note = "keys and records are stored, logged and shown in clear (the store, the action log, queue entries, tracing spans, `KeyReused` errors): a `Redacted` value is stored only as a keyed digest",
+    note = "build the template from a non-secret identifier instead (an id, a reference), and keep the secret in the payload"
+)]
+pub trait OutsideRedacted {}
+
+impl OutsideRedacted for NotInsideRedacted {}
+
+/// Checks a probe's answer (called only in code that never runs).
+pub fn template_value_not_redacted<A: TemplateValue>(_answer: A) {}
 
 /// The field a `#[classify(from)]` variant delegates to.
 #[diagnostic::on_unimplemented(

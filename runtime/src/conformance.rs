@@ -18,10 +18,15 @@
 //! # fn main() {}
 //! ```
 //!
-//! The expression is evaluated once per test and must give a [`Fixture`]: a store, or a `(store,
-//! guard)` pair whose guard (a temporary directory, a container) lives as long as the test.
+//! The expression is evaluated once per test (twice for the cases comparing two stores) and must give
+//! a [`Fixture`]: a store, or a `(store, guard)` pair whose guard (a temporary directory, a container)
+//! lives as long as the test. A store that outlives its handle (a file, a database schema) should
+//! come in a fixture of its own type that also implements [`Fixture::reopen`], so that the cases about
+//! what a store keeps across processes can open it again.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use uuid::Uuid;
@@ -38,7 +43,17 @@ use crate::store::{
 pub trait Fixture: Send + Sync + 'static {
     /// The store under test.
     fn store(&self) -> &dyn Store;
+
+    /// The same store opened again, as another process would open it (the same file, the same
+    /// schema), while [`store`](Self::store) stays open. `None` (the default): the store does not
+    /// outlive its handle, as a store in memory.
+    fn reopen(&self) -> Reopened<'_> {
+        Box::pin(async { None })
+    }
 }
+
+/// What [`Fixture::reopen`] answers.
+pub type Reopened<'a> = Pin<Box<dyn Future<Output = Option<Box<dyn Store>>> + Send + 'a>>;
 
 impl<S: Store> Fixture for S {
     fn store(&self) -> &dyn Store {
@@ -122,6 +137,25 @@ macro_rules! conformance_suite {
             refail_merge_accumulates_across_replays
             halted_replay_leaves_the_key_failed_on_its_open_entry
         }
+        $crate::__conformance_fixture_cases! { ($make)
+            redaction_key_is_kept_and_differs_between_stores
+        }
+    };
+}
+
+/// Implementation detail of [`conformance_suite!`]: the cases that compare two fresh fixtures.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __conformance_fixture_cases {
+    (($make:expr) $($case:ident)*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let first = $make;
+                let second = $make;
+                $crate::conformance::$case(&first, &second).await;
+            }
+        )*
     };
 }
 
@@ -2348,4 +2382,60 @@ pub async fn a_release_may_follow_a_resolve(store: &dyn Store) {
     ));
     let state = store.key_state(&d.key_digest).await.unwrap().unwrap();
     assert_eq!(state.status, KeyStatus::Failed);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The redaction secret
+// ---------------------------------------------------------------------------------------------------
+
+/// The redaction secret ([`Store::redaction_key`]) is the store's: the same every time it is asked,
+/// the same once the store is opened again (as by another process), and not another store's (two
+/// fresh stores give one value different digests). A store that keeps none answers `None` always.
+pub async fn redaction_key_is_kept_and_differs_between_stores(
+    first: &dyn Fixture,
+    second: &dyn Fixture,
+) {
+    let (Some(a), Some(b)) = (
+        first.store().redaction_key(),
+        second.store().redaction_key(),
+    ) else {
+        assert!(
+            first.store().redaction_key().is_none() && second.store().redaction_key().is_none(),
+            "a store keeps a redaction secret or never does"
+        );
+        return;
+    };
+    let again = first
+        .store()
+        .redaction_key()
+        .expect("a store keeps its redaction secret");
+    assert_eq!(
+        again.id(),
+        a.id(),
+        "the secret is the same when asked again"
+    );
+    assert_ne!(a.id(), b.id(), "two stores have distinct secrets");
+    let value = crate::Redacted::new("1234");
+    assert_ne!(
+        value.digest_with(&a),
+        value.digest_with(&b),
+        "one value has different digests in two stores"
+    );
+    if let Some(reopened) = first.reopen().await {
+        let kept = reopened
+            .redaction_key()
+            .expect("a reopened store keeps its redaction secret");
+        assert_eq!(kept.id(), a.id(), "the secret survives reopening the store");
+        assert_eq!(value.digest_with(&kept), value.digest_with(&a));
+        // The reopened handle is the same store: what one writes, the other reads.
+        let r = request(id(), "reopened", "rec-reopened", T0);
+        claim(first.store(), &r).await;
+        assert_eq!(
+            reopened
+                .current_fencing_token("rec-reopened")
+                .await
+                .expect("the reopened store answers"),
+            Some(1)
+        );
+    }
 }

@@ -149,7 +149,11 @@ where
         let slot = run.outcome.clone();
         let mut begun = begin.run(payload, span.clone()).instrument(span).await;
         match &mut begun {
-            Begun::Done(result) => record_outcome(slot.as_ref(), spec.name, result),
+            Begun::Done(result) => run
+                .agent()
+                .inner
+                .redaction
+                .scope(|| record_outcome(slot.as_ref(), spec.name, result)),
             Begun::Act(call) => call.outcome = slot,
         }
         begun
@@ -174,7 +178,8 @@ where
         .instrument(span)
         .await;
         if let Some(r) = &result {
-            record_outcome(self.outcome.as_ref(), self.spec.name, r);
+            let key = &self.agent().inner.redaction;
+            key.scope(|| record_outcome(self.outcome.as_ref(), self.spec.name, r));
         }
         result
     }
@@ -193,6 +198,14 @@ where
 
     fn now_ms(&self) -> Millis {
         self.agent().inner.clock.now_ms()
+    }
+
+    /// The result as stored: `Redacted` values in it as their digests under the agent's key.
+    fn to_value(&self, value: &T) -> Result<serde_json::Value, serde_json::Error> {
+        self.agent()
+            .inner
+            .redaction
+            .scope(|| crate::canonical::to_value(value))
     }
 
     fn entry(&self, outcome: Outcome, now_ms: Millis) -> NewLogEntry {
@@ -223,7 +236,7 @@ where
             return Ok(value);
         };
         let claim_id = claim.claim_id;
-        let result = match crate::canonical::to_value(&value) {
+        let result = match self.to_value(&value) {
             Ok(r) => r,
             // The body ran: the key must end recorded, never released to run again.
             Err(e) => {
@@ -257,7 +270,7 @@ where
                     tokio::time::sleep(pause).await;
                     pause *= 4;
                     tries += 1;
-                    let result = crate::canonical::to_value(&value).unwrap_or_default();
+                    let result = self.to_value(&value).unwrap_or_default();
                     completion =
                         self.completion(claim_id, now_ms, result, before.clone(), after.clone());
                 }
@@ -520,6 +533,7 @@ where
             after: Mutex::new(None),
             reverting: self.attempt().reverting().cloned().map(Box::new),
             hold: self.attempt().hold.as_ref().map(ClaimHold::carry),
+            redaction: self.attempt().redaction.clone(),
         };
         self.run = self.run.with_attempt(attempt);
         self.attempt_started_ms = self.now_ms();
@@ -977,6 +991,7 @@ impl Beginning<'_> {
             hold: claim
                 .as_ref()
                 .map(|c| ClaimHold::new(c.claim_id, self.spec.policy.lease, c.lease_until_ms)),
+            redaction: self.agent.inner.redaction.clone(),
         };
         // After the claim: an attempt's logged duration is its own, not the claim's commit.
         let (started, started_ms) = self.agent.inner.clock.now();

@@ -395,11 +395,6 @@ pub fn fingerprint(value: &serde_json::Value) -> String {
     hex_lower(&Sha256::digest(canonical_bytes(value)))
 }
 
-/// SHA-256 of bytes, hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex_lower(&Sha256::digest(bytes))
-}
-
 /// Lowercase hex of `bytes`, as `hex::encode` writes it, in one allocation (digests are hashed and
 /// encoded several times per guarded call).
 pub(crate) fn hex_lower(bytes: &[u8]) -> String {

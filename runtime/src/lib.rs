@@ -65,7 +65,7 @@ pub use metrics::MetricsSnapshot;
 pub use policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
-pub use redacted::Redacted;
+pub use redacted::{Redacted, RedactionKey, RedactionKeyError};
 pub use registry::registry;
 pub use run::{Attempt, Invocation, Run};
 #[cfg(feature = "sqlite")]
@@ -81,9 +81,10 @@ pub use store::{
 pub mod __private {
     pub use crate::bounds::{
         ActionResult, ClassifyDelegate, DelegateProbe, DelegateRetryAfter, ErrorMessage, Guard,
-        NoDelegateRetryAfter, PayloadFields, PayloadParam, PayloadResult, ReplayablePayload,
-        RetryAfterField, begin, call_run, delegate_classify, invoke_field, payload_field,
-        retry_after_field,
+        InsideRedacted, NoDelegateRetryAfter, NotInsideRedacted, OutsideRedacted, PayloadFields,
+        PayloadParam, PayloadResult, PlainTemplateValue, RedactedTemplateValue, ReplayablePayload,
+        RetryAfterField, TemplateProbe, TemplateValue, begin, call_run, delegate_classify,
+        invoke_field, payload_field, retry_after_field, template_value_not_redacted,
     };
     pub use crate::classify::{Classify, RetryAfterValue};
     pub use crate::error::ActionError;

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::key::PayloadJson;
 use crate::log::Outcome;
 use crate::log::{LogEntry, LogHead, LogQuery, NewLogEntry};
+use crate::redacted::RedactionKey;
 use crate::rules::{
     self, ActedView, CompletePlan, FailPlan, Holder, KeyPhase, KeyView, LeaseView, RecordView,
     Refusal,
@@ -22,7 +23,8 @@ use crate::store::{
 };
 
 /// A store in memory. Cheap to clone: clones share the same state, so a test can keep one handle and
-/// give another to the [`Agent`](crate::Agent).
+/// give another to the [`Agent`](crate::Agent). Its redaction secret
+/// ([`Store::redaction_key`]) is random, drawn when it is created, and shared by its clones.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -34,9 +36,10 @@ use crate::store::{
 /// assert!(!run.is_halted().await.unwrap());
 /// # });
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    redaction: RedactionKey,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -298,8 +301,18 @@ impl Hasher for FastHasher {
     }
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            state: Arc::default(),
+            redaction: RedactionKey::new(RedactionKey::generate_secret())
+                .expect("a generated secret is long enough"),
+        }
+    }
+}
+
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store, with a new random redaction secret.
     pub fn new() -> Self {
         Self::default()
     }
@@ -683,6 +696,10 @@ impl Store for MemoryStore {
                 queue_entry,
             }
         }))
+    }
+
+    fn redaction_key(&self) -> Option<RedactionKey> {
+        Some(self.redaction.clone())
     }
 }
 

@@ -161,6 +161,8 @@ pub struct Attempt {
     pub(crate) reverting: Option<Box<LogEntry>>,
     /// The call's claim, renewed while the body runs (`None` for a read, which holds no claim).
     pub(crate) hold: Option<ClaimHold>,
+    /// The agent's key for `Redacted` values in the captured states.
+    pub(crate) redaction: crate::RedactionKey,
 }
 
 /// A guarded call's claim as an attempt sees it, renewed in the background of the body and of the
@@ -280,14 +282,20 @@ impl Attempt {
     }
 
     /// Captures the state of the record before the write, for the action log (and revert).
+    /// A [`Redacted`](crate::Redacted) value in it is kept as its digest under the agent's key.
     pub fn before<S: Serialize + ?Sized>(&self, state: &S) {
-        let v = crate::canonical::to_value(state).ok();
+        let v = self
+            .redaction
+            .scope(|| crate::canonical::to_value(state).ok());
         *self.before.lock().unwrap_or_else(|e| e.into_inner()) = v;
     }
 
     /// Captures the state after the write (default: the action's result).
+    /// A [`Redacted`](crate::Redacted) value in it is kept as its digest under the agent's key.
     pub fn after<S: Serialize + ?Sized>(&self, state: &S) {
-        let v = crate::canonical::to_value(state).ok();
+        let v = self
+            .redaction
+            .scope(|| crate::canonical::to_value(state).ok());
         *self.after.lock().unwrap_or_else(|e| e.into_inner()) = v;
     }
 

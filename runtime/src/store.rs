@@ -739,6 +739,20 @@ pub trait Store: Send + Sync + 'static {
         }
     }
 
+    /// The store's own secret for the digests of [`Redacted`](crate::Redacted) values, the key an
+    /// agent uses unless it is given one
+    /// ([`AgentBuilder::redaction_key`](crate::AgentBuilder::redaction_key)).
+    ///
+    /// A store that persists creates it once, when it is created (or upgraded from a version without
+    /// one), from the operating system's random generator
+    /// ([`RedactionKey::generate_secret`](crate::RedactionKey::generate_secret)), keeps it with its
+    /// data, and answers the same secret to every handle that opens it, in every process, for its
+    /// whole life: digests, and so the fingerprints of payloads holding a `Redacted`, must not change
+    /// while keys are stored under them. Two stores have distinct secrets. Read when the store is
+    /// opened (this is not a round trip). `None`: the store keeps no secret, and an agent on it must be
+    /// given one (it refuses to build otherwise). A wrapper around another store should delegate it.
+    fn redaction_key(&self) -> Option<crate::RedactionKey>;
+
     /// Checks what the store keeps about its log outside the log rows against the rows: SQLite's
     /// query index (`log_index`, up to its high-water mark), PostgreSQL's chain head (`log_head`). A
     /// disagreement (edited outside the store) is a [`StoreError::Corrupt`] naming the entry.

@@ -221,7 +221,10 @@ impl Ledger {
     record = "account:{instr.account}",
     dedup = "none",
     lease = "300ms",
-    retries = 5,
+    // A worker killed inside the call counts as an attempt when the next one takes the key over, and
+    // kills land every few milliseconds here: the highest budget, so that the soak tests duplicates,
+    // not the dead-lettering of a key whose callers keep dying (`tests/claims.rs` tests that).
+    retries = 100,
     backoff = "10ms..200ms"
 )]
 async fn pay(

@@ -17,6 +17,7 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use crate::log::{LogEntry, LogHead, LogQuery, NewLogEntry};
+use crate::redacted::RedactionKey;
 use crate::store::{
     Appended, Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
     QueueUpdate, Renewal, RunState, Store, StoreError,
@@ -89,6 +90,8 @@ pub struct PostgresStore {
     last_error: LastError,
     schema: String,
     server: Server,
+    /// Read when the store connects ([`Store::redaction_key`]).
+    redaction: RedactionKey,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -237,6 +240,7 @@ impl PostgresStore {
             .await
             .map_err(|e| server.error(&e))?;
         schema::migrate(&mut first.client, &server, &options.schema).await?;
+        let redaction = schema::redaction_secret(&first.client, &server, &options.schema).await?;
         // A pool that is already full keeps its own connections; this one is then closed.
         let _ = pool.add(first);
         Ok(PostgresStore {
@@ -244,6 +248,7 @@ impl PostgresStore {
             last_error,
             schema: options.schema,
             server,
+            redaction,
         })
     }
 
@@ -639,6 +644,10 @@ impl Store for PostgresStore {
         let result =
             ops::check_log_head(&conn.client, &self.server, &self.schema, &conn.statements).await;
         settle(conn, result)
+    }
+
+    fn redaction_key(&self) -> Option<RedactionKey> {
+        Some(self.redaction.clone())
     }
 }
 

@@ -5,10 +5,11 @@ use tokio_postgres::Client;
 
 use super::Server;
 use crate::log::GENESIS_HASH;
+use crate::redacted::RedactionKey;
 use crate::store::StoreError;
 
 /// The schema version this build writes (the `version` of `<schema>.schema_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// Migrations, in order: `MIGRATIONS[n]` brings a schema from version `n` to `n + 1`. `@.` stands for
 /// the store's schema (`actguard.` by default).
@@ -116,7 +117,49 @@ const MIGRATIONS: &[&str] = &[
         SELECT count(*) FROM @.log l WHERE l.key_digest = k.key_digest AND l.attempt > 0)
     WHERE k.state = 'claimed';
     "#,
+    // 3 → 4: the store's settings. The first is the store's secret keying the digests of `Redacted`
+    // values (`redaction_key`), written by `add_redaction_secret` in the same transaction: it comes
+    // from the operating system's random generator of the process that migrates.
+    r#"
+    CREATE TABLE @.settings (
+        name   TEXT PRIMARY KEY,
+        value  BYTEA NOT NULL
+    );
+    "#,
 ];
+
+/// The version whose migration creates the redaction secret.
+const REDACTION_SECRET_VERSION: i64 = 4;
+
+/// The row of `settings` holding the redaction secret.
+const REDACTION_SECRET: &str = "redaction_key";
+
+/// The store's redaction secret, as its migration wrote it.
+pub(crate) async fn redaction_secret(
+    client: &Client,
+    server: &Server,
+    schema: &str,
+) -> Result<RedactionKey, StoreError> {
+    let row = client
+        .query_opt(
+            &qualify("SELECT value FROM @.settings WHERE name = $1", schema),
+            &[&REDACTION_SECRET],
+        )
+        .await
+        .map_err(|e| server.error(&e))?;
+    let corrupt = |why: String| {
+        StoreError::Corrupt(format!(
+            "schema `{schema}` on {server} {why}: its `Redacted` digests cannot be computed again; \
+             restore it from a backup"
+        ))
+    };
+    let bytes: Vec<u8> = match row {
+        Some(row) => row.try_get(0).map_err(|e| server.error(&e))?,
+        None => return Err(corrupt("has lost its redaction secret".to_owned())),
+    };
+    RedactionKey::new(&bytes)
+        .map_err(|_| corrupt(format!("has a redaction secret of {} bytes", bytes.len())))
+}
 
 /// Replaces `@.` with the qualified schema prefix.
 pub(crate) fn qualify(sql: &str, schema: &str) -> String {
@@ -189,6 +232,18 @@ pub(crate) async fn migrate(
         tx.batch_execute(&qualify(sql, schema).replace("@GENESIS", GENESIS_HASH))
             .await
             .map_err(err)?;
+    }
+    if version < REDACTION_SECRET_VERSION {
+        let secret = RedactionKey::generate_secret();
+        tx.execute(
+            &qualify(
+                "INSERT INTO @.settings (name, value) VALUES ($1, $2)",
+                schema,
+            ),
+            &[&REDACTION_SECRET, &&secret[..]],
+        )
+        .await
+        .map_err(err)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute(

@@ -39,9 +39,9 @@ pub(crate) struct Recognized {
     pub(crate) label: Option<String>,
 }
 
-/// The tables of every schema version (1 to [`SCHEMA_VERSION`]) and `store_info`: a database holding any
+/// The tables of every schema version (1 to [`SCHEMA_VERSION`], `settings` since 5) and `store_info`: a database holding any
 /// other table (beside SQLite's own `sqlite_*` tables) is not a store of an earlier release.
-const STORE_TABLES: [&str; 9] = [
+const STORE_TABLES: [&str; 10] = [
     "runs",
     "keys",
     "records",
@@ -50,6 +50,7 @@ const STORE_TABLES: [&str; 9] = [
     "log",
     "log_index",
     "log_indexed",
+    "settings",
     "store_info",
 ];
 

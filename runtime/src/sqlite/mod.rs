@@ -64,7 +64,7 @@
 //!
 //! # Schema
 //!
-//! Version 4 (`PRAGMA user_version`): `runs` (halted runs), `keys` (one row per idempotency key:
+//! Version 5 (`PRAGMA user_version`): `runs` (halted runs), `keys` (one row per idempotency key:
 //! fingerprint, payload, state `claimed`/`completed`/`failed`/`released`, claim id and lease, stored
 //! result, queue entry, attempts logged), `records` (per record, side by side in one B-tree: its last
 //! fencing token and live lease, and the last completion of each action on it, the loop filter),
@@ -73,14 +73,14 @@
 //! plus copies of run, action, record and time), `log_index` (run, action, record and time of every
 //! log entry up to `log_indexed.upto`, filled by the writer 256 entries at a time instead of four
 //! index inserts per append; a query reads the indexed entries through it and the later ones from
-//! `log` directly). Files of versions 1 to 3 are upgraded by a read-write open (version 4 rebuilds
-//! `keys` and indexes the existing log once).
+//! `log` directly), `settings` (since version 5: the store's redaction secret, 32 random bytes drawn
+//! when the file is created or upgraded, see [`Store::redaction_key`]). Files of versions 1 to 4 are
+//! upgraded by a read-write open (version 4 rebuilds `keys` and indexes the existing log once; version
+//! 5 draws the secret); a read-only open reads versions 4 and 5 as they are.
 //!
 //! Beside the numbered schema: the application id (`PRAGMA application_id`, `AGrd`) and
 //! `store_info` (name → value; `label`, see [`SqliteOptions::label`]), both written when a store is
-//! created and when a store of an earlier release is first opened read-write. Neither changes the
-//! schema version: releases that read version 4 without them ignore them, so a store created by
-//! this version still opens with those releases.
+//! created and when a store of an earlier release is first opened read-write.
 //!
 //! # Files
 //!
@@ -120,6 +120,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::log::{LogEntry, LogHead, LogQuery, NewLogEntry};
+use crate::redacted::RedactionKey;
 use crate::store::{
     Appended, Begin, BeginRequest, Completion, Failure, KeyState, Millis, QueueEntry, QueueQuery,
     QueueUpdate, Renewal, RunState, Store, StoreError,
@@ -187,6 +188,9 @@ pub struct SqliteStore {
     threads: Threads,
     location: Location,
     label: Option<String>,
+    /// Read when the store is opened ([`Store::redaction_key`]); `None` for a store of version 4
+    /// opened read-only (it has no secret yet).
+    redaction: Option<RedactionKey>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -305,11 +309,11 @@ impl SqliteStore {
     /// write lock). Reads do not wait for an agent writing the store, nor make it wait. Every write
     /// method of the store answers [`StoreError::Unavailable`].
     ///
-    /// A missing file is [`StoreError::NotFound`]. A store of an earlier schema version than
-    /// [`SCHEMA_VERSION`](Self::SCHEMA_VERSION) is refused ([`StoreError::Corrupt`], file unchanged):
-    /// the queries need the current schema, and upgrading it is a write; open it once read-write
-    /// (an agent of this version, [`open_existing`](Self::open_existing)) to upgrade it. A store of an
-    /// earlier release at the current schema version (without the application id) is read as it is.
+    /// A missing file is [`StoreError::NotFound`]. Stores of schema version 4 (release 0.1) and 5 are
+    /// read as they are (the queries are the same; a version 4 store has no redaction secret yet, so
+    /// [`Store::redaction_key`] answers `None`). An older store is refused ([`StoreError::Corrupt`],
+    /// file unchanged): upgrading it is a write; open it once read-write (an agent of this version,
+    /// [`open_existing`](Self::open_existing)) to upgrade it.
     ///
     /// SQLite readers of a write-ahead log need its `-shm` file: if it is missing and the directory is
     /// writable, SQLite creates it and an empty `-wal` (they hold no data, and stay after the store is
@@ -350,6 +354,7 @@ impl SqliteStore {
         let mut conn = Connection::open_in_memory().at(&location)?;
         schema::configure(&conn, &location, settings)?;
         schema::upgrade(&mut conn, &location, true, None)?;
+        let redaction = Some(schema::redaction_secret(&conn, &location)?);
         let (writer, thread) = spawn_writer(conn, location.clone(), None)?;
         Ok(SqliteStore {
             reader: writer.clone(),
@@ -360,6 +365,7 @@ impl SqliteStore {
             },
             location,
             label: None,
+            redaction,
         })
     }
 
@@ -417,6 +423,7 @@ impl SqliteStore {
         schema::upgrade(&mut conn, &location, init, options.label.as_deref())?;
         schema::use_wal(&conn, &location)?;
         let label = schema::label(&conn, &location)?;
+        let redaction = Some(schema::redaction_secret(&conn, &location)?);
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
             .at(&location)?;
         let read = schema::connect(path, &location, settings, true)?;
@@ -433,6 +440,7 @@ impl SqliteStore {
             },
             location,
             label,
+            redaction,
         })
     }
 
@@ -443,7 +451,7 @@ impl SqliteStore {
         settings: Settings,
         store: file::Recognized,
     ) -> Result<SqliteStore, StoreError> {
-        if store.version < schema::SCHEMA_VERSION {
+        if store.version < schema::READ_ONLY_VERSION {
             return Err(StoreError::Corrupt(format!(
                 "`{}` is an actguard store of schema version {}, older than the version {} this \
                  version of actguard reads, and a read-only open never upgrades a store: it was left \
@@ -452,7 +460,7 @@ impl SqliteStore {
                  longer opens it), or read it with the release that wrote it",
                 location.display,
                 store.version,
-                schema::SCHEMA_VERSION
+                schema::READ_ONLY_VERSION
             )));
         }
         // The first read opens the write-ahead log's `-shm` file (creating it if needed).
@@ -476,6 +484,11 @@ impl SqliteStore {
             Err(e) => return Err(location.error(&e)),
         };
         schema::configure(&conn, &location, settings)?;
+        let redaction = if store.version >= schema::REDACTION_SECRET_VERSION {
+            Some(schema::redaction_secret(&conn, &location)?)
+        } else {
+            None
+        };
         let (reader, read_thread) = spawn_reader(conn, location.clone())?;
         Ok(SqliteStore {
             writer: None,
@@ -486,6 +499,7 @@ impl SqliteStore {
             },
             location,
             label: store.label,
+            redaction,
         })
     }
 
@@ -1057,5 +1071,9 @@ impl Store for SqliteStore {
 
     async fn check_log_copies(&self) -> Result<(), StoreError> {
         self.read(ops::check_log_index).await
+    }
+
+    fn redaction_key(&self) -> Option<RedactionKey> {
+        self.redaction.clone()
     }
 }

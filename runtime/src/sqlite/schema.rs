@@ -6,6 +6,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use super::file::{self, Kind};
+use crate::redacted::RedactionKey;
 use crate::store::StoreError;
 
 /// `PRAGMA application_id` of an actguard store: the ASCII bytes `AGrd` (`0x41477264`), written in the
@@ -14,7 +15,10 @@ use crate::store::StoreError;
 pub(crate) const APPLICATION_ID: u32 = 0x4147_7264;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
+
+/// The oldest version a read-only open reads as it is: the queries have not changed since.
+pub(crate) const READ_ONLY_VERSION: i64 = 4;
 
 /// Migrations, in order: `MIGRATIONS[n]` brings a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -187,7 +191,62 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE keys;
     ALTER TABLE keys_v4 RENAME TO keys;
     "#,
+    // 4 → 5: the store's settings. The first is the store's secret keying the digests of `Redacted`
+    // values (`redaction_key`), written by `add_redaction_secret` in the same transaction: it comes
+    // from the operating system's random generator, which SQL does not reach.
+    r#"
+    CREATE TABLE settings (
+        name   TEXT PRIMARY KEY,
+        value  BLOB NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
+
+/// The version whose migration creates the redaction secret.
+pub(crate) const REDACTION_SECRET_VERSION: i64 = 5;
+
+/// The row of `settings` holding the redaction secret.
+const REDACTION_SECRET: &str = "redaction_key";
+
+/// Writes a new random redaction secret (the migration to [`REDACTION_SECRET_VERSION`]).
+fn add_redaction_secret(tx: &Connection, at: &Location) -> Result<(), StoreError> {
+    let secret = RedactionKey::generate_secret();
+    tx.execute(
+        "INSERT INTO settings (name, value) VALUES (?1, ?2)",
+        rusqlite::params![REDACTION_SECRET, &secret[..]],
+    )
+    .map_err(|e| at.error(&e))?;
+    Ok(())
+}
+
+/// The store's redaction secret, as its migration wrote it.
+pub(crate) fn redaction_secret(
+    conn: &Connection,
+    at: &Location,
+) -> Result<RedactionKey, StoreError> {
+    let secret: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM settings WHERE name = ?1",
+            [REDACTION_SECRET],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(at.error(&e)),
+        })?;
+    let corrupt = |why: String| {
+        StoreError::Corrupt(format!(
+            "`{}` {why}: its `Redacted` digests cannot be computed again; restore it from a backup",
+            at.display
+        ))
+    };
+    match secret {
+        None => Err(corrupt("has lost its redaction secret".to_owned())),
+        Some(bytes) => RedactionKey::new(&bytes)
+            .map_err(|_| corrupt(format!("has a redaction secret of {} bytes", bytes.len()))),
+    }
+}
 
 /// Where a connection points, for messages.
 #[derive(Debug, Clone)]
@@ -393,6 +452,9 @@ pub(crate) fn upgrade(
         tx.pragma_update(None, "user_version", from as i64 + 1)
             .map_err(|e| at.error(&e))?;
     }
+    if version < REDACTION_SECRET_VERSION {
+        add_redaction_secret(&tx, at)?;
+    }
     tx.commit().map_err(|e| at.error(&e))?;
     Ok(())
 }
@@ -554,6 +616,62 @@ mod tests {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
+    }
+
+    /// A version 4 file gets a random redaction secret in its upgrade, once: opening it again keeps
+    /// it, and another file gets another.
+    #[test]
+    fn the_upgrade_to_version_5_adds_a_redaction_secret_once() {
+        let at = Location {
+            display: ":memory:".to_owned(),
+            read_only: false,
+        };
+        let version_4 = || {
+            let conn = Connection::open_in_memory().unwrap();
+            for sql in &MIGRATIONS[..4] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 4).unwrap();
+            conn
+        };
+        let (mut a, mut b) = (version_4(), version_4());
+        upgrade(&mut a, &at, false, None).unwrap();
+        upgrade(&mut b, &at, false, None).unwrap();
+        let secret = |conn: &Connection| -> Vec<u8> {
+            conn.query_row(
+                "SELECT value FROM settings WHERE name = 'redaction_key'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let kept = secret(&a);
+        assert_eq!(kept.len(), RedactionKey::SECRET_LEN);
+        assert_ne!(kept, secret(&b));
+        // Opened again: already at version 5, the secret stays.
+        upgrade(&mut a, &at, false, None).unwrap();
+        assert_eq!(secret(&a), kept);
+        assert_eq!(
+            redaction_secret(&a, &at).unwrap().id(),
+            RedactionKey::new(&kept).unwrap().id()
+        );
+        // A file whose secret was removed or cut is refused: its digests cannot be computed again.
+        a.execute(
+            "UPDATE settings SET value = x'0102' WHERE name = 'redaction_key'",
+            [],
+        )
+        .unwrap();
+        let short = redaction_secret(&a, &at).unwrap_err();
+        assert!(
+            matches!(&short, StoreError::Corrupt(m) if m.contains("2 bytes")),
+            "{short:?}"
+        );
+        a.execute("DELETE FROM settings", []).unwrap();
+        let lost = redaction_secret(&a, &at).unwrap_err();
+        assert!(
+            matches!(&lost, StoreError::Corrupt(m) if m.contains("lost its redaction secret")),
+            "{lost:?}"
+        );
     }
 
     /// A version 2 file keeps its records' tokens and leases and its loop-filter marks in version 3.
