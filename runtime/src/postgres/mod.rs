@@ -2,16 +2,16 @@
 
 mod ops;
 mod schema;
+mod tls;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bb8::{ErrorSink, ManageConnection, PooledConnection};
-use bb8_postgres::PostgresConnectionManager;
-use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
@@ -74,6 +74,48 @@ use crate::store::{
 /// Nothing is acted on without a claim: any error of the server, the network or the pool is a
 /// [`StoreError`], whose message names the server (`host:port`, database, user) and what to check.
 ///
+/// # TLS
+///
+/// The URL's `sslmode` says whether connections are encrypted and what is checked, as libpq reads it
+/// (`postgres://...?sslmode=verify-full`, or `sslmode=verify-full` in the `key=value` form):
+///
+/// | `sslmode` | encrypted | the server's certificate |
+/// |---|---|---|
+/// | `disable` | never | not asked for |
+/// | `prefer` (without `sslmode`) | when the server offers TLS; in plain text when it does not, or when the handshake fails | not checked |
+/// | `require` | always, or no connection | not checked |
+/// | `verify-ca` | always, or no connection | must chain to a trusted root; the host name is not checked |
+/// | `verify-full` | always, or no connection | must chain to a trusted root and name the host connected to |
+///
+/// `prefer` and `require` encrypt without authenticating the server, as libpq does: they protect
+/// against reading the traffic on the wire, not against a machine in the middle that presents a
+/// certificate of its own. Use `verify-full` where that matters.
+///
+/// The trusted roots are the PEM certificates of the file named by `sslrootcert=PATH` in the URL (or
+/// [`PostgresOptions::ssl_root_cert`], which makes the default `verify-full`; the URL wins), else the
+/// platform's (the operating system's store, or `SSL_CERT_FILE` and `SSL_CERT_DIR`;
+/// `sslrootcert=system` names them and requires `verify-full`, as libpq). As in libpq, `prefer` and
+/// `require` given an `sslrootcert` check the chain as `verify-ca` does. A self-signed
+/// server certificate given as its own `sslrootcert` is trusted, whether or not it is marked as a CA.
+/// `verify-full` checks the names of the certificate's subjectAltName (and not its subject's CN).
+/// Over a Unix socket there is no TLS, whatever the `sslmode`. Over TLS, SCRAM authentication is bound
+/// to the connection (`SCRAM-SHA-256-PLUS`; `channel_binding=require` in the URL insists on it). TLS
+/// is rustls (TLS 1.2 and 1.3); client certificates (`sslcert`, `sslkey`) are not supported.
+///
+/// A connection refused for TLS is a [`StoreError::Unavailable`] naming the server and the reason:
+/// the server does not accept TLS and `sslmode` allows no plain text, its certificate is not trusted
+/// by the roots (naming `sslrootcert`), is not valid for the host, or is expired; `sslrootcert`
+/// cannot be read or holds no certificate; `sslmode` is not one of the five.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), actguard::StoreError> {
+/// let store = actguard::PostgresStore::connect(
+///     "postgres://agent@db.internal/agents?sslmode=verify-full&sslrootcert=/etc/actguard/db-ca.pem",
+/// )
+/// .await?;
+/// # Ok(()) }
+/// ```
+///
 /// # Example
 ///
 /// ```no_run
@@ -110,6 +152,7 @@ pub struct PostgresOptions {
     max_connections: usize,
     connect_timeout: Duration,
     wait_timeout: Duration,
+    ssl_root_cert: Option<PathBuf>,
 }
 
 impl Default for PostgresOptions {
@@ -119,6 +162,7 @@ impl Default for PostgresOptions {
             max_connections: 16,
             connect_timeout: Duration::from_secs(10),
             wait_timeout: Duration::from_secs(30),
+            ssl_root_cert: None,
         }
     }
 }
@@ -150,6 +194,16 @@ impl PostgresOptions {
         self
     }
 
+    /// The CA certificates (a PEM file) the server's certificate must chain to, as `sslrootcert=PATH`
+    /// in the connection URL, which takes precedence (`system` names the platform's roots here too).
+    /// A URL without `sslmode` then means `verify-full`, so that the certificate is always checked;
+    /// an `sslmode` in the URL is kept (`prefer` and `require` check the chain as `verify-ca` does,
+    /// as libpq). See [TLS](PostgresStore#tls).
+    pub fn ssl_root_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ssl_root_cert = Some(path.into());
+        self
+    }
+
     /// Connects to the server named by `url` (`postgres://user:password@host:port/database`), creates or
     /// migrates the schema, and returns the store.
     pub async fn connect(self, url: &str) -> Result<PostgresStore, StoreError> {
@@ -168,11 +222,13 @@ impl PostgresStore {
     pub const URL_ENV: &'static str = "ACTGUARD_PG_URL";
 
     /// Connects to `url` (`postgres://user:password@host:port/database`) and uses schema `actguard`,
-    /// creating or migrating it.
+    /// creating or migrating it. The URL's `sslmode` and `sslrootcert` choose TLS (see
+    /// [TLS](PostgresStore#tls)).
     ///
     /// Fails with [`StoreError::Unavailable`] if the server cannot be reached, refuses the credentials
-    /// or has no such database, and with [`StoreError::Corrupt`] if the schema was written by a newer
-    /// version of actguard; each message names the server and what to check.
+    /// or has no such database, or TLS cannot be set up as the URL asks, and with
+    /// [`StoreError::Corrupt`] if the schema was written by a newer version of actguard; each message
+    /// names the server and what to check.
     pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
         PostgresOptions::default().connect(url).await
     }
@@ -204,7 +260,8 @@ impl PostgresStore {
         url: &str,
         options: PostgresOptions,
     ) -> Result<PostgresStore, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+        let url_tls = tls::UrlTls::split(url).map_err(|reason| bad_url(url, &reason))?;
+        let mut config = tokio_postgres::Config::from_str(&url_tls.rest).map_err(|e| {
             StoreError::Unavailable(format!(
                 "`{}` is not a PostgreSQL connection URL ({e}): expected \
                  postgres://user:password@host:port/database (check {})",
@@ -215,7 +272,12 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
-        let server = Server::of(&config);
+        let tls = tls::Settings::resolve(&url_tls, options.ssl_root_cert.as_deref(), &mut config)
+            .map_err(|reason| bad_url(url, &reason))?;
+        let server = Server::of(&config, tls.clone());
+        let connector = tls
+            .connector()
+            .map_err(|reason| StoreError::Unavailable(format!("{server}: {reason}")))?;
         if !schema::valid_schema_name(&options.schema) {
             return Err(StoreError::Backend(format!(
                 "`{}` cannot name the store's schema: use a lower-case SQL identifier \
@@ -232,7 +294,7 @@ impl PostgresStore {
             .connection_timeout(options.wait_timeout)
             .test_on_check_out(false)
             .error_sink(Box::new(last_error.clone()))
-            .build_unchecked(Manager(PostgresConnectionManager::new(config, NoTls)));
+            .build_unchecked(Manager(tls::Connector::new(config, connector)));
         // The first connection is opened here, so that an unreachable server, refused credentials
         // or a missing database fail `connect` at once with the server's own reason.
         let mut first = pool
@@ -288,9 +350,9 @@ struct Conn {
     statements: ops::Statements,
 }
 
-/// Opens connections with `bb8-postgres`; the pool drops a connection that is closed or was marked
+/// Opens connections with `bb8-postgres`, with TLS as the URL asks; the pool drops a connection that is closed or was marked
 /// broken instead of handing it out again.
-struct Manager(PostgresConnectionManager<NoTls>);
+struct Manager(tls::Connector);
 
 impl ManageConnection for Manager {
     type Connection = Conn;
@@ -363,10 +425,11 @@ pub(crate) struct Server {
     hosts: String,
     database: String,
     user: String,
+    tls: tls::Settings,
 }
 
 impl Server {
-    fn of(config: &tokio_postgres::Config) -> Server {
+    fn of(config: &tokio_postgres::Config, tls: tls::Settings) -> Server {
         let ports = config.get_ports();
         let hosts = config
             .get_hosts()
@@ -394,6 +457,7 @@ impl Server {
             hosts,
             database,
             user,
+            tls,
         }
     }
 
@@ -433,6 +497,9 @@ impl Server {
                 StoreError::Backend(format!("{self}: {msg} (SQLSTATE {})", code.code()))
             };
         }
+        if let Some(reason) = tls::describe(e, &self.tls) {
+            return StoreError::Unavailable(format!("{self}: {reason}"));
+        }
         let cause = std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string());
         if e.is_closed() {
             StoreError::Unavailable(format!(
@@ -455,6 +522,15 @@ impl fmt::Display for Server {
             self.hosts, self.database, self.user
         )
     }
+}
+
+/// A connection URL whose TLS parameters cannot be used, and why.
+fn bad_url(url: &str, reason: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "`{}`: {reason} (check {})",
+        redact(url),
+        PostgresStore::URL_ENV
+    ))
 }
 
 /// `url` without its password, for messages.
