@@ -123,6 +123,7 @@ pub struct FaultyStore {
     unreachable_completes: std::sync::atomic::AtomicU32,
     unreachable_renewals: std::sync::atomic::AtomicBool,
     renewals: std::sync::atomic::AtomicU32,
+    lost_halt_replies: std::sync::atomic::AtomicU32,
 }
 
 impl FaultyStore {
@@ -135,6 +136,7 @@ impl FaultyStore {
             unreachable_completes: Default::default(),
             unreachable_renewals: Default::default(),
             renewals: Default::default(),
+            lost_halt_replies: Default::default(),
         }
     }
 
@@ -147,6 +149,7 @@ impl FaultyStore {
             unreachable_completes: Default::default(),
             unreachable_renewals: Default::default(),
             renewals: Default::default(),
+            lost_halt_replies: Default::default(),
         }
     }
 
@@ -164,6 +167,12 @@ impl FaultyStore {
     /// The next `n` completions are committed, then answered with a dropped connection.
     pub fn lose_complete_replies(&self, n: u32) {
         self.lost_complete_replies
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The next `n` halts are committed, then answered with a dropped connection.
+    pub fn lose_halt_replies(&self, n: u32) {
+        self.lost_halt_replies
             .store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
@@ -257,7 +266,13 @@ impl actguard::Store for FaultyStore {
         reason: &str,
         now_ms: i64,
     ) -> Result<bool, actguard::StoreError> {
-        holding_time(self.inner.halt_run(run_id, reason, now_ms)).await
+        let halted = holding_time(self.inner.halt_run(run_id, reason, now_ms)).await?;
+        if Self::take(&self.lost_halt_replies) {
+            return Err(actguard::StoreError::Unavailable(
+                "the connection closed before the halt's answer arrived".into(),
+            ));
+        }
+        Ok(halted)
     }
     async fn run_state(
         &self,

@@ -271,3 +271,44 @@ async fn a_halt_asked_by_code_alerts_with_the_current_head() {
         assert_eq!(head.seq, log(&agent).await.len() as u64, "{store}");
     }
 }
+
+/// A halt committed whose answer was lost still tells the alert sink, once: the guarded call sends
+/// the halt again and recognises its own halt in the run's state.
+#[tokio::test]
+async fn a_halt_whose_answer_was_lost_alerts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = [
+        (
+            "memory",
+            actguard_tests::FaultyStore::new(MemoryStore::new()),
+        ),
+        (
+            "sqlite",
+            actguard_tests::FaultyStore::new(
+                SqliteStore::open(dir.path().join("actguard.db")).unwrap(),
+            ),
+        ),
+    ];
+    for (store, faulty) in stores {
+        let faulty = std::sync::Arc::new(faulty);
+        let alerts = RecordingAlert::new();
+        let agent = Agent::builder()
+            .shared_store(faulty.clone())
+            .alert_sink(alerts.clone())
+            .build()
+            .unwrap();
+        let ledger = Downstream::new();
+        faulty.lose_halt_replies(1);
+        quarantined_entry(&agent, &ledger).await;
+        assert_eq!(alerts.alerts().len(), 1, "{store}: a failing call");
+        // A halt asked by code, its answer lost too: alerted, and `true`.
+        faulty.lose_halt_replies(1);
+        let run = agent.start_run();
+        assert!(run.halt("operator stop").await.unwrap(), "{store}");
+        assert!(run.is_halted().await.unwrap(), "{store}");
+        assert_eq!(alerts.alerts().len(), 2, "{store}: a halt by code");
+        // Halting it again is no new halt: no alert.
+        assert!(!run.halt("operator stop").await.unwrap(), "{store}");
+        assert_eq!(alerts.alerts().len(), 2, "{store}");
+    }
+}

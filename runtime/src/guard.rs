@@ -675,7 +675,7 @@ where
         let store = self.agent().inner.store.clone();
         // Whether this call halted the run: it then tells the alert sink, once the halt is logged.
         let mut alert = None;
-        match store.halt_run(run_id, &reason, now_ms).await {
+        match halt_run(&*store, run_id, &reason, now_ms).await {
             Ok(true) => {
                 tracing::error!(kind = kind.as_str(), error = %message, "run halted");
                 alert = Some(HaltAlert {
@@ -757,6 +757,30 @@ where
 /// A captured state as the log keeps it: JSON `null` is no state (stored, both read back as `None`).
 fn state(value: Option<serde_json::Value>) -> Option<serde_json::Value> {
     value.filter(|v| !v.is_null())
+}
+
+/// Halts the run, converging when the answer is lost: a halt whose commit answered with an error
+/// may have committed, so it is sent once more, and "halted already" is then checked against the
+/// run's state: a halt with this very reason and time is this call's, which tells the alert sink.
+/// A halt that cannot be sent twice stays an error (the caller does not believe the run stopped).
+pub(crate) async fn halt_run(
+    store: &dyn crate::store::Store,
+    run_id: uuid::Uuid,
+    reason: &str,
+    now_ms: Millis,
+) -> Result<bool, StoreError> {
+    let e = match store.halt_run(run_id, reason, now_ms).await {
+        Err(e) => e,
+        answered => return answered,
+    };
+    tracing::warn!(error = %e, "halting the run got no answer; sending it again");
+    if store.halt_run(run_id, reason, now_ms).await? {
+        return Ok(true);
+    }
+    Ok(matches!(
+        store.run_state(run_id).await?,
+        crate::store::RunState::Halted { reason: r, at_ms } if r == reason && at_ms == now_ms
+    ))
 }
 
 /// The log's head for a halt alert: best effort (an alert without a head beats no alert).

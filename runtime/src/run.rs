@@ -66,12 +66,8 @@ impl Run {
     /// halted it; returns `false` (and tells no one) if it was halted already.
     pub async fn halt(&self, reason: &str) -> Result<bool, StoreError> {
         let now_ms = self.agent.inner.clock.now_ms();
-        let halted = self
-            .agent
-            .inner
-            .store
-            .halt_run(self.id, reason, now_ms)
-            .await?;
+        let halted =
+            crate::guard::halt_run(&*self.agent.inner.store, self.id, reason, now_ms).await?;
         if halted {
             tracing::error!(run_id = %self.id, reason, "run halted");
             let log_head = crate::guard::read_head(&*self.agent.inner.store).await;
