@@ -9,6 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::canonical;
+use crate::limits::{LimitError, Limits, Unstorable};
 use crate::shared::SharedStr;
 
 /// A value that may be part of an idempotency key or a record template.
@@ -270,7 +271,12 @@ impl PayloadJson {
 
     /// The payload as a JSON value.
     pub fn value(&self) -> serde_json::Value {
-        serde_json::from_str(&self.0).expect("a PayloadJson holds JSON that serde_json wrote")
+        // Read back as deep as a store reads (a payload stored by an earlier release may nest deeper
+        // than `serde_json` reads by default).
+        match crate::limits::read_json(&self.0) {
+            Ok(value) => value,
+            Err(e) => panic!("a PayloadJson holds JSON that serde_json wrote: {e:?}"),
+        }
     }
 }
 
@@ -320,8 +326,10 @@ thread_local! {
 
 /// Collects the payload parameters of a call; the attribute generates the calls, in sorted order of
 /// the parameters' names, so the canonical JSON is written as the fields come (in any other order it
-/// is sorted once, at the end). Each value is written straight into the buffer by
-/// [`canonical::write`], without building a `serde_json::Value`.
+/// is sorted once, at the end). Each value is written straight into the buffer, without building a
+/// `serde_json::Value`, and checked against the [limits](crate::limits) as it is written: a
+/// parameter nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH), a payload larger than
+/// [`MAX_PAYLOAD_BYTES`](crate::MAX_PAYLOAD_BYTES) or a non-finite float is refused.
 #[doc(hidden)]
 #[derive(Default)]
 pub struct PayloadBuilder {
@@ -343,7 +351,7 @@ impl PayloadBuilder {
         &mut self,
         name: &str,
         value: &T,
-    ) -> Result<&mut Self, serde_json::Error> {
+    ) -> Result<&mut Self, PayloadError> {
         if self.buf.is_empty() {
             self.buf = PAYLOAD_BUFFER.take();
             self.buf.push(b'{');
@@ -365,8 +373,25 @@ impl PayloadBuilder {
         }
         self.last_name = Some(name_at);
         self.buf.push(b':');
-        canonical::write(&mut self.buf, value)?;
-        Ok(self)
+        // The whole payload counts, and its closing brace.
+        let limits = Limits {
+            max_bytes: Limits::PAYLOAD.max_bytes - 1,
+            ..Limits::PAYLOAD
+        };
+        let what = || format!("the payload parameter `{name}`");
+        match canonical::write_limited(&mut self.buf, value, limits, name, what) {
+            Ok(()) => Ok(self),
+            Err(Unstorable::Serialize(e)) => Err(PayloadError::Serialize(e)),
+            // Too large is the payload's, not the parameter's.
+            Err(Unstorable::Refused(LimitError::TooLarge { kind, max, .. })) => {
+                Err(PayloadError::Refused(LimitError::TooLarge {
+                    what: "the payload".to_owned(),
+                    kind,
+                    max: max + 1,
+                }))
+            }
+            Err(Unstorable::Refused(e)) => Err(PayloadError::Refused(e)),
+        }
     }
 
     /// The payload and its fingerprint.
@@ -385,8 +410,29 @@ impl PayloadBuilder {
         };
         self.last_name = None;
         buf.clear();
-        PAYLOAD_BUFFER.set(buf);
+        // A large payload does not pin its buffer to the thread.
+        if buf.capacity() <= 16 * 1024 {
+            PAYLOAD_BUFFER.set(buf);
+        }
         payload
+    }
+}
+
+/// Why a payload was not built: a parameter does not serialize, or the payload is beyond the
+/// [limits](crate::limits).
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum PayloadError {
+    Serialize(serde_json::Error),
+    Refused(LimitError),
+}
+
+impl std::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PayloadError::Serialize(e) => e.fmt(f),
+            PayloadError::Refused(e) => e.fmt(f),
+        }
     }
 }
 

@@ -152,8 +152,8 @@ pub struct Attempt {
     pub(crate) retry: bool,
     pub(crate) run_id: Uuid,
     pub(crate) fencing_token: Option<u64>,
-    pub(crate) before: Mutex<Option<serde_json::Value>>,
-    pub(crate) after: Mutex<Option<serde_json::Value>>,
+    pub(crate) before: Mutex<Option<Captured>>,
+    pub(crate) after: Mutex<Option<Captured>>,
     /// The entry a compensating action reverses (revert), if any.
     /// Boxed: most attempts revert nothing, and the attempt is built on every guarded call.
     pub(crate) reverting: Option<Box<LogEntry>>,
@@ -211,6 +211,20 @@ impl ClaimHold {
     pub(crate) fn is_lost(&self) -> bool {
         self.lost.load(std::sync::atomic::Ordering::Acquire)
     }
+}
+
+/// A state captured by [`Attempt::before`] or [`Attempt::after`]: the value the log keeps, or why it
+/// cannot be kept.
+pub(crate) type Captured = Result<serde_json::Value, String>;
+
+fn capture<S: Serialize + ?Sized>(state: &S, when: &str) -> Captured {
+    let what = format!("the state captured {when} the write");
+    crate::limits::stored_value(state, when, &what, crate::limits::Limits::STATE).map_err(|e| {
+        match e {
+            crate::limits::Unstorable::Serialize(e) => format!("{what} does not serialize: {e}"),
+            refused => refused.to_string(),
+        }
+    })
 }
 
 impl Attempt {
@@ -278,22 +292,30 @@ impl Attempt {
     }
 
     /// Captures the state of the record before the write, for the action log (and revert).
+    ///
+    /// A state is stored like a result, within the same [limits](crate::limits): one that does not
+    /// serialize, nests deeper than [`MAX_DEPTH`](crate::MAX_DEPTH), is larger than
+    /// [`MAX_RESULT_BYTES`](crate::MAX_RESULT_BYTES) or holds a non-finite float is not logged. A
+    /// successful call then ends [`ActionError::ResultNotStored`](crate::ActionError::ResultNotStored)
+    /// (its key dead-lettered, so that a person checks what it wrote); a failed attempt's log entry
+    /// says why the state is missing.
     pub fn before<S: Serialize + ?Sized>(&self, state: &S) {
-        let v = crate::canonical::to_value(state).ok();
-        *self.before.lock().unwrap_or_else(|e| e.into_inner()) = v;
+        let v = capture(state, "before");
+        *self.before.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
     }
 
-    /// Captures the state after the write (default: the action's result).
+    /// Captures the state after the write (default: the action's result); within the same limits as
+    /// [`before`](Self::before).
     pub fn after<S: Serialize + ?Sized>(&self, state: &S) {
-        let v = crate::canonical::to_value(state).ok();
-        *self.after.lock().unwrap_or_else(|e| e.into_inner()) = v;
+        let v = capture(state, "after");
+        *self.after.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
     }
 
-    pub(crate) fn take_before(&self) -> Option<serde_json::Value> {
+    pub(crate) fn take_before(&self) -> Option<Captured> {
         self.before.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    pub(crate) fn take_after(&self) -> Option<serde_json::Value> {
+    pub(crate) fn take_after(&self) -> Option<Captured> {
         self.after.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
