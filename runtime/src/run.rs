@@ -233,7 +233,9 @@ impl Attempt {
         self.action
     }
 
-    /// The readable rendered idempotency key (`disburse:L-17:3`): pass it downstream.
+    /// The readable rendered idempotency key (`disburse:L-17:3`): pass it downstream. Different
+    /// intents never share it: in a template of two or more parts, a separator inside a part is
+    /// escaped ([`RenderedKey`](crate::RenderedKey)).
     pub fn key(&self) -> &str {
         &self.key
     }
