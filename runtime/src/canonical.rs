@@ -533,8 +533,17 @@ impl Refusal {
     }
 
     fn into_error(self, root: &str, what: String, limits: Limits) -> LimitError {
+        /// Steps shown at each end of a longer path (one too deep has more than `MAX_DEPTH`).
+        const SHOWN: usize = 8;
         let mut path = root.to_owned();
-        for step in self.path.iter().rev() {
+        let steps = self.path.len();
+        for (i, step) in self.path.iter().rev().enumerate() {
+            if steps > 2 * SHOWN && (SHOWN..steps - SHOWN).contains(&i) {
+                if i == SHOWN {
+                    path.push('…');
+                }
+                continue;
+            }
             match step {
                 Step::Index(i) => {
                     path.push('[');
@@ -1889,6 +1898,15 @@ mod tests {
                 what: "the value".into(),
                 path: "root[0][0][0]".into(),
                 max: 3
+            }
+        );
+        // A long path shows its ends.
+        assert_eq!(
+            refusal(&Deep(100), Limits::RESULT),
+            LimitError::TooDeep {
+                what: "the value".into(),
+                path: format!("root{}…{}", "[0]".repeat(8), "[0]".repeat(8)),
+                max: 64
             }
         );
         // However deep the value: the write stops at the limit (no stack is spent below it).

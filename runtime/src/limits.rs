@@ -59,7 +59,8 @@ pub enum LimitError {
     TooDeep {
         /// What was refused: `the payload parameter `instr``, `the result`, ...
         what: String,
-        /// Where the first level too deep begins: `instr.lines[3].tags`.
+        /// Where the first level too deep begins: `instr.lines[3].tags` (a long path shows its
+        /// first and last steps around `…`).
         path: String,
         /// The limit.
         max: usize,
