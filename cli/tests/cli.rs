@@ -317,6 +317,65 @@ fn verify_reports_a_row_that_no_longer_parses_as_tampered() {
         .stderr(predicate::str::contains("unreadable log entry"));
 }
 
+/// A store holding one entry as an earlier release could write it: its `before` state nested
+/// `depth` levels deep (no limit then).
+fn store_with_a_deep_entry(depth: usize) -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("actguard.db");
+    let mut before = serde_json::json!("normal");
+    for _ in 0..depth {
+        before = Value::Array(vec![before]);
+    }
+    let entry: actguard::log::NewLogEntry = serde_json::from_value(serde_json::json!({
+        "at_ms": 1_700_000_000_000i64, "run_id": "01a2352b-232b-71f0-b15f-d6d841741be1",
+        "action": "relabel", "record": "S-1", "key_text": "relabel:S-1", "key_digest": "d1",
+        "attempt": 1, "retry": false, "outcome": "succeeded", "failure_kind": null, "route": null,
+        "message": null, "queue_entry": null, "before": before, "after": "high",
+        "fencing_token": 1, "duration_ms": 1,
+    }))
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(&path).unwrap();
+        actguard::Store::append_log(&store, &entry).await.unwrap();
+        store.close().unwrap();
+    });
+    (dir, path)
+}
+
+/// An entry nested deeper than serde_json reads by default is read, shown and verified; one deeper
+/// than this release reads is reported as such (exit 1), never as tampering.
+#[test]
+fn deep_entries_read_and_verify_and_deeper_ones_are_not_called_tampered() {
+    let (_dir, db) = store_with_a_deep_entry(200);
+    actguard(&db)
+        .arg("verify")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("ok: 1 entry verified"));
+    actguard(&db)
+        .args(["show", "1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"normal\""));
+    actguard(&db).arg("runs").assert().success();
+
+    let (_dir, db) = store_with_a_deep_entry(actguard::MAX_READ_DEPTH);
+    actguard(&db)
+        .arg("verify")
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("TAMPERED").not())
+        .stderr(predicate::str::starts_with(
+            "error: store data too deep to read: ",
+        ))
+        .stderr(predicate::str::contains("is not damaged"))
+        .stderr(predicate::str::contains("panicked").not());
+    plain_error(actguard(&db).arg("log"), 1, "too deep to read");
+}
+
 #[test]
 fn runs_lists_each_run_and_shows_the_halted_one() {
     let (_dir, db, filled) = filled_store();

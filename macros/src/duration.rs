@@ -76,6 +76,26 @@ mod tests {
         assert!(parse("99999999999999999999d").is_err());
     }
 
+    proptest::proptest! {
+        /// Any text is a duration or an error, never a panic.
+        #[test]
+        fn any_text_parses_or_is_refused(text in "\\PC{0,30}") {
+            let _ = parse(&text);
+        }
+
+        /// Digits and units in any arrangement, numbers beyond `u64` included.
+        #[test]
+        fn any_duration_like_text_parses_or_is_refused(text in "[0-9 ]{0,25}(ms|s|m|h|d|x|µs)?[0-9]{0,2}") {
+            let _ = parse(&text);
+        }
+
+        /// Every duration's display reads back as the same duration.
+        #[test]
+        fn a_displayed_duration_reads_back(ms in proptest::prelude::any::<u64>()) {
+            proptest::prop_assert_eq!(parse(&display(ms)), Ok(ms));
+        }
+    }
+
     #[test]
     fn displays_the_largest_whole_unit() {
         assert_eq!(display(86_400_000), "1d");

@@ -1,5 +1,13 @@
 //! Key and record templates: literal text and `{param}` / `{param.field.path}` parts, `{{` and `}}`
 //! for literal braces.
+//!
+//! A template renders injectively: two different tuples of parts never give the same text. With one
+//! part, the literal text around it is fixed, so any part text is fine. With two or more, the
+//! runtime percent-encodes `%` and every character of the literal text between parts inside each
+//! part's text ([`Template::escape_set`]); the template must then have literal text between any two
+//! parts (`{a}{b}` has no boundary to find), and that text may not begin with `%` (an escape could
+//! then end where the separator begins: `{a}%{b}` renders `%25%25` for both `("", "25%")` and
+//! `("%", "25")`).
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
@@ -40,13 +48,21 @@ impl Template {
         })
     }
 
-    /// `KeyBuilder::new(action).literal(..).part(&param.field)...finish()`. Every part expression is
-    /// spanned on the template literal, so an unknown field or a part without a stable encoding is
-    /// reported there.
+    /// The characters the runtime percent-encodes in each part: `%` and every character of the
+    /// literal text between parts, in order of first appearance. `None` for a template with fewer
+    /// than two parts (nothing to escape).
+    pub fn escape_set(&self) -> Option<String> {
+        escape_set(&self.segments)
+    }
+
+    /// `KeyBuilder::new(action).escaping(..).literal(..).part(&param.field)...finish()`. Every part
+    /// expression is spanned on the template literal, so an unknown field or a part without a
+    /// stable encoding is reported there.
     /// `builder`: the `KeyBuilder` constructor, `new` for a key, `record` for a record (no digest).
     pub fn render(&self, private: &TokenStream, action: &str, builder: &str) -> TokenStream {
         let span = self.lit.span();
         let builder = Ident::new(builder, Span::call_site());
+        let escaping = self.escape_set().map(|set| quote!(.escaping(#set)));
         let calls = self.segments.iter().map(|segment| match segment {
             Segment::Literal(text) => quote!(.literal(#text)),
             Segment::Part { root, fields } => {
@@ -60,7 +76,7 @@ impl Template {
             }
         });
         quote! {
-            #private::KeyBuilder::#builder(#action) #(#calls)* .finish()
+            #private::KeyBuilder::#builder(#action) #escaping #(#calls)* .finish()
         }
     }
 }
@@ -74,6 +90,68 @@ fn member(field: &str, span: Span) -> syn::Member {
         Ok(index) => syn::Member::Unnamed(syn::Index { index, span }),
         Err(_) => syn::Member::Named(Ident::new(field, span)),
     }
+}
+
+/// See [`Template::escape_set`].
+fn escape_set(segments: &[Segment]) -> Option<String> {
+    let is_part = |s: &Segment| matches!(s, Segment::Part { .. });
+    let first = segments.iter().position(is_part)?;
+    let last = segments.iter().rposition(is_part)?;
+    if first == last {
+        return None;
+    }
+    let mut set = String::from("%");
+    for segment in &segments[first..last] {
+        if let Segment::Literal(text) = segment {
+            for c in text.chars() {
+                if !set.contains(c) {
+                    set.push(c);
+                }
+            }
+        }
+    }
+    Some(set)
+}
+
+/// The text of a part as the template spells it, for messages.
+fn spelled(segment: &Segment) -> String {
+    match segment {
+        Segment::Part { root, fields } => {
+            let mut path = root.clone();
+            for f in fields {
+                path.push('.');
+                path.push_str(f);
+            }
+            format!("{{{path}}}")
+        }
+        Segment::Literal(text) => text.clone(),
+    }
+}
+
+/// Between any two parts, literal text that does not begin with `%`: what makes the rendered text
+/// injective (see the module's documentation).
+fn check_separators(segments: &[Segment]) -> Result<(), String> {
+    let is_part = |s: &Segment| matches!(s, Segment::Part { .. });
+    for (i, segment) in segments.iter().enumerate() {
+        // Literal text is merged: what follows a literal is a part, or nothing.
+        let part_follows = segments.get(i + 1).is_some_and(is_part);
+        match segment {
+            Segment::Part { .. } if part_follows => {
+                let (a, b) = (spelled(segment), spelled(&segments[i + 1]));
+                return Err(format!(
+                    "`{a}{b}` has no text between its parts, so different values render the same text (`\"ab\" + \"c\"` and `\"a\" + \"bc\"` are both `abc`): put a separator between them, e.g. `{a}:{b}`"
+                ));
+            }
+            Segment::Literal(text) if text.starts_with('%') && i > 0 && part_follows => {
+                let before = spelled(&segments[i - 1]);
+                return Err(format!(
+                    "the text after `{before}` begins with `%`, the escape character of key parts, so different values could render the same text: begin the separator with another character, e.g. `:{text}`"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn parse_segments(text: &str) -> Result<Vec<Segment>, String> {
@@ -125,6 +203,7 @@ fn parse_segments(text: &str) -> Result<Vec<Segment>, String> {
     if !literal.is_empty() {
         segments.push(Segment::Literal(literal));
     }
+    check_separators(&segments)?;
     Ok(segments)
 }
 
@@ -207,6 +286,60 @@ mod tests {
             parse_segments("{{x}}:{id}").unwrap(),
             vec![Segment::Literal("{x}:".into()), part("id", &[])]
         );
+    }
+
+    #[test]
+    fn escapes_the_separators_of_two_or_more_parts() {
+        let set = |t: &str| escape_set(&parse_segments(t).unwrap());
+        assert_eq!(set("pay:{a}:{b}"), Some("%:".into()));
+        assert_eq!(set("{a}/{b}::{c}-x"), Some("%/:".into()));
+        assert_eq!(set("{a}→{b}"), Some("%→".into()));
+        // The literal text before the first part and after the last is fixed: not escaped.
+        assert_eq!(set("x/{a}-{b}/y"), Some("%-".into()));
+        // One part, or none: nothing to escape.
+        assert_eq!(set("pay:{a}:"), None);
+        assert_eq!(set("{a}"), None);
+        assert_eq!(set("{{a}}"), None);
+        // A separator may hold `%` after its first character.
+        assert_eq!(set("{a}:%{b}"), Some("%:".into()));
+    }
+
+    #[test]
+    fn parts_need_a_separator_that_does_not_begin_with_percent() {
+        let err = parse_segments("pay:{a}{b.c}").unwrap_err();
+        assert!(
+            err.starts_with("`{a}{b.c}` has no text between its parts")
+                && err.contains("`{a}:{b.c}`"),
+            "{err}"
+        );
+        assert!(parse_segments("{a}{{x}}{b}").is_ok());
+        let err = parse_segments("{a}%{b}").unwrap_err();
+        assert!(err.contains("begins with `%`"), "{err}");
+        assert!(parse_segments("{a}%").is_ok());
+        assert!(parse_segments("%{a}").is_ok());
+    }
+
+    proptest::proptest! {
+        /// The parser answers every text, however malformed, without panicking.
+        #[test]
+        fn any_text_parses_or_is_refused(text in "\\PC{0,40}") {
+            let _ = parse_segments(&text);
+        }
+
+        /// Texts made of the characters templates are made of.
+        #[test]
+        fn any_template_like_text_parses_or_is_refused(text in "[{}.:%a_0-9é ]{0,24}") {
+            if let Ok(segments) = parse_segments(&text) {
+                // A template that parses renders injectively: a separator between any two parts.
+                for pair in segments.windows(2) {
+                    proptest::prop_assert!(
+                        !matches!(pair, [Segment::Part { .. }, Segment::Part { .. }]),
+                        "{:?}", segments
+                    );
+                }
+                let _ = escape_set(&segments);
+            }
+        }
     }
 
     #[test]

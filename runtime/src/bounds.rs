@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::classify::{Classify, RetryAfterValue};
 use crate::error::ActionError;
 use crate::guard::{Begun, Call};
-use crate::key::{Payload, PayloadBuilder, RenderedKey};
+use crate::key::{Payload, PayloadBuilder, PayloadError, RenderedKey};
 use crate::policy::{ActionSpec, FailureKind};
 use crate::redacted::{Redacted, RedactionKey};
 use crate::run::Run;
@@ -93,17 +93,18 @@ pub trait ErrorMessage: Display {}
 
 impl<E: Display + ?Sized> ErrorMessage for E {}
 
-/// The payload of a call as the guarded call takes it: the payload, or why it did not serialize.
-pub type PayloadResult = Result<Payload, serde_json::Error>;
+/// The payload of a call as the guarded call takes it: the payload, or why it was not built (a
+/// parameter does not serialize, or the payload is beyond the limits).
+pub type PayloadResult = Result<Payload, PayloadError>;
 
 /// Collects the payload parameters of a call: the expansion adds each with [`payload_field`], in
-/// order, then calls [`PayloadFields::finish`]. The first field that does not serialize is the
-/// error; the fields after it are not serialized. (Statements rather than a closure with `?`: one
-/// function less to compile per action.) `Redacted` values are written as their digests under the
-/// key of the run's agent.
+/// order, then calls [`PayloadFields::finish`]. The first field that does not serialize (or is
+/// refused by the limits) is the error; the fields after it are not serialized. (Statements rather
+/// than a closure with `?`: one function less to compile per action.) `Redacted` values are written
+/// as their digests under the key of the run's agent.
 pub struct PayloadFields<'r> {
     builder: PayloadBuilder,
-    error: Option<serde_json::Error>,
+    error: Option<PayloadError>,
     redaction: &'r RedactionKey,
 }
 
@@ -117,7 +118,7 @@ impl<'r> PayloadFields<'r> {
         }
     }
 
-    /// The payload, or the first field's serialization error.
+    /// The payload, or the first field's error.
     pub fn finish(mut self) -> PayloadResult {
         match self.error {
             Some(e) => Err(e),

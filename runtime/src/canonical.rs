@@ -34,7 +34,8 @@
 //!   shortest text that reads back as the same `f64`, with a `.0` on integral values and an
 //!   exponent outside `1e-5 ≤ |x| < 1e16`: `1.0`, `0.1`, `-0.0`, `1e-7`, `1e+16`, `1e+21`,
 //!   `5e-324`, `1.7976931348623157e+308`. Written by [`zmij`], the formatter `serde_json` itself
-//!   uses. Non-finite floats (`NaN`, `±inf`) are `null`.
+//!   uses. Non-finite floats (`NaN`, `±inf`) are `null` (a guarded call's payload, result and
+//!   captured states refuse them instead: see [`limits`](crate::limits)).
 //! - `None`, `()` and unit structs are `null`; newtypes are their content; sequences, tuples and
 //!   bytes are arrays; a unit variant is its name as a string, other variants an object with one
 //!   member named after the variant (`serde`'s externally tagged form).
@@ -42,6 +43,13 @@
 //!   plain build would have read that text: a `u64` if it is a non-negative integer that fits, an
 //!   `i64` if it is a negative integer that fits (`-0` is the float `-0.0`), otherwise the nearest
 //!   `f64`. A `serde_json::value::RawValue` is parsed and written canonically.
+//!
+//! # Depth
+//!
+//! [`write()`] follows a value's serialization at most [`MAX_WRITE_DEPTH`] levels of arrays and
+//! objects down, then stops with an error: a recursive structure however deep never exhausts the
+//! stack. A guarded call's payload, result and captured states are written within the tighter
+//! [limits](crate::limits) of what a store keeps.
 //!
 //! # RFC 8785 (JCS)
 //!
@@ -75,6 +83,8 @@ use serde::Serialize;
 use serde::ser::{self, Impossible};
 use serde_json::{Error, Value};
 
+use crate::limits::{LimitError, Limits, Unstorable};
+
 /// The name under which `serde_json` serializes a `Number` when `arbitrary_precision` is on: a struct
 /// with one field of that name holding the number's text.
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
@@ -94,9 +104,42 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
     Ok(String::from_utf8(bytes).expect("canonical JSON is UTF-8"))
 }
 
-/// Appends the canonical JSON of `value` to `out`. On an error, `out` may hold part of it.
+/// The deepest nesting of arrays and objects [`write()`] writes: deeper, it stops with an error
+/// rather than follow a value's serialization down (a recursive structure could exhaust the stack);
+/// `serde_json` reads no deeper by default either.
+pub const MAX_WRITE_DEPTH: usize = 128;
+
+/// Appends the canonical JSON of `value` to `out`. On an error, `out` may hold part of it. A value
+/// nested deeper than [`MAX_WRITE_DEPTH`] levels is an error.
 pub fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Error> {
-    value.serialize(&mut Writer { out })
+    let mut w = Writer::new(out, MAX_WRITE_DEPTH, usize::MAX, false);
+    value.serialize(&mut w)
+}
+
+/// Appends the canonical JSON of `value` to `out`, checked against `limits` as it is written: at most
+/// `limits.max_depth` levels (the value's serialization is not followed deeper), `out` no longer than
+/// `limits.max_bytes`, and no non-finite float. `root` names the value in the path of a refusal
+/// (`instr`, `result`), `what` in its message (`the payload parameter `instr``), built only then.
+pub(crate) fn write_limited<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+    limits: Limits,
+    root: &str,
+    what: impl FnOnce() -> String,
+) -> Result<(), Unstorable> {
+    let mut w = Writer::new(out, limits.max_depth, limits.max_bytes, true);
+    let written = value.serialize(&mut w);
+    let too_large = w.out.len() > limits.max_bytes;
+    // A refusal stands even if the value's own `Serialize` dropped the error on its way up.
+    let refusal = match w.refused.take() {
+        Some(r) => Some(r),
+        None if too_large => Some(Refusal::new(Refused::Large)),
+        None => None,
+    };
+    if let Some(r) = refusal {
+        return Err(Unstorable::Refused(r.into_error(root, what(), limits)));
+    }
+    written.map_err(Unstorable::Serialize)
 }
 
 /// Appends `s` as a canonical JSON string (quoted and escaped) to `out`.
@@ -449,6 +492,158 @@ fn skip_value(out: &[u8], at: usize) -> usize {
 /// The serializer: writes canonical JSON into `out`.
 struct Writer<'o> {
     out: &'o mut Vec<u8>,
+    /// Arrays and objects open around what is being written.
+    depth: usize,
+    max_depth: usize,
+    /// The length `out` may not exceed (checked after each element and member).
+    max_len: usize,
+    /// Refuse non-finite floats (a limited write) rather than write `null`.
+    finite: bool,
+    /// What a write refused, with the path to it gathered as the error travels up.
+    refused: Option<Refusal>,
+}
+
+/// Why a write stopped, and where: the path from the refused value up to the root, innermost first.
+#[derive(Debug)]
+struct Refusal {
+    refused: Refused,
+    path: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    Deep,
+    Large,
+    NonFinite(&'static str),
+}
+
+/// One step of a path: an array index or an object key.
+#[derive(Debug)]
+enum Step {
+    Index(usize),
+    Key(String),
+}
+
+impl Refusal {
+    fn new(refused: Refused) -> Self {
+        Refusal {
+            refused,
+            path: Vec::new(),
+        }
+    }
+
+    fn into_error(self, root: &str, what: String, limits: Limits) -> LimitError {
+        /// Steps shown at each end of a longer path (one too deep has more than `MAX_DEPTH`).
+        const SHOWN: usize = 8;
+        let mut path = root.to_owned();
+        let steps = self.path.len();
+        for (i, step) in self.path.iter().rev().enumerate() {
+            if steps > 2 * SHOWN && (SHOWN..steps - SHOWN).contains(&i) {
+                if i == SHOWN {
+                    path.push('…');
+                }
+                continue;
+            }
+            match step {
+                Step::Index(i) => {
+                    path.push('[');
+                    path.push_str(itoa::Buffer::new().format(*i));
+                    path.push(']');
+                }
+                Step::Key(k)
+                    if !k.is_empty() && k.chars().all(|c| c == '_' || c.is_alphanumeric()) =>
+                {
+                    path.push('.');
+                    path.push_str(k);
+                }
+                Step::Key(k) => {
+                    path.push('[');
+                    path.push_str(&serde_json::to_string(k).unwrap_or_default());
+                    path.push(']');
+                }
+            }
+        }
+        match self.refused {
+            Refused::Deep => LimitError::TooDeep {
+                what,
+                path,
+                max: limits.max_depth,
+            },
+            Refused::Large => LimitError::TooLarge {
+                what,
+                kind: limits.kind,
+                max: limits.max_bytes,
+            },
+            Refused::NonFinite(value) => LimitError::NonFinite { what, path, value },
+        }
+    }
+}
+
+impl<'o> Writer<'o> {
+    fn new(out: &'o mut Vec<u8>, max_depth: usize, max_bytes: usize, finite: bool) -> Self {
+        Writer {
+            out,
+            depth: 0,
+            max_depth,
+            max_len: max_bytes,
+            finite,
+            refused: None,
+        }
+    }
+
+    /// Stops the write: records why, and answers the error that carries it up.
+    fn refuse(&mut self, refused: Refused) -> Error {
+        let message = match refused {
+            Refused::Deep => format!("nested more than {} levels deep", self.max_depth),
+            Refused::Large => format!("larger than {} bytes", self.max_len),
+            Refused::NonFinite(v) => format!("{v} is not a JSON number"),
+        };
+        self.refused = Some(Refusal::new(refused));
+        error(&message)
+    }
+
+    /// Opens `levels` arrays or objects (a variant with data opens two: `{"V":[`).
+    fn enter(&mut self, levels: usize) -> Result<(), Error> {
+        self.depth += levels;
+        if self.depth > self.max_depth {
+            return Err(self.refuse(Refused::Deep));
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, levels: usize) {
+        self.depth -= levels;
+    }
+
+    /// After an element or member: stops once `out` is longer than allowed.
+    fn check_len(&mut self) -> Result<(), Error> {
+        if self.out.len() > self.max_len {
+            return Err(self.refuse(Refused::Large));
+        }
+        Ok(())
+    }
+
+    /// On the way up from an error: the step it came through, if it is a refusal.
+    fn step(&mut self, step: impl FnOnce() -> Step) {
+        if let Some(r) = &mut self.refused {
+            r.path.push(step());
+        }
+    }
+
+    fn float(&mut self, f: f64) -> Result<(), Error> {
+        if self.finite && !f.is_finite() {
+            let value = if f.is_nan() {
+                "NaN"
+            } else if f > 0.0 {
+                "inf"
+            } else {
+                "-inf"
+            };
+            return Err(self.refuse(Refused::NonFinite(value)));
+        }
+        write_f64(self.out, f);
+        Ok(())
+    }
 }
 
 fn error(message: &str) -> Error {
@@ -563,13 +758,11 @@ impl<'w, 'o> ser::Serializer for &'w mut Writer<'o> {
     }
 
     fn serialize_f32(self, v: f32) -> Result<(), Error> {
-        write_f64(self.out, f64::from(v));
-        Ok(())
+        self.float(f64::from(v))
     }
 
     fn serialize_f64(self, v: f64) -> Result<(), Error> {
-        write_f64(self.out, v);
-        Ok(())
+        self.float(v)
     }
 
     fn serialize_char(self, v: char) -> Result<(), Error> {
@@ -583,6 +776,7 @@ impl<'w, 'o> ser::Serializer for &'w mut Writer<'o> {
     }
 
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
+        self.enter(1)?;
         self.out.push(b'[');
         for (i, b) in v.iter().enumerate() {
             if i > 0 {
@@ -591,6 +785,7 @@ impl<'w, 'o> ser::Serializer for &'w mut Writer<'o> {
             write_integer(self.out, *b);
         }
         self.out.push(b']');
+        self.leave(1);
         Ok(())
     }
 
@@ -637,20 +832,26 @@ impl<'w, 'o> ser::Serializer for &'w mut Writer<'o> {
         variant: &'static str,
         value: &T,
     ) -> Result<(), Error> {
+        self.enter(1)?;
         self.out.push(b'{');
         write_str(self.out, variant);
         self.out.push(b':');
-        value.serialize(&mut *self)?;
+        if let Err(e) = value.serialize(&mut *self) {
+            self.step(|| Step::Key(variant.to_owned()));
+            return Err(e);
+        }
         self.out.push(b'}');
+        self.leave(1);
         Ok(())
     }
 
     fn serialize_seq(self, _len: Option<usize>) -> Result<Array<'w, 'o>, Error> {
+        self.enter(1)?;
         self.out.push(b'[');
         Ok(Array {
             w: self,
-            first: true,
-            in_variant: false,
+            len: 0,
+            variant: None,
         })
     }
 
@@ -673,25 +874,30 @@ impl<'w, 'o> ser::Serializer for &'w mut Writer<'o> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Array<'w, 'o>, Error> {
+        self.enter(2)?;
         self.out.push(b'{');
         write_str(self.out, variant);
         self.out.extend_from_slice(b":[");
         Ok(Array {
             w: self,
-            first: true,
-            in_variant: true,
+            len: 0,
+            variant: Some(variant),
         })
     }
 
     fn serialize_map(self, _len: Option<usize>) -> Result<Object<'w, 'o>, Error> {
-        Ok(Object::begin(self, false))
+        self.enter(1)?;
+        Ok(Object::begin(self, None))
     }
 
     fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Struct<'w, 'o>, Error> {
         Ok(match name {
             NUMBER_TOKEN => Struct::Number(self),
             RAW_VALUE_TOKEN => Struct::RawValue(self),
-            _ => Struct::Object(Object::begin(self, false)),
+            _ => {
+                self.enter(1)?;
+                Struct::Object(Object::begin(self, None))
+            }
         })
     }
 
@@ -702,33 +908,46 @@ impl<'w, 'o> ser::Serializer for &'w mut Writer<'o> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Object<'w, 'o>, Error> {
+        self.enter(2)?;
         self.out.push(b'{');
         write_str(self.out, variant);
         self.out.push(b':');
-        Ok(Object::begin(self, true))
+        Ok(Object::begin(self, Some(variant)))
     }
 }
 
 /// A sequence, tuple or tuple variant being written.
 struct Array<'w, 'o> {
     w: &'w mut Writer<'o>,
-    first: bool,
+    /// The elements written so far.
+    len: usize,
     /// Inside `{"variant":…}`: closed with `]}`.
-    in_variant: bool,
+    variant: Option<&'static str>,
 }
 
 impl Array<'_, '_> {
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        if !std::mem::take(&mut self.first) {
+        if self.len > 0 {
             self.w.out.push(b',');
         }
-        value.serialize(&mut *self.w)
+        if let Err(e) = value.serialize(&mut *self.w) {
+            self.w.step(|| Step::Index(self.len));
+            if let Some(variant) = self.variant {
+                self.w.step(|| Step::Key(variant.to_owned()));
+            }
+            return Err(e);
+        }
+        self.len += 1;
+        self.w.check_len()
     }
 
     fn finish(self) -> Result<(), Error> {
         self.w.out.push(b']');
-        if self.in_variant {
+        if self.variant.is_some() {
             self.w.out.push(b'}');
+            self.w.leave(2);
+        } else {
+            self.w.leave(1);
         }
         Ok(())
     }
@@ -802,11 +1021,12 @@ struct Object<'w, 'o> {
     /// A member came with a key not after the one before it.
     unsorted: bool,
     /// Inside `{"variant":…}`: closed with `}}`.
-    in_variant: bool,
+    variant: Option<&'static str>,
 }
 
 impl<'w, 'o> Object<'w, 'o> {
-    fn begin(w: &'w mut Writer<'o>, in_variant: bool) -> Self {
+    /// Begins an object (the writer has entered its level, or both levels of a variant).
+    fn begin(w: &'w mut Writer<'o>, variant: Option<&'static str>) -> Self {
         let start = w.out.len();
         w.out.push(b'{');
         Object {
@@ -816,7 +1036,7 @@ impl<'w, 'o> Object<'w, 'o> {
             last: None,
             pending: None,
             unsorted: false,
-            in_variant,
+            variant,
         }
     }
 
@@ -826,6 +1046,13 @@ impl<'w, 'o> Object<'w, 'o> {
             self.w.out.push(b',');
         }
         self.w.out.len()
+    }
+
+    /// On the way up from a refused member of a variant's object: the variant's step.
+    fn variant_step(&mut self) {
+        if let Some(variant) = self.variant {
+            self.w.step(|| Step::Key(variant.to_owned()));
+        }
     }
 
     /// After a member's value.
@@ -851,9 +1078,13 @@ impl<'w, 'o> Object<'w, 'o> {
         let escaped = write_string(self.w.out, key);
         let key_end = self.w.out.len();
         self.w.out.push(b':');
-        value.serialize(&mut *self.w)?;
+        if let Err(e) = value.serialize(&mut *self.w) {
+            self.w.step(|| Step::Key(key.to_owned()));
+            self.variant_step();
+            return Err(e);
+        }
         self.member_end(start, key_end, escaped);
-        Ok(())
+        self.w.check_len()
     }
 
     fn finish(self) -> Result<(), Error> {
@@ -885,8 +1116,11 @@ impl<'w, 'o> Object<'w, 'o> {
         } else {
             out.push(b'}');
         }
-        if self.in_variant {
+        if self.variant.is_some() {
             out.push(b'}');
+            self.w.leave(2);
+        } else {
+            self.w.leave(1);
         }
         Ok(())
     }
@@ -913,9 +1147,14 @@ impl ser::SerializeMap for Object<'_, '_> {
             .pending
             .take()
             .expect("serialize_value called before serialize_key");
-        value.serialize(&mut *self.w)?;
+        if let Err(e) = value.serialize(&mut *self.w) {
+            let key = &self.w.out[start + 1..key_end - 1];
+            let key = String::from_utf8_lossy(key).into_owned();
+            self.w.step(|| Step::Key(key));
+            return Err(e);
+        }
         self.member_end(start, key_end, escaped);
-        Ok(())
+        self.w.check_len()
     }
 
     fn end(self) -> Result<(), Error> {
@@ -948,6 +1187,15 @@ enum Struct<'w, 'o> {
     RawValue(&'w mut Writer<'o>),
 }
 
+/// The levels of arrays and objects in a value `serde_json` parsed (so at most as many as it reads).
+fn value_depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(value_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// The text held by the field of a private `serde_json` form.
 fn private_text<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
     match serde_json::to_value(value)? {
@@ -968,11 +1216,22 @@ impl ser::SerializeStruct for Struct<'_, '_> {
         match self {
             Struct::Object(o) => o.field(key, value),
             Struct::Number(w) if key == NUMBER_TOKEN => {
-                write_number_text(w.out, &private_text(value)?)
+                let text = private_text(value)?;
+                // Out of a float's range (`1e400`): infinite, refused by a limited write.
+                if let Ok(f) = text.parse::<f64>() {
+                    if w.finite && !f.is_finite() {
+                        return w.float(f);
+                    }
+                }
+                write_number_text(w.out, &text)
             }
             Struct::RawValue(w) if key == RAW_VALUE_TOKEN => {
+                // Parsed by `serde_json`, so at most as deep as it reads: its levels count here too.
                 let raw: Value = serde_json::from_str(&private_text(value)?)?;
+                let levels = value_depth(&raw);
+                w.enter(levels)?;
                 write_value(w.out, &raw);
+                w.leave(levels);
                 Ok(())
             }
             Struct::Number(_) | Struct::RawValue(_) => Err(error(
@@ -1591,6 +1850,163 @@ mod tests {
         assert_eq!(v, serde_json::to_value(outer()).unwrap());
         assert_eq!(to_vec(&v).unwrap(), to_vec(&outer()).unwrap());
         assert!(to_value(&(u128::from(u64::MAX) + 1)).is_err());
+    }
+
+    /// Arrays nested `.0` levels deep around `null`, serialized lazily: no structure in memory, so any
+    /// depth can be asked for.
+    struct Deep(usize);
+
+    impl Serialize for Deep {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            if self.0 == 0 {
+                return s.serialize_unit();
+            }
+            let mut seq = s.serialize_seq(Some(1))?;
+            seq.serialize_element(&Deep(self.0 - 1))?;
+            seq.end()
+        }
+    }
+
+    fn limited(value: &impl Serialize, limits: Limits) -> Result<String, Unstorable> {
+        let mut out = Vec::new();
+        write_limited(&mut out, value, limits, "root", || "the value".to_owned())?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    const SMALL: Limits = Limits {
+        max_depth: 3,
+        max_bytes: 64,
+        kind: "result",
+    };
+
+    fn refusal(value: &impl Serialize, limits: Limits) -> LimitError {
+        match limited(value, limits) {
+            Err(Unstorable::Refused(e)) => e,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    /// Every container counts one level, a variant with data two (`{"V":[` and `{"V":{`), a
+    /// newtype variant one; the value's serialization is not followed past the limit.
+    #[test]
+    fn a_limited_write_counts_every_level_and_stops_at_the_limit() {
+        assert_eq!(limited(&Deep(3), SMALL).unwrap(), "[[[null]]]");
+        assert_eq!(
+            refusal(&Deep(4), SMALL),
+            LimitError::TooDeep {
+                what: "the value".into(),
+                path: "root[0][0][0]".into(),
+                max: 3
+            }
+        );
+        // A long path shows its ends.
+        assert_eq!(
+            refusal(&Deep(100), Limits::RESULT),
+            LimitError::TooDeep {
+                what: "the value".into(),
+                path: format!("root{}…{}", "[0]".repeat(8), "[0]".repeat(8)),
+                max: 64
+            }
+        );
+        // However deep the value: the write stops at the limit (no stack is spent below it).
+        assert!(matches!(
+            refusal(&Deep(100_000), SMALL),
+            LimitError::TooDeep { max: 3, .. }
+        ));
+        assert!(matches!(
+            refusal(&Deep(100_000), Limits::RESULT),
+            LimitError::TooDeep { max: 64, .. }
+        ));
+        assert!(limited(&Deep(64), Limits::RESULT).is_ok());
+        assert!(limited(&vec![vec![Shape::Pair(1, 2)]], SMALL).is_err());
+        assert!(limited(&vec![Shape::Pair(1, 2)], SMALL).is_ok());
+        assert!(limited(&vec![vec![Shape::Circle(1.0)]], SMALL).is_ok());
+        assert!(limited(&vec![vec![vec![Shape::Circle(1.0)]]], SMALL).is_err());
+        assert!(limited(&vec![vec![Shape::Rect { w: 1, h: 2, a: () }]], SMALL).is_err());
+        assert!(limited(&vec![vec![b"ab".as_slice()]], SMALL).is_ok());
+        // The default write stops too, at the depth serde_json reads.
+        assert!(to_vec(&Deep(MAX_WRITE_DEPTH)).is_ok());
+        assert!(to_vec(&Deep(100_000)).is_err());
+    }
+
+    /// A refusal names where it is: keys and indexes from the root, a key that is not a plain name
+    /// quoted.
+    #[test]
+    fn a_refusal_names_the_path_to_the_value() {
+        #[derive(Serialize)]
+        struct Line {
+            price: f64,
+        }
+        #[derive(Serialize)]
+        struct Order {
+            id: u32,
+            lines: Vec<Line>,
+        }
+        let order = Order {
+            id: 1,
+            lines: vec![Line { price: 1.0 }, Line { price: f64::NAN }],
+        };
+        assert_eq!(
+            refusal(&order, Limits::RESULT),
+            LimitError::NonFinite {
+                what: "the value".into(),
+                path: "root.lines[1].price".into(),
+                value: "NaN"
+            }
+        );
+        let map: BTreeMap<&str, Vec<f32>> = [("a b", vec![0.5, f32::NEG_INFINITY])].into();
+        assert_eq!(
+            refusal(&map, Limits::RESULT),
+            LimitError::NonFinite {
+                what: "the value".into(),
+                path: r#"root["a b"][1]"#.into(),
+                value: "-inf"
+            }
+        );
+        assert!(matches!(
+            refusal(&Shape::Circle(f64::INFINITY), Limits::RESULT),
+            LimitError::NonFinite { value: "inf", ref path, .. } if path == "root.Circle"
+        ));
+        // The default write keeps the form's `null` for them.
+        assert_eq!(canonical(&f64::NAN), "null");
+    }
+
+    #[test]
+    fn a_limited_write_refuses_output_over_the_size() {
+        let fits = "x".repeat(62);
+        assert_eq!(limited(&fits, SMALL).unwrap().len(), 64);
+        assert_eq!(
+            refusal(&"x".repeat(63), SMALL),
+            LimitError::TooLarge {
+                what: "the value".into(),
+                kind: "result",
+                max: 64
+            }
+        );
+        // A long sequence stops at the first element past the size, not at its end.
+        assert!(matches!(
+            refusal(&vec![7u8; 1_000_000], SMALL),
+            LimitError::TooLarge { .. }
+        ));
+    }
+
+    /// A value whose `Serialize` drops the error of a refused part is refused all the same.
+    #[test]
+    fn a_swallowed_refusal_still_refuses() {
+        struct Careless;
+        impl Serialize for Careless {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                let mut seq = s.serialize_seq(None)?;
+                let _ = seq.serialize_element(&f64::NAN);
+                seq.end()
+            }
+        }
+        assert!(matches!(
+            refusal(&Careless, Limits::RESULT),
+            LimitError::NonFinite { .. }
+        ));
     }
 
     /// Any JSON value: keys of every kind (escapes, unicode), numbers of every kind.

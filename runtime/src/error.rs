@@ -4,6 +4,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use crate::limits::LimitError;
 use crate::policy::FailureKind;
 use crate::store::{Millis, QueueRef, StoreError};
 
@@ -83,6 +84,19 @@ pub enum ActionError<E> {
     /// The payload or the result could not be serialized, or a stored result no longer deserializes.
     #[error("cannot serialize the payload or result of `{action}`: {message}")]
     Serialization { action: String, message: String },
+    /// The payload is beyond what a store keeps ([limits](crate::limits)): a parameter nested deeper
+    /// than [`MAX_DEPTH`](crate::MAX_DEPTH), a payload larger than
+    /// [`MAX_PAYLOAD_BYTES`](crate::MAX_PAYLOAD_BYTES), or a float that is `NaN` or infinite. Refused
+    /// before acting: the body did not run and the key was not claimed, so a later call with a
+    /// payload within the limits acts under the same key.
+    #[error(
+        "`{action}` did not run: its payload cannot be stored: {error}; the key was not claimed"
+    )]
+    PayloadRefused {
+        action: String,
+        /// What is beyond the limits, and where.
+        error: LimitError,
+    },
     /// The store could not be reached or refused **before** the body ran: the action did not run
     /// (fail closed).
     #[error("{0}")]
@@ -101,8 +115,9 @@ pub enum ActionError<E> {
         /// What the store said.
         error: StoreError,
     },
-    /// The body ran and returned a result that cannot be stored for replay (it does not serialize, or
-    /// the store refused it). So that it never runs again, the key is dead-lettered with what happened.
+    /// The body ran and returned a result that cannot be stored for replay (it does not serialize, it
+    /// or a state the body captured is beyond the [limits](crate::limits), or the store refused it).
+    /// So that it never runs again, the key is dead-lettered with what happened.
     #[error(
         "`{key}` ran, but its result cannot be stored ({message}): the key waits in the dead-letter queue (entry {}) and will not run again; check the downstream, then resolve or release it", .queue.id
     )]
@@ -160,6 +175,7 @@ impl<E> ActionError<E> {
             | ActionError::InProgress { .. }
             | ActionError::KeyReused { .. }
             | ActionError::Serialization { .. }
+            | ActionError::PayloadRefused { .. }
             | ActionError::Store(_) => Ran::No,
             ActionError::Halted { .. }
             | ActionError::Routed { .. }

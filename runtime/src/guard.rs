@@ -31,7 +31,7 @@ use crate::backoff::Backoff;
 use crate::classify::Classify;
 use crate::error::ActionError;
 use crate::invoke::{OutcomeSlot, record_outcome};
-use crate::key::{KeyBuilder, Payload, RenderedKey};
+use crate::key::{KeyBuilder, Payload, PayloadError, RenderedKey};
 use crate::log::{LogEntry, LogHead};
 use crate::log::{NewLogEntry, Outcome};
 use crate::policy::{ActionSpec, FailureKind, Route};
@@ -114,7 +114,7 @@ where
         spec: &'static ActionSpec,
         key: Option<RenderedKey>,
         record: Option<RenderedKey>,
-        payload: Result<Payload, serde_json::Error>,
+        payload: Result<Payload, PayloadError>,
     ) -> Begun<T, E> {
         let read = key.is_none();
         let invocation = run.invocation();
@@ -201,11 +201,12 @@ where
     }
 
     /// The result as stored: `Redacted` values in it as their digests under the agent's key.
-    fn to_value(&self, value: &T) -> Result<serde_json::Value, serde_json::Error> {
+    /// The result as stored: within the limits, `Redacted` values keyed by the agent's key.
+    fn to_value(&self, value: &T) -> Result<serde_json::Value, crate::limits::Unstorable> {
         self.agent()
             .inner
             .redaction
-            .scope(|| crate::canonical::to_value(value))
+            .scope(|| crate::limits::result_value(value))
     }
 
     fn entry(&self, outcome: Outcome, now_ms: Millis) -> NewLogEntry {
@@ -223,11 +224,50 @@ where
             route: None,
             message: invocation_note(self.replay_of, self.attempt().reverting()),
             queue_entry: self.replay_of,
-            before: self.attempt().take_before(),
+            before: None,
             after: None,
             fencing_token: self.claim.as_ref().map(|c| c.fencing_token),
             duration_ms: ms_since(self.attempt_started_ms, now_ms),
         }
+    }
+
+    /// The log entry of a failed attempt (or of a call stopped before its retry), saying `message`,
+    /// with the state the body captured before the write, or why that state is not logged.
+    fn failure_entry(&self, outcome: Outcome, now_ms: Millis, message: String) -> NewLogEntry {
+        let mut entry = self.entry(outcome, now_ms);
+        entry.message = Some(match self.attempt().take_before() {
+            Some(Ok(state)) => {
+                entry.before = Some(state);
+                message
+            }
+            Some(Err(why)) => {
+                format!("{message} (its state before the write is not logged: {why})")
+            }
+            None => message,
+        });
+        entry
+    }
+
+    /// The states the body captured, each `None` if it captured none or it cannot be stored, and why
+    /// one cannot be stored.
+    fn take_states(
+        &self,
+    ) -> (
+        Option<serde_json::Value>,
+        Option<serde_json::Value>,
+        Option<String>,
+    ) {
+        let mut refused = None;
+        let mut keep = |captured: Option<crate::run::Captured>| match captured? {
+            Ok(state) => Some(state),
+            Err(why) => {
+                refused.get_or_insert(why);
+                None
+            }
+        };
+        let before = keep(self.attempt().take_before());
+        let after = keep(self.attempt().take_after());
+        (before, after, refused)
     }
 
     async fn succeed(&mut self, value: T) -> Result<T, ActionError<E>> {
@@ -236,19 +276,19 @@ where
             return Ok(value);
         };
         let claim_id = claim.claim_id;
-        let result = match self.to_value(&value) {
-            Ok(r) => r,
-            // The body ran: the key must end recorded, never released to run again.
-            Err(e) => {
-                let (before, after) = (self.attempt().take_before(), self.attempt().take_after());
-                return Err(self.result_not_stored(e.to_string(), before, after).await);
-            }
-        };
-        let now_ms = self.now_ms();
         // Captured states are kept (a capture is rare; cloning `None` is free) so that a completion
         // sent again is built the same way; the result is serialized again from the value.
-        let before = self.attempt().take_before();
-        let after = self.attempt().take_after();
+        let (before, after, refused) = self.take_states();
+        // The body ran: the key must end recorded, never released to run again. A result or a state
+        // beyond the limits is refused while serialized, however deep the value.
+        let result = match self.to_value(&value) {
+            Ok(r) => r,
+            Err(e) => return Err(self.result_not_stored(e.to_string(), before, after).await),
+        };
+        if let Some(why) = refused {
+            return Err(self.result_not_stored(why, before, after).await);
+        }
+        let now_ms = self.now_ms();
         let mut completion =
             self.completion(claim_id, now_ms, result, before.clone(), after.clone());
         // A completion whose reply was lost is sent again: the store accepts the same claim's same
@@ -447,10 +487,10 @@ where
             let in_budget = self.started.elapsed() + delay <= policy.max_elapsed;
             if attempts_left && in_budget {
                 if self.claim.is_some() {
-                    let mut entry = self.entry(Outcome::Retrying, now_ms);
+                    let mut entry =
+                        self.failure_entry(Outcome::Retrying, now_ms, error.to_string());
                     entry.failure_kind = Some(kind);
                     entry.route = Some(Route::Retry);
-                    entry.message = Some(error.to_string());
                     if let Err(e) = self.agent().inner.store.append_log(&entry).await {
                         return Some(Err(self.unrecorded(e)));
                     }
@@ -583,10 +623,9 @@ where
             QueueKind::DeadLetter => Route::DeadLetter,
             _ => route,
         };
-        let mut entry = self.entry(outcome, now_ms);
+        let mut entry = self.failure_entry(outcome, now_ms, message.clone());
         entry.failure_kind = Some(kind);
         entry.route = Some(route);
-        entry.message = Some(message.clone());
         let failure = Failure {
             key_digest: self.attempt().key_digest.clone(),
             claim_id: claim.claim_id,
@@ -702,10 +741,9 @@ where
         self.count("halted");
         let mut queue = None;
         if let Some(claim) = &self.claim {
-            let mut entry = self.entry(Outcome::Halted, now_ms);
+            let mut entry = self.failure_entry(Outcome::Halted, now_ms, message.clone());
             entry.failure_kind = Some(kind);
             entry.route = Some(Route::Halt);
-            entry.message = Some(message.clone());
             // The key is quarantined in the security queue: a later run that meets it is refused
             // without calling the downstream, until a person resolves the entry.
             let failure = Failure {
@@ -859,21 +897,32 @@ impl Beginning<'_> {
 
     async fn run<T, E>(
         self,
-        payload: Result<Payload, serde_json::Error>,
+        payload: Result<Payload, PayloadError>,
         span: tracing::Span,
     ) -> Begun<T, E>
     where
         T: Serialize + DeserializeOwned,
         E: Classify + Display,
     {
+        // Before the store: a payload that cannot be stored leaves nothing claimed.
         let payload = match payload {
             Ok(p) => p,
-            Err(e) => {
+            Err(PayloadError::Serialize(e)) => {
                 return self.done(
                     "serialization_error",
                     ActionError::Serialization {
                         action: self.spec.name.to_owned(),
                         message: e.to_string(),
+                    },
+                );
+            }
+            Err(PayloadError::Refused(error)) => {
+                tracing::warn!(error = %error, "payload refused: the action does not run");
+                return self.done(
+                    "payload_refused",
+                    ActionError::PayloadRefused {
+                        action: self.spec.name.to_owned(),
+                        error,
                     },
                 );
             }

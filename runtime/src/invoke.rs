@@ -49,7 +49,8 @@ pub enum InvokeError {
     Action {
         action: String,
         /// What kind of outcome: `skipped`, `routed`, `dead_lettered`, `halted`, `security_halt`,
-        /// `failed`, `previously_failed`, `in_progress`, `key_reused`, `serialization`, `store`.
+        /// `failed`, `previously_failed`, `in_progress`, `key_reused`, `serialization`,
+        /// `payload_refused`, `store`, `unrecorded`, `result_not_stored`.
         kind: &'static str,
         /// The error rendered.
         message: String,
@@ -148,7 +149,7 @@ pub(crate) fn record_outcome<T: Serialize, E: Classify + Display>(
 ) {
     let Some(slot) = slot else { return };
     let outcome = match result {
-        Ok(v) => crate::canonical::to_value(v).map_err(|e| InvokeError::Result {
+        Ok(v) => crate::limits::result_value(v).map_err(|e| InvokeError::Result {
             action: action.to_owned(),
             message: e.to_string(),
         }),
@@ -198,6 +199,7 @@ fn action_error<E: Classify + Display>(action: &str, e: &ActionError<E>) -> Invo
         ActionError::InProgress { .. } => ("in_progress", None, None),
         ActionError::KeyReused { .. } => ("key_reused", None, None),
         ActionError::Serialization { .. } => ("serialization", None, None),
+        ActionError::PayloadRefused { .. } => ("payload_refused", None, None),
         ActionError::Store(_) => ("store", None, None),
         ActionError::Unrecorded { .. } => ("unrecorded", None, None),
         ActionError::ResultNotStored { queue, .. } => ("result_not_stored", None, Some(queue.id)),

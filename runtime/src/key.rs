@@ -9,6 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::canonical;
+use crate::limits::{LimitError, Limits, Unstorable};
 use crate::shared::SharedStr;
 
 /// A value that may be part of an idempotency key or a record template.
@@ -122,12 +123,23 @@ impl<T: KeyPart + ?Sized> KeyPart for Rc<T> {
 }
 
 /// A rendered key or record: the readable text and the digest the store uses.
+///
+/// The text is injective too: two different tuples of parts never render the same text. A template
+/// with one part renders it as it is (the literal text around it is fixed). In a template with two
+/// or more parts, each part's text has `%` and every character of the literal text between parts
+/// percent-encoded (`%25`, `%3A`, …: `%` and the uppercase hex of each UTF-8 byte), so a separator in
+/// a part cannot be taken for the template's own: with `key = "pay:{a}:{b}"`, `a = "x:y", b = "z"`
+/// renders `pay:x%3Ay:z` and `a = "x", b = "y:z"` renders `pay:x:y%3Az`. A part without those
+/// characters renders as it is. The template itself must have literal text between any two parts
+/// (`{a}{b}` does not compile), and that text may not begin with `%`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RenderedKey {
-    /// The template with every part substituted, e.g. `disburse:L-17:3`.
+    /// The template with every part substituted (escaped as above), e.g. `disburse:L-17:3`.
     pub text: SharedStr,
     /// `sha256(action name ‖ parts)`, hex; parts are length-prefixed so `"a:b"+"c"` and `"a"+"b:c"` differ.
-    /// Empty for a record (rendered with [`KeyBuilder::record`]): only a key's digest is used.
+    /// It hashes the parts as they are, not escaped: the store keys on it, and it is the digest
+    /// earlier releases computed. Empty for a record (rendered with [`KeyBuilder::record`]): only a
+    /// key's digest is used.
     pub digest: SharedStr,
 }
 
@@ -137,13 +149,17 @@ thread_local! {
     static TEXT_BUFFER: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
 }
 
-/// Renders a key template segment by segment; the attribute generates the calls.
+/// Renders a key template segment by segment; the attribute generates the calls: for a template
+/// with two or more parts, [`escaping`](Self::escaping) first, with the characters to escape in
+/// parts (see [`RenderedKey`]).
 #[doc(hidden)]
 pub struct KeyBuilder {
     text: String,
     /// What the digest hashes, collected and hashed at once in `finish` (one pass of SHA-256 over
     /// contiguous bytes rather than many small updates). `None` for a record: its digest is never used.
     hashed: Option<Vec<u8>>,
+    /// The characters percent-encoded in parts (`%` and the template's separators); empty: none.
+    escape: &'static str,
 }
 
 thread_local! {
@@ -161,6 +177,7 @@ impl KeyBuilder {
         KeyBuilder {
             text: TEXT_BUFFER.take(),
             hashed: Some(hashed),
+            escape: "",
         }
     }
 
@@ -169,7 +186,15 @@ impl KeyBuilder {
         KeyBuilder {
             text: TEXT_BUFFER.take(),
             hashed: None,
+            escape: "",
         }
+    }
+
+    /// Percent-encodes the characters of `set` in the parts that follow (`set` holds `%` and every
+    /// character of the template's literal text between parts; the attribute computes it).
+    pub fn escaping(&mut self, set: &'static str) -> &mut Self {
+        self.escape = set;
+        self
     }
 
     /// A literal segment of the template.
@@ -181,12 +206,16 @@ impl KeyBuilder {
         self
     }
 
-    /// A `{expr}` segment of the template.
+    /// A `{expr}` segment of the template. The digest takes its text as it is; the rendered text,
+    /// escaped.
     pub fn part<P: KeyPart + ?Sized>(&mut self, part: &P) -> &mut Self {
         let start = self.text.len();
         part.write_key_part(&mut self.text);
         if let Some(hashed) = &mut self.hashed {
             segment(hashed, b'P', &self.text[start..]);
+        }
+        if !self.escape.is_empty() {
+            escape_from(&mut self.text, start, self.escape);
         }
         self
     }
@@ -210,6 +239,34 @@ impl KeyBuilder {
         text.clear();
         TEXT_BUFFER.set(text);
         rendered
+    }
+}
+
+/// Percent-encodes the characters of `set` in `text[start..]`, in place. A part without any (most) is
+/// scanned once and left as it is, without allocating.
+fn escape_from(text: &mut String, start: usize, set: &str) {
+    let first = if set.is_ascii() {
+        // An ASCII byte is never inside a multi-byte character: a byte scan finds the characters.
+        let set = set.as_bytes();
+        text.as_bytes()[start..]
+            .iter()
+            .position(|b| set.contains(b))
+    } else {
+        text[start..].find(|c: char| set.contains(c))
+    };
+    let Some(first) = first else { return };
+    let tail = text.split_off(start + first);
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for c in tail.chars() {
+        if set.contains(c) {
+            for &b in c.encode_utf8(&mut [0; 4]).as_bytes() {
+                text.push('%');
+                text.push(char::from(HEX[usize::from(b >> 4)]));
+                text.push(char::from(HEX[usize::from(b & 0x0f)]));
+            }
+        } else {
+            text.push(c);
+        }
     }
 }
 
@@ -270,7 +327,12 @@ impl PayloadJson {
 
     /// The payload as a JSON value.
     pub fn value(&self) -> serde_json::Value {
-        serde_json::from_str(&self.0).expect("a PayloadJson holds JSON that serde_json wrote")
+        // Read back as deep as a store reads (a payload stored by an earlier release may nest deeper
+        // than `serde_json` reads by default).
+        match crate::limits::read_json(&self.0) {
+            Ok(value) => value,
+            Err(e) => panic!("a PayloadJson holds JSON that serde_json wrote: {e:?}"),
+        }
     }
 }
 
@@ -320,8 +382,10 @@ thread_local! {
 
 /// Collects the payload parameters of a call; the attribute generates the calls, in sorted order of
 /// the parameters' names, so the canonical JSON is written as the fields come (in any other order it
-/// is sorted once, at the end). Each value is written straight into the buffer by
-/// [`canonical::write`], without building a `serde_json::Value`.
+/// is sorted once, at the end). Each value is written straight into the buffer, without building a
+/// `serde_json::Value`, and checked against the [limits](crate::limits) as it is written: a
+/// parameter nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH), a payload larger than
+/// [`MAX_PAYLOAD_BYTES`](crate::MAX_PAYLOAD_BYTES) or a non-finite float is refused.
 #[doc(hidden)]
 #[derive(Default)]
 pub struct PayloadBuilder {
@@ -343,7 +407,7 @@ impl PayloadBuilder {
         &mut self,
         name: &str,
         value: &T,
-    ) -> Result<&mut Self, serde_json::Error> {
+    ) -> Result<&mut Self, PayloadError> {
         if self.buf.is_empty() {
             self.buf = PAYLOAD_BUFFER.take();
             self.buf.push(b'{');
@@ -365,8 +429,25 @@ impl PayloadBuilder {
         }
         self.last_name = Some(name_at);
         self.buf.push(b':');
-        canonical::write(&mut self.buf, value)?;
-        Ok(self)
+        // The whole payload counts, and its closing brace.
+        let limits = Limits {
+            max_bytes: Limits::PAYLOAD.max_bytes - 1,
+            ..Limits::PAYLOAD
+        };
+        let what = || format!("the payload parameter `{name}`");
+        match canonical::write_limited(&mut self.buf, value, limits, name, what) {
+            Ok(()) => Ok(self),
+            Err(Unstorable::Serialize(e)) => Err(PayloadError::Serialize(e)),
+            // Too large is the payload's, not the parameter's.
+            Err(Unstorable::Refused(LimitError::TooLarge { kind, max, .. })) => {
+                Err(PayloadError::Refused(LimitError::TooLarge {
+                    what: "the payload".to_owned(),
+                    kind,
+                    max: max + 1,
+                }))
+            }
+            Err(Unstorable::Refused(e)) => Err(PayloadError::Refused(e)),
+        }
     }
 
     /// The payload and its fingerprint.
@@ -385,8 +466,29 @@ impl PayloadBuilder {
         };
         self.last_name = None;
         buf.clear();
-        PAYLOAD_BUFFER.set(buf);
+        // A large payload does not pin its buffer to the thread.
+        if buf.capacity() <= 16 * 1024 {
+            PAYLOAD_BUFFER.set(buf);
+        }
         payload
+    }
+}
+
+/// Why a payload was not built: a parameter does not serialize, or the payload is beyond the
+/// [limits](crate::limits).
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum PayloadError {
+    Serialize(serde_json::Error),
+    Refused(LimitError),
+}
+
+impl std::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PayloadError::Serialize(e) => e.fmt(f),
+            PayloadError::Refused(e) => e.fmt(f),
+        }
     }
 }
 
@@ -438,6 +540,166 @@ mod tests {
             .finish();
         assert_eq!(a.text, b.text);
         assert_ne!(a.digest, b.digest);
+    }
+
+    /// What the attribute generates for a template of literals and parts, `sep[i]` between parts
+    /// `i` and `i + 1`: the escape set is `%` and the separators' characters.
+    fn render(prefix: &str, parts: &[&str], seps: &[&str], suffix: &str) -> RenderedKey {
+        let mut set = String::from("%");
+        for c in seps.concat().chars() {
+            if !set.contains(c) {
+                set.push(c);
+            }
+        }
+        let set: &'static str = Box::leak(set.into_boxed_str());
+        let mut b = KeyBuilder::new("act");
+        if parts.len() > 1 {
+            b.escaping(set);
+        }
+        if !prefix.is_empty() {
+            b.literal(prefix);
+        }
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                b.literal(seps[i - 1]);
+            }
+            b.part(*part);
+        }
+        if !suffix.is_empty() {
+            b.literal(suffix);
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn parts_escape_the_separators_and_percent_of_their_template() {
+        let pay = |a, b| render("pay:", &[a, b], &[":"], "").text;
+        assert_eq!(pay("x:y", "z"), "pay:x%3Ay:z");
+        assert_eq!(pay("x", "y:z"), "pay:x:y%3Az");
+        assert_eq!(pay("", ":"), "pay::%3A");
+        assert_eq!(pay(":", ""), "pay:%3A:");
+        assert_eq!(pay("50%", "é"), "pay:50%25:é");
+        assert_eq!(pay("L-17", "3"), "pay:L-17:3");
+        // A multi-byte separator: each of its UTF-8 bytes.
+        assert_eq!(render("", &["a→b", "c"], &["→"], "").text, "a%E2%86%92b→c");
+        // One part: rendered as it is, whatever it holds.
+        assert_eq!(
+            KeyBuilder::new("act")
+                .literal("k:")
+                .part("a:b%")
+                .finish()
+                .text,
+            "k:a:b%"
+        );
+        // The digest hashes the parts unescaped: the digest of every release.
+        let escaped = render("pay:", &["x:y", "z"], &[":"], "");
+        let plain = KeyBuilder::new("act")
+            .literal("pay:")
+            .part("x:y")
+            .literal(":")
+            .part("z")
+            .finish();
+        assert_eq!(escaped.digest, plain.digest);
+        assert_ne!(escaped.text, plain.text);
+    }
+
+    proptest::proptest! {
+        /// Templates of two or three parts with any separators (not beginning with `%`), parts of any
+        /// text: two different tuples never render the same text, nor the same digest; a part
+        /// without a separator character or `%` renders as it is.
+        #[test]
+        fn rendering_is_injective(
+            prefix in "[a-z:%]{0,3}",
+            seps in proptest::collection::vec("[:/\\-|3A→é ]([:%/3A→]{0,2})", 2),
+            suffix in "[a-z:%]{0,3}",
+            n in 2usize..=3,
+            a in proptest::collection::vec("([:/%3A→é a-z]|\\PC){0,6}", 3),
+            b in proptest::collection::vec("([:/%3A→é a-z]|\\PC){0,6}", 3),
+        ) {
+            let seps: Vec<&str> = seps.iter().map(String::as_str).collect();
+            let seps = &seps[..n - 1];
+            let a: Vec<&str> = a[..n].iter().map(String::as_str).collect();
+            let b: Vec<&str> = b[..n].iter().map(String::as_str).collect();
+            let (ka, kb) = (render(&prefix, &a, seps, &suffix), render(&prefix, &b, seps, &suffix));
+            proptest::prop_assert_eq!(a == b, ka.text == kb.text, "{:?} {:?} {:?}", a, b, ka.text);
+            proptest::prop_assert_eq!(a == b, ka.digest == kb.digest);
+            // A separator moved across the boundary of two parts.
+            let left = format!("{}{}{}", a[0], seps[0], a[1]);
+            let right = format!("{}{}{}", a[1], seps[0], a[0]);
+            let mut shifted = a.clone();
+            shifted[0] = &left;
+            let mut other = a.clone();
+            other[1] = &right;
+            let (ks, ko) = (render(&prefix, &shifted, seps, &suffix), render(&prefix, &other, seps, &suffix));
+            proptest::prop_assert_ne!(&ks.text, &ka.text);
+            proptest::prop_assert_ne!(&ko.text, &ka.text);
+            proptest::prop_assert_eq!(shifted == other, ks.text == ko.text);
+            // Parts without `%` or a separator character render unescaped.
+            let set: String = seps.concat();
+            if a.iter().all(|p| !p.contains('%') && !p.contains(|c| set.contains(c))) {
+                let plain = format!("{prefix}{}{suffix}", (0..n).map(|i| {
+                    if i == 0 { a[0].to_owned() } else { format!("{}{}", seps[i - 1], a[i]) }
+                }).collect::<String>());
+                proptest::prop_assert_eq!(ka.text.as_str(), plain.as_str());
+            }
+        }
+
+    }
+
+    /// Every string of up to `len` characters of `alphabet`.
+    fn strings(alphabet: &[char], len: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..len {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    /// Exhaustively, over parts made of separator characters, `%` and hex digits (what escapes are
+    /// made of): no two tuples render the same text. Random tuples rarely meet a collision; every
+    /// short tuple does, if there is one (a separator beginning with `%` has one, which is why the
+    /// attribute refuses it).
+    #[test]
+    fn no_two_short_tuples_render_the_same_text() {
+        fn distinct(parts: usize, len: usize, seps: &[&str]) -> Result<(), String> {
+            let alphabet = [':', '%', '2', '5'];
+            let texts = strings(&alphabet, len);
+            let mut seen = std::collections::HashMap::new();
+            let mut tuple = vec![0usize; parts];
+            loop {
+                let parts_now: Vec<&str> = tuple.iter().map(|&i| texts[i].as_str()).collect();
+                let text = render("p", &parts_now, seps, "s").text.to_string();
+                if let Some(other) = seen.insert(text.clone(), parts_now.join("|")) {
+                    return Err(format!(
+                        "{other} and {} both render {text}",
+                        parts_now.join("|")
+                    ));
+                }
+                let mut i = 0;
+                loop {
+                    if i == parts {
+                        return Ok(());
+                    }
+                    tuple[i] += 1;
+                    if tuple[i] < texts.len() {
+                        break;
+                    }
+                    tuple[i] = 0;
+                    i += 1;
+                }
+            }
+        }
+        for sep in [":", "::", ":%", "2", "5:"] {
+            distinct(2, 3, &[sep, sep]).unwrap();
+            distinct(3, 2, &[sep, ":"]).unwrap();
+        }
+        // What the attribute refuses: a separator beginning with `%`.
+        assert!(distinct(2, 3, &["%", "%"]).is_err());
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::sync::Mutex;
 /// Outcomes: `succeeded`, `replayed`, `skipped`, `retrying` (one per retried attempt), `routed`,
 /// `dead_lettered`, `halted` (this call halted the run), `refused` (the run was halted before),
 /// `in_progress`, `key_reused`, `previously_failed`, `failed` (a `read` action gave up),
-/// `store_error`, `serialization_error`.
+/// `store_error`, `serialization_error`, `payload_refused` (beyond the [limits](crate::limits)),
+/// `unrecorded`, `result_not_stored`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetricsSnapshot {
     counters: BTreeMap<(String, String), u64>,

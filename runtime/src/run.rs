@@ -150,8 +150,8 @@ pub struct Attempt {
     pub(crate) retry: bool,
     pub(crate) run_id: Uuid,
     pub(crate) fencing_token: Option<u64>,
-    pub(crate) before: Mutex<Option<serde_json::Value>>,
-    pub(crate) after: Mutex<Option<serde_json::Value>>,
+    pub(crate) before: Mutex<Option<Captured>>,
+    pub(crate) after: Mutex<Option<Captured>>,
     /// The entry a compensating action reverses (revert), if any.
     /// Boxed: most attempts revert nothing, and the attempt is built on every guarded call.
     pub(crate) reverting: Option<Box<LogEntry>>,
@@ -213,13 +213,29 @@ impl ClaimHold {
     }
 }
 
+/// A state captured by [`Attempt::before`] or [`Attempt::after`]: the value the log keeps, or why it
+/// cannot be kept.
+pub(crate) type Captured = Result<serde_json::Value, String>;
+
+fn capture<S: Serialize + ?Sized>(state: &S, when: &str) -> Captured {
+    let what = format!("the state captured {when} the write");
+    crate::limits::stored_value(state, when, &what, crate::limits::Limits::STATE).map_err(|e| {
+        match e {
+            crate::limits::Unstorable::Serialize(e) => format!("{what} does not serialize: {e}"),
+            refused => refused.to_string(),
+        }
+    })
+}
+
 impl Attempt {
     /// The action's name.
     pub fn action(&self) -> &'static str {
         self.action
     }
 
-    /// The readable rendered idempotency key (`disburse:L-17:3`): pass it downstream.
+    /// The readable rendered idempotency key (`disburse:L-17:3`): pass it downstream. Different
+    /// intents never share it: in a template of two or more parts, a separator inside a part is
+    /// escaped ([`RenderedKey`](crate::RenderedKey)).
     pub fn key(&self) -> &str {
         &self.key
     }
@@ -278,28 +294,31 @@ impl Attempt {
     }
 
     /// Captures the state of the record before the write, for the action log (and revert).
-    /// A [`Redacted`](crate::Redacted) value in it is kept as its digest under the agent's key.
+    ///
+    /// A state is stored like a result, within the same [limits](crate::limits): one that does not
+    /// serialize, nests deeper than [`MAX_DEPTH`](crate::MAX_DEPTH), is larger than
+    /// [`MAX_RESULT_BYTES`](crate::MAX_RESULT_BYTES) or holds a non-finite float is not logged. A
+    /// successful call then ends [`ActionError::ResultNotStored`](crate::ActionError::ResultNotStored)
+    /// (its key dead-lettered, so that a person checks what it wrote); a failed attempt's log entry
+    /// says why the state is missing. A [`Redacted`](crate::Redacted) value in it is kept as its
+    /// digest under the agent's key.
     pub fn before<S: Serialize + ?Sized>(&self, state: &S) {
-        let v = self
-            .redaction
-            .scope(|| crate::canonical::to_value(state).ok());
-        *self.before.lock().unwrap_or_else(|e| e.into_inner()) = v;
+        let v = self.redaction.scope(|| capture(state, "before"));
+        *self.before.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
     }
 
-    /// Captures the state after the write (default: the action's result).
-    /// A [`Redacted`](crate::Redacted) value in it is kept as its digest under the agent's key.
+    /// Captures the state after the write (default: the action's result); within the same limits as
+    /// [`before`](Self::before).
     pub fn after<S: Serialize + ?Sized>(&self, state: &S) {
-        let v = self
-            .redaction
-            .scope(|| crate::canonical::to_value(state).ok());
-        *self.after.lock().unwrap_or_else(|e| e.into_inner()) = v;
+        let v = self.redaction.scope(|| capture(state, "after"));
+        *self.after.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
     }
 
-    pub(crate) fn take_before(&self) -> Option<serde_json::Value> {
+    pub(crate) fn take_before(&self) -> Option<Captured> {
         self.before.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    pub(crate) fn take_after(&self) -> Option<serde_json::Value> {
+    pub(crate) fn take_after(&self) -> Option<Captured> {
         self.after.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }

@@ -608,6 +608,11 @@ pub enum StoreError {
     /// a file that is not an actguard store).
     #[error("store data unreadable: {0}")]
     Corrupt(String),
+    /// Stored JSON nests deeper than this release reads ([`MAX_READ_DEPTH`](crate::MAX_READ_DEPTH)):
+    /// written by an earlier release, which did not limit depth. Not damage: the data is as it was
+    /// written.
+    #[error("store data too deep to read: {0}")]
+    TooDeep(String),
     /// The claim being completed or failed is no longer held (its lease expired and another worker
     /// took it over): the result was not recorded.
     #[error("claim lost: the lease on key `{key}` expired and another worker took it over")]
@@ -635,11 +640,22 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
 
 /// Reads back JSON text a store kept; `corrupt` words the error when the text does not parse (the
 /// store names its file or server and what it read).
+///
+/// Text nested deeper than `serde_json` reads by default (128 levels, written by an earlier release)
+/// is read up to [`MAX_READ_DEPTH`](crate::MAX_READ_DEPTH) levels; deeper text is
+/// [`StoreError::TooDeep`], worded by `corrupt` too.
 pub fn from_json<T: serde::de::DeserializeOwned>(
     text: &str,
     corrupt: impl FnOnce(serde_json::Error) -> StoreError,
 ) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(corrupt)
+    match crate::limits::read_json(text) {
+        Ok(value) => Ok(value),
+        Err(crate::limits::ReadError::Json(e)) => Err(corrupt(e)),
+        Err(crate::limits::ReadError::TooDeep(e)) => Err(match corrupt(e) {
+            StoreError::Corrupt(message) => StoreError::TooDeep(message),
+            other => other,
+        }),
+    }
 }
 
 /// Where a guarded call's claims, log, queues and run state are kept.
