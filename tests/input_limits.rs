@@ -544,3 +544,58 @@ async fn deep_entries_of_an_earlier_release_read_back_and_verify() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A value `depth` levels deep whose innermost level holds `leaf`, each level an array or an object
+/// as `shape` says (bit `i` for level `i`).
+fn shaped(depth: usize, shape: u64, leaf: Value) -> Value {
+    let mut v = leaf;
+    for level in 0..depth {
+        v = if shape >> (level % 64) & 1 == 1 {
+            json!({ "k": v })
+        } else {
+            Value::Array(vec![v])
+        };
+    }
+    v
+}
+
+use proptest::strategy::Strategy as _;
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+    /// Any depth, any mix of arrays and objects, any leaf: the payload builder answers (never a panic),
+    /// refuses exactly the values deeper than `MAX_DEPTH` or holding a non-finite float, and a value it
+    /// takes reads back equal.
+    #[test]
+    fn a_payload_is_refused_exactly_beyond_the_limits(
+        depth in 0usize..400,
+        shape in proptest::num::u64::ANY,
+        leaf in proptest::prop_oneof![
+            proptest::strategy::Just(json!(null)),
+            proptest::num::i64::ANY.prop_map(Value::from),
+            "\\PC{0,8}".prop_map(Value::from),
+        ],
+        non_finite in proptest::prop_oneof![
+            proptest::strategy::Just(None),
+            proptest::strategy::Just(Some(f64::NAN)),
+            proptest::strategy::Just(Some(f64::INFINITY)),
+            proptest::strategy::Just(Some(f64::NEG_INFINITY)),
+        ],
+    ) {
+        let value = shaped(depth, shape, leaf.clone());
+        let mut builder = actguard::__private::PayloadBuilder::new();
+        let answer = match non_finite {
+            // A float is not a `Value` (it cannot hold one that is not finite): a pair carries it.
+            Some(f) => builder.field("p", &(value.clone(), f)).map(|b| b.finish()),
+            None => builder.field("p", &value).map(|b| b.finish()),
+        };
+        // The pair adds one level.
+        let levels = depth + usize::from(non_finite.is_some());
+        let refused = levels > actguard::MAX_DEPTH || non_finite.is_some();
+        proptest::prop_assert_eq!(answer.is_err(), refused, "depth {}: {:?}", depth, answer.as_ref().err().map(ToString::to_string));
+        if let Ok(payload) = answer {
+            proptest::prop_assert_eq!(payload.json.value()["p"].clone(), value);
+        }
+    }
+}
