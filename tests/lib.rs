@@ -94,22 +94,22 @@ pub fn begin_request(
     }
 }
 
-/// Runs `work` while keeping the runtime busy, so that tokio's paused clock does not move on while
-/// `work` waits on something other than a timer (a store's writer thread, the network): an idle
-/// runtime with a paused clock jumps to its next timer.
+/// Runs `work` with tokio's paused clock held still: a test on a paused clock then sees a store that
+/// works on its own thread (SQLite) answer as instantly as a memory one. An idle runtime with a paused
+/// clock jumps to its next timer; a blocking task in flight keeps it from doing so (tokio inhibits
+/// auto-advance while one runs), so one waits here until `work` is done. (Keeping the runtime busy
+/// with `yield_now` instead is not enough: the clock was seen to jump while a store call was in
+/// flight, ending a lease the test meant to keep.)
 pub async fn holding_time<F: std::future::Future>(work: F) -> F::Output {
-    let finished = std::sync::atomic::AtomicBool::new(false);
-    let work = async {
-        let out = work.await;
-        finished.store(true, std::sync::atomic::Ordering::SeqCst);
-        out
-    };
-    let busy = async {
-        while !finished.load(std::sync::atomic::Ordering::SeqCst) {
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::join!(work, busy).0
+    let (done, held) = std::sync::mpsc::channel::<()>();
+    let hold = tokio::task::spawn_blocking(move || {
+        // Returns when `done` is dropped.
+        let _ = held.recv();
+    });
+    let out = work.await;
+    drop(done);
+    hold.await.expect("the task holding the clock ends");
+    out
 }
 
 /// A store that delegates to another and fails on demand, as a real one does at its edges: a reply

@@ -68,9 +68,14 @@ fn workers() -> Vec<Worker> {
     .map(|(name, first, dir)| {
         let second = Arc::new(first.another());
         let first = Arc::new(first);
+        // One clock for both workers: each agent's own clock would start at the wall time it was
+        // built, and on a busy machine the second one, built later, would run ahead of the first on
+        // the paused clock by that delay: clock skew that ends the first worker's lease early.
+        let clock: Arc<dyn actguard::Clock> = Arc::new(actguard::TokioClock::new());
         let agent = |store: Arc<FaultyStore>| {
             Agent::builder()
                 .shared_store(store)
+                .clock(clock.clone())
                 .claim_wait(Duration::from_secs(60))
                 .build()
                 .unwrap()
