@@ -714,7 +714,7 @@ where
         let store = self.agent().inner.store.clone();
         // Whether this call halted the run: it then tells the alert sink, once the halt is logged.
         let mut alert = None;
-        match halt_run(&*store, run_id, &reason, now_ms).await {
+        match halt_converging(&*store, run_id, &reason, now_ms).await {
             Ok(true) => {
                 tracing::error!(kind = kind.as_str(), error = %message, "run halted");
                 alert = Some(HaltAlert {
@@ -801,7 +801,7 @@ fn state(value: Option<serde_json::Value>) -> Option<serde_json::Value> {
 /// may have committed, so it is sent once more, and "halted already" is then checked against the
 /// run's state: a halt with this very reason and time is this call's, which tells the alert sink.
 /// A halt that cannot be sent twice stays an error (the caller does not believe the run stopped).
-pub(crate) async fn halt_run(
+pub(crate) async fn halt_converging(
     store: &dyn crate::store::Store,
     run_id: uuid::Uuid,
     reason: &str,

@@ -67,7 +67,8 @@ impl Run {
     pub async fn halt(&self, reason: &str) -> Result<bool, StoreError> {
         let now_ms = self.agent.inner.clock.now_ms();
         let halted =
-            crate::guard::halt_run(&*self.agent.inner.store, self.id, reason, now_ms).await?;
+            crate::guard::halt_converging(&*self.agent.inner.store, self.id, reason, now_ms)
+                .await?;
         if halted {
             tracing::error!(run_id = %self.id, reason, "run halted");
             let log_head = crate::guard::read_head(&*self.agent.inner.store).await;

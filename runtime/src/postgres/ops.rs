@@ -24,7 +24,8 @@ use crate::store::{
 type Param<'a> = &'a (dyn ToSql + Sync);
 
 /// The statements a connection has prepared, by their unqualified text: each is prepared once per
-/// connection, so an operation costs its statements' round trips and no more.
+/// connection, so an operation costs its statements' round trips and no more. The set is bounded:
+/// the store's fixed statements and the combinations of the log query's filters.
 #[derive(Default)]
 pub(crate) struct Statements(Mutex<HashMap<String, tokio_postgres::Statement>>);
 
