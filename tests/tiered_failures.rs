@@ -160,7 +160,7 @@ async fn the_budget_stops_retries_before_max_elapsed_is_overshot() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn retry_after_from_the_server_is_honoured_and_capped() {
+async fn retry_after_from_the_server_is_waited_for_exactly_even_past_the_backoff_cap() {
     let w = World::new();
     let run = w.agent.start_run();
     let ledger = Downstream::new().with_latency(Duration::ZERO);
@@ -171,16 +171,52 @@ async fn retry_after_from_the_server_is_honoured_and_capped() {
     post(&run, &ledger, &posting(4)).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(7));
 
+    // The backoff cap is 10s; the server asked for 45s, which the 1m budget allows.
     ledger.fail_next(DownstreamError::Unavailable {
-        retry_after: Some(Duration::from_secs(3600)),
+        retry_after: Some(Duration::from_secs(45)),
     });
     let start = Instant::now();
     post(&run, &ledger, &posting(5)).await.unwrap();
     assert_eq!(
         start.elapsed(),
-        Duration::from_secs(10),
-        "capped by the backoff cap"
+        Duration::from_secs(45),
+        "not retried before the server said"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_longer_than_the_budget_left_dead_letters_at_once_and_says_why() {
+    let w = World::new();
+    let run = w.agent.start_run();
+    let ledger = Downstream::new().with_latency(Duration::ZERO);
+    ledger.fail_next(DownstreamError::Unavailable { retry_after: None });
+    ledger.fail_next(DownstreamError::Unavailable {
+        retry_after: Some(Duration::from_secs(120)),
+    });
+    let start = Instant::now();
+    let result = post(&run, &ledger, &posting(40)).await;
+    assert!(
+        matches!(result, Err(ActionError::DeadLettered { attempts: 2, .. })),
+        "{result:?}"
+    );
+    // 1s of backoff after the first failure; no wait after the second.
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(ledger.writes(), 2);
+    let message = "service unavailable: the server asked to retry after 2m, \
+                   but only 59s of the 1m budget remain";
+    let dead = w
+        .store
+        .queue_entries(&QueueQuery {
+            kind: Some(QueueKind::DeadLetter),
+            ..QueueQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].message, message);
+    let last = log(&w.agent).await.pop().unwrap();
+    assert_eq!(last.entry.outcome, Outcome::DeadLettered);
+    assert_eq!(last.entry.message.as_deref(), Some(message));
 }
 
 #[tokio::test(start_paused = true)]

@@ -222,6 +222,7 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
 
     let mut classify_arms = Vec::new();
     let mut retry_arms = Vec::new();
+    let mut note_arms = Vec::new();
     let mut delegate_types = Vec::new();
     for (path, fields, kind) in arms {
         match kind {
@@ -264,6 +265,13 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
                         (&#p::DelegateProbe(__classify_inner)).delegate_retry_after()
                     }
                 });
+                note_arms.push(quote_spanned! {span=>
+                    #path { #member: __classify_inner, .. } => {
+                        #[allow(unused_imports)]
+                        use #p::{DelegateNote as _, NoDelegateNote as _};
+                        (&#p::DelegateProbe(__classify_inner)).delegate_note()
+                    }
+                });
             }
         }
     }
@@ -280,6 +288,20 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let fallback = (retry_arms.len() < classify_arms.len())
         .then(|| quote!(_ => ::core::option::Option::None,));
+    // Only delegates have notes: without one, the trait's default (`None`) stands.
+    let note = (!note_arms.is_empty()).then(|| {
+        let fallback = (note_arms.len() < classify_arms.len())
+            .then(|| quote!(_ => ::core::option::Option::None,));
+        quote! {
+            fn note(&self) -> ::core::option::Option<#p::Cow<'static, str>> {
+                #[allow(unreachable_patterns)]
+                match self {
+                    #(#note_arms,)*
+                    #fallback
+                }
+            }
+        }
+    });
     // An empty enum has no value to classify: `match *self {}` proves it to the compiler.
     let scrutinee = if classify_arms.is_empty() {
         quote!(*self)
@@ -302,6 +324,8 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
                     #fallback
                 }
             }
+
+            #note
         }
     })
 }

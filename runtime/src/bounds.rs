@@ -13,6 +13,7 @@
 //! use of the call as "method exists but its trait bounds were not satisfied". Their bounds must
 //! cover the bounds of `Call`'s impl.
 
+use std::borrow::Cow;
 use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
@@ -413,6 +414,26 @@ pub trait NoDelegateRetryAfter {
 }
 
 impl<T: ?Sized> NoDelegateRetryAfter for &DelegateProbe<'_, T> {}
+
+/// `note()` of a `#[classify(from)]` field, resolved as [`DelegateRetryAfter`] is.
+pub trait DelegateNote {
+    fn delegate_note(&self) -> Option<Cow<'static, str>>;
+}
+
+impl<T: Classify + ?Sized> DelegateNote for DelegateProbe<'_, T> {
+    fn delegate_note(&self) -> Option<Cow<'static, str>> {
+        self.0.note()
+    }
+}
+
+/// The fallback, one auto-reference further away.
+pub trait NoDelegateNote {
+    fn delegate_note(&self) -> Option<Cow<'static, str>> {
+        None
+    }
+}
+
+impl<T: ?Sized> NoDelegateNote for &DelegateProbe<'_, T> {}
 
 /// The field named by `#[classify(transient, retry_after = field)]`.
 #[diagnostic::on_unimplemented(

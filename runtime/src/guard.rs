@@ -479,16 +479,18 @@ where
                     self.run.agent().call_rng(),
                 )),
             };
-            let mut delay = backoff.next().unwrap_or(policy.backoff_cap);
-            if let Some(asked) = error.retry_after() {
-                delay = asked.min(policy.backoff_cap);
-            }
+            // The exponent advances either way; a server's Retry-After replaces the delay as asked
+            // (no jitter, not capped by the backoff cap: only `max_elapsed` bounds it).
+            let backoff_delay = backoff.next().unwrap_or(policy.backoff_cap);
+            let asked = error.retry_after();
+            let delay = asked.unwrap_or(backoff_delay);
             let attempts_left = self.number < policy.retries.saturating_add(1);
-            let in_budget = self.started.elapsed() + delay <= policy.max_elapsed;
+            let elapsed = self.started.elapsed();
+            let in_budget = elapsed + delay <= policy.max_elapsed;
             if attempts_left && in_budget {
                 if self.claim.is_some() {
                     let mut entry =
-                        self.failure_entry(Outcome::Retrying, now_ms, error.to_string());
+                        self.failure_entry(Outcome::Retrying, now_ms, failure_message(&error));
                     entry.failure_kind = Some(kind);
                     entry.route = Some(Route::Retry);
                     if let Err(e) = self.agent().inner.store.append_log(&entry).await {
@@ -517,8 +519,20 @@ where
                 return None;
             }
             route = Route::DeadLetter;
+            if let (true, Some(asked)) = (attempts_left, asked) {
+                // The server asked for longer than the budget leaves: waiting would overshoot
+                // `max_elapsed`, retrying sooner would go against what the server said.
+                let left = policy.max_elapsed.saturating_sub(elapsed);
+                let why = format!(
+                    "the server asked to retry after {}, but only {} of the {} budget remain",
+                    DisplayDuration(asked),
+                    DisplayDuration(left),
+                    DisplayDuration(policy.max_elapsed),
+                );
+                return Some(Err(self.terminal(error, kind, route, now_ms, Some(why)).await));
+            }
         }
-        Some(Err(self.terminal(error, kind, route, now_ms).await))
+        Some(Err(self.terminal(error, kind, route, now_ms, None).await))
     }
 
     /// Before a retry: `Some` if the run was halted during the backoff (the claim is released), or the
@@ -586,8 +600,12 @@ where
         kind: FailureKind,
         route: Route,
         now_ms: Millis,
+        why: Option<String>,
     ) -> ActionError<E> {
-        let message = error.to_string();
+        let mut message = failure_message(&error);
+        if let Some(why) = why {
+            message = format!("{message}: {why}");
+        }
         let attempts = self.number;
         if route == Route::Halt {
             return self.halt(error, kind, message, now_ms).await;
@@ -1339,5 +1357,41 @@ fn renew_while_pending(
             lease_ms: hold.lease.as_millis() as Millis,
         };
         *renewal = Some(Box::pin(async move { store.renew(&renewing).await }));
+    }
+}
+
+/// A failure's logged and queued message: the error's text, and what its classifier noted (that an
+/// error was not recognized, or that a request may have reached the server).
+fn failure_message<E: Classify + Display + ?Sized>(error: &E) -> String {
+    match error.note() {
+        Some(note) => format!("{error} ({note})"),
+        None => error.to_string(),
+    }
+}
+
+/// A duration as a person reads it: `120s`, `1.5s`, `250ms`, `2m 30s`.
+struct DisplayDuration(Duration);
+
+impl Display for DisplayDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        if ms < 1000 {
+            return write!(f, "{ms}ms");
+        }
+        let (secs, ms) = (ms / 1000, ms % 1000);
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let mut parts = Vec::new();
+        if h > 0 {
+            parts.push(format!("{h}h"));
+        }
+        if m > 0 {
+            parts.push(format!("{m}m"));
+        }
+        match (s, ms) {
+            (0, 0) => {}
+            (s, 0) => parts.push(format!("{s}s")),
+            (s, ms) => parts.push(format!("{s}.{}s", format!("{ms:03}").trim_end_matches('0'))),
+        }
+        f.write_str(&parts.join(" "))
     }
 }

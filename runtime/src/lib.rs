@@ -11,7 +11,7 @@ pub mod audit;
 mod backoff;
 mod bounds;
 pub mod canonical;
-mod classify;
+pub mod classify;
 mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -82,8 +82,8 @@ pub use store::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bounds::{
-        ActionResult, ClassifyDelegate, DelegateProbe, DelegateRetryAfter, ErrorMessage, Guard,
-        InsideRedacted, NoDelegateRetryAfter, NotInsideRedacted, OutsideRedacted, PayloadFields,
+        ActionResult, ClassifyDelegate, DelegateNote, DelegateProbe, DelegateRetryAfter, ErrorMessage,
+        Guard, InsideRedacted, NoDelegateNote, NoDelegateRetryAfter, NotInsideRedacted, OutsideRedacted, PayloadFields,
         PayloadParam, PayloadResult, PlainTemplateValue, RedactedTemplateValue, ReplayablePayload,
         RetryAfterField, TemplateProbe, TemplateValue, begin, call_run, delegate_classify,
         invoke_field, payload_field, retry_after_field, template_value_not_redacted,
@@ -101,6 +101,7 @@ pub mod __private {
     pub use crate::run::Run;
     pub use inventory;
     pub use serde_json::Value;
+    pub use std::borrow::Cow;
     pub use std::boxed::Box;
     pub use std::future::Future;
     pub use std::option::Option::{None, Some};
