@@ -529,7 +529,9 @@ where
                     DisplayDuration(left),
                     DisplayDuration(policy.max_elapsed),
                 );
-                return Some(Err(self.terminal(error, kind, route, now_ms, Some(why)).await));
+                return Some(Err(self
+                    .terminal(error, kind, route, now_ms, Some(why))
+                    .await));
             }
         }
         Some(Err(self.terminal(error, kind, route, now_ms, None).await))

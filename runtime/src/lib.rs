@@ -82,11 +82,12 @@ pub use store::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bounds::{
-        ActionResult, ClassifyDelegate, DelegateNote, DelegateProbe, DelegateRetryAfter, ErrorMessage,
-        Guard, InsideRedacted, NoDelegateNote, NoDelegateRetryAfter, NotInsideRedacted, OutsideRedacted, PayloadFields,
-        PayloadParam, PayloadResult, PlainTemplateValue, RedactedTemplateValue, ReplayablePayload,
-        RetryAfterField, TemplateProbe, TemplateValue, begin, call_run, delegate_classify,
-        invoke_field, payload_field, retry_after_field, template_value_not_redacted,
+        ActionResult, ClassifyDelegate, DelegateNote, DelegateProbe, DelegateRetryAfter,
+        ErrorMessage, Guard, InsideRedacted, NoDelegateNote, NoDelegateRetryAfter,
+        NotInsideRedacted, OutsideRedacted, PayloadFields, PayloadParam, PayloadResult,
+        PlainTemplateValue, RedactedTemplateValue, ReplayablePayload, RetryAfterField,
+        TemplateProbe, TemplateValue, begin, call_run, delegate_classify, invoke_field,
+        payload_field, retry_after_field, template_value_not_redacted,
     };
     pub use crate::classify::{Classify, RetryAfterValue};
     pub use crate::error::ActionError;

@@ -242,7 +242,14 @@ mod tests {
             Some(Duration::ZERO),
             "a date already past"
         );
-        for bad in ["", "-1", "1.5", "2m", "tomorrow", "Wed, 32 Oct 2015 07:30:00 GMT"] {
+        for bad in [
+            "",
+            "-1",
+            "1.5",
+            "2m",
+            "tomorrow",
+            "Wed, 32 Oct 2015 07:30:00 GMT",
+        ] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
         }
     }

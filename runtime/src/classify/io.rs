@@ -1,7 +1,6 @@
 //! `Classify` for `std::io::Error` (feature `io`); the kinds are also read inside the errors of
 //! other crates (reqwest, tokio-postgres, sqlx).
 
-use std::borrow::Cow;
 use std::io::ErrorKind;
 
 use crate::policy::FailureKind;
@@ -54,7 +53,7 @@ impl super::Classify for std::io::Error {
         classify_io_kind(self.kind()).unwrap_or(FailureKind::Validation)
     }
 
-    fn note(&self) -> Option<Cow<'static, str>> {
+    fn note(&self) -> Option<std::borrow::Cow<'static, str>> {
         classify_io_kind(self.kind())
             .is_none()
             .then(|| super::unrecognized(format_args!("an I/O error of kind {:?}", self.kind())))
@@ -98,7 +97,11 @@ mod tests {
 
     #[test]
     fn any_other_kind_fails_closed_and_says_so() {
-        for kind in [ErrorKind::Other, ErrorKind::UnexpectedEof, ErrorKind::Unsupported] {
+        for kind in [
+            ErrorKind::Other,
+            ErrorKind::UnexpectedEof,
+            ErrorKind::Unsupported,
+        ] {
             let error = io::Error::new(kind, "x");
             assert_eq!(error.classify(), FailureKind::Validation);
             let note = error.note().expect("a note");

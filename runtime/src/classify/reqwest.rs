@@ -35,14 +35,18 @@ fn judge(error: &reqwest::Error) -> (FailureKind, Option<Cow<'static, str>>) {
         return (FailureKind::Transient, None);
     }
     if error.is_timeout() || error.is_body() {
-        return (FailureKind::Transient, Some(Cow::Borrowed(MAY_HAVE_APPLIED)));
+        return (
+            FailureKind::Transient,
+            Some(Cow::Borrowed(MAY_HAVE_APPLIED)),
+        );
     }
     if error.is_request() {
         // The connection was made, then failed: reset, closed before the response, a broken pipe.
         return match io_source(error).map(|io| (io.kind(), classify_io_kind(io.kind()))) {
-            Some((_, Some(FailureKind::Transient))) | None => {
-                (FailureKind::Transient, Some(Cow::Borrowed(MAY_HAVE_APPLIED)))
-            }
+            Some((_, Some(FailureKind::Transient))) | None => (
+                FailureKind::Transient,
+                Some(Cow::Borrowed(MAY_HAVE_APPLIED)),
+            ),
             Some((_, Some(kind))) => (kind, None),
             Some((io_kind, None)) => (
                 FailureKind::Validation,

@@ -47,9 +47,10 @@ fn by_sqlstate(code: &str) -> (FailureKind, Option<Cow<'static, str>>) {
 
 fn by_io(error: &std::io::Error) -> (FailureKind, Option<Cow<'static, str>>) {
     match classify_io_kind(error.kind()) {
-        Some(FailureKind::Transient) => {
-            (FailureKind::Transient, Some(Cow::Borrowed(MAY_HAVE_APPLIED)))
-        }
+        Some(FailureKind::Transient) => (
+            FailureKind::Transient,
+            Some(Cow::Borrowed(MAY_HAVE_APPLIED)),
+        ),
         Some(kind) => (kind, None),
         None => (
             FailureKind::Validation,
@@ -68,12 +69,25 @@ mod tokio_postgres_error {
 
     /// By SQLSTATE when the server sent one; a closed connection or a transient I/O error is
     /// transient (a commit in flight may have been applied); anything else is not recognized.
+    ///
+    /// The error's own text is only `db error`: the note carries what the server said.
     fn judge(error: &tokio_postgres::Error) -> (FailureKind, Option<Cow<'static, str>>) {
+        if let Some(db) = error.as_db_error() {
+            let code = db.code().code();
+            let said = format!("the server said: {} [SQLSTATE {code}]", db.message());
+            return match by_sqlstate(code) {
+                (kind, Some(note)) => (kind, Some(Cow::Owned(format!("{said}; {note}")))),
+                (kind, None) => (kind, Some(Cow::Owned(said))),
+            };
+        }
         if let Some(state) = error.code() {
             return by_sqlstate(state.code());
         }
         if error.is_closed() {
-            return (FailureKind::Transient, Some(Cow::Borrowed(MAY_HAVE_APPLIED)));
+            return (
+                FailureKind::Transient,
+                Some(Cow::Borrowed(MAY_HAVE_APPLIED)),
+            );
         }
         match io_source(error) {
             Some(io) => by_io(io),
@@ -111,12 +125,17 @@ mod sqlx_error {
                 Some(code) => by_sqlstate(&code),
                 None => (
                     FailureKind::Validation,
-                    Some(unrecognized(format_args!("a database error without SQLSTATE"))),
+                    Some(unrecognized(format_args!(
+                        "a database error without SQLSTATE"
+                    ))),
                 ),
             },
             Io(io) => by_io(io),
             PoolTimedOut => (FailureKind::Transient, None),
-            WorkerCrashed => (FailureKind::Transient, Some(Cow::Borrowed(MAY_HAVE_APPLIED))),
+            WorkerCrashed => (
+                FailureKind::Transient,
+                Some(Cow::Borrowed(MAY_HAVE_APPLIED)),
+            ),
             RowNotFound
             | TypeNotFound { .. }
             | ColumnIndexOutOfBounds { .. }
@@ -178,8 +197,81 @@ mod tests {
         for (code, kind) in table {
             assert_eq!(classify_sqlstate(code), kind, "{code}");
         }
-        assert!(by_sqlstate("08006").1.is_some(), "a lost connection notes it");
-        assert!(by_sqlstate("40001").1.is_none(), "a rolled-back transaction did not apply");
+        assert!(
+            by_sqlstate("08006").1.is_some(),
+            "a lost connection notes it"
+        );
+        assert!(
+            by_sqlstate("40001").1.is_none(),
+            "a rolled-back transaction did not apply"
+        );
         assert!(by_sqlstate("42P01").1.unwrap().contains("SQLSTATE 42P01"));
+    }
+}
+
+#[cfg(all(test, feature = "sqlx"))]
+mod sqlx_tests {
+    use std::io;
+
+    use super::*;
+
+    /// A database error as a driver reports one: a SQLSTATE and a message.
+    #[derive(Debug)]
+    struct Reported(&'static str);
+
+    impl std::fmt::Display for Reported {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Reported {}
+
+    impl sqlx::error::DatabaseError for Reported {
+        fn message(&self) -> &str {
+            "reported"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    #[test]
+    fn sqlx_errors_are_classified_by_sqlstate_then_by_what_failed() {
+        let db = |code| sqlx::Error::Database(Box::new(Reported(code)));
+        assert_eq!(db("23505").classify(), FailureKind::Conflict);
+        assert_eq!(db("40001").classify(), FailureKind::Transient);
+        assert_eq!(db("42501").classify(), FailureKind::Security);
+        assert!(
+            db("42P01")
+                .note()
+                .unwrap()
+                .contains("not recognized: SQLSTATE 42P01")
+        );
+        assert_eq!(sqlx::Error::PoolTimedOut.classify(), FailureKind::Transient);
+        assert_eq!(sqlx::Error::RowNotFound.classify(), FailureKind::Validation);
+        let reset = sqlx::Error::Io(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert_eq!(reset.classify(), FailureKind::Transient);
+        assert!(
+            reset
+                .note()
+                .unwrap()
+                .contains("may have reached the server")
+        );
+        let protocol = sqlx::Error::Protocol("unexpected message".into());
+        assert_eq!(protocol.classify(), FailureKind::Validation);
+        assert!(protocol.note().unwrap().starts_with("not recognized"));
     }
 }

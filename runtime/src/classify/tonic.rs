@@ -21,9 +21,10 @@ use crate::policy::FailureKind;
 fn judge(status: &tonic::Status) -> (FailureKind, Option<Cow<'static, str>>) {
     match status.code() {
         Code::Unavailable | Code::ResourceExhausted => (FailureKind::Transient, None),
-        Code::DeadlineExceeded | Code::Aborted => {
-            (FailureKind::Transient, Some(Cow::Borrowed(MAY_HAVE_APPLIED)))
-        }
+        Code::DeadlineExceeded | Code::Aborted => (
+            FailureKind::Transient,
+            Some(Cow::Borrowed(MAY_HAVE_APPLIED)),
+        ),
         Code::InvalidArgument | Code::OutOfRange | Code::NotFound => {
             (FailureKind::Validation, None)
         }
@@ -95,8 +96,7 @@ mod tests {
     #[test]
     fn the_servers_retry_info_is_the_delay() {
         let details = ErrorDetails::with_retry_info(Some(Duration::from_millis(1500)));
-        let status =
-            tonic::Status::with_error_details(Code::ResourceExhausted, "quota", details);
+        let status = tonic::Status::with_error_details(Code::ResourceExhausted, "quota", details);
         // Through the wire form: the details travel as `grpc-status-details-bin`.
         let response = status.into_http::<()>();
         let status = tonic::Status::from_header_map(response.headers()).unwrap();
