@@ -721,10 +721,18 @@ fn store_urls_and_the_environment_variable_name_the_store() {
         cmd.env_remove("ACTGUARD_STORE").args(["--store", u, "log"]);
         cmd
     };
+    // A build without PostgreSQL says how to get it; one with it says which server it cannot reach.
+    #[cfg(not(feature = "postgres"))]
     plain_error(
         &mut url("postgres://ops:secret@db.internal/actguard"),
         1,
         "this build has no PostgreSQL support; build actguard-cli with --features postgres",
+    );
+    #[cfg(feature = "postgres")]
+    plain_error(
+        &mut url("postgres://ops:secret@127.0.0.1:1/actguard"),
+        1,
+        "127.0.0.1:1",
     );
     plain_error(
         &mut url("mysql://db.internal/actguard"),
