@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{Classify, RetryAfterValue};
+use crate::classify::Classify;
 use crate::error::ActionError;
 use crate::guard::{Begun, Call};
 use crate::key::{Payload, PayloadBuilder, PayloadError, RenderedKey};
@@ -448,4 +448,28 @@ impl<T: RetryAfterValue + ?Sized> RetryAfterField for T {}
 /// The delay held by a `retry_after` field.
 pub fn retry_after_field<T: RetryAfterField + ?Sized>(field: &T) -> Option<Duration> {
     field.retry_after_value()
+}
+
+/// Converts what a `retry_after = field` names into an optional delay; used by `#[derive(Classify)]`.
+#[doc(hidden)]
+pub trait RetryAfterValue {
+    fn retry_after_value(&self) -> Option<Duration>;
+}
+
+impl RetryAfterValue for Duration {
+    fn retry_after_value(&self) -> Option<Duration> {
+        Some(*self)
+    }
+}
+
+impl RetryAfterValue for Option<Duration> {
+    fn retry_after_value(&self) -> Option<Duration> {
+        *self
+    }
+}
+
+impl<T: RetryAfterValue + ?Sized> RetryAfterValue for &T {
+    fn retry_after_value(&self) -> Option<Duration> {
+        (**self).retry_after_value()
+    }
 }

@@ -81,6 +81,7 @@ pub use store::{
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::bounds::RetryAfterValue;
     pub use crate::bounds::{
         ActionResult, ClassifyDelegate, DelegateNote, DelegateProbe, DelegateRetryAfter,
         ErrorMessage, Guard, InsideRedacted, NoDelegateNote, NoDelegateRetryAfter,
@@ -89,7 +90,7 @@ pub mod __private {
         TemplateProbe, TemplateValue, begin, call_run, delegate_classify, invoke_field,
         payload_field, retry_after_field, template_value_not_redacted,
     };
-    pub use crate::classify::{Classify, RetryAfterValue};
+    pub use crate::classify::Classify;
     pub use crate::error::ActionError;
     pub use crate::guard::{Begun, Call, attempt};
     pub use crate::invoke::{

@@ -140,6 +140,7 @@ impl fmt::Display for HttpFailure {
 
 impl std::error::Error for HttpFailure {}
 
+#[diagnostic::do_not_recommend]
 impl Classify for HttpFailure {
     fn classify(&self) -> FailureKind {
         classify_status(self.status)
@@ -154,6 +155,7 @@ impl Classify for HttpFailure {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl Classify for StatusCode {
     fn classify(&self) -> FailureKind {
         classify_status(*self)
@@ -165,6 +167,7 @@ impl Classify for StatusCode {
 }
 
 /// A response classifies by its status; its `Retry-After` is read when the guarded call asks.
+#[diagnostic::do_not_recommend]
 impl<B> Classify for Response<B> {
     fn classify(&self) -> FailureKind {
         classify_status(self.status())

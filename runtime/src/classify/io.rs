@@ -48,6 +48,7 @@ pub(crate) fn io_source<'a>(
 }
 
 #[cfg(feature = "io")]
+#[diagnostic::do_not_recommend]
 impl super::Classify for std::io::Error {
     fn classify(&self) -> FailureKind {
         classify_io_kind(self.kind()).unwrap_or(FailureKind::Validation)

@@ -15,7 +15,9 @@
 //! The full table of each, and why, is in `docs/classifiers.md`. Whatever a classifier does not
 //! recognize **fails closed**: it is classified [`FailureKind::Validation`] (not retried, routed to
 //! the data owner), and the failure's message says it was not recognized ([`Classify::note`]).
-//! `#[classify(from)]` on a variant holding any of these types delegates to them.
+//! `#[classify(from)]` on a variant holding any of these types delegates to them. Their
+//! implementations are `#[diagnostic::do_not_recommend]`: a compiler error about an application's own
+//! unclassified type does not list them.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -76,7 +78,8 @@ pub use crate::policy::FailureKind;
 #[diagnostic::on_unimplemented(
     message = "the error type `{Self}` of an #[agent_action] must implement `Classify`",
     label = "every failure must be classified as transient, validation, conflict or security",
-    note = "add `#[derive(actguard::Classify)]` to the error enum and mark each variant with `#[classify(...)]`"
+    note = "add `#[derive(actguard::Classify)]` to the error enum and mark each variant with `#[classify(...)]`",
+    note = "for the errors of reqwest, http, std::io, tonic, tokio-postgres and sqlx, enable actguard's feature `reqwest`, `http`, `io`, `tonic`, `tokio-postgres` or `sqlx`"
 )]
 pub trait Classify {
     /// The kind of this failure.
@@ -141,29 +144,5 @@ impl<T: Classify + ?Sized> Classify for Box<T> {
 
     fn note(&self) -> Option<Cow<'static, str>> {
         (**self).note()
-    }
-}
-
-/// Converts what a `retry_after = field` names into an optional delay; used by `#[derive(Classify)]`.
-#[doc(hidden)]
-pub trait RetryAfterValue {
-    fn retry_after_value(&self) -> Option<Duration>;
-}
-
-impl RetryAfterValue for Duration {
-    fn retry_after_value(&self) -> Option<Duration> {
-        Some(*self)
-    }
-}
-
-impl RetryAfterValue for Option<Duration> {
-    fn retry_after_value(&self) -> Option<Duration> {
-        *self
-    }
-}
-
-impl<T: RetryAfterValue + ?Sized> RetryAfterValue for &T {
-    fn retry_after_value(&self) -> Option<Duration> {
-        (**self).retry_after_value()
     }
 }

@@ -62,6 +62,7 @@ fn judge(error: &reqwest::Error) -> (FailureKind, Option<Cow<'static, str>>) {
     )
 }
 
+#[diagnostic::do_not_recommend]
 impl Classify for reqwest::Error {
     fn classify(&self) -> FailureKind {
         judge(self).0

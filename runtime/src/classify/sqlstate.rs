@@ -100,6 +100,7 @@ mod tokio_postgres_error {
         }
     }
 
+    #[diagnostic::do_not_recommend]
     impl Classify for tokio_postgres::Error {
         fn classify(&self) -> FailureKind {
             judge(self).0
@@ -153,6 +154,7 @@ mod sqlx_error {
         }
     }
 
+    #[diagnostic::do_not_recommend]
     impl Classify for sqlx::Error {
         fn classify(&self) -> FailureKind {
             judge(self).0

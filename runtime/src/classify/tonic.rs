@@ -37,6 +37,7 @@ fn judge(status: &tonic::Status) -> (FailureKind, Option<Cow<'static, str>>) {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl Classify for tonic::Status {
     fn classify(&self) -> FailureKind {
         judge(self).0
