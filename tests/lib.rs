@@ -64,6 +64,7 @@ macro_rules! action_spec {
             deps: &[],
             result_type: "",
             error_type: "",
+            tool: None,
             invoke: None,
         }
     };

@@ -31,6 +31,7 @@ pub const OPTIONS: &[&str] = &[
     "owner",
     "expert",
     "compensate",
+    "tool",
     "crate",
 ];
 
@@ -106,6 +107,8 @@ pub struct Args {
     pub owner: Option<Opt<String>>,
     pub expert: Option<Opt<String>>,
     pub compensate: Option<Opt<Compensate>>,
+    /// `tool` (`None`: the description is the doc comment) or `tool = "description"`.
+    pub tool: Option<Opt<Option<String>>>,
     pub krate: Option<Opt<Path>>,
     /// Names of the policy options written, in order (`crate` is not one).
     pub explicit: Vec<&'static str>,
@@ -132,6 +135,13 @@ impl Args {
                 skip_value(&meta)?;
                 return Ok(());
             };
+            if option == "tool"
+                && !meta.input.peek(Token![=])
+                && !meta.input.peek(syn::token::Paren)
+            {
+                args.set_flag(option, meta.path.span(), errors);
+                return Ok(());
+            }
             if !meta.input.peek(Token![=]) {
                 errors.push(syn::Error::new(
                     meta.path.span(),
@@ -192,10 +202,43 @@ impl Args {
             "owner" => set!(owner, queue_value),
             "expert" => set!(expert, queue_value),
             "compensate" => set!(compensate, compensate_value),
+            "tool" => set!(tool, tool_value),
             "crate" => set!(krate, crate_value),
             _ => unreachable!("`{option}` is in OPTIONS but has no parser"),
         }
     }
+}
+
+impl Args {
+    /// `tool` written alone: a tool described by the function's doc comment.
+    fn set_flag(&mut self, option: &'static str, name_span: Span, errors: &mut Errors) {
+        if self.written.contains(&option) {
+            errors.push(syn::Error::new(
+                name_span,
+                format!("duplicate option `{option}`: each option may be written only once"),
+            ));
+            return;
+        }
+        self.written.push(option);
+        self.tool = Some(Opt {
+            value: None,
+            name_span,
+            value_span: name_span,
+        });
+    }
+}
+
+/// `tool = "what it does, for the model"`.
+fn tool_value(option: &str, value: &Expr) -> syn::Result<Option<String>> {
+    let lit = lit_str(option, value, "\"Posts an invoice to the ledger\"")?;
+    let text = lit.value();
+    if text.trim().is_empty() {
+        return Err(syn::Error::new(
+            lit.span(),
+            "`tool` needs a description for the model: write `tool = \"what it does\"`, or `tool` alone with a doc comment on the function",
+        ));
+    }
+    Ok(Some(text))
 }
 
 /// Sets `slot` from `value` unless the option was written before, valid or not (reported on the

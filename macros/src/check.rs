@@ -38,6 +38,8 @@ pub struct Action {
     pub ok_ty: Type,
     pub err_ty: Type,
     pub compensate_name: Option<String>,
+    /// The description of the tool the action is exported as (`tool`), if it is one.
+    pub tool: Option<String>,
 }
 
 /// Removes the `#[dep]` markers from the signature (they are not real attributes) and returns which
@@ -170,6 +172,8 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
         ));
     }
 
+    let tool = check_tool(&args, func, has_self, errors);
+
     let (ok_ty, err_ty) = result.ok()?;
     let run = run?;
     if !errors.is_empty() {
@@ -194,7 +198,54 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
         ok_ty,
         err_ty,
         compensate_name,
+        tool,
     })
+}
+
+/// A tool is called by name with JSON arguments: a free, non-generic function, with a description
+/// for the model (`tool = "..."`, else the doc comment). Answers the description.
+fn check_tool(args: &Args, func: &ItemFn, has_self: bool, errors: &mut Errors) -> Option<String> {
+    let tool = args.tool.as_ref()?;
+    let generic = !func.sig.generics.params.is_empty() || func.sig.generics.where_clause.is_some();
+    if has_self || generic {
+        errors.push(syn::Error::new(
+            tool.name_span,
+            "a tool is called by name with JSON arguments: it must be a free, non-generic function (not a method, no type parameters)",
+        ));
+        return None;
+    }
+    let description = match &tool.value {
+        Some(text) => text.clone(),
+        None => doc_comment(func),
+    };
+    if description.is_empty() {
+        errors.push(syn::Error::new(
+            tool.name_span,
+            "a tool needs a description for the model: write a doc comment on the function, or `tool = \"what it does\"`",
+        ));
+        return None;
+    }
+    Some(description)
+}
+
+/// The function's doc comment, its lines trimmed and joined (paragraphs kept apart by a blank line).
+fn doc_comment(func: &ItemFn) -> String {
+    let lines: Vec<String> = func
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) => Some(s.value().trim().to_owned()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    lines.join("\n").trim().to_owned()
 }
 
 /// `T` and `E` of `-> Result<T, E>`.

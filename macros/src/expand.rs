@@ -99,11 +99,13 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
     );
     let call_run = bounded("call_run", quote!(&__agent_action_call), false);
 
-    let spec = spec(action, &p, invoke);
+    let (tool_fn, tool) = tool(action, &p);
+    let spec = spec(action, &p, invoke, tool);
     let block = &func.block;
     let body = quote! {
         {
             #invoke_fn
+            #tool_fn
             static __AGENT_ACTION_SPEC: #p::ActionSpec = #spec;
             #p::inventory::submit! { #p::Registration(&__AGENT_ACTION_SPEC) }
             #compensate_check
@@ -314,7 +316,7 @@ fn invoke(action: &Action, func: &ItemFn, p: &TokenStream) -> Option<TokenStream
         fn __agent_action_invoke<'__agent_action_a>(
             __agent_action_run: &'__agent_action_a #p::Run,
             __agent_action_stored: #p::Value,
-        ) -> #p::Pin<#p::Box<dyn #p::Future<Output = #p::Result<#p::Value, #p::InvokeError>>
+        ) -> #p::Pin<#p::Box<dyn #p::Future<Output = #p::Result<#p::Invoked, #p::InvokeError>>
             + ::core::marker::Send + '__agent_action_a>> {
             #(#reads)*
             #p::invoke(
@@ -363,7 +365,47 @@ fn contains_impl_trait(ty: &Type) -> bool {
     }
 }
 
-fn spec(action: &Action, p: &TokenStream, invoke: TokenStream) -> TokenStream {
+/// The tool an action is exported as (`tool`): its description, and a function building the JSON
+/// Schema of its payload parameters, each bound to `ToolParam` (a `schemars::JsonSchema`) on its type.
+fn tool(action: &Action, p: &TokenStream) -> (TokenStream, TokenStream) {
+    let Some(description) = &action.tool else {
+        return (quote!(), quote!(#p::None));
+    };
+    let params = action.payload.iter().map(|param| {
+        let name = param.ident.to_string();
+        let inner = match strip_groups(&param.ty) {
+            Type::Reference(r) => strip_groups(&r.elem),
+            other => other,
+        };
+        let required = !is_option(inner);
+        let span = inner.span();
+        quote_spanned! {span=>
+            __agent_action_schema.param::<#inner>(#name, #required);
+        }
+    });
+    let schema_fn = quote! {
+        fn __agent_action_tool_schema() -> #p::Value {
+            let mut __agent_action_schema = #p::ToolSchema::new();
+            #(#params)*
+            __agent_action_schema.finish()
+        }
+    };
+    let spec = quote! {
+        #p::Some(#p::ToolSpec {
+            description: #description,
+            input_schema: __agent_action_tool_schema,
+        })
+    };
+    (schema_fn, spec)
+}
+
+/// Whether `ty` is written `Option<...>` (a parameter a model may leave out).
+fn is_option(ty: &Type) -> bool {
+    matches!(ty, Type::Path(path) if path.qself.is_none()
+        && path.path.segments.last().is_some_and(|s| s.ident == "Option"))
+}
+
+fn spec(action: &Action, p: &TokenStream, invoke: TokenStream, tool: TokenStream) -> TokenStream {
     let args = &action.args;
     let name = &action.name;
     let fn_name = &action.fn_name;
@@ -427,6 +469,7 @@ fn spec(action: &Action, p: &TokenStream, invoke: TokenStream) -> TokenStream {
             deps: #deps,
             result_type: #result_type,
             error_type: #error_type,
+            tool: #tool,
             invoke: #invoke,
         }
     }

@@ -792,6 +792,7 @@ mod tests {
             deps: &[],
             result_type: "Receipt",
             error_type: "LedgerError",
+            tool: None,
             invoke: None,
         }
     }

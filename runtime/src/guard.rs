@@ -153,7 +153,7 @@ where
                 .agent()
                 .inner
                 .redaction
-                .scope(|| record_outcome(slot.as_ref(), spec.name, result)),
+                .scope(|| record_outcome(slot.as_ref(), spec.name, result, result.is_ok())),
             Begun::Act(call) => call.outcome = slot,
         }
         begun
@@ -179,7 +179,7 @@ where
         .await;
         if let Some(r) = &result {
             let key = &self.agent().inner.redaction;
-            key.scope(|| record_outcome(self.outcome.as_ref(), self.spec.name, r));
+            key.scope(|| record_outcome(self.outcome.as_ref(), self.spec.name, r, false));
         }
         result
     }

@@ -19,15 +19,25 @@ use crate::classify::Classify;
 use crate::error::ActionError;
 use crate::policy::FailureKind;
 use crate::run::Run;
+use crate::store::QueueKind;
 
 /// Calls an action with a stored payload (a JSON object with one field per payload parameter) and
 /// the agent's resources; answers the serialized result.
-pub type InvokeFn = for<'a> fn(
-    &'a Run,
-    serde_json::Value,
-) -> Pin<
-    Box<dyn Future<Output = Result<serde_json::Value, InvokeError>> + Send + 'a>,
->;
+pub type InvokeFn =
+    for<'a> fn(
+        &'a Run,
+        serde_json::Value,
+    ) -> Pin<Box<dyn Future<Output = Result<Invoked, InvokeError>> + Send + 'a>>;
+
+/// What an invoked action answered: its result, serialized, and whether it was replayed (the key had
+/// completed before: the stored result, nothing done).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invoked {
+    /// The result.
+    pub value: serde_json::Value,
+    /// Whether the stored result of an earlier call was returned without acting.
+    pub replayed: bool,
+}
 
 /// Why invoking an action from stored data did not succeed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -58,6 +68,8 @@ pub enum InvokeError {
         failure_kind: Option<FailureKind>,
         /// The queue entry the call went to (routed, dead-lettered, previously failed), if any.
         queue_entry: Option<u64>,
+        /// The kind of that queue entry.
+        queue_kind: Option<QueueKind>,
     },
     /// The result could not be serialized.
     #[error("cannot serialize the result of `{action}`: {message}")]
@@ -112,7 +124,7 @@ pub fn invoke<'a, A: Send + 'a, R: 'a>(
     action: &'static str,
     mut args: A,
     call: for<'x> fn(&'x Run, &'x mut A) -> Result<BoxedCall<'x, R>, InvokeError>,
-) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, InvokeError>> + Send + 'a>> {
+) -> Pin<Box<dyn Future<Output = Result<Invoked, InvokeError>> + Send + 'a>> {
     Box::pin(async move {
         let invoked = invoke_run(run);
         // The guarded call records its outcome serialized: no bound on `T` or `E` here, so an unmet
@@ -126,7 +138,7 @@ pub fn invoke<'a, A: Send + 'a, R: 'a>(
 #[doc(hidden)]
 pub fn invoke_failed<'a>(
     error: InvokeError,
-) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, InvokeError>> + Send + 'a>> {
+) -> Pin<Box<dyn Future<Output = Result<Invoked, InvokeError>> + Send + 'a>> {
     Box::pin(std::future::ready(Err(error)))
 }
 
@@ -139,20 +151,24 @@ pub fn invoke_take<T>(arg: &mut Option<T>) -> T {
 
 /// Where the guarded call leaves the outcome of an invoked call, serialized: the generated invocation
 /// then needs no bound on `T` and `E` (they are checked once, by the guarded call).
-pub(crate) type OutcomeSlot = Arc<Mutex<Option<Result<serde_json::Value, InvokeError>>>>;
+pub(crate) type OutcomeSlot = Arc<Mutex<Option<Result<Invoked, InvokeError>>>>;
 
-/// Records the outcome of the call begun with `slot` (the guarded call does, with its bounds).
+/// Records the outcome of the call begun with `slot` (the guarded call does, with its bounds);
+/// `replayed` when a success is the stored result of an earlier call.
 pub(crate) fn record_outcome<T: Serialize, E: Classify + Display>(
     slot: Option<&OutcomeSlot>,
     action: &str,
     result: &Result<T, ActionError<E>>,
+    replayed: bool,
 ) {
     let Some(slot) = slot else { return };
     let outcome = match result {
-        Ok(v) => crate::limits::result_value(v).map_err(|e| InvokeError::Result {
-            action: action.to_owned(),
-            message: e.to_string(),
-        }),
+        Ok(v) => crate::limits::result_value(v)
+            .map(|value| Invoked { value, replayed })
+            .map_err(|e| InvokeError::Result {
+                action: action.to_owned(),
+                message: e.to_string(),
+            }),
         Err(e) => Err(action_error(action, e)),
     };
     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
@@ -169,7 +185,7 @@ pub fn invoke_run(run: &Run) -> Run {
 
 /// The outcome the guarded call recorded for the call invoked through `run`.
 #[doc(hidden)]
-pub fn invoke_outcome(run: &Run, action: &str) -> Result<serde_json::Value, InvokeError> {
+pub fn invoke_outcome(run: &Run, action: &str) -> Result<Invoked, InvokeError> {
     run.outcome
         .as_ref()
         .and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take())
@@ -182,33 +198,32 @@ pub fn invoke_outcome(run: &Run, action: &str) -> Result<serde_json::Value, Invo
 }
 
 fn action_error<E: Classify + Display>(action: &str, e: &ActionError<E>) -> InvokeError {
-    let (kind, failure_kind, queue_entry) = match e {
+    let (kind, failure_kind, queue) = match e {
         ActionError::Halted { .. } => ("halted", None, None),
         ActionError::Skipped { .. } => ("skipped", None, None),
-        ActionError::Routed { kind, queue, .. } => ("routed", Some(*kind), Some(queue.id)),
+        ActionError::Routed { kind, queue, .. } => ("routed", Some(*kind), Some(queue)),
         ActionError::DeadLettered { queue, error, .. } => {
-            ("dead_lettered", Some(error.classify()), Some(queue.id))
+            ("dead_lettered", Some(error.classify()), Some(queue))
         }
-        ActionError::SecurityHalt { queue, .. } => (
-            "security_halt",
-            Some(FailureKind::Security),
-            queue.as_ref().map(|q| q.id),
-        ),
+        ActionError::SecurityHalt { queue, .. } => {
+            ("security_halt", Some(FailureKind::Security), queue.as_ref())
+        }
         ActionError::Failed { kind, .. } => ("failed", Some(*kind), None),
-        ActionError::PreviouslyFailed { queue, .. } => ("previously_failed", None, Some(queue.id)),
+        ActionError::PreviouslyFailed { queue, .. } => ("previously_failed", None, Some(queue)),
         ActionError::InProgress { .. } => ("in_progress", None, None),
         ActionError::KeyReused { .. } => ("key_reused", None, None),
         ActionError::Serialization { .. } => ("serialization", None, None),
         ActionError::PayloadRefused { .. } => ("payload_refused", None, None),
         ActionError::Store(_) => ("store", None, None),
         ActionError::Unrecorded { .. } => ("unrecorded", None, None),
-        ActionError::ResultNotStored { queue, .. } => ("result_not_stored", None, Some(queue.id)),
+        ActionError::ResultNotStored { queue, .. } => ("result_not_stored", None, Some(queue)),
     };
     InvokeError::Action {
         action: action.to_owned(),
         kind,
         message: e.to_string(),
         failure_kind,
-        queue_entry,
+        queue_entry: queue.map(|q| q.id),
+        queue_kind: queue.map(|q| q.kind),
     }
 }

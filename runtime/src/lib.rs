@@ -38,6 +38,7 @@ pub mod sqlite;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tools;
 
 /// Derives [`Classify`](trait@Classify) for an error enum (each variant carries `#[classify(...)]`) or
 /// struct (`#[classify(...)]` on the struct): see the trait's documentation.
@@ -57,7 +58,7 @@ pub use classify::Classify;
 pub use clock::{Clock, TokioClock};
 pub use error::{ActionError, Ran};
 pub use guard::{DEAD_LETTER_QUEUE, SECURITY_QUEUE};
-pub use invoke::{InvokeError, InvokeFn};
+pub use invoke::{InvokeError, InvokeFn, Invoked};
 pub use key::{KeyPart, Payload, PayloadJson, RenderedKey, fingerprint};
 pub use limits::{LimitError, MAX_DEPTH, MAX_PAYLOAD_BYTES, MAX_READ_DEPTH, MAX_RESULT_BYTES};
 pub use log::{ChainError, LogEntry, LogHead, LogQuery, Outcome, verify_chain};
@@ -94,13 +95,14 @@ pub mod __private {
     pub use crate::error::ActionError;
     pub use crate::guard::{Begun, Call, attempt};
     pub use crate::invoke::{
-        BoxedCall, InvokeError, InvokeFn, invoke, invoke_dep, invoke_dep_owned, invoke_failed,
-        invoke_outcome, invoke_run, invoke_take,
+        BoxedCall, InvokeError, InvokeFn, Invoked, invoke, invoke_dep, invoke_dep_owned,
+        invoke_failed, invoke_outcome, invoke_run, invoke_take,
     };
     pub use crate::key::{KeyBuilder, PayloadBuilder};
     pub use crate::policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
     pub use crate::registry::Registration;
     pub use crate::run::Run;
+    pub use crate::tools::{ToolParam, ToolSchema, ToolSpec};
     pub use inventory;
     pub use serde_json::Value;
     pub use std::borrow::Cow;

@@ -301,7 +301,8 @@ pub struct McpTool {
 pub struct McpAnnotations {
     /// `effect = read`.
     pub read_only_hint: bool,
-    /// `effect = destructive`.
+    /// Any effect but `read`: a `write` may overwrite what is there (an update is not additive), so
+    /// only a read claims `false`; MCP's default for a tool that is not read-only is `true` too.
     pub destructive_hint: bool,
     /// An idempotency key is declared: calling again with the same arguments has no further effect.
     pub idempotent_hint: bool,
@@ -548,7 +549,7 @@ impl Manifest {
 }
 
 impl ActionEntry {
-    fn from_spec(spec: &ActionSpec) -> ActionEntry {
+    pub(crate) fn from_spec(spec: &ActionSpec) -> ActionEntry {
         let p = &spec.policy;
         let queue_of = |route: Route| -> Option<String> {
             match route {
@@ -654,7 +655,7 @@ impl ActionEntry {
         let effect = self.idempotency.effect;
         McpAnnotations {
             read_only_hint: effect == Effect::Read,
-            destructive_hint: effect == Effect::Destructive,
+            destructive_hint: effect != Effect::Read,
             idempotent_hint: self.idempotency.key.is_some(),
             open_world_hint: true,
         }

@@ -268,7 +268,9 @@ pub async fn replay(agent: &Agent, id: u64, by: &str) -> Result<Replay, OpsError
         replay_of: Some(id),
         ..Invocation::default()
     });
-    let outcome = invoke(&run, entry.payload.clone()).await;
+    let outcome = invoke(&run, entry.payload.clone())
+        .await
+        .map(|invoked| invoked.value);
     let entry = load(store, id).await?;
     Ok(Replay {
         entry,

@@ -232,6 +232,8 @@ pub struct ActionSpec {
     pub result_type: &'static str,
     /// The error type `E` of `Result<T, E>`, as written.
     pub error_type: &'static str,
+    /// The tool this action is exported as (`tool`): what an LLM may call by name.
+    pub tool: Option<crate::tools::ToolSpec>,
     /// Calls the action from a stored payload (replay, revert). Generated for free, non-generic
     /// functions; `None` for methods and generic functions, which operations cannot invoke.
     #[serde(skip)]

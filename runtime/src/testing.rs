@@ -386,6 +386,7 @@ pub fn spec(name: &'static str, effect: Effect, policy: Policy) -> &'static Acti
         deps: &[],
         result_type: "T",
         error_type: "E",
+        tool: None,
         invoke: None,
     }))
 }

@@ -52,6 +52,7 @@ static DISBURSE: ActionSpec = ActionSpec {
     deps: &[],
     result_type: "Receipt",
     error_type: "LedgerError",
+    tool: None,
     invoke: None,
 };
 
@@ -98,6 +99,7 @@ static REVERSE: ActionSpec = ActionSpec {
     }],
     result_type: "()",
     error_type: "LedgerError",
+    tool: None,
     invoke: None,
 };
 
@@ -124,6 +126,7 @@ static BALANCE: ActionSpec = ActionSpec {
     deps: &[],
     result_type: "Money",
     error_type: "LedgerError",
+    tool: None,
     invoke: None,
 };
 
@@ -517,7 +520,8 @@ fn mcp_annotations_follow_effect_and_key() {
     let b = hints("balance");
     assert!(b.read_only_hint && !b.destructive_hint && !b.idempotent_hint && b.open_world_hint);
     let d = hints("disburse");
-    assert!(!d.read_only_hint && !d.destructive_hint && d.idempotent_hint && d.open_world_hint);
+    // A write may overwrite: it does not claim to be additive only.
+    assert!(!d.read_only_hint && d.destructive_hint && d.idempotent_hint && d.open_world_hint);
     let r = hints("reverse_disbursement");
     assert!(!r.read_only_hint && r.destructive_hint && r.idempotent_hint);
 
@@ -528,7 +532,7 @@ fn mcp_annotations_follow_effect_and_key() {
             "name": "disburse",
             "annotations": {
                 "readOnlyHint": false,
-                "destructiveHint": false,
+                "destructiveHint": true,
                 "idempotentHint": true,
                 "openWorldHint": true
             }
