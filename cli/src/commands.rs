@@ -97,6 +97,35 @@ impl Ctx {
                 )?;
                 Ok(())
             }
+            OpsCommand::Queue(QueueCommand::Approve(args)) => {
+                let agent = self.operator_agent()?;
+                self.queue_entry(args.id).await?;
+                let e = ops::queue_approve(&agent, args.id, &args.by).await?;
+                writeln!(
+                    out,
+                    "approval request {} ({} {}) approved by {}: the key acts at its next call",
+                    e.id,
+                    escape(&e.action),
+                    escape(&e.record),
+                    escape(&args.by)
+                )?;
+                Ok(())
+            }
+            OpsCommand::Queue(QueueCommand::Reject(args)) => {
+                let agent = self.operator_agent()?;
+                self.queue_entry(args.id).await?;
+                let e = ops::queue_reject(&agent, args.id, &args.by, &args.note).await?;
+                writeln!(
+                    out,
+                    "approval request {} ({} {}) rejected by {}: {}",
+                    e.id,
+                    escape(&e.action),
+                    escape(&e.record),
+                    escape(&args.by),
+                    escape(&args.note)
+                )?;
+                Ok(())
+            }
             OpsCommand::Queue(QueueCommand::Discard(args)) => {
                 let agent = self.operator_agent()?;
                 self.queue_entry(args.id).await?;

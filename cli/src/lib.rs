@@ -176,7 +176,8 @@ pub enum OpsCommand {
 }
 
 impl OpsCommand {
-    /// Whether the command may change the store: `queue claim`, `resolve`, `discard` and `replay`,
+    /// Whether the command may change the store: `queue claim`, `resolve`, `discard`, `replay`,
+    /// `approve` and `reject`,
     /// and `revert` without `--dry-run`. Every other command only reads it, and the `actguard` binary
     /// opens the store read-only for them.
     pub fn changes_store(&self) -> bool {
@@ -270,13 +271,18 @@ pub enum QueueCommand {
     /// Re-runs the entry's action with its stored payload, under the same key (needs the
     /// application's registry).
     Replay(QueueClaimArgs),
+    /// Approves an approval request: the same key with the same payload then acts, once, before the
+    /// approval expires.
+    Approve(QueueClaimArgs),
+    /// Rejects an approval request with a note: the key answers `rejected` from then on.
+    Reject(QueueNoteArgs),
 }
 
 /// `queue ls` filters.
 #[derive(Debug, Clone, Default, Args)]
 pub struct QueueLsArgs {
     /// Only this kind of queue.
-    #[arg(long, value_parser = ["owner", "expert", "dead_letter", "security"])]
+    #[arg(long, value_parser = ["owner", "expert", "dead_letter", "security", "approval"])]
     pub queue: Option<String>,
     /// Only the queue of this name (an action's `owner` or `expert`, or `dead-letter`).
     #[arg(long)]
@@ -305,7 +311,7 @@ pub struct QueueShowArgs {
     pub json: bool,
 }
 
-/// `queue claim` / `queue replay` arguments.
+/// `queue claim` / `queue replay` / `queue approve` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct QueueClaimArgs {
     /// The queue entry id.
@@ -326,7 +332,7 @@ pub struct QueueResolveArgs {
     pub release: bool,
 }
 
-/// `queue resolve` / `queue discard` arguments.
+/// `queue resolve` / `queue discard` / `queue reject` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct QueueNoteArgs {
     /// The queue entry id.

@@ -31,6 +31,8 @@ pub const OPTIONS: &[&str] = &[
     "owner",
     "expert",
     "compensate",
+    "approve",
+    "approval_expires",
     "tool",
     "crate",
 ];
@@ -107,6 +109,9 @@ pub struct Args {
     pub owner: Option<Opt<String>>,
     pub expert: Option<Opt<String>>,
     pub compensate: Option<Opt<Compensate>>,
+    /// The approvers' queue.
+    pub approve: Option<Opt<String>>,
+    pub approval_expires: Option<Opt<u64>>,
     /// `tool` (`None`: the description is the doc comment) or `tool = "description"`.
     pub tool: Option<Opt<Option<String>>>,
     pub krate: Option<Opt<Path>>,
@@ -202,6 +207,8 @@ impl Args {
             "owner" => set!(owner, queue_value),
             "expert" => set!(expert, queue_value),
             "compensate" => set!(compensate, compensate_value),
+            "approve" => set!(approve, queue_value),
+            "approval_expires" => set!(approval_expires, duration_value),
             "tool" => set!(tool, tool_value),
             "crate" => set!(krate, crate_value),
             _ => unreachable!("`{option}` is in OPTIONS but has no parser"),

@@ -173,6 +173,7 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
     }
 
     let tool = check_tool(&args, func, has_self, errors);
+    check_approval(&args, effect, errors);
 
     let (ok_ty, err_ty) = result.ok()?;
     let run = run?;
@@ -200,6 +201,30 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
         compensate_name,
         tool,
     })
+}
+
+/// `approve` gates an action that acts (not a `read`); `approval_expires` needs `approve`.
+fn check_approval(args: &Args, effect: Effect, errors: &mut Errors) {
+    if let (Some(approve), Effect::Read) = (&args.approve, effect) {
+        errors.push(syn::Error::new(
+            approve.name_span,
+            "`approve` gates an action that acts: a `read` changes nothing, so there is nothing to approve",
+        ));
+    }
+    if let (Some(expires), None) = (&args.approval_expires, &args.approve) {
+        errors.push(syn::Error::new(
+            expires.name_span,
+            "`approval_expires` needs `approve = \"queue\"`: it bounds how long an approval may wait to be used",
+        ));
+    }
+    if let Some(expires) = &args.approval_expires {
+        if expires.value == 0 {
+            errors.push(syn::Error::new(
+                expires.value_span,
+                "`approval_expires` must be longer than zero: an approval that expires at once can never be used",
+            ));
+        }
+    }
 }
 
 /// A tool is called by name with JSON arguments: a free, non-generic function, with a description

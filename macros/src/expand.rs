@@ -539,7 +539,15 @@ fn policy(action: &Action, p: &TokenStream) -> TokenStream {
             fields.push(quote!(#field: #r));
         }
     }
-    for (field, opt) in [(quote!(owner), &args.owner), (quote!(expert), &args.expert)] {
+    if let Some(e) = &args.approval_expires {
+        let v = ms(e.value);
+        fields.push(quote!(approval_expires: #v));
+    }
+    for (field, opt) in [
+        (quote!(owner), &args.owner),
+        (quote!(expert), &args.expert),
+        (quote!(approve), &args.approve),
+    ] {
         if let Some(q) = opt {
             let q = &q.value;
             fields.push(quote!(#field: #p::Some(#q)));

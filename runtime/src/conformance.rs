@@ -277,7 +277,7 @@ fn failure(r: &BeginRequest, queue: Option<(QueueKind, &str)>, now_ms: Millis) -
             FailureKind::Transient,
         ),
         Some((QueueKind::Expert, _)) => (Outcome::Routed, Route::Escalate, FailureKind::Conflict),
-        Some((QueueKind::Owner, _)) => {
+        Some((QueueKind::Owner | QueueKind::Approval, _)) => {
             (Outcome::Routed, Route::RouteOwner, FailureKind::Validation)
         }
         Some((QueueKind::Security, _)) | None => {

@@ -71,6 +71,17 @@ pub enum ActionError<E> {
     /// The key failed terminally in an earlier call: its queue entry decides what happens next.
     #[error("key `{key}` failed before: the {} queue `{}` holds it (entry {}); see `actguard queue show {}`", .queue.kind.as_str(), .queue.name, .queue.id, .queue.id)]
     PreviouslyFailed { key: String, queue: QueueRef },
+    /// The action needs a person's approval before it acts (`approve`): nothing was done. The approval
+    /// request is the queue entry; once approved, a call with the same key and payload acts once.
+    #[error("key `{key}` awaits approval in the queue `{}` (entry {}): nothing was done; see `actguard queue show {}`", .queue.name, .queue.id, .queue.id)]
+    AwaitingApproval { key: String, queue: QueueRef },
+    /// A person rejected this key's approval request: nothing was done, and the key stays refused.
+    #[error("key `{key}` was rejected in the approval queue `{}` (entry {}){}", .queue.name, .queue.id, .note.as_deref().map(|n| format!(": {n}")).unwrap_or_default())]
+    Rejected {
+        key: String,
+        queue: QueueRef,
+        note: Option<String>,
+    },
     /// Another worker holds a live claim on this key (or on its record) beyond the wait allowed.
     #[error(
         "key `{key}` is in progress in another worker until {lease_until_ms} (Unix ms); try again later"
@@ -172,6 +183,8 @@ impl<E> ActionError<E> {
             ActionError::Halted { attempts: 0, .. }
             | ActionError::Skipped { .. }
             | ActionError::PreviouslyFailed { .. }
+            | ActionError::AwaitingApproval { .. }
+            | ActionError::Rejected { .. }
             | ActionError::InProgress { .. }
             | ActionError::KeyReused { .. }
             | ActionError::Serialization { .. }
@@ -193,6 +206,8 @@ impl<E> ActionError<E> {
             ActionError::Routed { queue, .. }
             | ActionError::DeadLettered { queue, .. }
             | ActionError::PreviouslyFailed { queue, .. }
+            | ActionError::AwaitingApproval { queue, .. }
+            | ActionError::Rejected { queue, .. }
             | ActionError::ResultNotStored { queue, .. } => Some(queue),
             ActionError::SecurityHalt { queue, .. } => queue.as_ref(),
             _ => None,

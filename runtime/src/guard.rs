@@ -32,13 +32,14 @@ use crate::classify::Classify;
 use crate::error::ActionError;
 use crate::invoke::{OutcomeSlot, record_outcome};
 use crate::key::{KeyBuilder, Payload, PayloadError, RenderedKey};
+use crate::log::LogQuery;
 use crate::log::{LogEntry, LogHead};
 use crate::log::{NewLogEntry, Outcome};
 use crate::policy::{ActionSpec, FailureKind, Route};
 use crate::run::{Attempt, ClaimHold, Run};
 use crate::store::{
-    Begin, BeginRequest, Completion, Failure, Millis, NewQueueEntry, QueueKind, QueueRef, Renewal,
-    RunState, SharedStr, StoreError,
+    Begin, BeginRequest, Completion, Failure, Millis, NewQueueEntry, QueueKind, QueueQuery,
+    QueueRef, QueueStatus, Renewal, RunState, SharedStr, StoreError,
 };
 
 /// The first pause while waiting for another worker's claim; it doubles up to [`MAX_CLAIM_POLL`].
@@ -92,6 +93,18 @@ pub struct Call<T, E> {
     /// Where an invoked call leaves its outcome.
     outcome: Option<OutcomeSlot>,
     _result: PhantomData<fn() -> (T, E)>,
+}
+
+/// Whether a key of an action with `approve` may act.
+enum Approval {
+    /// Approved with this payload, unexpired and unused.
+    Granted,
+    /// Never approved with this payload.
+    Needed,
+    /// Approved, but the approval (this entry) expired unused.
+    Expired(u64),
+    /// Approved, and the approval (this entry) was used by an attempt since.
+    Used(u64),
 }
 
 struct Claimed {
@@ -877,6 +890,147 @@ impl Beginning<'_> {
         Begun::Done(Err(error))
     }
 
+    /// A key whose approval request was decided, or not yet: `rejected` once a person rejected it
+    /// (the entry discarded), else still awaiting approval. Nothing acts.
+    async fn approval_decided<T, E>(&self, queue: QueueRef) -> Begun<T, E> {
+        match self.agent.inner.store.queue_entry(queue.id).await {
+            Err(e) => self.store_error(e),
+            Ok(Some(entry)) if entry.status == QueueStatus::Discarded => {
+                tracing::info!(queue_entry = queue.id, "rejected by a person");
+                self.done(
+                    "rejected",
+                    ActionError::Rejected {
+                        key: self.key_text.to_string(),
+                        queue,
+                        note: entry.note,
+                    },
+                )
+            }
+            Ok(_) => {
+                tracing::info!(queue_entry = queue.id, "awaiting approval");
+                self.done(
+                    "awaiting_approval",
+                    ActionError::AwaitingApproval {
+                        key: self.key_text.to_string(),
+                        queue,
+                    },
+                )
+            }
+        }
+    }
+
+    /// Whether a person approved this key with this payload, within `approval_expires`, and the
+    /// approval is unused: no attempt of the key was logged since.
+    async fn approved(
+        &self,
+        payload: &crate::key::PayloadJson,
+        now_ms: Millis,
+    ) -> Result<Approval, StoreError> {
+        let store = &self.agent.inner.store;
+        let approvals = store
+            .queue_entries(&QueueQuery {
+                kind: Some(QueueKind::Approval),
+                action: Some(self.spec.name.to_owned()),
+                status: Some(QueueStatus::Resolved),
+                ..QueueQuery::default()
+            })
+            .await?;
+        let payload = payload.value();
+        let expires_ms = self.spec.policy.approval_expires.as_millis() as Millis;
+        let mut answer = Approval::Needed;
+        for entry in approvals
+            .iter()
+            .filter(|e| *e.key_digest == *self.key_digest && e.payload == payload)
+        {
+            let Some(approved_ms) = entry.closed_ms else {
+                continue;
+            };
+            if now_ms.saturating_sub(approved_ms) > expires_ms {
+                answer = Approval::Expired(entry.id);
+                continue;
+            }
+            let since = store
+                .log(&LogQuery {
+                    action: Some(self.spec.name.to_owned()),
+                    record: Some(self.record.to_string()),
+                    from_ms: Some(approved_ms),
+                    ..LogQuery::default()
+                })
+                .await?;
+            let used = since
+                .iter()
+                .any(|l| *l.entry.key_digest == *self.key_digest && l.entry.attempt > 0);
+            if !used {
+                return Ok(Approval::Granted);
+            }
+            answer = Approval::Used(entry.id);
+        }
+        Ok(answer)
+    }
+
+    /// Opens an approval request for the claimed key (its payload in the entry) and ends the claim:
+    /// the key waits on the entry; nothing acts.
+    async fn request_approval<T, E>(
+        &self,
+        claimed: Claimed,
+        queue: &'static str,
+        why: Approval,
+        now_ms: Millis,
+    ) -> Begun<T, E> {
+        let message = match why {
+            Approval::Expired(id) => {
+                format!("awaiting approval (the approval of entry {id} expired unused)")
+            }
+            Approval::Used(id) => {
+                format!("awaiting approval (the approval of entry {id} was used)")
+            }
+            Approval::Needed | Approval::Granted => "awaiting approval".to_owned(),
+        };
+        let mut entry = self.log_entry(Outcome::Routed, now_ms);
+        entry.message = Some(format!("{message} in the queue `{queue}`"));
+        let failure = Failure {
+            key_digest: self.key_digest.clone(),
+            claim_id: claimed.claim_id,
+            queue_entry: Some(NewQueueEntry {
+                kind: QueueKind::Approval,
+                name: queue.to_owned(),
+                run_id: self.run.id(),
+                action: self.spec.name.to_owned(),
+                key_text: self.key_text.to_string(),
+                key_digest: self.key_digest.to_string(),
+                record: self.record.to_string(),
+                payload: claimed.payload.value(),
+                // No failure: an approval entry carries the kind a person settles by hand.
+                failure_kind: FailureKind::Validation,
+                message,
+                attempts: 0,
+                first_failure_ms: now_ms,
+                last_failure_ms: now_ms,
+            }),
+            entry,
+            now_ms,
+            replay_of: self.replay_of(),
+        };
+        match self.agent.inner.store.fail(failure).await {
+            Err(e) => self.store_error(e),
+            Ok(logged) => {
+                let id = logged.entry.queue_entry.unwrap_or_default();
+                tracing::info!(queue_entry = id, queue, "approval requested");
+                self.done(
+                    "awaiting_approval",
+                    ActionError::AwaitingApproval {
+                        key: self.key_text.to_string(),
+                        queue: QueueRef {
+                            id,
+                            kind: QueueKind::Approval,
+                            name: queue.to_owned(),
+                        },
+                    },
+                )
+            }
+        }
+    }
+
     fn halted<T, E>(&self) -> Begun<T, E> {
         tracing::info!("refused: the run is halted");
         self.done(
@@ -996,6 +1150,9 @@ impl Beginning<'_> {
                         },
                     );
                 }
+                Begin::Failed { entry } if entry.kind == QueueKind::Approval => {
+                    return self.approval_decided(entry).await;
+                }
                 Begin::Failed { entry } => {
                     tracing::info!(queue_entry = entry.id, "the key failed before");
                     return self.done(
@@ -1017,6 +1174,18 @@ impl Beginning<'_> {
                         payload: request.payload,
                         lease_until_ms: request.now_ms.saturating_add(request.lease_ms),
                     };
+                    if let Some(queue) = policy.approve {
+                        match self.approved(&claimed.payload, request.now_ms).await {
+                            Ok(Approval::Granted) => {}
+                            Ok(needed) => {
+                                return self
+                                    .request_approval(claimed, queue, needed, request.now_ms)
+                                    .await;
+                            }
+                            // The claim ends with its lease: nothing acted under it.
+                            Err(e) => return self.store_error(e),
+                        }
+                    }
                     let number = claim.previous_attempts.saturating_add(1);
                     if claim.takeover {
                         tracing::warn!(

@@ -59,7 +59,7 @@ pub enum InvokeError {
     Action {
         action: String,
         /// What kind of outcome: `skipped`, `routed`, `dead_lettered`, `halted`, `security_halt`,
-        /// `failed`, `previously_failed`, `in_progress`, `key_reused`, `serialization`,
+        /// `failed`, `previously_failed`, `awaiting_approval`, `rejected`, `in_progress`, `key_reused`, `serialization`,
         /// `payload_refused`, `store`, `unrecorded`, `result_not_stored`.
         kind: &'static str,
         /// The error rendered.
@@ -210,6 +210,8 @@ fn action_error<E: Classify + Display>(action: &str, e: &ActionError<E>) -> Invo
         }
         ActionError::Failed { kind, .. } => ("failed", Some(*kind), None),
         ActionError::PreviouslyFailed { queue, .. } => ("previously_failed", None, Some(queue)),
+        ActionError::AwaitingApproval { queue, .. } => ("awaiting_approval", None, Some(queue)),
+        ActionError::Rejected { queue, .. } => ("rejected", None, Some(queue)),
         ActionError::InProgress { .. } => ("in_progress", None, None),
         ActionError::KeyReused { .. } => ("key_reused", None, None),
         ActionError::Serialization { .. } => ("serialization", None, None),

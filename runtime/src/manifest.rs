@@ -122,10 +122,25 @@ pub struct ActionEntry {
     pub failure_routing: FailureRouting,
     /// The action that reverses this one.
     pub compensate: Option<String>,
+    /// Whether a person approves each key before it acts (`approve`); absent when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalGate>,
+    /// Whether the action is an LLM tool (`tool`), with its description; absent when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
     /// The function's signature.
     pub signature: Signature,
     /// For each option of the attribute ([`OPTIONS`]), whether it was written or left to its default.
     pub options: BTreeMap<String, OptionSource>,
+}
+
+/// Who approves an action's keys, and for how long an approval holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalGate {
+    /// The approvers' queue.
+    pub queue: String,
+    /// How long an approval may wait to be used (`approval_expires`).
+    pub expires: String,
 }
 
 /// Where an action is declared. No line number: moving code must not change the manifest.
@@ -630,6 +645,11 @@ impl ActionEntry {
                 expert: p.expert.map(str::to_owned),
             },
             compensate: spec.compensate.map(str::to_owned),
+            approval: p.approve.map(|queue| ApprovalGate {
+                queue: queue.to_owned(),
+                expires: short_duration(p.approval_expires),
+            }),
+            tool: spec.tool.map(|t| t.description.to_owned()),
             signature: Signature {
                 payload: params(spec.payload),
                 deps: params(spec.deps),
@@ -713,6 +733,14 @@ impl ActionEntry {
                 md.push_str("; **no compensating action is declared**.\n\n")
             }
             None => md.push_str(".\n\n"),
+        }
+        if let Some(a) = &self.approval {
+            md.push_str(&format!(
+                "**Approval.** A person in the queue `{}` approves each key, with its payload, before \
+                 it acts; an approval unused for {} expires.\n\n",
+                a.queue,
+                long_duration_str(&a.expires)
+            ));
         }
 
         // 1. Idempotency.

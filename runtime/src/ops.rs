@@ -60,7 +60,7 @@ use crate::policy::{ActionSpec, FailureKind};
 use crate::registry::registry;
 use crate::run::Invocation;
 use crate::store::{
-    KeyStatus, Millis, QueueEntry, QueueOp, QueueQuery, QueueUpdate, Store, StoreError,
+    KeyStatus, Millis, QueueEntry, QueueKind, QueueOp, QueueQuery, QueueUpdate, Store, StoreError,
 };
 
 /// Why an operation could not be carried out.
@@ -80,6 +80,28 @@ pub enum OpsError {
         "`{0}` cannot be invoked from a stored payload (methods and generic functions cannot): make it a free, non-generic function to replay or revert it"
     )]
     NotInvocable(String),
+    /// An approval request is settled by approving or rejecting it, not by resolving, discarding or
+    /// replaying it.
+    #[error(
+        "queue entry {0} is an approval request: approve it (`actguard queue approve {0} --by NAME`) or reject it (`actguard queue reject {0} --by NAME --note ...`)"
+    )]
+    ApprovalRequest(u64),
+    /// Only an approval request can be approved or rejected.
+    #[error(
+        "queue entry {0} is not an approval request: only entries of the approval queue are approved or rejected"
+    )]
+    NotApprovalRequest(u64),
+}
+
+/// How an operator's queue operation treats approval requests.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// Claim, resolve or discard: not a decision on an approval request.
+    Plain,
+    /// Approve an approval request.
+    Approve,
+    /// Reject an approval request.
+    Reject,
 }
 
 fn now(agent: &Agent) -> Millis {
@@ -131,10 +153,50 @@ pub async fn queue_list(
 }
 
 async fn update(agent: &Agent, id: u64, op: QueueOp) -> Result<QueueEntry, OpsError> {
+    decide(agent, id, op, Decision::Plain).await
+}
+
+async fn decide(
+    agent: &Agent,
+    id: u64,
+    op: QueueOp,
+    decision: Decision,
+) -> Result<QueueEntry, OpsError> {
     let store = agent.store().as_ref();
     let entry = load(store, id).await?;
+    let approval = entry.kind == QueueKind::Approval;
+    match decision {
+        Decision::Plain if approval && !matches!(op, QueueOp::Claim { .. }) => {
+            return Err(OpsError::ApprovalRequest(id));
+        }
+        Decision::Approve | Decision::Reject if !approval => {
+            return Err(OpsError::NotApprovalRequest(id));
+        }
+        _ => {}
+    }
     let now_ms = now(agent);
-    let message = match &op {
+    let message = match (&op, decision) {
+        (QueueOp::Resolve { by, .. }, Decision::Approve) => {
+            format!("approval request {id} approved by {by}")
+        }
+        (QueueOp::Discard { by, note }, Decision::Reject) => {
+            format!("approval request {id} rejected by {by}: {note}")
+        }
+        (op, _) => plain_message(id, op),
+    };
+    let log = operator_entry(&entry, entry.run_id, now_ms, message);
+    Ok(store
+        .queue_update(&QueueUpdate {
+            id,
+            op,
+            now_ms,
+            entry: log,
+        })
+        .await?)
+}
+
+fn plain_message(id: u64, op: &QueueOp) -> String {
+    match op {
         QueueOp::Claim { by } => format!("queue entry {id} claimed by {by}"),
         QueueOp::Resolve {
             by,
@@ -147,16 +209,33 @@ async fn update(agent: &Agent, id: u64, op: QueueOp) -> Result<QueueEntry, OpsEr
             release: true,
         } => format!("queue entry {id} resolved by {by}, its key released: {note}"),
         QueueOp::Discard { by, note } => format!("queue entry {id} discarded by {by}: {note}"),
+    }
+}
+
+/// Approves an approval request (open or claimed → resolved), logged with who approved: the same
+/// key with the same payload then acts, once, if called before the action's `approval_expires`.
+pub async fn queue_approve(agent: &Agent, id: u64, by: &str) -> Result<QueueEntry, OpsError> {
+    let op = QueueOp::Resolve {
+        by: by.to_owned(),
+        note: "approved".to_owned(),
+        release: true,
     };
-    let log = operator_entry(&entry, entry.run_id, now_ms, message);
-    Ok(store
-        .queue_update(&QueueUpdate {
-            id,
-            op,
-            now_ms,
-            entry: log,
-        })
-        .await?)
+    decide(agent, id, op, Decision::Approve).await
+}
+
+/// Rejects an approval request (open or claimed → discarded) with a note, logged with who rejected:
+/// every later call of the key answers `rejected`, and nothing acts.
+pub async fn queue_reject(
+    agent: &Agent,
+    id: u64,
+    by: &str,
+    note: &str,
+) -> Result<QueueEntry, OpsError> {
+    let op = QueueOp::Discard {
+        by: by.to_owned(),
+        note: note.to_owned(),
+    };
+    decide(agent, id, op, Decision::Reject).await
 }
 
 /// Takes an open entry (open → claimed), logged.
@@ -244,6 +323,9 @@ impl Replay {
 pub async fn replay(agent: &Agent, id: u64, by: &str) -> Result<Replay, OpsError> {
     let store = agent.store().as_ref();
     let entry = load(store, id).await?;
+    if entry.kind == QueueKind::Approval {
+        return Err(OpsError::ApprovalRequest(id));
+    }
     if entry.status.is_terminal() {
         return Err(StoreError::Conflict(format!(
             "queue entry {id} is {}: it cannot be replayed",

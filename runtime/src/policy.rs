@@ -148,6 +148,11 @@ pub struct Policy {
     pub owner: Option<&'static str>,
     /// The domain expert's queue.
     pub expert: Option<&'static str>,
+    /// The queue of the people who approve each key before it acts (`approve`), if any.
+    pub approve: Option<&'static str>,
+    /// How long an approval may wait to be used before it expires (`approval_expires`).
+    #[serde(with = "duration_ms")]
+    pub approval_expires: Duration,
 }
 
 impl Policy {
@@ -169,6 +174,8 @@ impl Policy {
         on_security: Route::Halt,
         owner: None,
         expert: None,
+        approve: None,
+        approval_expires: Duration::from_secs(24 * 3600),
     };
 
     /// The route declared for a failure kind.

@@ -210,15 +210,20 @@ pub enum QueueKind {
     /// A failure that halted its run (a security failure, by default): the key is quarantined until a
     /// person resolves the entry.
     Security,
+    /// A call waiting for a person's approval before it acts (actions with `approve`): approved
+    /// ([`ops::queue_approve`](crate::ops::queue_approve)), the same key and payload act once;
+    /// rejected ([`ops::queue_reject`](crate::ops::queue_reject)), the key answers `rejected`.
+    Approval,
 }
 
 impl QueueKind {
     /// Every kind.
-    pub const ALL: [QueueKind; 4] = [
+    pub const ALL: [QueueKind; 5] = [
         QueueKind::Owner,
         QueueKind::Expert,
         QueueKind::DeadLetter,
         QueueKind::Security,
+        QueueKind::Approval,
     ];
 
     /// The spelling used in logs, stores and the CLI.
@@ -228,6 +233,7 @@ impl QueueKind {
             QueueKind::Expert => "expert",
             QueueKind::DeadLetter => "dead_letter",
             QueueKind::Security => "security",
+            QueueKind::Approval => "approval",
         }
     }
 

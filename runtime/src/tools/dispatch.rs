@@ -228,9 +228,10 @@ fn validators() -> &'static Validators {
         for definition in crate::registry().into_iter().filter_map(ToolDefinition::of) {
             let mut compiler = boon::Compiler::new();
             let url = format!("urn:actguard:tool:{}", definition.name);
-            let compiled = compiler
-                .add_resource(&url, definition.input_schema)
-                .and_then(|()| compiler.compile(&url, &mut schemas));
+            let compiled = match compiler.add_resource(&url, definition.input_schema) {
+                Ok(()) => compiler.compile(&url, &mut schemas),
+                Err(e) => Err(e),
+            };
             match compiled {
                 Ok(i) => {
                     index.insert(definition.name, i);

@@ -62,6 +62,7 @@ impl ToolSchema {
     /// The schema: a draft 2020-12 object with the parameters as properties, no others allowed, and
     /// the definitions they refer to under `$defs`.
     pub fn finish(&mut self) -> serde_json::Value {
+        #[cfg_attr(not(feature = "tools"), allow(unused_mut))]
         let mut root = serde_json::json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "type": "object",
