@@ -7,7 +7,7 @@
 //! **applies** the decision atomically in its own way: [`MemoryStore`](crate::MemoryStore) under its
 //! lock, `SqliteStore` in its writer's transaction, `PostgresStore` in a transaction that holds the
 //! key's row lock. No store decides anything itself, so the stores cannot disagree; a new store is
-//! "load + apply + pass the conformance suite" ([`conformance`](crate::conformance)).
+//! "load + apply + pass the conformance suite" (`actguard::conformance`, feature `conformance`).
 //!
 //! # The rules, in one place
 //!

@@ -5,9 +5,9 @@
 //!
 //! | feature | implements `Classify` for |
 //! |---|---|
-//! | `http` | [`http::StatusCode`], [`http::Response`] (status and `Retry-After`), [`HttpFailure`] |
-//! | `reqwest` | `reqwest::Error`, and [`HttpFailure`] from a `reqwest::Response` |
-//! | `io` | [`std::io::Error`] |
+//! | `http` | `http::StatusCode`, `http::Response` (status and `Retry-After`), `HttpFailure` |
+//! | `reqwest` | `reqwest::Error`, and `HttpFailure` from a `reqwest::Response` |
+//! | `io` | `std::io::Error` |
 //! | `tonic` | `tonic::Status` (AIP-194, with the server's `RetryInfo`) |
 //! | `tokio-postgres` | `tokio_postgres::Error` (by SQLSTATE) |
 //! | `sqlx` | `sqlx::Error` (by SQLSTATE) |

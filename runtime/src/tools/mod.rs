@@ -1,11 +1,11 @@
 //! The agent's tool set: actions marked `tool` are what an LLM may call by name.
 //!
 //! `#[agent_action(tool, ...)]` (or `tool = "description"`; the description defaults to the function's
-//! doc comment) exports the action as a tool: [`Agent::tools`](crate::Agent::tools) gives each tool's
-//! name, description, the JSON Schema of its payload parameters (`#[dep]` parameters and the run
-//! handle are not in it) and MCP annotations derived from its policy;
-//! [`Agent::call_tool`](crate::Agent::call_tool) checks a model's JSON arguments against that schema
-//! and runs the same guarded call a direct call runs, answering a [`ToolAnswer`] a model can act on.
+//! doc comment) exports the action as a tool: `Agent::tools` gives each tool's name, description, the
+//! JSON Schema of its payload parameters (`#[dep]` parameters and the run handle are not in it) and
+//! MCP annotations derived from its policy; `Agent::call_tool` checks a model's JSON arguments against
+//! that schema and runs the same guarded call a direct call runs, answering a `ToolAnswer` a model can
+//! act on.
 //! Feature `tools` (schemars for the schemas); feature `mcp` serves the tools over MCP.
 //!
 //! A payload parameter of a tool must implement `schemars::JsonSchema`: a tool whose payload type has
@@ -15,6 +15,9 @@ mod schema;
 
 #[cfg(feature = "tools")]
 mod dispatch;
+
+#[cfg(feature = "mcp")]
+pub mod mcp;
 
 pub use schema::{ToolParam, ToolSchema};
 
