@@ -20,7 +20,7 @@ struct Cli {
     #[arg(
         long,
         global = true,
-        env = "ACTGUARD_STORE",
+        env = actguard::STORE_ENV,
         default_value = actguard::DEFAULT_STORE_PATH,
         value_name = "PATH|URL"
     )]

@@ -184,7 +184,8 @@ pub struct AgentBuilder {
 
 impl AgentBuilder {
     /// Where claims, the log, the queues and run state are kept (default: the embedded SQLite file
-    /// [`DEFAULT_STORE_PATH`] in the working directory).
+    /// named by [`STORE_ENV`], as the `actguard` command reads it, else [`DEFAULT_STORE_PATH`] in the
+    /// working directory).
     pub fn store(self, store: impl Store) -> Self {
         self.shared_store(Arc::new(store))
     }
@@ -305,11 +306,42 @@ impl AgentBuilder {
 /// The file of the default store, in the working directory.
 pub const DEFAULT_STORE_PATH: &str = "actguard.db";
 
+/// The environment variable that names the default store's file (a path or `sqlite:PATH`): read by
+/// [`AgentBuilder::build`] when no store is given, and by the `actguard` command.
+pub const STORE_ENV: &str = "ACTGUARD_STORE";
+
+/// The default store's file: [`STORE_ENV`]'s value when set and not empty, else
+/// [`DEFAULT_STORE_PATH`]. A `scheme://` URL is refused: the agent opens a SQLite file by itself,
+/// a PostgreSQL store is connected by the program (`PostgresStore::connect`) and given with
+/// [`AgentBuilder::store`].
+pub fn default_store_path(env: Option<&str>) -> Result<std::path::PathBuf, StoreError> {
+    let Some(value) = env.filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_STORE_PATH.into());
+    };
+    if let Some(rest) = value.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            return Err(StoreError::Unavailable(format!(
+                "{STORE_ENV}=`{value}` names no file: write sqlite:PATH or a path"
+            )));
+        }
+        return Ok(path.into());
+    }
+    if let Some((scheme, _)) = value.split_once("://") {
+        return Err(StoreError::Unavailable(format!(
+            "{STORE_ENV} names a `{scheme}://` store, which the agent does not open by itself: \
+             connect it in the program and pass it with Agent::builder().store(..), or name a \
+             SQLite file"
+        )));
+    }
+    Ok(value.into())
+}
+
 #[cfg(feature = "sqlite")]
 fn default_store() -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(crate::sqlite::SqliteStore::open(
-        DEFAULT_STORE_PATH,
-    )?))
+    let env = std::env::var(STORE_ENV).ok();
+    let path = default_store_path(env.as_deref())?;
+    Ok(Arc::new(crate::sqlite::SqliteStore::open(path)?))
 }
 
 #[cfg(not(feature = "sqlite"))]
@@ -457,4 +489,36 @@ pub async fn verify_report(
         entries: count,
         head,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_store_file_comes_from_the_environment_variable_or_the_working_directory() {
+        let path = |env: Option<&str>| default_store_path(env).map(|p| p.display().to_string());
+        assert_eq!(path(None).unwrap(), "actguard.db");
+        assert_eq!(path(Some("")).unwrap(), "actguard.db");
+        assert_eq!(
+            path(Some("/var/lib/agent/a.db")).unwrap(),
+            "/var/lib/agent/a.db"
+        );
+        assert_eq!(path(Some("sqlite:data/a.db")).unwrap(), "data/a.db");
+        assert_eq!(path(Some("sqlite:///abs/a.db")).unwrap(), "/abs/a.db");
+        let refused = path(Some("postgres://ops@db/actguard"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("ACTGUARD_STORE names a `postgres://` store")
+                && refused.contains("Agent::builder().store(..)"),
+            "{refused}"
+        );
+        assert!(
+            path(Some("sqlite:"))
+                .unwrap_err()
+                .to_string()
+                .contains("names no file")
+        );
+    }
 }

@@ -46,8 +46,8 @@ pub use actguard_macros::Classify;
 #[doc = include_str!("../docs/agent_action.md")]
 pub use actguard_macros::agent_action;
 pub use agent::{
-    Agent, AgentBuilder, AgentError, DEFAULT_CLAIM_WAIT, DEFAULT_STORE_PATH, HeadError,
-    VerifyError, VerifyReport, verify, verify_report,
+    Agent, AgentBuilder, AgentError, DEFAULT_CLAIM_WAIT, DEFAULT_STORE_PATH, HeadError, STORE_ENV,
+    VerifyError, VerifyReport, default_store_path, verify, verify_report,
 };
 pub use alert::{AlertSink, CommandAlert, HaltAlert, TracingAlert};
 pub use audit::{

@@ -187,6 +187,7 @@ impl ToolAnswer {
                 failure_kind,
                 queue_entry,
                 queue_kind,
+                message,
                 ..
             } => {
                 let outcome = match kind {
