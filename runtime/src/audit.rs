@@ -130,6 +130,9 @@ pub enum Rule {
     /// `escalate`; security only by writing `on_security`. Transient failures are answered by the
     /// retry budget (see [`Rule::ImplicitRetryBudget`]) or `on_transient`.
     ImplicitFailureRouting,
+    /// A `destructive` action is an LLM tool (`tool`) with no `approve`: a model's call alone can
+    /// destroy. Strict mode makes it an error.
+    DestructiveToolWithoutApproval,
 }
 
 impl Rule {
@@ -155,6 +158,7 @@ impl Rule {
             Rule::ImplicitRetryBudget => "strict_implicit_retry_budget",
             Rule::ImplicitDedup => "strict_implicit_dedup",
             Rule::ImplicitFailureRouting => "strict_implicit_failure_routing",
+            Rule::DestructiveToolWithoutApproval => "destructive_tool_without_approval",
         }
     }
 }
@@ -399,6 +403,20 @@ fn check_action(
                 ),
             );
         }
+    }
+
+    if spec.effect == Effect::Destructive && spec.tool.is_some() && p.approve.is_none() {
+        push(
+            if strict {
+                Severity::Error
+            } else {
+                Severity::Warning
+            },
+            Rule::DestructiveToolWithoutApproval,
+            "a destructive action is a tool without `approve`: a model's call alone can destroy; \
+             add `approve = \"queue\"` so a person approves each key first"
+                .to_owned(),
+        );
     }
 
     if p.backoff_base > p.backoff_cap {
@@ -938,6 +956,37 @@ mod tests {
         };
         let c = good("reopen_account");
         assert!(lenient(&[&b, &c]).findings().is_empty());
+    }
+
+    #[test]
+    fn a_destructive_tool_without_approval_is_flagged_and_refused_when_strict() {
+        fn schema() -> serde_json::Value {
+            serde_json::json!({ "type": "object" })
+        }
+        let tool = Some(crate::tools::ToolSpec {
+            description: "Closes an account.",
+            input_schema: schema,
+        });
+        let a = ActionSpec {
+            effect: Effect::Destructive,
+            compensate: Some("reopen_account"),
+            tool,
+            ..good("close_account")
+        };
+        let c = good("reopen_account");
+        let report = lenient(&[&a, &c]);
+        assert_eq!(rules(&report), vec![Rule::DestructiveToolWithoutApproval]);
+        assert!(report.is_ok(), "a warning when lenient");
+        assert!(!audit(&[&a, &c], &AuditSettings::strict()).is_ok());
+
+        let approved = ActionSpec {
+            policy: Policy {
+                approve: Some("treasury"),
+                ..a.policy
+            },
+            ..a
+        };
+        assert!(lenient(&[&approved, &c]).findings().is_empty());
     }
 
     #[test]

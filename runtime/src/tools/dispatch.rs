@@ -325,3 +325,106 @@ impl Agent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(kind: &'static str, queue_kind: Option<QueueKind>) -> InvokeError {
+        InvokeError::Action {
+            action: "post".to_owned(),
+            kind,
+            message: format!("the {kind} message"),
+            failure_kind: None,
+            queue_entry: queue_kind.map(|_| 7),
+            queue_kind,
+        }
+    }
+
+    #[test]
+    fn every_outcome_of_a_guarded_call_is_an_answer_a_model_can_act_on() {
+        let cases = [
+            ("skipped", None, ToolOutcome::Skipped),
+            ("routed", Some(QueueKind::Owner), ToolOutcome::Routed),
+            (
+                "dead_lettered",
+                Some(QueueKind::DeadLetter),
+                ToolOutcome::DeadLettered,
+            ),
+            (
+                "result_not_stored",
+                Some(QueueKind::DeadLetter),
+                ToolOutcome::DeadLettered,
+            ),
+            ("halted", None, ToolOutcome::Halted),
+            (
+                "security_halt",
+                Some(QueueKind::Security),
+                ToolOutcome::Halted,
+            ),
+            (
+                "previously_failed",
+                Some(QueueKind::Security),
+                ToolOutcome::Halted,
+            ),
+            (
+                "previously_failed",
+                Some(QueueKind::Expert),
+                ToolOutcome::Routed,
+            ),
+            (
+                "awaiting_approval",
+                Some(QueueKind::Approval),
+                ToolOutcome::AwaitingApproval,
+            ),
+            ("rejected", Some(QueueKind::Approval), ToolOutcome::Rejected),
+            ("in_progress", None, ToolOutcome::InProgress),
+            ("key_reused", None, ToolOutcome::InvalidArguments),
+            ("payload_refused", None, ToolOutcome::InvalidArguments),
+            ("failed", None, ToolOutcome::Failed),
+            ("store", None, ToolOutcome::Failed),
+            ("unrecorded", None, ToolOutcome::Failed),
+            ("serialization", None, ToolOutcome::Failed),
+        ];
+        for (kind, queue, outcome) in cases {
+            let answer = ToolAnswer::from_error(action(kind, queue));
+            assert_eq!(answer.outcome, outcome, "{kind}");
+            assert!(answer.outcome.is_error(), "{kind}");
+            assert_eq!(
+                answer.message.as_deref(),
+                Some(&*format!("the {kind} message"))
+            );
+            assert_eq!(answer.queue_entry, queue.map(|_| 7), "{kind}");
+            let json = answer.to_json();
+            assert_eq!(json["outcome"], outcome.as_str(), "{kind}");
+            assert_eq!(json["guidance"], outcome.guidance(), "{kind}");
+            assert!(json.get("value").is_none(), "{kind}");
+        }
+        let payload = ToolAnswer::from_error(InvokeError::Payload {
+            action: "post".into(),
+            field: "amount".into(),
+            message: "invalid type".into(),
+        });
+        assert_eq!(payload.outcome, ToolOutcome::InvalidArguments);
+        let missing = ToolAnswer::from_error(InvokeError::MissingResource {
+            action: "post".into(),
+            type_name: "Ledger".into(),
+        });
+        assert_eq!(missing.outcome, ToolOutcome::Failed);
+        assert!(missing.message.unwrap().contains("AgentBuilder::resource"));
+    }
+
+    #[test]
+    fn only_a_success_or_a_replay_is_not_an_error() {
+        assert!(!ToolOutcome::Succeeded.is_error());
+        assert!(!ToolOutcome::Replayed.is_error());
+        for outcome in [
+            ToolOutcome::Skipped,
+            ToolOutcome::AwaitingApproval,
+            ToolOutcome::UnknownTool,
+        ] {
+            assert!(outcome.is_error());
+            assert!(outcome.guidance().starts_with("Not done"), "{outcome:?}");
+        }
+    }
+}
