@@ -172,6 +172,7 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
         ));
     }
 
+    check_param_names(func, has_self, errors);
     let tool = check_tool(&args, func, has_self, errors);
     check_approval(&args, effect, errors);
 
@@ -201,6 +202,29 @@ pub fn check(args: Args, func: &ItemFn, is_dep: &[bool], errors: &mut Errors) ->
         compensate_name,
         tool,
     })
+}
+
+/// A free function is called by name from stored data (replay, revert, tools): a parameter with the
+/// function's own name would hide it there.
+fn check_param_names(func: &ItemFn, has_self: bool, errors: &mut Errors) {
+    let sig = &func.sig;
+    if has_self || !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return;
+    }
+    for arg in &sig.inputs {
+        let FnArg::Typed(typed) = arg else { continue };
+        if let Pat::Ident(p) = &*typed.pat {
+            if p.ident == sig.ident {
+                errors.push(syn::Error::new(
+                    p.ident.span(),
+                    format!(
+                        "a parameter cannot be named `{0}` like its function: replay, revert and tools call `{0}` by name, and the parameter would hide it; rename the parameter",
+                        sig.ident
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// `approve` gates an action that acts (not a `read`); `approval_expires` needs `approve`.
