@@ -65,17 +65,17 @@ impl ScriptedModel {
 
     /// The next call, given the answer to the last one.
     fn next(&mut self, last: Option<(&ToolCall, &ToolAnswer)>) -> Option<ToolCall> {
-        if let Some((call, answer)) = last {
-            if answer.outcome == ToolOutcome::Skipped {
-                // "Do not retry": drop the rest of the same tool's calls from the plan.
-                let rest: Vec<_> = self
-                    .script
-                    .by_ref()
-                    .filter(|c| c.name != call.name)
-                    .collect();
-                println!("  model: the reminder was already sent; no more reminders.");
-                self.script = rest.into_iter();
-            }
+        if let Some((call, answer)) = last
+            && answer.outcome == ToolOutcome::Skipped
+        {
+            // "Do not retry": drop the rest of the same tool's calls from the plan.
+            let rest: Vec<_> = self
+                .script
+                .by_ref()
+                .filter(|c| c.name != call.name)
+                .collect();
+            println!("  model: the reminder was already sent; no more reminders.");
+            self.script = rest.into_iter();
         }
         self.script.next()
     }

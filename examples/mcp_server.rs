@@ -7,7 +7,9 @@
 //! `cargo run --example mcp_server` speaks MCP on stdin and stdout, as desktop clients start servers
 //! (the README shows the client configuration).
 
+// Shared with the `agent_loop` example, which reads what this one does not.
 #[path = "invoices.rs"]
+#[allow(dead_code)]
 mod invoices;
 
 use std::process::ExitCode;

@@ -451,7 +451,8 @@ async fn an_invocation_reads_each_parameter_from_the_payload_and_the_resources()
     )
     .await
     .unwrap();
-    assert_eq!(out, serde_json::json!("#boxx3[a,b]"));
+    assert_eq!(out.value, serde_json::json!("#boxx3[a,b]"));
+    assert!(!out.replayed);
     match invoke(
         &run,
         serde_json::json!({"name": "box", "count": "three", "tags": []}),

@@ -937,3 +937,91 @@ fn escaped_cells_keep_the_table_columns_aligned() {
     assert_eq!(cell, "1 ", "{queue}");
     assert_eq!(at(lines[0], "failure"), at(row, "validation: "), "{queue}");
 }
+
+#[derive(Debug, actguard::Classify, thiserror::Error)]
+enum RefundError {
+    #[error("the bank is unavailable")]
+    #[classify(transient)]
+    Unavailable,
+}
+
+/// Refunds an invoice, once a person approves it.
+#[actguard::agent_action(key = "refund:{invoice}", approve = "treasury")]
+async fn refund(run: &actguard::Run, invoice: u32) -> Result<u32, RefundError> {
+    let _ = run;
+    if invoice == 0 {
+        return Err(RefundError::Unavailable);
+    }
+    Ok(invoice)
+}
+
+#[test]
+fn approval_requests_are_approved_or_rejected_with_who_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("actguard.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let agent = actguard::Agent::builder()
+        .store(SqliteStore::open(&path).unwrap())
+        .build()
+        .unwrap();
+    let run = agent.start_run();
+    let asked = |invoice| {
+        rt.block_on(refund(&run, invoice))
+            .unwrap_err()
+            .queue_entry()
+            .map(|q| q.id)
+            .unwrap()
+    };
+    let (first, second) = (asked(1), asked(2));
+
+    let listed = json(actguard(&path).args(["queue", "ls", "--queue", "approval", "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    plain_error(
+        actguard(&path).args(["queue", "resolve", &first.to_string(), "--note", "ok"]),
+        1,
+        &format!("queue entry {first} is an approval request: approve it"),
+    );
+    actguard(&path)
+        .args(["queue", "approve", &first.to_string(), "--by", "alice"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "approval request {first} (refund refund:1) approved by alice"
+        )));
+    actguard(&path)
+        .args([
+            "queue",
+            "reject",
+            &second.to_string(),
+            "--by",
+            "bob",
+            "--note",
+            "paid by hand",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("rejected by bob: paid by hand"));
+
+    assert_eq!(
+        rt.block_on(refund(&run, 1)).unwrap(),
+        1,
+        "approved: it acts"
+    );
+    assert!(matches!(
+        rt.block_on(refund(&run, 2)),
+        Err(actguard::ActionError::Rejected { .. })
+    ));
+    actguard(&path)
+        .args(["log", "--outcome", "operator"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "approval request {first} approved by alice"
+        )))
+        .stdout(predicate::str::contains(format!(
+            "approval request {second} rejected by bob: paid by hand"
+        )));
+}
