@@ -37,6 +37,8 @@
 
 mod checkpoint;
 mod commands;
+#[cfg(feature = "console")]
+pub mod console;
 pub mod display;
 pub mod open;
 pub mod table;

@@ -37,6 +37,28 @@ enum Command {
     /// Manifests: the Markdown sign-off sheet, and the policy changes between two manifests.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Serves the review console, a web page for the people in the loop: queues, entries and their
+    /// operations, runs, blast radius, verification.
+    #[cfg(feature = "console")]
+    Serve(ServeArgs),
+}
+
+/// `serve` arguments.
+#[cfg(feature = "console")]
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    addr: std::net::SocketAddr,
+    /// A file whose first line is the console token (else ACTGUARD_CONSOLE_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// No authentication: allowed on a loopback address only.
+    #[arg(long, conflicts_with = "token_file")]
+    no_auth: bool,
+    /// With `Authorization: Bearer TOKEN` (a trusted proxy), the person's name is this header's value.
+    #[arg(long, value_name = "HEADER")]
+    user_header: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +106,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Manifest(cmd) => manifest(cmd, &mut out),
+        #[cfg(feature = "console")]
+        Command::Serve(args) => serve(&cli.store, args),
         Command::Ops(cmd) => {
             let location = StoreLocation::parse(&cli.store)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -102,6 +126,69 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The environment variable holding the console token.
+#[cfg(feature = "console")]
+const TOKEN_ENV: &str = "ACTGUARD_CONSOLE_TOKEN";
+
+#[cfg(feature = "console")]
+fn serve(store: &str, args: ServeArgs) -> Result<ExitCode, CliError> {
+    use actguard_cli::console::{Access, Console};
+    let token = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    CliError::Usage(format!(
+                        "cannot read the token file {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var(TOKEN_ENV).ok().map(|t| t.trim().to_owned()),
+    };
+    let access = match (token, args.no_auth) {
+        (_, true) if !args.addr.ip().is_loopback() => {
+            return Err(CliError::Usage(format!(
+                "--no-auth serves without authentication, so only on a loopback address, not {}",
+                args.addr
+            )));
+        }
+        (_, true) => Access::Open,
+        (Some(token), false) if token.chars().count() >= 16 => Access::Token {
+            token,
+            user_header: args.user_header,
+        },
+        (Some(_), false) => {
+            return Err(CliError::Usage(
+                "the console token is shorter than 16 characters: use a long random one".to_owned(),
+            ));
+        }
+        (None, false) => {
+            return Err(CliError::Usage(format!(
+                "the console needs a token: set {TOKEN_ENV} or pass --token-file FILE \
+                 (or --no-auth, on a loopback address only)"
+            )));
+        }
+    };
+    let location = StoreLocation::parse(store)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = location.open().await?;
+        let agent = actguard::Agent::builder()
+            .shared_store(store.clone())
+            .build()
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        Console::new(store, agent, access).serve(args.addr).await
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn manifest(cmd: ManifestCommand, out: &mut dyn Write) -> Result<ExitCode, CliError> {
