@@ -59,6 +59,8 @@ pub(crate) struct AgentInner {
     rng: Mutex<SmallRng>,
     /// Keys the digests of `Redacted` values in payloads, captured states and results.
     pub(crate) redaction: RedactionKey,
+    /// Whether the alert sink hears of every review-queue entry a call opens.
+    alert_on_queue_entries: bool,
 }
 
 impl std::fmt::Debug for Agent {
@@ -163,6 +165,13 @@ impl Agent {
         self.inner.alert.as_ref()
     }
 
+    /// Tells the alert sink of a queue entry a call opened, if the agent opted in.
+    pub(crate) fn queue_entry_opened(&self, entry: impl FnOnce() -> crate::alert::QueueAlert) {
+        if self.inner.alert_on_queue_entries {
+            self.inner.alert.queue_entry(&entry());
+        }
+    }
+
     pub(crate) fn call_rng(&self) -> SmallRng {
         let mut rng = self.inner.rng.lock().unwrap_or_else(|e| e.into_inner());
         SmallRng::from_rng(&mut *rng)
@@ -180,9 +189,17 @@ pub struct AgentBuilder {
     resources: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     seed: Option<u64>,
     redaction: Option<Result<RedactionKey, RedactionKeyError>>,
+    alert_on_queue_entries: bool,
 }
 
 impl AgentBuilder {
+    /// Tells the alert sink of every review-queue entry a call opens (a routed failure, a dead-letter,
+    /// an approval request), not only of halts ([`AlertSink::queue_entry`]). Off by default.
+    pub fn alert_on_queue_entries(mut self, on: bool) -> Self {
+        self.alert_on_queue_entries = on;
+        self
+    }
+
     /// Where claims, the log, the queues and run state are kept (default: the embedded SQLite file
     /// named by [`STORE_ENV`], as the `actguard` command reads it, else [`DEFAULT_STORE_PATH`] in the
     /// working directory).
@@ -298,6 +315,7 @@ impl AgentBuilder {
                 audit,
                 rng: Mutex::new(rng),
                 redaction,
+                alert_on_queue_entries: self.alert_on_queue_entries,
             }),
         })
     }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::log::LogHead;
 use crate::policy::FailureKind;
-use crate::store::Millis;
+use crate::store::{Millis, QueueKind};
 
 /// What an [`AlertSink`] is told when a run halts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,18 +36,57 @@ pub struct HaltAlert {
     pub log_head: Option<LogHead>,
 }
 
-/// Told once per halted run (the store decides which call halted it first, across processes).
+/// What an [`AlertSink`] is told when a call opens a review-queue entry: a failure routed to the data
+/// owner or the domain expert, a dead-lettered call, an approval request. Sent only when the agent
+/// opts in ([`AgentBuilder::alert_on_queue_entries`](crate::AgentBuilder::alert_on_queue_entries)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueAlert {
+    /// The entry's id (`actguard queue show ID`).
+    pub entry_id: u64,
+    /// Which kind of queue.
+    pub kind: QueueKind,
+    /// The queue's name (the action's `owner`, `expert` or `approve` queue, or `dead-letter`).
+    pub queue: String,
+    /// The run of the call.
+    pub run_id: Uuid,
+    /// The action.
+    pub action: String,
+    /// The record it acts on.
+    pub record: String,
+    /// The readable idempotency key.
+    pub key: String,
+    /// The failure's kind; `None` for an approval request.
+    pub failure_kind: Option<FailureKind>,
+    /// What the entry says.
+    pub message: String,
+    /// When, in Unix milliseconds.
+    pub at_ms: Millis,
+}
+
+/// Told once per halted run (the store decides which call halted it first, across processes), and, if
+/// the agent opts in, of every review-queue entry a call opens.
 ///
-/// `alert` is called on the task of the failing call: it must not block. Hand slow work to a thread or
+/// Both are called on the task of the failing call: they must not block. Hand slow work to a thread or
 /// a task, as [`CommandAlert`] does.
 pub trait AlertSink: Send + Sync + 'static {
     /// A run halted.
     fn alert(&self, halt: &HaltAlert);
+
+    /// A call opened a review-queue entry (only when the agent opts in with
+    /// [`AgentBuilder::alert_on_queue_entries`](crate::AgentBuilder::alert_on_queue_entries)). The
+    /// default does nothing.
+    fn queue_entry(&self, entry: &QueueAlert) {
+        let _ = entry;
+    }
 }
 
 impl<S: AlertSink + ?Sized> AlertSink for std::sync::Arc<S> {
     fn alert(&self, halt: &HaltAlert) {
         (**self).alert(halt)
+    }
+
+    fn queue_entry(&self, entry: &QueueAlert) {
+        (**self).queue_entry(entry)
     }
 }
 

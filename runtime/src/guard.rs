@@ -26,7 +26,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::agent::Agent;
-use crate::alert::HaltAlert;
+use crate::alert::{HaltAlert, QueueAlert};
 use crate::backoff::Backoff;
 use crate::classify::Classify;
 use crate::error::ActionError;
@@ -421,13 +421,15 @@ where
             Ok(logged) => {
                 tracing::error!(error = %message, "the result cannot be stored: dead-lettered");
                 self.count("result_not_stored");
+                let queue = QueueRef {
+                    id: logged.entry.queue_entry.unwrap_or_default(),
+                    kind: QueueKind::DeadLetter,
+                    name: DEAD_LETTER_QUEUE.to_owned(),
+                };
+                self.queue_entry_opened(&queue, None, &message, now_ms);
                 ActionError::ResultNotStored {
                     key: self.attempt().key.to_string(),
-                    queue: QueueRef {
-                        id: logged.entry.queue_entry.unwrap_or_default(),
-                        kind: QueueKind::DeadLetter,
-                        name: DEAD_LETTER_QUEUE.to_owned(),
-                    },
+                    queue,
                     message,
                 }
             }
@@ -684,6 +686,7 @@ where
             kind: queue_kind,
             name: name.to_owned(),
         };
+        self.queue_entry_opened(&queue, Some(kind), &message, now_ms);
         if queue_kind == QueueKind::DeadLetter {
             tracing::error!(kind = kind.as_str(), attempts, queue_entry = id, error = %message, "dead-lettered");
             self.count("dead_lettered");
@@ -704,6 +707,28 @@ where
             self.count("routed");
             ActionError::Routed { kind, queue, error }
         }
+    }
+
+    /// Tells the alert sink (if the agent opted in) of the queue entry this call opened.
+    fn queue_entry_opened(
+        &self,
+        queue: &QueueRef,
+        failure_kind: Option<FailureKind>,
+        message: &str,
+        now_ms: Millis,
+    ) {
+        self.agent().queue_entry_opened(|| QueueAlert {
+            entry_id: queue.id,
+            kind: queue.kind,
+            queue: queue.name.clone(),
+            run_id: self.run.id(),
+            action: self.spec.name.to_owned(),
+            record: self.attempt().record.to_string(),
+            key: self.attempt().key.to_string(),
+            failure_kind,
+            message: message.to_owned(),
+            at_ms: now_ms,
+        });
     }
 
     /// The queue entry of this call's failure (a claimed call's).
@@ -1016,6 +1041,18 @@ impl Beginning<'_> {
             Ok(logged) => {
                 let id = logged.entry.queue_entry.unwrap_or_default();
                 tracing::info!(queue_entry = id, queue, "approval requested");
+                self.agent.queue_entry_opened(|| QueueAlert {
+                    entry_id: id,
+                    kind: QueueKind::Approval,
+                    queue: queue.to_owned(),
+                    run_id: self.run.id(),
+                    action: self.spec.name.to_owned(),
+                    record: self.record.to_string(),
+                    key: self.key_text.to_string(),
+                    failure_kind: None,
+                    message: "awaiting approval".to_owned(),
+                    at_ms: now_ms,
+                });
                 self.done(
                     "awaiting_approval",
                     ActionError::AwaitingApproval {

@@ -39,6 +39,8 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tools;
+#[cfg(feature = "webhook")]
+mod webhook;
 
 /// Derives [`Classify`](trait@Classify) for an error enum (each variant carries `#[classify(...)]`) or
 /// struct (`#[classify(...)]` on the struct): see the trait's documentation.
@@ -49,7 +51,7 @@ pub use agent::{
     Agent, AgentBuilder, AgentError, DEFAULT_CLAIM_WAIT, DEFAULT_STORE_PATH, HeadError, STORE_ENV,
     VerifyError, VerifyReport, default_store_path, verify, verify_report,
 };
-pub use alert::{AlertSink, CommandAlert, HaltAlert, TracingAlert};
+pub use alert::{AlertSink, CommandAlert, HaltAlert, QueueAlert, TracingAlert};
 pub use audit::{
     AuditError, AuditReport, AuditSettings, Finding, Rule, Severity, audit, audit_registry,
 };
@@ -77,6 +79,8 @@ pub use store::{
     KeyState, KeyStatus, QueueEntry, QueueKind, QueueOp, QueueQuery, QueueRef, QueueStatus,
     QueueUpdate, RunState, SharedStr, Store, StoreError,
 };
+#[cfg(feature = "webhook")]
+pub use webhook::{WebhookAlert, WebhookError};
 
 /// What the expansion of `#[agent_action]` and `#[derive(Classify)]` names. Not public API: it may
 /// change in any release.
