@@ -376,3 +376,44 @@ async fn the_pages_show_queues_runs_blast_radius_and_the_chain() {
     let (missing, _) = send(&app, get("/entries/999").body(Body::empty()).unwrap()).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
+
+#[test]
+fn the_console_refuses_to_start_without_a_token_unless_on_loopback_with_no_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("actguard.db");
+    drop(SqliteStore::open(&store).unwrap());
+    let serve = || {
+        let mut cmd = assert_cmd::Command::cargo_bin("actguard").unwrap();
+        cmd.env_remove("ACTGUARD_CONSOLE_TOKEN")
+            .env_remove("ACTGUARD_STORE")
+            .arg("--store")
+            .arg(&store)
+            .arg("serve");
+        cmd
+    };
+    let refused = |cmd: &mut assert_cmd::Command, message: &str| {
+        let out = cmd.assert().code(1).get_output().stderr.clone();
+        let stderr = String::from_utf8_lossy(&out);
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(message),
+            "{stderr}"
+        );
+    };
+    refused(
+        &mut serve(),
+        "the console needs a token: set ACTGUARD_CONSOLE_TOKEN",
+    );
+    refused(
+        serve().args(["--no-auth", "--addr", "0.0.0.0:7878"]),
+        "--no-auth serves without authentication, so only on a loopback address",
+    );
+    refused(
+        serve().env("ACTGUARD_CONSOLE_TOKEN", "short"),
+        "shorter than 16 characters",
+    );
+    let missing = dir.path().join("no-token-here");
+    refused(
+        serve().arg("--token-file").arg(&missing),
+        "cannot read the token file",
+    );
+}
