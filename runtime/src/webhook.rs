@@ -156,6 +156,35 @@ where
     }
 }
 
+impl AlertSink for WebhookAlert {
+    fn alert(&self, halt: &HaltAlert) {
+        let text = format!(
+            "actguard: run {} halted{}: {}",
+            halt.run_id,
+            halt.action
+                .as_deref()
+                .map(|a| format!(" by `{a}`"))
+                .unwrap_or_default(),
+            halt.reason
+        );
+        self.send(json!({ "text": text, "event": "halt", "halt": halt }));
+    }
+
+    fn queue_entry(&self, entry: &QueueAlert) {
+        let text = format!(
+            "actguard: queue entry {} in the {} queue `{}`: `{}` on record `{}`: {} (`actguard queue show {}`)",
+            entry.entry_id,
+            entry.kind.as_str(),
+            entry.queue,
+            entry.action,
+            entry.record,
+            entry.message,
+            entry.entry_id
+        );
+        self.send(json!({ "text": text, "event": "queue_entry", "entry": entry }));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
@@ -205,34 +234,5 @@ mod tests {
             );
         }
         assert!(WebhookAlert::new("https://hooks.example.com/x").is_ok());
-    }
-}
-
-impl AlertSink for WebhookAlert {
-    fn alert(&self, halt: &HaltAlert) {
-        let text = format!(
-            "actguard: run {} halted{}: {}",
-            halt.run_id,
-            halt.action
-                .as_deref()
-                .map(|a| format!(" by `{a}`"))
-                .unwrap_or_default(),
-            halt.reason
-        );
-        self.send(json!({ "text": text, "event": "halt", "halt": halt }));
-    }
-
-    fn queue_entry(&self, entry: &QueueAlert) {
-        let text = format!(
-            "actguard: queue entry {} in the {} queue `{}`: `{}` on record `{}`: {} (`actguard queue show {}`)",
-            entry.entry_id,
-            entry.kind.as_str(),
-            entry.queue,
-            entry.action,
-            entry.record,
-            entry.message,
-            entry.entry_id
-        );
-        self.send(json!({ "text": text, "event": "queue_entry", "entry": entry }));
     }
 }

@@ -346,21 +346,39 @@ pub async fn runs(
     State(console): State<Arc<Console>>,
     Extension(person): Extension<Person>,
 ) -> Page {
+    /// A run's entries, as the log has them.
+    struct Tally {
+        first: Millis,
+        last: Millis,
+        entries: usize,
+        outcomes: BTreeMap<&'static str, usize>,
+    }
     let log = console.store.log(&LogQuery::default()).await?;
-    let mut runs: BTreeMap<Uuid, (Millis, Millis, usize, BTreeMap<&'static str, usize>)> =
-        BTreeMap::new();
+    let mut runs: BTreeMap<Uuid, Tally> = BTreeMap::new();
     for e in &log {
         let n = &e.entry;
-        let r = runs
-            .entry(n.run_id)
-            .or_insert((n.at_ms, n.at_ms, 0, BTreeMap::new()));
-        r.0 = r.0.min(n.at_ms);
-        r.1 = r.1.max(n.at_ms);
-        r.2 += 1;
-        *r.3.entry(n.outcome.as_str()).or_default() += 1;
+        let r = runs.entry(n.run_id).or_insert(Tally {
+            first: n.at_ms,
+            last: n.at_ms,
+            entries: 0,
+            outcomes: BTreeMap::new(),
+        });
+        r.first = r.first.min(n.at_ms);
+        r.last = r.last.max(n.at_ms);
+        r.entries += 1;
+        *r.outcomes.entry(n.outcome.as_str()).or_default() += 1;
     }
     let mut rows = Vec::new();
-    for (id, (first, last, entries, outcomes)) in runs {
+    for (
+        id,
+        Tally {
+            first,
+            last,
+            entries,
+            outcomes,
+        },
+    ) in runs
+    {
         let halted = match console.store.run_state(id).await? {
             RunState::Halted { reason, .. } => reason,
             RunState::Active => String::new(),
@@ -381,7 +399,7 @@ pub async fn runs(
             },
         ));
     }
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|(last, _)| std::cmp::Reverse(*last));
     let page = RunsPage {
         frame: Frame::new(&person, "runs"),
         runs: rows.into_iter().map(|(_, r)| r).collect(),
