@@ -40,11 +40,13 @@ pub const OPTIONS: &[&str] = &[
 /// The largest `retries` accepted.
 pub const MAX_RETRIES: u64 = 100;
 
-/// A written option: its value and where its name and value are.
+/// A written option: its value, where its name and value are, and the value as written (messages echo
+/// what the user wrote: `"24h"`, not a normalized `"1d"`).
 pub struct Opt<T> {
     pub value: T,
     pub name_span: Span,
     pub value_span: Span,
+    pub written: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +233,7 @@ impl Args {
             value: None,
             name_span,
             value_span: name_span,
+            written: String::new(),
         });
     }
 }
@@ -273,6 +276,7 @@ fn set_once<T>(
                 value: parsed,
                 name_span,
                 value_span: value.span(),
+                written: quote::quote!(#value).to_string(),
             })
         }
         Err(e) => errors.push(e),

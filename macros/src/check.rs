@@ -6,7 +6,6 @@ use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type, TypePath};
 
 use crate::args::{Args, Compensate, Effect, Route};
-use crate::duration;
 use crate::errors::Errors;
 use crate::template::Template;
 
@@ -447,18 +446,15 @@ fn check_windows(args: &Args, errors: &mut Errors) {
     };
     if dedup <= cycle.value {
         let (span, dedup_text) = match &args.dedup {
-            Some(d) if written => (
-                d.value_span,
-                format!("`dedup = \"{}\"`", duration::display(dedup)),
-            ),
+            Some(d) if written => (d.value_span, format!("`dedup = {}`", d.written)),
             _ => (cycle.value_span, "the default `dedup` (\"24h\")".to_owned()),
         };
         errors.push(syn::Error::new(
             span,
             format!(
-                "{dedup_text} is not longer than `cycle = \"{}\"`: the loop filter must outlast a run cycle, \
+                "{dedup_text} is not longer than `cycle = {}`: the loop filter must outlast a run cycle, \
                  or the next cycle acts on the same record again",
-                duration::display(cycle.value)
+                cycle.written
             ),
         ));
     }

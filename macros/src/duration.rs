@@ -37,22 +37,6 @@ pub fn parse(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too long a duration"))
 }
 
-/// The shortest spelling of a duration in the units above, for messages.
-pub fn display(ms: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (86_400_000, "d"),
-        (3_600_000, "h"),
-        (60_000, "m"),
-        (1_000, "s"),
-    ];
-    for (factor, unit) in UNITS {
-        if ms >= factor && ms % factor == 0 {
-            return format!("{}{unit}", ms / factor);
-        }
-    }
-    format!("{ms}ms")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,19 +72,5 @@ mod tests {
         fn any_duration_like_text_parses_or_is_refused(text in "[0-9 ]{0,25}(ms|s|m|h|d|x|µs)?[0-9]{0,2}") {
             let _ = parse(&text);
         }
-
-        /// Every duration's display reads back as the same duration.
-        #[test]
-        fn a_displayed_duration_reads_back(ms in proptest::prelude::any::<u64>()) {
-            proptest::prop_assert_eq!(parse(&display(ms)), Ok(ms));
-        }
-    }
-
-    #[test]
-    fn displays_the_largest_whole_unit() {
-        assert_eq!(display(86_400_000), "1d");
-        assert_eq!(display(90_000), "90s");
-        assert_eq!(display(250), "250ms");
-        assert_eq!(display(0), "0ms");
     }
 }

@@ -146,6 +146,19 @@ pub fn expand(action: &Action, mut func: ItemFn) -> TokenStream {
     }
 }
 
+/// The function of an attribute with errors, as call sites expect it: the guarded signature
+/// (`Result<T, ActionError<E>>`) and a body that never runs, since the crate does not compile. The
+/// user's body is left out: written for `E`, it would not match the guarded signature.
+pub fn fallback(func: &mut ItemFn, krate: &TokenStream) {
+    let p = quote!(#krate::__private);
+    wrap_error_type(&mut func.sig.output, &p);
+    func.attrs
+        .push(syn::parse_quote!(#[allow(unused_variables, clippy::diverging_sub_expression)]));
+    func.block = Box::new(syn::parse_quote!({
+        ::core::unreachable!("#[agent_action] reported errors on this function")
+    }));
+}
+
 /// The span of `Result` in `-> Result<T, E>`.
 fn result_span(output: &ReturnType) -> Span {
     match output {

@@ -32,16 +32,19 @@ pub fn agent_action(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     let is_dep = check::strip_dep_markers(&mut func);
+    let krate = expand::crate_path(args.krate.as_ref());
     match check::check(args, &func, &is_dep, &mut errors) {
         Some(action) if errors.is_empty() => expand::expand(&action, func).into(),
-        // The user's function is still emitted (without the `#[dep]` markers), so the only
-        // diagnostics are the ones above and tools keep seeing the function.
+        // The function is still emitted, with the signature the attribute gives it, so the only
+        // diagnostics are the ones above: call sites see `Result<T, ActionError<E>>` as they would,
+        // and tools keep seeing the function.
         _ => {
             let mut out = errors
                 .finish(())
                 .err()
                 .map(|e| e.to_compile_error())
                 .unwrap_or_default();
+            expand::fallback(&mut func, &krate);
             func.to_tokens(&mut out);
             out.into()
         }
