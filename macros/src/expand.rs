@@ -154,9 +154,9 @@ pub fn fallback(func: &mut ItemFn, krate: &TokenStream) {
     wrap_error_type(&mut func.sig.output, &p);
     func.attrs
         .push(syn::parse_quote!(#[allow(unused_variables, clippy::diverging_sub_expression)]));
-    func.block = Box::new(syn::parse_quote!({
+    *func.block = syn::parse_quote!({
         ::core::unreachable!("#[agent_action] reported errors on this function")
-    }));
+    });
 }
 
 /// The span of `Result` in `-> Result<T, E>`.
