@@ -320,25 +320,10 @@ fn closest(name: &str) -> Option<&'static str> {
     };
     OPTIONS
         .iter()
-        .map(|o| (edit_distance(name, o), *o))
+        .map(|o| (strsim::levenshtein(name, o), *o))
         .filter(|(d, o)| *d <= 2.max(o.len() / 4) || shared_prefix(o) >= 4)
         .min_by_key(|(d, o)| (*d, usize::MAX - shared_prefix(o)))
         .map(|(_, o)| o)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
 }
 
 fn lit_str(option: &str, value: &Expr, example: &str) -> syn::Result<LitStr> {

@@ -253,12 +253,15 @@ async fn advance<T: ActionResult, E: Classify + ErrorMessage>(
     result
 }
 
-/// The future of [`advance`], `Send` when `T` and `E` are: rustc then proves the action's future
-/// `Send` without walking every future the guarded call awaits (the store's, the log's, ...) once per
-/// action. [`_advance_is_send_if_t_and_e_are`] checks, once, that this is true.
-struct SendIf<T, E, F> {
-    future: F,
-    _types: std::marker::PhantomData<fn() -> (T, E)>,
+pin_project_lite::pin_project! {
+    /// The future of [`advance`], `Send` when `T` and `E` are: rustc then proves the action's
+    /// future `Send` without walking every future the guarded call awaits (the store's, the log's,
+    /// ...) once per action. [`_advance_is_send_if_t_and_e_are`] checks, once, that this is true.
+    struct SendIf<T, E, F> {
+        #[pin]
+        future: F,
+        _types: std::marker::PhantomData<fn() -> (T, E)>,
+    }
 }
 
 impl<T, E, F> SendIf<T, E, F> {
@@ -287,8 +290,7 @@ impl<T, E, F: Future> Future for SendIf<T, E, F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: `future` is structurally pinned: never moved out of a pinned `SendIf`.
-        unsafe { self.map_unchecked_mut(|s| &mut s.future) }.poll(cx)
+        self.project().future.poll(cx)
     }
 }
 

@@ -497,28 +497,15 @@ pub fn fingerprint(value: &serde_json::Value) -> String {
     hex_lower(&Sha256::digest(canonical_bytes(value)))
 }
 
-/// Lowercase hex of `bytes`, as `hex::encode` writes it, in one allocation (digests are hashed and
-/// encoded several times per guarded call).
+/// Lowercase hex of `bytes`.
 pub(crate) fn hex_lower(bytes: &[u8]) -> String {
-    if let Ok(digest) = <&[u8; 32]>::try_from(bytes) {
-        return hex_str(digest, &mut [0; 64]).to_owned();
-    }
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
-    }
-    String::from_utf8(out).expect("hex digits are ASCII")
+    hex::encode(bytes)
 }
 
-/// Lowercase hex of a digest, written into `out` (no allocation).
+/// Lowercase hex of a digest, written into `out` (no allocation: digests are hashed and encoded
+/// several times per guarded call).
 pub(crate) fn hex_str<'a>(digest: &[u8; 32], out: &'a mut [u8; 64]) -> &'a str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0x0f)];
-    }
+    hex::encode_to_slice(digest, out).expect("64 characters hold 32 bytes");
     std::str::from_utf8(out).expect("hex digits are ASCII")
 }
 

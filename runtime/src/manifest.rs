@@ -1327,80 +1327,24 @@ fn flatten(value: &Value) -> BTreeMap<String, String> {
 /// A short line diff of `old` against `new`: `-` lines only in `old`, `+` lines only in `new`,
 /// `context` unchanged lines around each change, at most `max_lines` lines of output.
 fn line_diff(old: &str, new: &str, context: usize, max_lines: usize) -> String {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Op {
-        Same,
-        Del,
-        Add,
-    }
-    let a: Vec<&str> = old.lines().collect();
-    let b: Vec<&str> = new.lines().collect();
-    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let suffix = a[prefix..]
-        .iter()
-        .rev()
-        .zip(b[prefix..].iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
-    let (am, bm) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
-
-    // (op, index in a, index in b)
-    let mut ops: Vec<(Op, usize, usize)> = (0..prefix).map(|i| (Op::Same, i, i)).collect();
-    if am.len().saturating_mul(bm.len()) <= 4_000_000 {
-        // Longest common subsequence of the middle.
-        let (n, m) = (am.len(), bm.len());
-        let mut lcs = vec![0u32; (n + 1) * (m + 1)];
-        for i in (0..n).rev() {
-            for j in (0..m).rev() {
-                lcs[i * (m + 1) + j] = if am[i] == bm[j] {
-                    lcs[(i + 1) * (m + 1) + j + 1] + 1
-                } else {
-                    lcs[(i + 1) * (m + 1) + j].max(lcs[i * (m + 1) + j + 1])
-                };
-            }
-        }
-        let (mut i, mut j) = (0, 0);
-        while i < n || j < m {
-            if i < n && j < m && am[i] == bm[j] {
-                ops.push((Op::Same, prefix + i, prefix + j));
-                i += 1;
-                j += 1;
-            } else if i < n && (j == m || lcs[(i + 1) * (m + 1) + j] >= lcs[i * (m + 1) + j + 1]) {
-                // Removals before additions, as in a unified diff.
-                ops.push((Op::Del, prefix + i, prefix + j));
-                i += 1;
-            } else {
-                ops.push((Op::Add, prefix + i, prefix + j));
-                j += 1;
-            }
-        }
-    } else {
-        ops.extend((0..am.len()).map(|i| (Op::Del, prefix + i, prefix)));
-        ops.extend((0..bm.len()).map(|j| (Op::Add, prefix + am.len(), prefix + j)));
-    }
-    ops.extend((0..suffix).map(|k| (Op::Same, a.len() - suffix + k, b.len() - suffix + k)));
-
-    let mut shown = vec![false; ops.len()];
-    for (c, _) in ops.iter().enumerate().filter(|(_, op)| op.0 != Op::Same) {
-        let end = (c + context).min(ops.len() - 1);
-        shown[c.saturating_sub(context)..=end].fill(true);
-    }
+    let diff = similar::TextDiff::from_lines(old, new);
     let mut lines: Vec<String> = Vec::new();
-    let mut in_hunk = false;
-    for (i, &(op, ai, bi)) in ops.iter().enumerate() {
-        if !shown[i] {
-            in_hunk = false;
-            continue;
+    for hunk in diff.grouped_ops(context) {
+        let Some(first) = hunk.first() else { continue };
+        lines.push(format!(
+            "@@ line {} → {} @@",
+            first.old_range().start + 1,
+            first.new_range().start + 1
+        ));
+        for change in hunk.iter().flat_map(|op| diff.iter_changes(op)) {
+            let sign = match change.tag() {
+                similar::ChangeTag::Equal => ' ',
+                similar::ChangeTag::Delete => '-',
+                similar::ChangeTag::Insert => '+',
+            };
+            let line = change.value().trim_end_matches(['\n', '\r']);
+            lines.push(format!("{sign} {line}"));
         }
-        if !in_hunk {
-            lines.push(format!("@@ line {} → {} @@", ai + 1, bi + 1));
-            in_hunk = true;
-        }
-        lines.push(match op {
-            Op::Same => format!("  {}", a[ai]),
-            Op::Del => format!("- {}", a[ai]),
-            Op::Add => format!("+ {}", b[bi]),
-        });
     }
     let total = lines.len();
     if total > max_lines {

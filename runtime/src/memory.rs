@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -53,9 +52,10 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-/// The maps of the store hash with [`FastHasher`]: a guarded call makes about a dozen lookups, and
-/// SipHash over 64-character digests was a large share of its cost.
-type Map<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+/// The maps of the store hash with foldhash's fast hasher: a guarded call makes about a dozen lookups,
+/// and SipHash over 64-character digests was a large share of its cost. An in-memory store for tests
+/// and examples needs no resistance to chosen collisions.
+type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
 #[derive(Default)]
 struct State {
@@ -253,52 +253,6 @@ struct RecordLease {
     key_text: SharedStr,
     claim_id: Uuid,
     until_ms: Millis,
-}
-
-/// A multiply-rotate hasher over 8-byte words (the FxHash scheme): fast and good enough for the keys
-/// of an in-memory test store (digests, record names, run ids). Not resistant to chosen collisions,
-/// which a store for tests and examples does not need.
-#[derive(Default, Clone, Copy)]
-struct FastHasher(u64);
-
-impl FastHasher {
-    const K: u64 = 0xf135_7aea_2e62_a9c5;
-
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(Self::K);
-    }
-}
-
-impl Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // hashbrown takes its control bits from the top of the hash: fold the low bits up.
-        self.0 ^ (self.0 >> 29)
-    }
 }
 
 impl Default for MemoryStore {
