@@ -159,7 +159,7 @@ fn serve(store: &str, args: ServeArgs) -> Result<ExitCode, CliError> {
                 args.addr
             )));
         }
-        (_, true) => Access::Open,
+        (_, true) => Access::open(),
         (Some(token), false) if token.chars().count() >= 16 => Access::Token {
             token,
             user_header: args.user_header,

@@ -107,7 +107,10 @@ async fn send(app: &Router, request: Request<Body>) -> (Response<Body>, String) 
 }
 
 fn get(path: &str) -> axum::http::request::Builder {
-    Request::builder().method("GET").uri(path)
+    Request::builder()
+        .method("GET")
+        .uri(path)
+        .header(header::HOST, "127.0.0.1:7878")
 }
 
 fn post_form(path: &str, form: &str) -> axum::http::request::Builder {
@@ -115,6 +118,7 @@ fn post_form(path: &str, form: &str) -> axum::http::request::Builder {
     Request::builder()
         .method("POST")
         .uri(path)
+        .header(header::HOST, "127.0.0.1:7878")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
 }
 
@@ -341,7 +345,7 @@ async fn each_operation_changes_the_store_and_logs_who_did_it() {
 #[tokio::test]
 async fn the_pages_show_queues_runs_blast_radius_and_the_chain() {
     let f = fixture().await;
-    let app = console(&f, Access::Open);
+    let app = console(&f, Access::open());
     let page = |path: &'static str| {
         let app = app.clone();
         async move {
@@ -375,6 +379,39 @@ async fn the_pages_show_queues_runs_blast_radius_and_the_chain() {
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     let (missing, _) = send(&app, get("/entries/999").body(Body::empty()).unwrap()).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn without_authentication_forms_still_need_the_consoles_csrf_token() {
+    let f = fixture().await;
+    let app = console(&f, Access::open());
+    let path = format!("/entries/{}/claim", f.owner_entry);
+    // What a foreign page could post to a console on 127.0.0.1: no token.
+    let (refused, _) = send(&app, post_form(&path, "").body(Body::from("")).unwrap()).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(status_of(&f, f.owner_entry).await, QueueStatus::Open);
+    let (_, page) = send(
+        &app,
+        get(&format!("/entries/{}", f.owner_entry))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let form = format!("csrf={}", csrf_of(&page));
+    let (done, _) = send(
+        &app,
+        post_form(&path, &form)
+            .body(Body::from(form.clone()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(status_of(&f, f.owner_entry).await, QueueStatus::Claimed);
+    let messages = operator_messages(&f).await;
+    assert!(
+        messages.iter().any(|m| m.contains("claimed by local")),
+        "{messages:?}"
+    );
 }
 
 #[test]

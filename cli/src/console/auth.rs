@@ -14,8 +14,18 @@ pub enum Access {
         /// With a bearer token, the person's name is read from this header (set by a trusted proxy).
         user_header: Option<String>,
     },
-    /// No authentication (loopback only): everyone is `local`.
-    Open,
+    /// No authentication (loopback only): everyone is `local`. Forms still carry a CSRF token (this
+    /// process's own), so that a web page the person visits cannot post to the console.
+    Open { csrf: String },
+}
+
+impl Access {
+    /// No authentication, with a CSRF token of its own.
+    pub fn open() -> Access {
+        Access::Open {
+            csrf: hex::encode(rand::random::<[u8; 32]>()),
+        }
+    }
 }
 
 /// The session cookie's name.

@@ -79,9 +79,18 @@ impl Console {
 /// header); pages send anyone else to the login form, other requests get 401.
 async fn admit(State(console): State<Arc<Console>>, mut request: Request, next: Next) -> Response {
     let person = match &console.access {
-        Access::Open => Some(Person {
+        // Without authentication, only a request addressed to a loopback name is served: a page
+        // whose domain was rebound to 127.0.0.1 sends its own name in Host.
+        Access::Open { .. } if !loopback_host(request.headers()) => {
+            return (
+                StatusCode::FORBIDDEN,
+                "without authentication the console answers only requests to localhost, 127.0.0.1 or [::1]",
+            )
+                .into_response();
+        }
+        Access::Open { csrf } => Some(Person {
             name: "local".to_owned(),
-            csrf: None,
+            csrf: Some(csrf.clone()),
         }),
         Access::Token { token, user_header } => {
             let headers = request.headers();
@@ -117,6 +126,21 @@ async fn admit(State(console): State<Arc<Console>>, mut request: Request, next: 
         }
         None => (StatusCode::UNAUTHORIZED, "log in first").into_response(),
     }
+}
+
+/// Whether the request's Host names a loopback address (`localhost`, `127.x.y.z`, `[::1]`), any port.
+fn loopback_host(headers: &axum::http::HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
