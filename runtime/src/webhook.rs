@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 use crate::alert::{AlertSink, HaltAlert, QueueAlert};
@@ -23,12 +28,23 @@ use crate::alert::{AlertSink, HaltAlert, QueueAlert};
 ///     .build()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WebhookAlert {
-    url: String,
-    client: reqwest::Client,
+    url: hyper::Uri,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     attempts: u32,
     first_delay: Duration,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookAlert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookAlert")
+            .field("url", &self.url)
+            .field("attempts", &self.attempts)
+            .field("first_delay", &self.first_delay)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a webhook sink could not be made.
@@ -45,9 +61,10 @@ pub enum WebhookError {
 impl WebhookAlert {
     /// A sink POSTing to `url` (`http://` or `https://`; TLS with the platform's trusted roots).
     pub fn new(url: impl Into<String>) -> Result<WebhookAlert, WebhookError> {
-        let url = url.into();
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(WebhookError::Url(url));
+        let text = url.into();
+        let url: hyper::Uri = text.parse().map_err(|_| WebhookError::Url(text.clone()))?;
+        if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+            return Err(WebhookError::Url(text));
         }
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
@@ -61,16 +78,18 @@ impl WebhookAlert {
         .map_err(|e| WebhookError::Client(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| WebhookError::Client(e.to_string()))?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(WebhookAlert {
             url,
             client,
             attempts: 5,
             first_delay: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
         })
     }
 
@@ -108,19 +127,17 @@ impl WebhookAlert {
     }
 
     async fn deliver(&self, body: Value) {
-        let body = body.to_string();
+        let body = Bytes::from(body.to_string());
         let post = || async {
-            match self
-                .client
-                .post(&self.url)
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .send()
-                .await
-            {
-                Ok(response) if response.status().is_success() => Ok(()),
-                Ok(response) => Err(format!("the webhook answered HTTP {}", response.status())),
-                Err(e) => Err(e.to_string()),
+            let request = hyper::Request::post(self.url.clone())
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(body.clone()))
+                .map_err(|e| e.to_string())?;
+            match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+                Ok(Ok(response)) if response.status().is_success() => Ok(()),
+                Ok(Ok(response)) => Err(format!("the webhook answered HTTP {}", response.status())),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {:?}", self.timeout)),
             }
         };
         if let Err(why) = retrying(self.attempts, self.first_delay, post).await {
