@@ -509,6 +509,8 @@ async fn main() {
     ] {
         println!("  cargo run -p actguard-cli -- {cmd}");
     }
+    println!("or in the review console, at http://127.0.0.1:7878/:");
+    println!("  cargo run -p actguard-cli -- serve --no-auth");
 
     if checks.failed.is_empty() {
         println!("\nEvery guarded number is as expected.");

@@ -365,21 +365,40 @@ fn check_action(
     settings: &AuditSettings,
     out: &mut Vec<Finding>,
 ) {
-    let p = &spec.policy;
-    let strict = settings.strict;
-    let mut push = |severity, rule, message: String| {
-        out.push(Finding {
+    let mut f = Findings { spec, out };
+    check_retry_budget(spec, &mut f);
+    check_routing(spec, settings.strict, &mut f);
+    check_reversal(spec, by_name, settings.strict, &mut f);
+    check_loop_filter(spec, settings.strict, &mut f);
+    check_key(spec, &mut f);
+    if settings.strict && spec.effect != Effect::Read {
+        check_strict(spec, &mut f);
+    }
+}
+
+/// The findings of one action.
+struct Findings<'a> {
+    spec: &'a ActionSpec,
+    out: &'a mut Vec<Finding>,
+}
+
+impl Findings<'_> {
+    fn push(&mut self, severity: Severity, rule: Rule, message: String) {
+        self.out.push(Finding {
             severity,
             rule,
-            action: spec.name.to_owned(),
-            location: location(spec),
+            action: self.spec.name.to_owned(),
+            location: location(self.spec),
             message,
-        })
-    };
-    let writes = spec.effect != Effect::Read;
+        });
+    }
+}
 
+/// Question 2: bounded retries, only of transient failures, with a sane backoff.
+fn check_retry_budget(spec: &ActionSpec, f: &mut Findings<'_>) {
+    let p = &spec.policy;
     if p.retries > MAX_RETRIES {
-        push(
+        f.push(
             Severity::Error,
             Rule::UnboundedRetries,
             format!(
@@ -392,7 +411,7 @@ fn check_action(
 
     for kind in PERMANENT_KINDS {
         if p.route_for(kind) == Route::Retry {
-            push(
+            f.push(
                 Severity::Error,
                 Rule::RetryOnPermanentFailure,
                 format!(
@@ -405,22 +424,8 @@ fn check_action(
         }
     }
 
-    if spec.effect == Effect::Destructive && spec.tool.is_some() && p.approve.is_none() {
-        push(
-            if strict {
-                Severity::Error
-            } else {
-                Severity::Warning
-            },
-            Rule::DestructiveToolWithoutApproval,
-            "a destructive action is a tool without `approve`: a model's call alone can destroy; \
-             add `approve = \"queue\"` so a person approves each key first"
-                .to_owned(),
-        );
-    }
-
     if p.backoff_base > p.backoff_cap {
-        push(
+        f.push(
             Severity::Error,
             Rule::BackoffBaseAboveCap,
             format!(
@@ -431,11 +436,15 @@ fn check_action(
             ),
         );
     }
+}
 
+/// Question 4: a queue named for every failure routed to a person.
+fn check_routing(spec: &ActionSpec, strict: bool, f: &mut Findings<'_>) {
+    let p = &spec.policy;
     let owner_routed = kinds_routed_to(spec, Route::RouteOwner);
     if !owner_routed.is_empty() && p.owner.is_none() {
         let (kinds, note) = describe_kinds(spec, &owner_routed);
-        push(
+        f.push(
             unnamed_queue_severity(spec, &owner_routed, strict),
             Rule::RouteOwnerWithoutOwner,
             format!(
@@ -449,7 +458,7 @@ fn check_action(
     let expert_routed = kinds_routed_to(spec, Route::Escalate);
     if !expert_routed.is_empty() && p.expert.is_none() {
         let (kinds, note) = describe_kinds(spec, &expert_routed);
-        push(
+        f.push(
             unnamed_queue_severity(spec, &expert_routed, strict),
             Rule::EscalateWithoutExpert,
             format!(
@@ -460,9 +469,18 @@ fn check_action(
             ),
         );
     }
+}
 
+/// What reverses a destructive action, and who approves a destructive tool.
+fn check_reversal(
+    spec: &ActionSpec,
+    by_name: &BTreeMap<&str, Vec<&ActionSpec>>,
+    strict: bool,
+    f: &mut Findings<'_>,
+) {
+    let p = &spec.policy;
     if spec.effect == Effect::Destructive && spec.compensate.is_none() {
-        push(
+        f.push(
             Severity::Error,
             Rule::DestructiveWithoutCompensate,
             "a destructive action must declare the action that reverses it; add \
@@ -473,7 +491,7 @@ fn check_action(
 
     if let Some(target) = spec.compensate {
         match by_name.get(target) {
-            None => push(
+            None => f.push(
                 Severity::Error,
                 Rule::UnknownCompensate,
                 format!(
@@ -481,7 +499,7 @@ fn check_action(
                      would have nothing to run (is its crate linked? add `use its_crate as _;`)"
                 ),
             ),
-            Some(group) if group.iter().all(|t| t.effect == Effect::Read) => push(
+            Some(group) if group.iter().all(|t| t.effect == Effect::Read) => f.push(
                 Severity::Warning,
                 Rule::CompensateIsRead,
                 format!(
@@ -499,7 +517,7 @@ fn check_action(
                     };
                     // A warning: only a revert needs the convention, and it reports such records as
                     // failed with this reason rather than calling the action with a wrong payload.
-                    push(
+                    f.push(
                         Severity::Warning,
                         Rule::CompensateSignatureMismatch,
                         format!(
@@ -513,8 +531,27 @@ fn check_action(
         }
     }
 
+    if spec.effect == Effect::Destructive && spec.tool.is_some() && p.approve.is_none() {
+        f.push(
+            if strict {
+                Severity::Error
+            } else {
+                Severity::Warning
+            },
+            Rule::DestructiveToolWithoutApproval,
+            "a destructive action is a tool without `approve`: a model's call alone can destroy; \
+             add `approve = \"queue\"` so a person approves each key first"
+                .to_owned(),
+        );
+    }
+}
+
+/// Question 3: a loop filter that outlasts the run cycle, on a declared record.
+fn check_loop_filter(spec: &ActionSpec, strict: bool, f: &mut Findings<'_>) {
+    let p = &spec.policy;
+    let writes = spec.effect != Effect::Read;
     match (p.dedup, p.cycle) {
-        (Some(dedup), Some(cycle)) if dedup <= cycle => push(
+        (Some(dedup), Some(cycle)) if dedup <= cycle => f.push(
             Severity::Error,
             Rule::DedupNotLongerThanCycle,
             format!(
@@ -524,7 +561,7 @@ fn check_action(
                 short_duration(cycle)
             ),
         ),
-        (None, Some(cycle)) => push(
+        (None, Some(cycle)) => f.push(
             Severity::Warning,
             Rule::CycleWithoutDedup,
             format!(
@@ -541,7 +578,7 @@ fn check_action(
     let no_record = writes && spec.record.is_none();
     let dedup_without_record = no_record && spec.is_explicit("dedup") && p.dedup.is_some();
     if dedup_without_record {
-        push(
+        f.push(
             Severity::Error,
             Rule::DedupWithoutRecord,
             format!(
@@ -554,7 +591,7 @@ fn check_action(
     }
     if no_record && !dedup_without_record {
         match (p.dedup, p.cycle) {
-            _ if strict => push(
+            _ if strict => f.push(
                 Severity::Error,
                 Rule::NoRecord,
                 format!(
@@ -562,7 +599,7 @@ fn check_action(
                      serialized; strict mode requires `record = \"...\"` on every write: {RECORD_HINT}"
                 ),
             ),
-            (Some(_), Some(cycle)) => push(
+            (Some(_), Some(cycle)) => f.push(
                 Severity::Warning,
                 Rule::NoRecord,
                 format!(
@@ -575,9 +612,13 @@ fn check_action(
             _ => {}
         }
     }
+}
 
+/// Question 1: every write has an idempotency key.
+fn check_key(spec: &ActionSpec, f: &mut Findings<'_>) {
+    let writes = spec.effect != Effect::Read;
     if writes && spec.key.is_none() {
-        push(
+        f.push(
             Severity::Error,
             Rule::WriteWithoutKey,
             format!(
@@ -587,13 +628,14 @@ fn check_action(
             ),
         );
     }
+}
 
-    if !(settings.strict && writes) {
-        return;
-    }
+/// Strict mode: every answer of a write written in the attribute, none left to a default.
+fn check_strict(spec: &ActionSpec, f: &mut Findings<'_>) {
+    let p = &spec.policy;
 
     if spec.key.is_some() && !spec.is_explicit("key") {
-        push(
+        f.push(
             Severity::Error,
             Rule::ImplicitKey,
             "the idempotency key is not written in the attribute; strict mode requires `key = \"...\"` \
@@ -611,7 +653,7 @@ fn check_action(
         .filter(|o| !spec.is_explicit(o))
         .collect();
     if !missing_budget.is_empty() && !never_retried {
-        push(
+        f.push(
             Severity::Error,
             Rule::ImplicitRetryBudget,
             format!(
@@ -630,7 +672,7 @@ fn check_action(
     }
 
     if !spec.is_explicit("dedup") {
-        push(
+        f.push(
             Severity::Error,
             Rule::ImplicitDedup,
             format!(
@@ -646,7 +688,7 @@ fn check_action(
         .filter_map(|kind| routing_hint_if_unanswered(spec, kind))
         .collect();
     if !unanswered.is_empty() {
-        push(
+        f.push(
             Severity::Error,
             Rule::ImplicitFailureRouting,
             format!(
