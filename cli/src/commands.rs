@@ -7,8 +7,7 @@ use std::sync::Arc;
 use actguard::ops;
 use actguard::store::{Millis, QueueQuery};
 use actguard::{
-    Agent, LogEntry, LogHead, LogQuery, Outcome, QueueEntry, QueueKind, QueueStatus, RunState,
-    Store, StoreError, VerifyError,
+    Agent, LogEntry, LogHead, LogQuery, QueueEntry, RunState, Store, StoreError, VerifyError,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -22,19 +21,6 @@ use crate::{
     CliError, LogArgs, OpsCommand, QueueCommand, QueueLsArgs, QueueShowArgs, RunsArgs, SelectArgs,
     ShowArgs, VerifyArgs,
 };
-
-/// The outcomes accepted by `--outcome`.
-pub(crate) const OUTCOMES: [&str; 9] = [
-    "succeeded",
-    "replayed",
-    "skipped",
-    "retrying",
-    "routed",
-    "dead_lettered",
-    "halted",
-    "compensated",
-    "operator",
-];
 
 /// What a command runs against.
 pub struct Ctx {
@@ -219,7 +205,7 @@ impl Ctx {
             run_id: self.resolve_run(args.run.as_deref()).await?,
             action: args.action,
             record: args.record,
-            outcome: args.outcome.as_deref().map(parse_outcome).transpose()?,
+            outcome: args.outcome,
             from_ms: self.time(args.since.as_deref())?,
             to_ms: self.time(args.until.as_deref())?,
             after_seq: None,
@@ -455,18 +441,10 @@ impl Ctx {
             .transpose()?;
         let query = QueueQuery {
             older_than_ms: older_than.map(|age| self.now_ms - age),
-            kind: args
-                .queue
-                .as_deref()
-                .map(parse_enum::<QueueKind>)
-                .transpose()?,
+            kind: args.queue,
             name: args.name,
             action: args.action,
-            status: args
-                .status
-                .as_deref()
-                .map(parse_enum::<QueueStatus>)
-                .transpose()?,
+            status: args.status,
             ..QueueQuery::default()
         };
         let entries = ops::queue_list(self.store.as_ref(), &query).await?;
@@ -694,16 +672,6 @@ struct RunSummary {
     halted: Option<(String, Millis)>,
     /// The run's last entry: the log's head when the run last wrote to it.
     head: LogHead,
-}
-
-fn parse_outcome(text: &str) -> Result<Outcome, CliError> {
-    parse_enum(text)
-}
-
-/// A snake_case enum of actguard from its spelling.
-fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, CliError> {
-    serde_json::from_value(Value::String(text.to_owned()))
-        .map_err(|_| CliError::Usage(format!("unknown value `{text}`")))
 }
 
 /// The snake_case spelling of a serializable enum.

@@ -48,7 +48,10 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use actguard::Outcome;
+use actguard::store::{QueueKind, QueueStatus};
 use actguard::{Agent, ChainError, HeadError, ManifestError, Store, StoreError};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
 
 pub use commands::Ctx;
@@ -195,6 +198,19 @@ impl OpsCommand {
     }
 }
 
+/// A parser of one of actguard's enums by its spelling (`dead_letter`, `open`, …): clap lists the
+/// spellings in `--help` and refuses any other, and the argument arrives typed.
+fn one_of<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    as_str: fn(T) -> &'static str,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(all.iter().map(|v| as_str(*v))).map(move |spelled| {
+        *all.iter()
+            .find(|v| as_str(**v) == spelled)
+            .expect("clap accepts only the spellings listed")
+    })
+}
+
 /// `log` filters.
 #[derive(Debug, Clone, Default, Args)]
 pub struct LogArgs {
@@ -208,8 +224,8 @@ pub struct LogArgs {
     #[arg(long)]
     pub record: Option<String>,
     /// Only this outcome.
-    #[arg(long, value_parser = commands::OUTCOMES)]
-    pub outcome: Option<String>,
+    #[arg(long, value_parser = one_of(&Outcome::ALL, Outcome::as_str))]
+    pub outcome: Option<Outcome>,
     /// Entries at or after this time: RFC 3339, a date, or a duration ago (2h, 7d).
     #[arg(long)]
     pub since: Option<String>,
@@ -284,8 +300,8 @@ pub enum QueueCommand {
 #[derive(Debug, Clone, Default, Args)]
 pub struct QueueLsArgs {
     /// Only this kind of queue.
-    #[arg(long, value_parser = ["owner", "expert", "dead_letter", "security", "approval"])]
-    pub queue: Option<String>,
+    #[arg(long, value_parser = one_of(&QueueKind::ALL, QueueKind::as_str))]
+    pub queue: Option<QueueKind>,
     /// Only the queue of this name (an action's `owner` or `expert`, or `dead-letter`).
     #[arg(long)]
     pub name: Option<String>,
@@ -293,8 +309,8 @@ pub struct QueueLsArgs {
     #[arg(long)]
     pub action: Option<String>,
     /// Only entries in this state.
-    #[arg(long, value_parser = ["open", "claimed", "resolved", "discarded", "replayed"])]
-    pub status: Option<String>,
+    #[arg(long, value_parser = one_of(&QueueStatus::ALL, QueueStatus::as_str))]
+    pub status: Option<QueueStatus>,
     /// Only entries created at least this long ago (30m, 2h, 7d).
     #[arg(long)]
     pub older_than: Option<String>,

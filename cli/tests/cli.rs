@@ -750,6 +750,34 @@ fn store_urls_and_the_environment_variable_name_the_store() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("invalid value 'exploded'"));
+    // Each enum argument is refused with the spellings it takes, and arrives typed.
+    for (args, spelling) in [
+        (
+            &["queue", "ls", "--queue", "dead-letter"][..],
+            "dead_letter",
+        ),
+        (&["queue", "ls", "--status", "closed"][..], "discarded"),
+        (&["log", "--outcome", "dead-lettered"][..], "dead_lettered"),
+    ] {
+        actguard(&db)
+            .args(args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("possible values"))
+            .stderr(predicate::str::contains(spelling));
+    }
+    let dead = json(actguard(&db).args(["queue", "ls", "--queue", "dead_letter", "--json"]));
+    assert!(
+        !dead.as_array().unwrap().is_empty(),
+        "the scenario dead-letters"
+    );
+    assert!(
+        dead.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["kind"] == "dead_letter"),
+        "{dead}"
+    );
 }
 
 #[test]

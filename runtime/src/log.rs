@@ -96,6 +96,24 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Succeeded,
+        Outcome::Replayed,
+        Outcome::Skipped,
+        Outcome::Retrying,
+        Outcome::Routed,
+        Outcome::DeadLettered,
+        Outcome::Halted,
+        Outcome::Compensated,
+        Outcome::Operator,
+    ];
+
+    /// The outcome spelled `s` ([`as_str`](Self::as_str)), if any.
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+
     /// The spelling used in the log and the CLI.
     pub fn as_str(self) -> &'static str {
         match self {
