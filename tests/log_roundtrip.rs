@@ -45,17 +45,7 @@ fn json(nul: bool) -> impl Strategy<Value = Value> {
 }
 
 fn entry(nul: bool) -> impl Strategy<Value = NewLogEntry> {
-    let outcome = prop::sample::select(vec![
-        Outcome::Succeeded,
-        Outcome::Replayed,
-        Outcome::Skipped,
-        Outcome::Retrying,
-        Outcome::Routed,
-        Outcome::DeadLettered,
-        Outcome::Halted,
-        Outcome::Compensated,
-        Outcome::Operator,
-    ]);
+    let outcome = prop::sample::select(Outcome::ALL.to_vec());
     let kind = prop::option::of(prop::sample::select(vec![
         FailureKind::Transient,
         FailureKind::Validation,

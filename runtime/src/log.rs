@@ -536,17 +536,8 @@ mod tests {
     #[test]
     fn outcome_as_str_is_its_serialized_name() {
         // The canonical entry writes `as_str()` where serde would write the variant's name.
-        for o in [
-            Outcome::Succeeded,
-            Outcome::Replayed,
-            Outcome::Skipped,
-            Outcome::Retrying,
-            Outcome::Routed,
-            Outcome::DeadLettered,
-            Outcome::Halted,
-            Outcome::Compensated,
-            Outcome::Operator,
-        ] {
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::parse(o.as_str()), Some(o));
             assert_eq!(
                 serde_json::to_string(&o).unwrap(),
                 format!("\"{}\"", o.as_str())
