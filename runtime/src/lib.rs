@@ -89,14 +89,15 @@ pub mod __private {
     pub use crate::bounds::RetryAfterValue;
     pub use crate::bounds::{
         ActionResult, ClassifyDelegate, DelegateNote, DelegateProbe, DelegateRetryAfter,
-        ErrorMessage, Guard, InsideRedacted, NoDelegateNote, NoDelegateRetryAfter,
-        NotInsideRedacted, OutsideRedacted, PayloadFields, PayloadParam, PayloadResult,
-        PlainTemplateValue, RedactedTemplateValue, ReplayablePayload, RetryAfterField,
-        TemplateProbe, TemplateValue, begin, call_run, delegate_classify, invoke_field,
-        payload_field, retry_after_field, template_value_not_redacted,
+        ErrorMessage, InsideRedacted, NoDelegateNote, NoDelegateRetryAfter, NotInsideRedacted,
+        OutsideRedacted, PayloadFields, PayloadParam, PayloadResult, PlainTemplateValue,
+        RedactedTemplateValue, ReplayablePayload, RetryAfterField, TemplateProbe, TemplateValue,
+        delegate_classify, invoke_field, payload_field, retry_after_field,
+        template_value_not_redacted,
     };
     pub use crate::classify::Classify;
     pub use crate::error::ActionError;
+    pub use crate::guard::drive::{Guard, begin, call_run};
     pub use crate::guard::{Begun, Call, attempt};
     pub use crate::invoke::{
         BoxedCall, InvokeError, InvokeFn, Invoked, invoke, invoke_dep, invoke_dep_owned,
