@@ -2,9 +2,9 @@
 //! action-log answer every action shares.
 
 use super::{
-    ActionEntry, ApprovalGate, Backoff, DOWNSTREAM_KEY, Dedup, FailureRouting, FieldDoc, FilterOff,
-    Idempotency, LogAnswer, LoopFilter, OPTIONS, OptionSource, Param, Retries, RouteAnswer,
-    Signature, Source, short_duration,
+    ActionEntry, ApprovalGate, BackoffPolicy, DOWNSTREAM_KEY, Dedup, FailureRouting, FieldDoc,
+    FilterOff, Idempotency, LogAnswer, LoopFilter, OPTIONS, OptionSource, Param, Retries,
+    RouteAnswer, Signature, Source, short_duration,
 };
 use crate::policy::{ActionSpec, Effect, FailureKind, ParamSpec, Route};
 
@@ -61,7 +61,7 @@ impl ActionEntry {
                 retries: p.retries,
                 max_attempts: p.retries.saturating_add(1),
                 max_elapsed: short_duration(p.max_elapsed),
-                backoff: Backoff {
+                backoff: BackoffPolicy {
                     base: short_duration(p.backoff_base),
                     cap: short_duration(p.backoff_cap),
                 },

@@ -35,7 +35,7 @@ pub use error::ManifestError;
 pub use json::{JSON_SCHEMA, SCHEMA_VERSION, digest_of_json};
 pub use mcp::{McpAnnotations, McpTool};
 pub use model::{
-    ActionEntry, ApprovalGate, Backoff, DEFAULT_STORE, DOWNSTREAM_KEY, Dedup, FailureRouting,
+    ActionEntry, ApprovalGate, BackoffPolicy, DEFAULT_STORE, DOWNSTREAM_KEY, Dedup, FailureRouting,
     FieldDoc, FilterOff, Idempotency, LogAnswer, LoopFilter, Manifest, OPTIONS, OptionSource,
     Param, Retries, RouteAnswer, Signature, Source,
 };

@@ -144,14 +144,15 @@ pub struct Retries {
     /// Total time budget of one call, e.g. `"2m"`.
     pub max_elapsed: String,
     /// Exponential backoff bounds.
-    pub backoff: Backoff,
+    pub backoff: BackoffPolicy,
     /// How delays are randomized.
     pub jitter: Jitter,
 }
 
-/// Backoff bounds, e.g. `"100ms"` to `"30s"`.
+/// The backoff policy's bounds, e.g. `"100ms"` to `"30s"` (the delays themselves come from
+/// [`crate::Backoff`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Backoff {
+pub struct BackoffPolicy {
     /// First delay.
     pub base: String,
     /// Largest delay.
