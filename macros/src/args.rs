@@ -84,7 +84,7 @@ pub enum Compensate {
 
 /// `backoff = "base..cap"`, in milliseconds.
 #[derive(Debug, Clone, Copy)]
-pub struct Backoff {
+pub struct BackoffRange {
     pub base_ms: u64,
     pub cap_ms: u64,
 }
@@ -98,7 +98,7 @@ pub struct Args {
     pub record: Option<Opt<Template>>,
     pub retries: Option<Opt<u32>>,
     pub max_elapsed: Option<Opt<u64>>,
-    pub backoff: Option<Opt<Backoff>>,
+    pub backoff: Option<Opt<BackoffRange>>,
     pub jitter: Option<Opt<Jitter>>,
     /// `Some(None)` is `dedup = "none"`.
     pub dedup: Option<Opt<Option<u64>>>,
@@ -459,7 +459,7 @@ fn dedup_value(option: &str, value: &Expr) -> syn::Result<Option<u64>> {
     duration_lit(&lit, option).map(Some)
 }
 
-fn backoff_value(option: &str, value: &Expr) -> syn::Result<Backoff> {
+fn backoff_value(option: &str, value: &Expr) -> syn::Result<BackoffRange> {
     let lit = lit_str(option, value, "\"100ms..30s\"")?;
     let text = lit.value();
     let Some((base, cap)) = text.split_once("..") else {
@@ -478,7 +478,7 @@ fn backoff_value(option: &str, value: &Expr) -> syn::Result<Backoff> {
             ),
         ));
     }
-    Ok(Backoff { base_ms, cap_ms })
+    Ok(BackoffRange { base_ms, cap_ms })
 }
 
 fn jitter_value(option: &str, value: &Expr) -> syn::Result<Jitter> {

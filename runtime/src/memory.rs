@@ -62,7 +62,7 @@ struct State {
     runs: Map<Uuid, RunState>,
     /// Boxed, like `records`' states: a table of small entries grows (and is dropped) without moving
     /// or touching a few hundred bytes per key.
-    keys: Map<SharedStr, Box<KeyState>>,
+    keys: Map<SharedStr, Box<KeyRow>>,
     /// Per record: its fencing tokens, its lease and the loop filter's marks (one map, one lookup).
     records: Map<SharedStr, Box<RecordState>>,
     log: Log,
@@ -114,34 +114,35 @@ impl Log {
     }
 }
 
-struct KeyState {
+/// A key as the memory store holds it (the store-neutral view is [`store::KeyState`]).
+struct KeyRow {
     fingerprint: SharedStr,
-    status: KeyStatus,
+    status: KeyRowStatus,
     /// What the key was last claimed with (for [`Store::key_state`]).
     call: KeyCall,
     /// Attempts counted against the budget of the key's current call ([`rules`]).
     attempts: u32,
 }
 
-impl KeyState {
+impl KeyRow {
     /// The key's stored status and queue entry, as operators' rules see it.
     fn stored(&self) -> (store::KeyStatus, Option<u64>) {
         match &self.status {
-            KeyStatus::Claimed { .. } => (store::KeyStatus::Claimed, None),
-            KeyStatus::Completed { .. } => (store::KeyStatus::Completed, None),
-            KeyStatus::Failed { entry } => (store::KeyStatus::Failed, Some(entry.id)),
-            KeyStatus::Released => (store::KeyStatus::Released, None),
+            KeyRowStatus::Claimed { .. } => (store::KeyStatus::Claimed, None),
+            KeyRowStatus::Completed { .. } => (store::KeyStatus::Completed, None),
+            KeyRowStatus::Failed { entry } => (store::KeyStatus::Failed, Some(entry.id)),
+            KeyRowStatus::Released => (store::KeyStatus::Released, None),
         }
     }
 
     /// The key as the rules of `begin` see it.
     fn view(&self, queue: &[QueueEntry], req: &BeginRequest) -> KeyView<'_> {
         let phase = match &self.status {
-            KeyStatus::Claimed { lease_until_ms, .. } => KeyPhase::Claimed {
+            KeyRowStatus::Claimed { lease_until_ms, .. } => KeyPhase::Claimed {
                 lease_until_ms: *lease_until_ms,
             },
-            KeyStatus::Completed { .. } => KeyPhase::Completed,
-            KeyStatus::Failed { entry } => KeyPhase::Failed {
+            KeyRowStatus::Completed { .. } => KeyPhase::Completed,
+            KeyRowStatus::Failed { entry } => KeyPhase::Failed {
                 entry: entry.id,
                 entry_replayable: rules::replays(req, entry.id)
                     && queue
@@ -149,7 +150,7 @@ impl KeyState {
                         .find(|e| e.id == entry.id)
                         .is_some_and(|e| rules::replayable(e.status)),
             },
-            KeyStatus::Released => KeyPhase::Released,
+            KeyRowStatus::Released => KeyPhase::Released,
         };
         KeyView {
             fingerprint: rules::stored_fingerprint(&self.fingerprint),
@@ -161,7 +162,7 @@ impl KeyState {
     /// The claim holding the key, if it is claimed.
     fn claimed_by(&self) -> Option<Uuid> {
         match self.status {
-            KeyStatus::Claimed { claim_id, .. } => Some(claim_id),
+            KeyRowStatus::Claimed { claim_id, .. } => Some(claim_id),
             _ => None,
         }
     }
@@ -169,13 +170,13 @@ impl KeyState {
 
 /// The answer to a refusal of `begin` on a stored key: its stored result or its queue entry where
 /// the rules say so.
-fn refusal_answer(refusal: Refusal<'_>, key: &KeyState) -> Begin {
+fn refusal_answer(refusal: Refusal<'_>, key: &KeyRow) -> Begin {
     match (refusal, &key.status) {
-        (Refusal::Completed, KeyStatus::Completed { result, at_ms, .. }) => Begin::Completed {
+        (Refusal::Completed, KeyRowStatus::Completed { result, at_ms, .. }) => Begin::Completed {
             result: result.clone(),
             completed_at_ms: *at_ms,
         },
-        (Refusal::Failed { .. }, KeyStatus::Failed { entry }) => Begin::Failed {
+        (Refusal::Failed { .. }, KeyRowStatus::Failed { entry }) => Begin::Failed {
             entry: entry.clone(),
         },
         (refusal, _) => refusal
@@ -191,7 +192,9 @@ struct KeyCall {
     payload: PayloadJson,
 }
 
-enum KeyStatus {
+/// Where a key of the memory store stands, with what each state keeps (the store-neutral view is
+/// [`store::KeyStatus`]).
+enum KeyRowStatus {
     Claimed {
         claim_id: Uuid,
         lease_until_ms: Millis,
@@ -291,7 +294,7 @@ impl State {
         if entry.attempt > 0
             && let Some(k) = self.keys.get_mut(&entry.key_digest)
             && let Some(n) = rules::attempts_after_log(
-                matches!(k.status, KeyStatus::Claimed { .. }),
+                matches!(k.status, KeyRowStatus::Claimed { .. }),
                 k.attempts,
                 entry.attempt,
             )
@@ -395,7 +398,7 @@ impl Store for MemoryStore {
                 );
             }
         }
-        let status = KeyStatus::Claimed {
+        let status = KeyRowStatus::Claimed {
             claim_id: req.claim_id,
             lease_until_ms: plan.lease_until_ms,
         };
@@ -414,7 +417,7 @@ impl Store for MemoryStore {
                 k.attempts = plan.attempts;
             }
             Entry::Vacant(v) => {
-                v.insert(Box::new(KeyState {
+                v.insert(Box::new(KeyRow {
                     fingerprint: req.fingerprint.clone(),
                     status,
                     call,
@@ -435,7 +438,7 @@ impl Store for MemoryStore {
             r.now_ms,
             r.lease_ms,
         )?;
-        if let Some(KeyStatus::Claimed { lease_until_ms, .. }) = k.map(|k| &mut k.status) {
+        if let Some(KeyRowStatus::Claimed { lease_until_ms, .. }) = k.map(|k| &mut k.status) {
             *lease_until_ms = until;
         }
         if let Some(lease) = s
@@ -464,8 +467,8 @@ impl Store for MemoryStore {
         // The claim checked and the result stored in one lookup of the key.
         let k = s.keys.get_mut(&key_digest);
         let holder = match k.as_deref().map(|k| &k.status) {
-            Some(KeyStatus::Claimed { claim_id, .. }) => Holder::Claimed(*claim_id),
-            Some(KeyStatus::Completed { result: r, by, .. }) => {
+            Some(KeyRowStatus::Claimed { claim_id, .. }) => Holder::Claimed(*claim_id),
+            Some(KeyRowStatus::Completed { result: r, by, .. }) => {
                 Holder::Completed(Some(*by), *r == result)
             }
             _ => Holder::Other,
@@ -488,7 +491,7 @@ impl Store for MemoryStore {
             });
         }
         let k = k.expect("a held claim has its key");
-        k.status = KeyStatus::Completed {
+        k.status = KeyRowStatus::Completed {
             result,
             at_ms: now_ms,
             by: claim_id,
@@ -527,9 +530,9 @@ impl Store for MemoryStore {
                 let e = s.queue_mut(id).expect("the replayed entry exists");
                 rules::refail(e, q);
                 entry.queue_entry = Some(id);
-                KeyStatus::Failed { entry: e.to_ref() }
+                KeyRowStatus::Failed { entry: e.to_ref() }
             }
-            FailPlan::Return { entry: id } => KeyStatus::Failed {
+            FailPlan::Return { entry: id } => KeyRowStatus::Failed {
                 entry: s.queue_mut(id).expect("the replayed entry exists").to_ref(),
             },
             FailPlan::Open => {
@@ -539,9 +542,9 @@ impl Store for MemoryStore {
                 let at = e.to_ref();
                 s.queue.push(e);
                 entry.queue_entry = Some(id);
-                KeyStatus::Failed { entry: at }
+                KeyRowStatus::Failed { entry: at }
             }
-            FailPlan::Release => KeyStatus::Released,
+            FailPlan::Release => KeyRowStatus::Released,
         };
         if let Some(k) = s.keys.get_mut(&f.key_digest) {
             k.status = status;
@@ -622,7 +625,7 @@ impl Store for MemoryStore {
         if let Some(k) = s.keys.get_mut(updated.key_digest.as_str())
             && rules::releases_key(&u.op, Some(k.stored()), u.id)
         {
-            k.status = KeyStatus::Released;
+            k.status = KeyRowStatus::Released;
             k.fingerprint = SharedStr::from_static(rules::RELEASED_FINGERPRINT);
         }
         let mut entry = u.entry.clone();
@@ -636,7 +639,7 @@ impl Store for MemoryStore {
         Ok(s.keys.get(key_digest).map(|k| {
             let (status, queue_entry) = k.stored();
             let result = match &k.status {
-                KeyStatus::Completed { result, .. } => Some(result.clone()),
+                KeyRowStatus::Completed { result, .. } => Some(result.clone()),
                 _ => None,
             };
             store::KeyState {
