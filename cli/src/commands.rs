@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::checkpoint;
 use crate::display::{escape, escape_lines};
 use crate::table::{Table, cut, short_run};
-use crate::time::{format_age, format_ms, format_short, parse_duration, parse_time, system_now_ms};
+use crate::time::{DurationArg, TimeArg, format_age, format_ms, format_short, system_now_ms};
 use crate::{
     CliError, LogArgs, OpsCommand, QueueCommand, QueueLsArgs, QueueShowArgs, RunsArgs, SelectArgs,
     ShowArgs, VerifyArgs,
@@ -206,8 +206,8 @@ impl Ctx {
             action: args.action,
             record: args.record,
             outcome: args.outcome,
-            from_ms: self.time(args.since.as_deref())?,
-            to_ms: self.time(args.until.as_deref())?,
+            from_ms: self.time(args.since)?,
+            to_ms: self.time(args.until)?,
             after_seq: None,
             limit: None,
         };
@@ -428,17 +428,7 @@ impl Ctx {
     }
 
     async fn queue_ls(&self, args: QueueLsArgs, out: &mut dyn Write) -> Result<(), CliError> {
-        let older_than = args
-            .older_than
-            .as_deref()
-            .map(|d| {
-                parse_duration(d).ok_or_else(|| {
-                    CliError::Usage(format!(
-                        "cannot read the duration `{d}`: write a number and a unit (30m, 2h, 7d)"
-                    ))
-                })
-            })
-            .transpose()?;
+        let older_than = args.older_than.map(|DurationArg(age)| age);
         let query = QueueQuery {
             older_than_ms: older_than.map(|age| self.now_ms - age),
             kind: args.queue,
@@ -598,15 +588,15 @@ impl Ctx {
             action: args.action.clone(),
             record: args.record.clone(),
             outcome: None,
-            from_ms: self.time(args.since.as_deref())?,
-            to_ms: self.time(args.until.as_deref())?,
+            from_ms: self.time(args.since)?,
+            to_ms: self.time(args.until)?,
             after_seq: None,
             limit: None,
         })
     }
 
-    fn time(&self, text: Option<&str>) -> Result<Option<Millis>, CliError> {
-        text.map(|t| parse_time(t, self.now_ms)).transpose()
+    fn time(&self, time: Option<TimeArg>) -> Result<Option<Millis>, CliError> {
+        time.map(|t| t.resolve(self.now_ms)).transpose()
     }
 
     /// A full run id, or the unique run of the log whose id ends (or starts) with `text`.

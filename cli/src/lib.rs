@@ -53,6 +53,7 @@ use actguard::store::{QueueKind, QueueStatus};
 use actguard::{Agent, ChainError, HeadError, ManifestError, Store, StoreError};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
+use time::{DurationArg, TimeArg};
 
 pub use commands::Ctx;
 pub use open::StoreLocation;
@@ -227,11 +228,11 @@ pub struct LogArgs {
     #[arg(long, value_parser = one_of(&Outcome::ALL, Outcome::as_str))]
     pub outcome: Option<Outcome>,
     /// Entries at or after this time: RFC 3339, a date, or a duration ago (2h, 7d).
-    #[arg(long)]
-    pub since: Option<String>,
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<TimeArg>,
     /// Entries before this time: RFC 3339, a date, or a duration ago.
-    #[arg(long)]
-    pub until: Option<String>,
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<TimeArg>,
     /// Only the last N matching entries.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -312,8 +313,8 @@ pub struct QueueLsArgs {
     #[arg(long, value_parser = one_of(&QueueStatus::ALL, QueueStatus::as_str))]
     pub status: Option<QueueStatus>,
     /// Only entries created at least this long ago (30m, 2h, 7d).
-    #[arg(long)]
-    pub older_than: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<DurationArg>,
     /// A JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -376,11 +377,11 @@ pub struct SelectArgs {
     #[arg(long)]
     pub record: Option<String>,
     /// Entries at or after this time: RFC 3339, a date, or a duration ago (2h, 7d).
-    #[arg(long)]
-    pub since: Option<String>,
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<TimeArg>,
     /// Entries before this time.
-    #[arg(long)]
-    pub until: Option<String>,
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<TimeArg>,
     /// A JSON array instead of a table.
     #[arg(long)]
     pub json: bool,

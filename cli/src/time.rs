@@ -1,10 +1,83 @@
 //! Times on the command line: RFC 3339 or relative (`2h` ago), shown in UTC.
 
+use std::str::FromStr;
+
 use actguard::store::Millis;
 
 use crate::CliError;
 
 const MS_PER_DAY: i64 = 86_400_000;
+
+/// A duration on the command line: a number and a unit (`500ms`, `30s`, `15m`, `2h`, `7d`, `1w`).
+/// Parsed by clap, so a bad value is refused before the command runs, naming the option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationArg(pub Millis);
+
+impl FromStr for DurationArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_duration(text).map(DurationArg).ok_or_else(|| {
+            format!("cannot read the duration `{text}`: write a number and a unit (30m, 2h, 7d)")
+        })
+    }
+}
+
+/// A point in time on the command line: RFC 3339 (`2026-11-28T10:00:00Z`, an offset, fractional
+/// seconds), a date (`2026-11-28`, midnight UTC), `now`, or a duration ago (`2h`). A date that does
+/// not exist (`2026-02-31`) is refused, not rolled over. Parsed by clap; [`TimeArg::resolve`] reads
+/// it against the command's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeArg {
+    /// `now`.
+    Now,
+    /// A duration before now.
+    Ago(Millis),
+    /// A point in time, in Unix milliseconds.
+    At(Millis),
+}
+
+impl FromStr for TimeArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text == "now" {
+            return Ok(TimeArg::Now);
+        }
+        if let Some(d) = parse_duration(text) {
+            return Ok(TimeArg::Ago(d));
+        }
+        let parsed = match text.parse::<jiff::Timestamp>() {
+            Ok(t) => Ok(t),
+            Err(e) if text.len() == 10 => text
+                .parse::<jiff::civil::Date>()
+                .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC))
+                .map(|z| z.timestamp())
+                .map_err(|_| e),
+            Err(e) => Err(e),
+        };
+        parsed.map(|t| TimeArg::At(t.as_millisecond())).map_err(|e| {
+            format!(
+                "cannot read the time `{text}` ({e}): give RFC 3339 (2026-11-28T10:00:00Z), a date \
+                 (2026-11-28) or a duration ago (30m, 2h, 7d)"
+            )
+        })
+    }
+}
+
+impl TimeArg {
+    /// The time in Unix milliseconds, `now_ms` being now.
+    pub fn resolve(self, now_ms: Millis) -> Result<Millis, CliError> {
+        match self {
+            TimeArg::Now => Ok(now_ms),
+            TimeArg::At(ms) => Ok(ms),
+            TimeArg::Ago(d) => now_ms.checked_sub(d).ok_or_else(|| {
+                CliError::Usage(format!("the duration of {d} ms reaches before any time"))
+            }),
+        }
+    }
+}
 
 /// Parses a duration: a number and a unit (`500ms`, `30s`, `15m`, `2h`, `7d`, `1w`).
 pub fn parse_duration(text: &str) -> Option<Millis> {
@@ -24,34 +97,11 @@ pub fn parse_duration(text: &str) -> Option<Millis> {
     n.checked_mul(unit_ms)
 }
 
-/// Parses a point in time: RFC 3339 (`2026-11-28T10:00:00Z`, an offset, fractional seconds), a date
-/// (`2026-11-28`, midnight UTC), `now`, or a duration ago (`2h`). A date that does not exist
-/// (`2026-02-31`) is refused, not rolled over.
+/// Parses a point in time (see [`TimeArg`]) and resolves it against `now_ms`.
 pub fn parse_time(text: &str, now_ms: Millis) -> Result<Millis, CliError> {
-    let text = text.trim();
-    if text == "now" {
-        return Ok(now_ms);
-    }
-    if let Some(d) = parse_duration(text) {
-        return now_ms.checked_sub(d).ok_or_else(|| {
-            CliError::Usage(format!("the duration `{text}` reaches before any time"))
-        });
-    }
-    let parsed = match text.parse::<jiff::Timestamp>() {
-        Ok(t) => Ok(t),
-        Err(e) if text.len() == 10 => text
-            .parse::<jiff::civil::Date>()
-            .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC))
-            .map(|z| z.timestamp())
-            .map_err(|_| e),
-        Err(e) => Err(e),
-    };
-    parsed.map(|t| t.as_millisecond()).map_err(|e| {
-        CliError::Usage(format!(
-            "cannot read the time `{text}` ({e}): give RFC 3339 (2026-11-28T10:00:00Z), a date \
-             (2026-11-28) or a duration ago (30m, 2h, 7d)"
-        ))
-    })
+    text.parse::<TimeArg>()
+        .map_err(CliError::Usage)?
+        .resolve(now_ms)
 }
 
 /// The time of `ms` in UTC, or `None` beyond the years -9999..=9999.
