@@ -1,7 +1,19 @@
 //! [`PostgresStore`]: the store for agents that run on many machines (feature `postgres`).
+//!
+//! This file holds the store, its options, connecting, and the [`Store`] impl, whose every method
+//! takes a pooled connection and calls one function of `apply` (the writes, each applying the
+//! rulebook's plan in one transaction), `chain` (the action log) or `reads`. Those run their SQL
+//! through `statements` and decode rows with `rows`; `schema` creates and migrates the tables,
+//! `pool` keeps the connections, `server` names the server in errors and `tls` encrypts.
 
-mod ops;
+mod apply;
+mod chain;
+mod pool;
+mod reads;
+mod rows;
 mod schema;
+mod server;
+mod statements;
 mod tls;
 
 use std::fmt;
@@ -11,10 +23,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bb8::{ErrorSink, ManageConnection, PooledConnection};
-use tokio_postgres::config::Host;
-use tokio_postgres::error::SqlState;
 use uuid::Uuid;
+
+use self::pool::{Conn, LastError, Manager, Pool, settle};
+use self::server::{Server, bad_url, redact};
 
 use crate::log::{LogEntry, LogHead, LogQuery, NewLogEntry};
 use crate::redacted::RedactionKey;
@@ -313,243 +325,6 @@ impl PostgresStore {
             redaction,
         })
     }
-
-    async fn client(&self) -> Result<PooledConnection<'static, Manager>, StoreError> {
-        let pool = self
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| {
-                StoreError::Unavailable(format!("the store for {} was closed", self.server))
-            })?;
-        match pool.get_owned().await {
-            Ok(conn) => {
-                self.last_error.clear();
-                Ok(conn)
-            }
-            Err(bb8::RunError::User(e)) => Err(self.server.error(&e)),
-            Err(bb8::RunError::TimedOut) => Err(self.last_error.take().unwrap_or_else(|| {
-                StoreError::Unavailable(format!(
-                    "no connection to {} became available in time: check that the server is \
-                     reachable, or raise max_connections",
-                    self.server
-                ))
-            })),
-        }
-    }
-}
-
-type Pool = bb8::Pool<Manager>;
-
-/// A pooled connection, and whether an operation found it unusable.
-struct Conn {
-    client: tokio_postgres::Client,
-    broken: bool,
-    /// The statements prepared on this connection.
-    statements: ops::Statements,
-}
-
-/// Opens connections with `bb8-postgres`, with TLS as the URL asks; the pool drops a connection that is closed or was marked
-/// broken instead of handing it out again.
-struct Manager(tls::Connector);
-
-impl ManageConnection for Manager {
-    type Connection = Conn;
-    type Error = tokio_postgres::Error;
-
-    async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
-        let client = self.0.connect().await?;
-        Ok(Conn {
-            client,
-            broken: false,
-            statements: ops::Statements::default(),
-        })
-    }
-
-    async fn is_valid(&self, conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
-        self.0.is_valid(&mut conn.client).await
-    }
-
-    fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken || self.0.has_broken(&mut conn.client)
-    }
-}
-
-/// Keeps the last error the pool met while opening a connection in the background, so that an
-/// operation that timed out waiting for one reports why (server down, credentials refused).
-#[derive(Debug, Clone)]
-struct LastError {
-    server: Server,
-    last: Arc<Mutex<Option<StoreError>>>,
-}
-
-impl LastError {
-    fn take(&self) -> Option<StoreError> {
-        self.last
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-    }
-
-    fn clear(&self) {
-        self.take();
-    }
-}
-
-impl ErrorSink<tokio_postgres::Error> for LastError {
-    fn sink(&self, error: tokio_postgres::Error) {
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.server.error(&error));
-    }
-
-    fn boxed_clone(&self) -> Box<dyn ErrorSink<tokio_postgres::Error>> {
-        Box::new(self.clone())
-    }
-}
-
-/// Passes `result` on; a connection that failed with [`StoreError::Unavailable`] (closed, server shutting
-/// down) is dropped instead of going back to the pool, so the next operation opens a fresh one.
-fn settle<T>(
-    mut conn: PooledConnection<'static, Manager>,
-    result: Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    if matches!(result, Err(StoreError::Unavailable(_))) {
-        conn.broken = true;
-    }
-    result
-}
-
-/// Where the store connects, for messages: `host:port`, database and user, never the password.
-#[derive(Debug, Clone)]
-pub(crate) struct Server {
-    hosts: String,
-    database: String,
-    user: String,
-    tls: tls::Settings,
-}
-
-impl Server {
-    fn of(config: &tokio_postgres::Config, tls: tls::Settings) -> Server {
-        let ports = config.get_ports();
-        let hosts = config
-            .get_hosts()
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-                match h {
-                    Host::Tcp(name) => format!("{name}:{port}"),
-                    #[cfg(unix)]
-                    Host::Unix(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
-                }
-            })
-            .collect::<Vec<_>>();
-        let hosts = if hosts.is_empty() {
-            "localhost:5432".to_owned()
-        } else {
-            hosts.join(",")
-        };
-        let user = config.get_user().unwrap_or("(default user)").to_owned();
-        let database = config
-            .get_dbname()
-            .map_or_else(|| user.clone(), str::to_owned);
-        Server {
-            hosts,
-            database,
-            user,
-            tls,
-        }
-    }
-
-    /// Turns a driver error into a [`StoreError`] whose message names the server and says what to do.
-    pub(crate) fn error(&self, e: &tokio_postgres::Error) -> StoreError {
-        let check = PostgresStore::URL_ENV;
-        if let Some(db) = e.as_db_error() {
-            let code = db.code();
-            let msg = db.message();
-            return if *code == SqlState::INVALID_PASSWORD
-                || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-            {
-                StoreError::Unavailable(format!(
-                    "{self} refused the credentials of user `{}` ({msg}): check the user and password \
-                     in the connection URL ({check})",
-                    self.user
-                ))
-            } else if *code == SqlState::INVALID_CATALOG_NAME {
-                StoreError::Unavailable(format!(
-                    "{self}: database `{}` does not exist ({msg}): create it, or name another database \
-                     in the connection URL ({check})",
-                    self.database
-                ))
-            } else if *code == SqlState::TOO_MANY_CONNECTIONS
-                || *code == SqlState::CANNOT_CONNECT_NOW
-                || *code == SqlState::ADMIN_SHUTDOWN
-                || *code == SqlState::CRASH_SHUTDOWN
-            {
-                StoreError::Unavailable(format!("{self} is not accepting work ({msg})"))
-            } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
-                StoreError::Unavailable(format!(
-                    "{self}: user `{}` may not use the store's tables ({msg}): grant it the privileges \
-                     on the schema",
-                    self.user
-                ))
-            } else {
-                StoreError::Backend(format!("{self}: {msg} (SQLSTATE {})", code.code()))
-            };
-        }
-        if let Some(reason) = tls::describe(e, &self.tls) {
-            return StoreError::Unavailable(format!("{self}: {reason}"));
-        }
-        let cause = std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string());
-        if e.is_closed() {
-            StoreError::Unavailable(format!(
-                "the connection to {self} was closed ({cause}): check that the server is running"
-            ))
-        } else {
-            StoreError::Unavailable(format!(
-                "cannot reach {self} ({e}: {cause}): check that the server is running and that the \
-                 connection URL ({check}) names its host and port"
-            ))
-        }
-    }
-}
-
-impl fmt::Display for Server {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "PostgreSQL at {} (database `{}`, user `{}`)",
-            self.hosts, self.database, self.user
-        )
-    }
-}
-
-/// A connection URL whose TLS parameters cannot be used, and why.
-fn bad_url(url: &str, reason: &str) -> StoreError {
-    StoreError::Unavailable(format!(
-        "`{}`: {reason} (check {})",
-        redact(url),
-        PostgresStore::URL_ENV
-    ))
-}
-
-/// `url` without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 #[async_trait]
@@ -559,7 +334,7 @@ impl Store for PostgresStore {
         let Conn {
             client, statements, ..
         } = &mut *conn;
-        let result = ops::begin(client, &self.server, &self.schema, statements, request).await;
+        let result = apply::begin(client, &self.server, &self.schema, statements, request).await;
         settle(conn, result)
     }
 
@@ -568,7 +343,7 @@ impl Store for PostgresStore {
         let Conn {
             client, statements, ..
         } = &mut *conn;
-        let result = ops::renew(client, &self.server, &self.schema, statements, renewal).await;
+        let result = apply::renew(client, &self.server, &self.schema, statements, renewal).await;
         settle(conn, result)
     }
 
@@ -578,7 +353,7 @@ impl Store for PostgresStore {
             client, statements, ..
         } = &mut *conn;
         let result =
-            ops::complete(client, &self.server, &self.schema, statements, &completion).await;
+            apply::complete(client, &self.server, &self.schema, statements, &completion).await;
         settle(conn, result).map(|logged| Appended::of(&logged))
     }
 
@@ -587,7 +362,7 @@ impl Store for PostgresStore {
         let Conn {
             client, statements, ..
         } = &mut *conn;
-        let result = ops::fail(client, &self.server, &self.schema, statements, &failure).await;
+        let result = apply::fail(client, &self.server, &self.schema, statements, &failure).await;
         settle(conn, result)
     }
 
@@ -596,13 +371,13 @@ impl Store for PostgresStore {
         let Conn {
             client, statements, ..
         } = &mut *conn;
-        let result = ops::append_log(client, &self.server, &self.schema, statements, entry).await;
+        let result = chain::append_log(client, &self.server, &self.schema, statements, entry).await;
         settle(conn, result)
     }
 
     async fn log(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
         let conn = self.client().await?;
-        let result = ops::log(
+        let result = chain::log(
             &conn.client,
             &self.server,
             &self.schema,
@@ -620,7 +395,7 @@ impl Store for PostgresStore {
         now_ms: Millis,
     ) -> Result<bool, StoreError> {
         let conn = self.client().await?;
-        let result = ops::halt(
+        let result = apply::halt(
             &conn.client,
             &self.server,
             &self.schema,
@@ -635,7 +410,7 @@ impl Store for PostgresStore {
 
     async fn run_state(&self, run_id: Uuid) -> Result<RunState, StoreError> {
         let conn = self.client().await?;
-        let result = ops::run_state(
+        let result = reads::run_state(
             &conn.client,
             &self.server,
             &self.schema,
@@ -648,7 +423,7 @@ impl Store for PostgresStore {
 
     async fn current_fencing_token(&self, record: &str) -> Result<Option<u64>, StoreError> {
         let conn = self.client().await?;
-        let result = ops::fencing_token(
+        let result = reads::fencing_token(
             &conn.client,
             &self.server,
             &self.schema,
@@ -661,7 +436,7 @@ impl Store for PostgresStore {
 
     async fn queue_entries(&self, query: &QueueQuery) -> Result<Vec<QueueEntry>, StoreError> {
         let conn = self.client().await?;
-        let result = ops::queue_entries(
+        let result = reads::queue_entries(
             &conn.client,
             &self.server,
             &self.schema,
@@ -674,7 +449,7 @@ impl Store for PostgresStore {
 
     async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
         let conn = self.client().await?;
-        let result = ops::queue_entry(
+        let result = reads::queue_entry(
             &conn.client,
             &self.server,
             &self.schema,
@@ -691,13 +466,13 @@ impl Store for PostgresStore {
             client, statements, ..
         } = &mut *conn;
         let result =
-            ops::queue_update(client, &self.server, &self.schema, statements, update).await;
+            apply::queue_update(client, &self.server, &self.schema, statements, update).await;
         settle(conn, result)
     }
 
     async fn key_state(&self, key_digest: &str) -> Result<Option<KeyState>, StoreError> {
         let conn = self.client().await?;
-        let result = ops::key_state(
+        let result = reads::key_state(
             &conn.client,
             &self.server,
             &self.schema,
@@ -711,14 +486,14 @@ impl Store for PostgresStore {
     async fn log_head(&self) -> Result<Option<LogHead>, StoreError> {
         let conn = self.client().await?;
         let result =
-            ops::log_head(&conn.client, &self.server, &self.schema, &conn.statements).await;
+            chain::log_head(&conn.client, &self.server, &self.schema, &conn.statements).await;
         settle(conn, result)
     }
 
     async fn check_log_copies(&self) -> Result<(), StoreError> {
         let conn = self.client().await?;
         let result =
-            ops::check_log_head(&conn.client, &self.server, &self.schema, &conn.statements).await;
+            chain::check_log_head(&conn.client, &self.server, &self.schema, &conn.statements).await;
         settle(conn, result)
     }
 
@@ -778,24 +553,5 @@ mod tests {
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .await
             .unwrap();
-    }
-
-    #[test]
-    fn redact_hides_the_password_only() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-    }
-
-    #[test]
-    fn schema_names_are_plain_identifiers() {
-        assert!(schema::valid_schema_name("actguard"));
-        assert!(schema::valid_schema_name("actguard_test_0f3a"));
-        assert!(!schema::valid_schema_name("Actguard"));
-        assert!(!schema::valid_schema_name("a-b"));
-        assert!(!schema::valid_schema_name("x; DROP TABLE y"));
-        assert!(!schema::valid_schema_name(""));
     }
 }

@@ -3,7 +3,7 @@
 
 use tokio_postgres::Client;
 
-use super::Server;
+use super::server::Server;
 use crate::log::GENESIS_HASH;
 use crate::redacted::RedactionKey;
 use crate::store::StoreError;
@@ -259,4 +259,19 @@ pub(crate) async fn migrate(
     }
     tx.commit().await.map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(valid_schema_name("actguard"));
+        assert!(valid_schema_name("actguard_test_0f3a"));
+        assert!(!valid_schema_name("Actguard"));
+        assert!(!valid_schema_name("a-b"));
+        assert!(!valid_schema_name("x; DROP TABLE y"));
+        assert!(!valid_schema_name(""));
+    }
 }
