@@ -744,6 +744,17 @@ fn store_urls_and_the_environment_variable_name_the_store() {
         1,
         "cannot read the time `yesterday`",
     );
+    // Times and durations are parsed with the arguments: the message names the option.
+    plain_error(
+        actguard(&db).args(["log", "--since", "2026-02-31"]),
+        1,
+        "invalid value '2026-02-31' for '--since <TIME>': cannot read the time `2026-02-31`",
+    );
+    plain_error(
+        actguard(&db).args(["queue", "ls", "--older-than", "2 fortnights"]),
+        1,
+        "invalid value '2 fortnights' for '--older-than <DURATION>': cannot read the duration",
+    );
     // A usage error is exit 1 too: exit 2 only ever means a tampered log.
     actguard(&db)
         .args(["log", "--outcome", "exploded"])
