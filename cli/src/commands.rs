@@ -336,7 +336,7 @@ impl Ctx {
             // A row that no longer parses was edited (or damaged) outside the store.
             Err(VerifyError::Store(StoreError::Corrupt(m))) => {
                 writeln!(out, "TAMPERED: {}", escape(&m))?;
-                Err(CliError::LogUnreadable(m))
+                Err(CliError::LogUnreadable(m.to_string()))
             }
             Err(VerifyError::Store(e)) => Err(e.into()),
         }

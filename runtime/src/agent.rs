@@ -341,7 +341,7 @@ pub fn default_store_path(env: Option<&str>) -> Result<std::path::PathBuf, Store
         if path.is_empty() {
             return Err(StoreError::Unavailable(format!(
                 "{STORE_ENV}=`{value}` names no file: write sqlite:PATH or a path"
-            )));
+            ).into()));
         }
         return Ok(path.into());
     }
@@ -350,7 +350,7 @@ pub fn default_store_path(env: Option<&str>) -> Result<std::path::PathBuf, Store
             "{STORE_ENV} names a `{scheme}://` store, which the agent does not open by itself: \
              connect it in the program and pass it with Agent::builder().store(..), or name a \
              SQLite file"
-        )));
+        ).into()));
     }
     Ok(value.into())
 }

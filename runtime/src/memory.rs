@@ -487,7 +487,7 @@ impl Store for MemoryStore {
                 StoreError::Corrupt(format!(
                     "key `{}` completed without a log entry",
                     entry.key_text
-                ))
+                ).into())
             });
         }
         let k = k.expect("a held claim has its key");
@@ -618,7 +618,7 @@ impl Store for MemoryStore {
         let mut s = self.lock();
         let e = s
             .queue_mut(u.id)
-            .ok_or_else(|| StoreError::NotFound(format!("queue entry {}", u.id)))?;
+            .ok_or_else(|| StoreError::NotFound(format!("queue entry {}", u.id).into()))?;
         u.op.check(e)?;
         u.op.apply(e, u.now_ms);
         let updated = e.clone();

@@ -141,7 +141,7 @@ async fn load(store: &dyn Store, id: u64) -> Result<QueueEntry, OpsError> {
     store
         .queue_entry(id)
         .await?
-        .ok_or_else(|| OpsError::Store(StoreError::NotFound(format!("queue entry {id}"))))
+        .ok_or_else(|| OpsError::Store(StoreError::NotFound(format!("queue entry {id}").into())))
 }
 
 /// Queue entries matching `query` (queue kind and name, action, status, run, age), oldest first.
@@ -330,7 +330,7 @@ pub async fn replay(agent: &Agent, id: u64, by: &str) -> Result<Replay, OpsError
         return Err(StoreError::Conflict(format!(
             "queue entry {id} is {}: it cannot be replayed",
             entry.status.as_str()
-        ))
+        ).into())
         .into());
     }
     let spec = find_action(&entry.action)?;

@@ -387,7 +387,7 @@ pub fn complete(
         Holder::Completed(Some(by), true) if by == claim_id => Ok(CompletePlan::AlreadyDone),
         Holder::Completed(Some(by), false) if by == claim_id => Err(StoreError::Conflict(format!(
             "key `{key_text}` was completed by this claim already, with another result"
-        ))),
+        ).into())),
         _ => Err(StoreError::ClaimLost {
             key: key_text.to_owned(),
         }),

@@ -28,7 +28,7 @@ pub enum PageError {
 impl From<StoreError> for PageError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(what) => PageError::NotFound(what),
+            StoreError::NotFound(what) => PageError::NotFound(what.to_string()),
             other => PageError::Failed(other.to_string()),
         }
     }

@@ -257,7 +257,7 @@ where
         after: Option<serde_json::Value>,
     ) -> ActionError<E> {
         let Some(claim) = &self.claim else {
-            return self.unrecorded(StoreError::Backend(message));
+            return self.unrecorded(StoreError::Backend(message.into()));
         };
         let now_ms = self.now_ms();
         let note = format!(

@@ -568,7 +568,7 @@ async fn queue_update_in(
     tx: &Transaction<'_>,
     u: &QueueUpdate,
 ) -> Result<QueueEntry, StoreError> {
-    let not_found = || StoreError::NotFound(format!("queue entry {}", u.id));
+    let not_found = || StoreError::NotFound(format!("queue entry {}", u.id).into());
     let id = i64::try_from(u.id).map_err(|_| not_found())?;
     // The entry's row lock serializes operators (and replays) on it until the transaction ends.
     let row = db

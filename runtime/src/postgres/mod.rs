@@ -279,7 +279,7 @@ impl PostgresStore {
                  postgres://user:password@host:port/database (check {})",
                 redact(url),
                 Self::URL_ENV
-            ))
+            ).into())
         })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
@@ -289,13 +289,13 @@ impl PostgresStore {
         let server = Server::of(&config, tls.clone());
         let connector = tls
             .connector()
-            .map_err(|reason| StoreError::Unavailable(format!("{server}: {reason}")))?;
+            .map_err(|reason| StoreError::Unavailable(format!("{server}: {reason}").into()))?;
         if !schema::valid_schema_name(&options.schema) {
             return Err(StoreError::Backend(format!(
                 "`{}` cannot name the store's schema: use a lower-case SQL identifier \
                  ([a-z_][a-z0-9_]*, at most 63 bytes)",
                 options.schema
-            )));
+            ).into()));
         }
         let last_error = LastError {
             server: server.clone(),

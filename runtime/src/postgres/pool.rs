@@ -20,7 +20,7 @@ impl PostgresStore {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or_else(|| {
-                StoreError::Unavailable(format!("the store for {} was closed", self.server))
+                StoreError::Unavailable(format!("the store for {} was closed", self.server).into())
             })?;
         match pool.get_owned().await {
             Ok(conn) => {
@@ -33,7 +33,7 @@ impl PostgresStore {
                     "no connection to {} became available in time: check that the server is \
                      reachable, or raise max_connections",
                     self.server
-                ))
+                ).into())
             })),
         }
     }

@@ -12,7 +12,7 @@ impl Db<'_> {
         StoreError::Corrupt(format!(
             "schema `{}` on {} holds an unreadable {what} ({e}): restore it from a backup",
             self.schema, self.server
-        ))
+        ).into())
     }
 
     /// Column `i` of `row`: a value of an unexpected type means the schema was altered.
@@ -26,7 +26,7 @@ impl Db<'_> {
 
     /// A log row that disagrees with what was hashed: edited outside the store.
     pub(super) fn tampered(&self, m: String) -> StoreError {
-        StoreError::Corrupt(format!("schema `{}` on {}: {m}", self.schema, self.server))
+        StoreError::Corrupt(format!("schema `{}` on {}: {m}", self.schema, self.server).into())
     }
 
     pub(super) fn json<T: serde::de::DeserializeOwned>(

@@ -151,7 +151,7 @@ pub(crate) async fn redaction_secret(
         StoreError::Corrupt(format!(
             "schema `{schema}` on {server} {why}: its `Redacted` digests cannot be computed again; \
              restore it from a backup"
-        ))
+        ).into())
     };
     let bytes: Vec<u8> = match row {
         Some(row) => row.try_get(0).map_err(|e| server.error(&e))?,
@@ -226,7 +226,7 @@ pub(crate) async fn migrate(
     if let Some(refusal) = refusal {
         // Ends the transaction now rather than whenever the connection is next used or dropped.
         tx.rollback().await.map_err(err)?;
-        return Err(StoreError::Corrupt(refusal));
+        return Err(StoreError::Corrupt(refusal.into()));
     }
     for sql in MIGRATIONS.iter().skip(version as usize) {
         tx.batch_execute(&qualify(sql, schema).replace("@GENESIS", GENESIS_HASH))

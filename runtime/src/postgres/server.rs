@@ -64,42 +64,42 @@ impl Server {
                     "{self} refused the credentials of user `{}` ({msg}): check the user and password \
                      in the connection URL ({check})",
                     self.user
-                ))
+                ).into())
             } else if *code == SqlState::INVALID_CATALOG_NAME {
                 StoreError::Unavailable(format!(
                     "{self}: database `{}` does not exist ({msg}): create it, or name another database \
                      in the connection URL ({check})",
                     self.database
-                ))
+                ).into())
             } else if *code == SqlState::TOO_MANY_CONNECTIONS
                 || *code == SqlState::CANNOT_CONNECT_NOW
                 || *code == SqlState::ADMIN_SHUTDOWN
                 || *code == SqlState::CRASH_SHUTDOWN
             {
-                StoreError::Unavailable(format!("{self} is not accepting work ({msg})"))
+                StoreError::Unavailable(format!("{self} is not accepting work ({msg})").into())
             } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
                 StoreError::Unavailable(format!(
                     "{self}: user `{}` may not use the store's tables ({msg}): grant it the privileges \
                      on the schema",
                     self.user
-                ))
+                ).into())
             } else {
-                StoreError::Backend(format!("{self}: {msg} (SQLSTATE {})", code.code()))
+                StoreError::Backend(format!("{self}: {msg} (SQLSTATE {})", code.code()).into())
             };
         }
         if let Some(reason) = tls::describe(e, &self.tls) {
-            return StoreError::Unavailable(format!("{self}: {reason}"));
+            return StoreError::Unavailable(format!("{self}: {reason}").into());
         }
         let cause = std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string());
         if e.is_closed() {
             StoreError::Unavailable(format!(
                 "the connection to {self} was closed ({cause}): check that the server is running"
-            ))
+            ).into())
         } else {
             StoreError::Unavailable(format!(
                 "cannot reach {self} ({e}: {cause}): check that the server is running and that the \
                  connection URL ({check}) names its host and port"
-            ))
+            ).into())
         }
     }
 }
@@ -120,7 +120,7 @@ pub(super) fn bad_url(url: &str, reason: &str) -> StoreError {
         "`{}`: {reason} (check {})",
         redact(url),
         PostgresStore::URL_ENV
-    ))
+    ).into())
 }
 
 /// `url` without its password, for messages.

@@ -419,7 +419,7 @@ pub(crate) fn queue_update(
     u: &QueueUpdate,
 ) -> Result<QueueEntry, StoreError> {
     let mut e = queue_entry(c, at, u.id)?
-        .ok_or_else(|| StoreError::NotFound(format!("queue entry {}", u.id)))?;
+        .ok_or_else(|| StoreError::NotFound(format!("queue entry {}", u.id).into()))?;
     u.op.check(&e)?;
     u.op.apply(&mut e, u.now_ms);
     let key = c

@@ -137,14 +137,14 @@ pub(crate) fn classify(contents: &Contents, at: &Location) -> Result<Kind, Store
                 "`{file}` is an SQLite database of another application ({what}), not an actguard \
                  store: it was left unchanged; pass the path of an actguard store, or move this file \
                  aside"
-            )));
+            ).into()));
         }
     }
     if version > SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
             "`{file}` has schema version {version}, but this version of actguard reads versions up to \
              {SCHEMA_VERSION}: it was left unchanged; upgrade actguard, or open another file"
-        )));
+        ).into()));
     }
     if version < 1 {
         return Err(StoreError::Corrupt(format!(
@@ -152,7 +152,7 @@ pub(crate) fn classify(contents: &Contents, at: &Location) -> Result<Kind, Store
              writes: it was left unchanged; restore it from a backup, or move it aside so that a new \
              store is created",
             if stamped { "application id" } else { "tables" }
-        )));
+        ).into()));
     }
     Ok(Kind::Store { version, stamped })
 }
@@ -163,7 +163,7 @@ fn other_application(at: &Location, id: u32) -> StoreError {
          actguard's is {APPLICATION_ID:#010x}), not an actguard store: it was left unchanged; pass the \
          path of an actguard store, or move this file aside",
         at.display
-    ))
+    ).into())
 }
 
 /// What is at `path`, found without writing anything: the file is read with plain reads and, if it
@@ -194,14 +194,14 @@ pub(crate) fn inspect(path: &Path, at: &Location) -> Result<Found, StoreError> {
             "`{}` is a directory: check that the path names a file in an existing directory that this \
              user may read and write",
             at.display
-        )));
+        ).into()));
     }
     if !meta.is_file() {
         return Err(StoreError::Unavailable(format!(
             "`{}` is not a regular file (a device, pipe or socket), not an actguard store: it was left \
              unchanged; pass the path of the store's file",
             at.display
-        )));
+        ).into()));
     }
     let file = std::fs::File::open(path).map_err(|e| at.io_error("open", &e))?;
     let len = file.metadata().map_err(|e| at.io_error("read", &e))?.len();
@@ -223,7 +223,7 @@ pub(crate) fn inspect(path: &Path, at: &Location) -> Result<Found, StoreError> {
              unchanged; actguard creates a store only where no file exists: remove it to have a store \
              created there, or pass the path of an actguard store",
             at.display
-        )));
+        ).into()));
     };
     let label = if contents.tables.contains("store_info") {
         schema::label(&conn, at)?
@@ -248,7 +248,7 @@ fn dangling(path: &Path, at: &Location) -> StoreError {
          through a symbolic link; point the link at an existing store, or remove the link to have a \
          store created at its path",
         at.display
-    ))
+    ).into())
 }
 
 /// A read-only connection for recognising the file, which creates no file beside it.
@@ -329,7 +329,7 @@ fn check_header(
             "`{}` is not an actguard store ({why}): it was left unchanged; if it is a damaged store, \
              restore it from a backup, otherwise move it aside or pass the path of the store",
             at.display
-        ))
+        ).into())
     };
     let mut header = [0u8; 100];
     let mut reader = file;
@@ -364,7 +364,7 @@ fn check_header(
              {page_count} pages of {page_size} bytes: it was truncated); it was left unchanged: \
              restore it from a backup, or move it aside so that a new store is created",
             at.display
-        )));
+        ).into()));
     }
     Ok(found)
 }
@@ -478,7 +478,7 @@ pub(crate) fn remove_labelled(path: &Path, label: &str) -> Result<bool, StoreErr
             return Err(StoreError::Conflict(format!(
                 "`{}` is an empty file, not a store labelled `{label}`: it was left unchanged",
                 at.display
-            )));
+            ).into()));
         }
         Found::Store(store) => store,
     };
@@ -490,14 +490,14 @@ pub(crate) fn remove_labelled(path: &Path, label: &str) -> Result<bool, StoreErr
         return Err(StoreError::Conflict(format!(
             "`{}` is an actguard store {has}, not one labelled `{label}`: it was left unchanged",
             at.display
-        )));
+        ).into()));
     }
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(StoreError::Conflict(format!(
             "`{}` is a symbolic link to a store labelled `{label}`: neither the link nor the store was \
              removed; remove it by hand",
             at.display
-        )));
+        ).into()));
     }
     std::fs::remove_file(path).map_err(|e| at.io_error("remove", &e))?;
     for suffix in ["-wal", "-shm"] {

@@ -394,7 +394,7 @@ impl SqliteStore {
                     "no actguard store at `{}`: the file does not exist, and this open never creates \
                      one: run the agent first, or give the path of the store",
                     location.display
-                )));
+                ).into()));
             }
             Found::Empty if options.init_empty_file && mode != Mode::ReadOnly => true,
             Found::Empty => {
@@ -403,7 +403,7 @@ impl SqliteStore {
                      file may be one another program is about to write; remove it to have a store \
                      created there, or make it a store with `SqliteOptions::init_empty_file(true)`",
                     location.display
-                )));
+                ).into()));
             }
             Found::Store(store) if mode == Mode::ReadOnly => {
                 return Self::open_reader(path, location, settings, store);
@@ -418,7 +418,7 @@ impl SqliteStore {
                  names a file in an existing directory that this user may read and write, or open it \
                  with `SqliteStore::open_read_only` to read it",
                 location.display
-            )));
+            ).into()));
         }
         schema::upgrade(&mut conn, &location, init, options.label.as_deref())?;
         schema::use_wal(&conn, &location)?;
@@ -461,7 +461,7 @@ impl SqliteStore {
                 location.display,
                 store.version,
                 schema::READ_ONLY_VERSION
-            )));
+            ).into()));
         }
         // The first read opens the write-ahead log's `-shm` file (creating it if needed).
         let probe = |c: Connection| {
@@ -519,7 +519,7 @@ impl SqliteStore {
                 Err(StoreError::Backend(format!(
                     "the connection to `{}` panicked",
                     location.display
-                )))
+                ).into()))
             })
         };
         // The writer's connection closes last (after the reader here, and after the checkpointer in
@@ -556,7 +556,7 @@ impl SqliteStore {
                 "`{}` was opened read-only: nothing can be written through this store; open it with \
                  `SqliteStore::open_existing` to write",
                 self.location.display
-            )));
+            ).into()));
         };
         let (tx, rx) = oneshot::channel();
         writer
@@ -581,7 +581,7 @@ impl SqliteStore {
         StoreError::Unavailable(format!(
             "the connection to `{}` stopped: open the store again",
             self.location.display
-        ))
+        ).into())
     }
 }
 

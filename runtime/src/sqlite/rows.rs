@@ -21,7 +21,7 @@ pub(crate) fn corrupt(at: &Location, what: &str, e: impl std::fmt::Display) -> S
     StoreError::Corrupt(format!(
         "`{}` holds an unreadable {what} ({e}): restore the file from a backup",
         at.display
-    ))
+    ).into())
 }
 
 pub(crate) use crate::store::to_json;
@@ -70,7 +70,7 @@ pub(crate) fn column(v: rusqlite::Result<rusqlite::types::ValueRef<'_>>) -> Colu
 
 /// A log row that disagrees with what was hashed: edited outside the store.
 pub(crate) fn tampered(at: &Location, m: String) -> StoreError {
-    StoreError::Corrupt(format!("`{}`: {m}", at.display))
+    StoreError::Corrupt(format!("`{}`: {m}", at.display).into())
 }
 
 /// The columns of `queue` that [`get_queue_row`] reads, in its order.

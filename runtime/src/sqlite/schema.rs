@@ -239,7 +239,7 @@ pub(crate) fn redaction_secret(
         StoreError::Corrupt(format!(
             "`{}` {why}: its `Redacted` digests cannot be computed again; restore it from a backup",
             at.display
-        ))
+        ).into())
     };
     match secret {
         None => Err(corrupt("has lost its redaction secret".to_owned())),
@@ -270,13 +270,13 @@ impl Location {
                 StoreError::Corrupt(format!(
                     "`{file}` is not a readable actguard database ({e}): restore it from a backup, or move it \
                  aside so that a new store is created"
-                ))
+                ).into())
             }
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 StoreError::Unavailable(format!(
                     "`{file}` is locked by another connection ({e}): stop the process holding the lock, or \
                  raise the busy timeout"
-                ))
+                ).into())
             }
             Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen)
                 if self.read_only =>
@@ -284,18 +284,18 @@ impl Location {
                 StoreError::Unavailable(format!(
                     "cannot read `{file}` ({e}): check that the file exists and is readable by this \
                      user, and that its `-wal` and `-shm` files exist or its directory is writable"
-                ))
+                ).into())
             }
             Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
                 StoreError::Unavailable(format!(
                     "cannot write `{file}` ({e}): check that the file and its directory exist and are \
                      writable by this user"
-                ))
+                ).into())
             }
             Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => StoreError::Unavailable(
-                format!("cannot write `{file}` ({e}): check free disk space and the file system"),
+                format!("cannot write `{file}` ({e}): check free disk space and the file system").into(),
             ),
-            _ => StoreError::Backend(format!("`{file}`: {e}")),
+            _ => StoreError::Backend(format!("`{file}`: {e}").into()),
         }
     }
 
@@ -304,7 +304,7 @@ impl Location {
             "cannot {what} `{}` ({e}): check that the path names a file in an existing directory that \
              this user may read and write",
             self.display
-        ))
+        ).into())
     }
 }
 
@@ -343,7 +343,7 @@ pub(crate) fn use_wal(conn: &Connection, at: &Location) -> Result<(), StoreError
             "`{}` cannot use a write-ahead log (journal mode stays `{mode}`): put the file on a local \
              file system that supports shared memory",
             at.display
-        )));
+        ).into()));
     }
     Ok(())
 }
@@ -430,7 +430,7 @@ pub(crate) fn upgrade(
                 "`{}` is an empty SQLite database (no tables), not an actguard store: it was left \
                  unchanged",
                 at.display
-            )));
+            ).into()));
         }
     };
     if !stamped {

@@ -132,14 +132,14 @@ pub(crate) fn spawn_writer(
                     Err(StoreError::Backend(format!(
                         "the checkpointer of `{}` panicked",
                         at.display
-                    )))
+                    ).into()))
                 })
             });
             let closed = conn.close().map_err(|(_, e)| at.error(&e));
             closed.and(checkpointed)
         })
         .map_err(|e| {
-            StoreError::Unavailable(format!("cannot start the store's writer thread: {e}"))
+            StoreError::Unavailable(format!("cannot start the store's writer thread: {e}").into())
         })?;
     Ok((tx, thread))
 }
@@ -160,7 +160,7 @@ pub(crate) fn spawn_reader(
             conn.close().map_err(|(_, e)| at.error(&e))
         })
         .map_err(|e| {
-            StoreError::Unavailable(format!("cannot start the store's reader thread: {e}"))
+            StoreError::Unavailable(format!("cannot start the store's reader thread: {e}").into())
         })?;
     Ok((tx, thread))
 }
@@ -193,7 +193,7 @@ pub(crate) fn spawn_checkpointer(
             conn.close().map_err(|(_, e)| at.error(&e))
         })
         .map_err(|e| {
-            StoreError::Unavailable(format!("cannot start the store's checkpoint thread: {e}"))
+            StoreError::Unavailable(format!("cannot start the store's checkpoint thread: {e}").into())
         })?;
     Ok((tx, thread))
 }
@@ -335,7 +335,7 @@ fn apply_batch<'c>(
             "a write to `{}` failed part-way, so its whole transaction was rolled back: check the \
              file system, then retry",
             at.display
-        )))
+        ).into()))
     } else {
         s.commit.execute([]).err().map(|e| {
             let _ = run(conn, "ROLLBACK");
@@ -359,7 +359,7 @@ fn clone_error(e: &StoreError) -> impl Fn() -> StoreError + '_ {
     move || match e {
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        other => StoreError::Backend(other.to_string()),
+        other => StoreError::Backend(other.to_string().into()),
     }
 }
 
