@@ -1,6 +1,6 @@
-//! The worker of the crash test (`tests/crash.rs`): runs a workload of guarded payments against a real
-//! [`SqliteStore`] file and a downstream ledger that keeps its effects in its own SQLite file, so that
-//! the test can kill it with SIGKILL at any moment and start it again.
+//! The worker of the crash test (`tests/it/crash.rs`): runs a workload of guarded payments against a
+//! real [`SqliteStore`] file and a downstream ledger that keeps its effects in its own SQLite file, so
+//! that the test can kill it with SIGKILL at any moment and start it again.
 //!
 //! ```text
 //! crash_worker <store.db> <ledger.db> <instructions> <records> <tasks>
@@ -223,7 +223,7 @@ impl Ledger {
     lease = "300ms",
     // A worker killed inside the call counts as an attempt when the next one takes the key over, and
     // kills land every few milliseconds here: the highest budget, so that the soak tests duplicates,
-    // not the dead-lettering of a key whose callers keep dying (`tests/claims.rs` tests that).
+    // not the dead-lettering of a key whose callers keep dying (`tests/it/claims.rs` tests that).
     retries = 100,
     backoff = "10ms..200ms"
 )]

@@ -3,8 +3,7 @@
 //! feature) PostgreSQL.
 
 #[cfg(feature = "postgres")]
-#[path = "pg_support.rs"]
-mod pg_support;
+use crate::support::pg_support;
 
 use actguard::log::NewLogEntry;
 use actguard::{FailureKind, LogQuery, MemoryStore, Outcome, Route, SqliteStore, Store};

@@ -55,6 +55,49 @@ impl<'a> MakeWriter<'a> for Captured {
     }
 }
 
+/// Makes `subscriber` this thread's default until the guard is dropped, as `set_default` does, with
+/// the process-wide [`Undecided`] subscriber installed first.
+///
+/// The other modules' tests of this binary run at the same time on threads without a subscriber of
+/// their own. While a single dispatcher is registered in the process, tracing-core (0.1.36) takes a
+/// callsite's interest from the thread that reaches the callsite first: one first reached by another
+/// test's thread would be cached as "never", and its events lost to this thread's subscriber too.
+/// With a second dispatcher registered, the interest is asked of every registered dispatcher.
+fn capture_on_this_thread(
+    subscriber: impl tracing::Subscriber + Send + Sync + 'static,
+) -> tracing::subscriber::DefaultGuard {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        tracing::subscriber::set_global_default(Undecided)
+            .expect("no other global subscriber in the test binary");
+    });
+    tracing::subscriber::set_default(subscriber)
+}
+
+/// The global subscriber of the test binary: records nothing, and keeps every callsite's interest at
+/// "sometimes", so that each event asks the subscriber of its own thread whether it wants it.
+struct Undecided;
+
+impl tracing::Subscriber for Undecided {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 #[tokio::test(start_paused = true)]
 async fn each_call_has_a_span_and_each_step_an_event() {
     let captured = Captured::default();
@@ -64,7 +107,7 @@ async fn each_call_has_a_span_and_each_step_an_event() {
         .without_time()
         .with_max_level(tracing::Level::DEBUG)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture_on_this_thread(subscriber);
 
     let w = World::new();
     let run = w.agent.start_run();
@@ -111,7 +154,7 @@ async fn a_halt_is_an_error_event_from_the_default_alert_sink() {
         .with_ansi(false)
         .without_time()
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture_on_this_thread(subscriber);
 
     // The default alert sink: a tracing error event.
     let agent = actguard::Agent::in_memory().unwrap();

@@ -3,8 +3,7 @@
 //! the entry and the column; queries never return such a row; entries deleted from the end of the log
 //! are reported by the chain head, and by a head kept outside the store when that was edited too.
 
-#[path = "pg_support.rs"]
-mod pg_support;
+use crate::support::pg_support;
 
 use actguard::{HeadError, PostgresStore, Store, StoreError, VerifyError};
 use actguard_tests::{column_edits, log_entry};

@@ -7,8 +7,7 @@
 //! `in_flight` (primary key on the record: a second concurrent writer fails the worker with exit 3)
 //! and `fence` (the highest fencing token seen per record: a lower token is rejected).
 
-#[path = "pg_support.rs"]
-mod pg_support;
+use crate::support::pg_support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

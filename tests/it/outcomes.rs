@@ -16,6 +16,7 @@ use tempfile::TempDir;
 
 #[agent_action(
     key = "pay:{invoice}",
+    name = "pay_invoice",
     record = "{invoice}",
     retries = 2,
     backoff = "1s..1s",

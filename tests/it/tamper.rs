@@ -5,8 +5,7 @@
 //! `log_columns_postgres.rs`, the SQLite index edits in `log_columns.rs`.
 
 #[cfg(feature = "postgres")]
-#[path = "pg_support.rs"]
-mod pg_support;
+use crate::support::pg_support;
 
 use actguard::log::{NewLogEntry, canonical_json, entry_hash};
 use actguard::{

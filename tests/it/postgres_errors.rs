@@ -2,8 +2,7 @@
 //! database, a schema from a newer version, a bad URL or schema name, a connection lost under a
 //! running store; and migrations that many processes may run at once.
 
-#[path = "pg_support.rs"]
-mod pg_support;
+use crate::support::pg_support;
 
 use std::time::{Duration, Instant};
 

@@ -5,8 +5,7 @@
 //! `KeyReused` and does not run: its digest is keyed now. `feature-check/` runs the same checks with
 //! `serde_json`'s `preserve_order` and `arbitrary_precision` on.
 
-#[path = "fixtures/compat.rs"]
-mod compat;
+use crate::support::compat;
 
 use std::path::Path;
 

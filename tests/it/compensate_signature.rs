@@ -15,7 +15,7 @@ struct Order {
     id: u64,
 }
 
-#[agent_action(key = "ship:{order.id}", owner = "shipping", expert = "shipping-leads", compensate = unship)]
+#[agent_action(key = "ship:{order.id}", name = "ship_order", owner = "shipping", expert = "shipping-leads", compensate = unship)]
 async fn ship(
     run: &Run,
     #[dep] ds: &Downstream,
@@ -42,12 +42,13 @@ async fn unship(
 #[test]
 fn a_compensate_with_another_payload_is_an_audit_finding() {
     let report = audit_registry(&AuditSettings::default());
+    // The registry is the test binary's: this module's action only.
     let finding = report
         .findings()
         .iter()
-        .find(|f| f.rule == Rule::CompensateSignatureMismatch)
+        .find(|f| f.rule == Rule::CompensateSignatureMismatch && f.action == "ship_order")
         .unwrap_or_else(|| panic!("no finding in {report}"));
-    assert_eq!(finding.action, "ship");
+    assert_eq!(finding.action, "ship_order");
     assert_eq!(finding.severity, Severity::Warning);
     assert!(
         finding.message.contains("(order_id: u64)"),

@@ -3,8 +3,7 @@
 //! a symbolic link to nothing) is refused and left byte for byte as it was, with no file created
 //! beside it; a store is created only where nothing is, and read-only opens write nothing.
 
-#[path = "fixtures/compat.rs"]
-mod compat;
+use crate::support::compat;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -28,8 +28,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 #[cfg(feature = "postgres")]
-#[path = "pg_support.rs"]
-mod pg_support;
+use crate::support::pg_support;
 
 #[derive(Debug, Clone, PartialEq, Classify, thiserror::Error)]
 enum FeedError {

@@ -2,8 +2,7 @@
 //! unique violation, a real serialization failure, a real permission refusal, go where their
 //! classification says.
 
-#[path = "pg_support.rs"]
-mod pg_support;
+use crate::support::pg_support;
 
 use std::time::Duration;
 

@@ -6,8 +6,7 @@
 //! own and relay to it, answering the SSLRequest themselves: `N`, as a server without TLS does; `S`
 //! and a handshake with a certificate from a CA the test made; or `S` and a closed connection.
 
-#[path = "pg_support.rs"]
-mod pg_support;
+use crate::support::pg_support;
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};

@@ -1,8 +1,7 @@
 //! The wrong priority flags incident and the revert of a record written several times
 //! (`shipment_priority_scenario.rs`) against the memory store and the embedded SQLite store.
 
-#[path = "shipment_priority_scenario.rs"]
-mod scenario;
+use crate::support::shipment_priority_scenario as scenario;
 
 use std::sync::Arc;
 

@@ -26,6 +26,7 @@ fn posting(id: u32, cents: i64) -> Posting {
 
 #[agent_action(
     key = "post:{p.id}",
+    name = "post_posting",
     record = "{p.account}",
     retries = 2,
     backoff = "1s..10s",

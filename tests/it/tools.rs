@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use actguard::tools::{ToolAnswer, ToolOutcome};
-use actguard::{Classify, Run, agent_action};
+use actguard::tools::{ToolAnswer, ToolDefinition, ToolOutcome};
+use actguard::{Agent, Classify, Run, agent_action};
 use actguard_tests::World;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -102,10 +102,24 @@ fn invoice_args(id: &str, cents: i64) -> serde_json::Value {
     })
 }
 
+/// The agent's tool set, less the tools of the other test modules: the registry is the binary's.
+fn tools_of_this_module(agent: &Agent) -> Vec<ToolDefinition> {
+    let own: Vec<&str> = actguard::registry()
+        .into_iter()
+        .filter(|spec| spec.module_path == module_path!())
+        .map(|spec| spec.name)
+        .collect();
+    agent
+        .tools()
+        .into_iter()
+        .filter(|tool| own.contains(&tool.name))
+        .collect()
+}
+
 #[tokio::test]
 async fn the_tool_set_lists_tool_actions_with_schemas_without_deps_or_run() {
     let (w, _) = world();
-    let tools = w.agent.tools();
+    let tools = tools_of_this_module(&w.agent);
     let names: Vec<_> = tools.iter().map(|t| t.name).collect();
     assert_eq!(names, ["get_invoice", "post_invoice", "remind_customer"]);
     let post = &tools[1];

@@ -45,8 +45,7 @@ fn a_refund(invoice: &str, cents: i64) -> Refund {
 }
 
 #[cfg(feature = "postgres")]
-#[path = "pg_support.rs"]
-mod pg_support;
+use crate::support::pg_support;
 
 /// What keeps a store's place alive while its agent runs: a directory, a schema.
 type Place = Box<dyn std::any::Any>;

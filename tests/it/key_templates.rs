@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// The collision of the report: no record, so the record is the key's text, and the default loop
 /// filter applies to it.
-#[agent_action(key = "pay:{a}:{b}")]
+#[agent_action(key = "pay:{a}:{b}", name = "pay_in_parts")]
 async fn pay(
     run: &Run,
     #[dep] bank: &Downstream,

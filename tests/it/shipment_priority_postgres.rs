@@ -2,10 +2,8 @@
 //! (`shipment_priority_scenario.rs`) against `PostgresStore`, in a fresh schema (dropped at the end).
 //! Needs a server: `ACTGUARD_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
 
-#[path = "pg_support.rs"]
-mod pg_support;
-#[path = "shipment_priority_scenario.rs"]
-mod scenario;
+use crate::support::pg_support;
+use crate::support::shipment_priority_scenario as scenario;
 
 use std::sync::Arc;
 

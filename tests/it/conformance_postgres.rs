@@ -1,7 +1,6 @@
 //! The Store conformance suite against `PostgresStore`, each test in its own fresh schema (dropped at
 //! the end). Needs a server: `ACTGUARD_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
 
-#[path = "pg_support.rs"]
-mod pg_support;
+use crate::support::pg_support;
 
 actguard::conformance_suite!(pg_support::fresh_fixture().await);

@@ -14,6 +14,7 @@ struct Change {
 
 #[agent_action(
     key = "set_priority:{c.ticket}:{c.priority}",
+    name = "set_ticket_priority",
     record = "{c.ticket}",
     dedup = "none"
 )]
@@ -33,7 +34,13 @@ struct Payee {
     iban: Redacted<String>,
 }
 
-#[agent_action(key = "pay:{p.loan}", record = "{p.loan}", on_validation = route_owner, owner = "ops")]
+#[agent_action(
+    key = "pay:{p.loan}",
+    name = "pay_loan",
+    record = "{p.loan}",
+    on_validation = route_owner,
+    owner = "ops"
+)]
 async fn pay(run: &Run, #[dep] bank: &Downstream, p: &Payee) -> Result<Receipt, DownstreamError> {
     assert_eq!(p.iban.len(), 22, "the body sees the value in clear");
     bank.write_for(run.attempt()).await

@@ -81,7 +81,7 @@ struct Order {
     id: u32,
 }
 
-#[agent_action(key = "ship:{o.id}", record = "{o.id}", owner = "warehouse", on_security = halt)]
+#[agent_action(key = "ship:{o.id}", name = "ship_order_alerted", record = "{o.id}", owner = "warehouse", on_security = halt)]
 async fn ship(run: &Run, #[dep] d: &Downstream, o: &Order) -> Result<Receipt, DownstreamError> {
     d.write_for(run.attempt()).await
 }
@@ -127,7 +127,12 @@ async fn a_new_queue_entry_and_a_halt_arrive_as_json_with_a_text_line() {
     let alert = hook.next().await;
     assert_eq!(alert["event"], "halt", "{alert}");
     assert_eq!(alert["halt"]["run_id"], run.id().to_string());
-    assert!(alert["text"].as_str().unwrap().contains("halted by `ship`"));
+    assert!(
+        alert["text"]
+            .as_str()
+            .unwrap()
+            .contains("halted by `ship_order_alerted`")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
