@@ -111,8 +111,12 @@ pub enum CliError {
 impl From<actguard::ops::OpsError> for CliError {
     fn from(e: actguard::ops::OpsError) -> Self {
         match e {
-            actguard::ops::OpsError::Store(StoreError::Conflict(m)) => CliError::Refused(m.to_string()),
-            actguard::ops::OpsError::Store(StoreError::NotFound(m)) => CliError::NotFound(m.to_string()),
+            actguard::ops::OpsError::Store(StoreError::Conflict(m)) => {
+                CliError::Refused(m.to_string())
+            }
+            actguard::ops::OpsError::Store(StoreError::NotFound(m)) => {
+                CliError::NotFound(m.to_string())
+            }
             actguard::ops::OpsError::Store(e) => CliError::Store(e),
             other => CliError::Failed(other.to_string()),
         }

@@ -339,18 +339,21 @@ pub fn default_store_path(env: Option<&str>) -> Result<std::path::PathBuf, Store
     if let Some(rest) = value.strip_prefix("sqlite:") {
         let path = rest.strip_prefix("//").unwrap_or(rest);
         if path.is_empty() {
-            return Err(StoreError::Unavailable(format!(
-                "{STORE_ENV}=`{value}` names no file: write sqlite:PATH or a path"
-            ).into()));
+            return Err(StoreError::Unavailable(
+                format!("{STORE_ENV}=`{value}` names no file: write sqlite:PATH or a path").into(),
+            ));
         }
         return Ok(path.into());
     }
     if let Some((scheme, _)) = value.split_once("://") {
-        return Err(StoreError::Unavailable(format!(
-            "{STORE_ENV} names a `{scheme}://` store, which the agent does not open by itself: \
+        return Err(StoreError::Unavailable(
+            format!(
+                "{STORE_ENV} names a `{scheme}://` store, which the agent does not open by itself: \
              connect it in the program and pass it with Agent::builder().store(..), or name a \
              SQLite file"
-        ).into()));
+            )
+            .into(),
+        ));
     }
     Ok(value.into())
 }

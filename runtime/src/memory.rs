@@ -484,10 +484,9 @@ impl Store for MemoryStore {
                 .last()
                 .map(Appended::of);
             return first.ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "key `{}` completed without a log entry",
-                    entry.key_text
-                ).into())
+                StoreError::Corrupt(
+                    format!("key `{}` completed without a log entry", entry.key_text).into(),
+                )
             });
         }
         let k = k.expect("a held claim has its key");

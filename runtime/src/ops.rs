@@ -327,10 +327,13 @@ pub async fn replay(agent: &Agent, id: u64, by: &str) -> Result<Replay, OpsError
         return Err(OpsError::ApprovalRequest(id));
     }
     if entry.status.is_terminal() {
-        return Err(StoreError::Conflict(format!(
-            "queue entry {id} is {}: it cannot be replayed",
-            entry.status.as_str()
-        ).into())
+        return Err(StoreError::Conflict(
+            format!(
+                "queue entry {id} is {}: it cannot be replayed",
+                entry.status.as_str()
+            )
+            .into(),
+        )
         .into());
     }
     let spec = find_action(&entry.action)?;

@@ -385,9 +385,10 @@ pub fn complete(
     match holder {
         Holder::Claimed(held) if held == claim_id => Ok(CompletePlan::Apply),
         Holder::Completed(Some(by), true) if by == claim_id => Ok(CompletePlan::AlreadyDone),
-        Holder::Completed(Some(by), false) if by == claim_id => Err(StoreError::Conflict(format!(
-            "key `{key_text}` was completed by this claim already, with another result"
-        ).into())),
+        Holder::Completed(Some(by), false) if by == claim_id => Err(StoreError::Conflict(
+            format!("key `{key_text}` was completed by this claim already, with another result")
+                .into(),
+        )),
         _ => Err(StoreError::ClaimLost {
             key: key_text.to_owned(),
         }),

@@ -474,12 +474,15 @@ impl QueueOp {
         if allowed {
             Ok(())
         } else {
-            Err(StoreError::Conflict(format!(
-                "queue entry {} is {}: it cannot be {}",
-                entry.id,
-                entry.status.as_str(),
-                self.target().as_str()
-            ).into()))
+            Err(StoreError::Conflict(
+                format!(
+                    "queue entry {} is {}: it cannot be {}",
+                    entry.id,
+                    entry.status.as_str(),
+                    self.target().as_str()
+                )
+                .into(),
+            ))
         }
     }
 
@@ -656,6 +659,23 @@ impl fmt::Display for StoreError {
     }
 }
 
+impl StoreError {
+    /// This error with `source` kept as the backend's error behind it (no change to a
+    /// [`StoreError::ClaimLost`], which has none).
+    #[must_use]
+    pub fn with_source(self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        match self {
+            StoreError::Unavailable(d) => StoreError::Unavailable(d.with_source(source)),
+            StoreError::Corrupt(d) => StoreError::Corrupt(d.with_source(source)),
+            StoreError::TooDeep(d) => StoreError::TooDeep(d.with_source(source)),
+            StoreError::NotFound(d) => StoreError::NotFound(d.with_source(source)),
+            StoreError::Conflict(d) => StoreError::Conflict(d.with_source(source)),
+            StoreError::Backend(d) => StoreError::Backend(d.with_source(source)),
+            lost @ StoreError::ClaimLost { .. } => lost,
+        }
+    }
+}
+
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -750,7 +770,9 @@ impl PartialEq<&str> for ErrorDetail {
 /// The JSON text a store keeps for a value (a result, a queue entry); a value that cannot be written
 /// as JSON (a map with non-string keys, a number serde_json refuses) is a [`StoreError::Backend`].
 pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot serialize: {e}").into()))
+    serde_json::to_string(value).map_err(|e| {
+        StoreError::Backend(ErrorDetail::new(format!("cannot serialize: {e}")).with_source(e))
+    })
 }
 
 /// Reads back JSON text a store kept; `corrupt` words the error when the text does not parse (the

@@ -29,7 +29,7 @@ async fn raw(schema: &Schema, sql: &str) {
 
 fn corrupt<T: std::fmt::Debug>(r: Result<T, VerifyError>) -> String {
     match r {
-        Err(VerifyError::Store(StoreError::Corrupt(m))) => m,
+        Err(VerifyError::Store(StoreError::Corrupt(m))) => m.to_string(),
         other => panic!("expected the log reported as tampered, got {other:?}"),
     }
 }

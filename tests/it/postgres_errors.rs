@@ -72,6 +72,15 @@ async fn missing_database_is_named() {
         msg.contains("database `actguard_no_such_db` does not exist"),
         "{msg}"
     );
+    // The driver's own error is kept: a caller can read the SQLSTATE the server sent.
+    let source = std::error::Error::source(&err).expect("the driver's error is the source");
+    let driver = source
+        .downcast_ref::<tokio_postgres::Error>()
+        .expect("a tokio_postgres::Error");
+    assert_eq!(
+        driver.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
+    );
 }
 
 #[tokio::test]

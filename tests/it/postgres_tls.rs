@@ -159,7 +159,7 @@ async fn claims(store: &PostgresStore) {
 
 fn unavailable(result: Result<(PostgresStore, Schema), StoreError>) -> String {
     match result {
-        Err(StoreError::Unavailable(msg)) => msg,
+        Err(StoreError::Unavailable(msg)) => msg.to_string(),
         Err(other) => panic!("expected Unavailable, got {other:?}"),
         Ok(_) => panic!("expected the connection to be refused"),
     }

@@ -68,7 +68,7 @@ fn assert_actionable(message: &str, path: &Path, advice: &str) {
 
 fn expect_corrupt(result: Result<SqliteStore, StoreError>) -> String {
     match result {
-        Err(StoreError::Corrupt(m)) => m,
+        Err(StoreError::Corrupt(m)) => m.to_string(),
         Err(other) => panic!("expected Corrupt, got {other:?}"),
         Ok(store) => panic!("expected Corrupt, but {store:?} opened"),
     }
@@ -76,7 +76,7 @@ fn expect_corrupt(result: Result<SqliteStore, StoreError>) -> String {
 
 fn expect_unavailable(result: Result<SqliteStore, StoreError>) -> String {
     match result {
-        Err(StoreError::Unavailable(m)) => m,
+        Err(StoreError::Unavailable(m)) => m.to_string(),
         Err(other) => panic!("expected Unavailable, got {other:?}"),
         Ok(store) => panic!("expected Unavailable, but {store:?} opened"),
     }

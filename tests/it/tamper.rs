@@ -128,7 +128,7 @@ fn chain(kind: &str, r: Result<VerifyReport, VerifyError>) -> ChainError {
 
 fn corrupt(kind: &str, r: Result<VerifyReport, VerifyError>) -> String {
     match r {
-        Err(VerifyError::Store(StoreError::Corrupt(m))) => m,
+        Err(VerifyError::Store(StoreError::Corrupt(m))) => m.to_string(),
         other => panic!("{kind}: expected the log reported as tampered, got {other:?}"),
     }
 }

@@ -274,12 +274,15 @@ impl PostgresStore {
     ) -> Result<PostgresStore, StoreError> {
         let url_tls = tls::UrlTls::split(url).map_err(|reason| bad_url(url, &reason))?;
         let mut config = tokio_postgres::Config::from_str(&url_tls.rest).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "`{}` is not a PostgreSQL connection URL ({e}): expected \
+            StoreError::Unavailable(
+                format!(
+                    "`{}` is not a PostgreSQL connection URL ({e}): expected \
                  postgres://user:password@host:port/database (check {})",
-                redact(url),
-                Self::URL_ENV
-            ).into())
+                    redact(url),
+                    Self::URL_ENV
+                )
+                .into(),
+            )
         })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
@@ -291,11 +294,14 @@ impl PostgresStore {
             .connector()
             .map_err(|reason| StoreError::Unavailable(format!("{server}: {reason}").into()))?;
         if !schema::valid_schema_name(&options.schema) {
-            return Err(StoreError::Backend(format!(
-                "`{}` cannot name the store's schema: use a lower-case SQL identifier \
+            return Err(StoreError::Backend(
+                format!(
+                    "`{}` cannot name the store's schema: use a lower-case SQL identifier \
                  ([a-z_][a-z0-9_]*, at most 63 bytes)",
-                options.schema
-            ).into()));
+                    options.schema
+                )
+                .into(),
+            ));
         }
         let last_error = LastError {
             server: server.clone(),
@@ -312,7 +318,7 @@ impl PostgresStore {
         let mut first = pool
             .dedicated_connection()
             .await
-            .map_err(|e| server.error(&e))?;
+            .map_err(|e| server.error(e))?;
         schema::migrate(&mut first.client, &server, &options.schema).await?;
         let redaction = schema::redaction_secret(&first.client, &server, &options.schema).await?;
         // A pool that is already full keeps its own connections; this one is then closed.

@@ -27,14 +27,16 @@ impl PostgresStore {
                 self.last_error.clear();
                 Ok(conn)
             }
-            Err(bb8::RunError::User(e)) => Err(self.server.error(&e)),
-            Err(bb8::RunError::TimedOut) => Err(self.last_error.take().unwrap_or_else(|| {
-                StoreError::Unavailable(format!(
+            Err(bb8::RunError::User(e)) => Err(self.server.error(e)),
+            Err(bb8::RunError::TimedOut) => {
+                Err(self.last_error.take().unwrap_or_else(|| {
+                    StoreError::Unavailable(format!(
                     "no connection to {} became available in time: check that the server is \
                      reachable, or raise max_connections",
                     self.server
                 ).into())
-            })),
+                }))
+            }
         }
     }
 }
@@ -98,7 +100,7 @@ impl LastError {
 
 impl ErrorSink<tokio_postgres::Error> for LastError {
     fn sink(&self, error: tokio_postgres::Error) {
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.server.error(&error));
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.server.error(error));
     }
 
     fn boxed_clone(&self) -> Box<dyn ErrorSink<tokio_postgres::Error>> {

@@ -9,10 +9,13 @@ use crate::store::{KeyStatus, Millis, NewQueueEntry, QueueEntry, QueueStatus, St
 
 impl Db<'_> {
     pub(super) fn corrupt(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Corrupt(format!(
-            "schema `{}` on {} holds an unreadable {what} ({e}): restore it from a backup",
-            self.schema, self.server
-        ).into())
+        StoreError::Corrupt(
+            format!(
+                "schema `{}` on {} holds an unreadable {what} ({e}): restore it from a backup",
+                self.schema, self.server
+            )
+            .into(),
+        )
     }
 
     /// Column `i` of `row`: a value of an unexpected type means the schema was altered.

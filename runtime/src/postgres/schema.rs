@@ -146,7 +146,7 @@ pub(crate) async fn redaction_secret(
             &[&REDACTION_SECRET],
         )
         .await
-        .map_err(|e| server.error(&e))?;
+        .map_err(|e| server.error(e))?;
     let corrupt = |why: String| {
         StoreError::Corrupt(format!(
             "schema `{schema}` on {server} {why}: its `Redacted` digests cannot be computed again; \
@@ -154,7 +154,7 @@ pub(crate) async fn redaction_secret(
         ).into())
     };
     let bytes: Vec<u8> = match row {
-        Some(row) => row.try_get(0).map_err(|e| server.error(&e))?,
+        Some(row) => row.try_get(0).map_err(|e| server.error(e))?,
         None => return Err(corrupt("has lost its redaction secret".to_owned())),
     };
     RedactionKey::new(&bytes)
@@ -182,7 +182,7 @@ pub(crate) async fn migrate(
     server: &Server,
     schema: &str,
 ) -> Result<(), StoreError> {
-    let err = |e: tokio_postgres::Error| server.error(&e);
+    let err = |e: tokio_postgres::Error| server.error(e);
     let tx = client.transaction().await.map_err(err)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('actguard.migrate:' || $1, 0))",

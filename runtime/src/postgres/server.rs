@@ -52,7 +52,13 @@ impl Server {
     }
 
     /// Turns a driver error into a [`StoreError`] whose message names the server and says what to do.
-    pub(crate) fn error(&self, e: &tokio_postgres::Error) -> StoreError {
+    pub(crate) fn error(&self, e: tokio_postgres::Error) -> StoreError {
+        let described = self.describe(&e);
+        described.with_source(e)
+    }
+
+    /// What a driver error means for this server, and what to do about it.
+    fn describe(&self, e: &tokio_postgres::Error) -> StoreError {
         let check = PostgresStore::URL_ENV;
         if let Some(db) = e.as_db_error() {
             let code = db.code();
@@ -116,11 +122,14 @@ impl fmt::Display for Server {
 
 /// A connection URL whose TLS parameters cannot be used, and why.
 pub(super) fn bad_url(url: &str, reason: &str) -> StoreError {
-    StoreError::Unavailable(format!(
-        "`{}`: {reason} (check {})",
-        redact(url),
-        PostgresStore::URL_ENV
-    ).into())
+    StoreError::Unavailable(
+        format!(
+            "`{}`: {reason} (check {})",
+            redact(url),
+            PostgresStore::URL_ENV
+        )
+        .into(),
+    )
 }
 
 /// `url` without its password, for messages.

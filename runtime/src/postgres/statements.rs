@@ -54,7 +54,7 @@ pub(super) struct Db<'a> {
 
 impl Db<'_> {
     pub(super) fn error(&self, e: tokio_postgres::Error) -> StoreError {
-        self.server.error(&e)
+        self.server.error(e)
     }
 
     pub(super) async fn prepare<C: GenericClient>(

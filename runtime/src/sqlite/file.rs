@@ -79,17 +79,17 @@ pub(crate) enum Kind {
 pub(crate) fn contents(conn: &Connection, at: &Location) -> Result<Contents, StoreError> {
     let application_id: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(|e| at.error(&e))?;
+        .map_err(|e| at.error(e))?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| at.error(&e))?;
+        .map_err(|e| at.error(e))?;
     let mut stmt = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .map_err(|e| at.error(&e))?;
+        .map_err(|e| at.error(e))?;
     let tables = stmt
         .query_map([], |r| r.get::<_, String>(0))
         .and_then(|rows| rows.collect::<Result<BTreeSet<_>, _>>())
-        .map_err(|e| at.error(&e))?;
+        .map_err(|e| at.error(e))?;
     Ok(Contents {
         application_id: application_id as u32,
         version,
@@ -264,7 +264,7 @@ fn inspector(path: &Path, wal_mode: bool, at: &Location) -> Result<Connection, S
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| at.error(&e))
+    .map_err(|e| at.error(e))
 }
 
 /// A connection reading `path` with `immutable=1`: no lock, no `-wal` or `-shm` file, and the file
@@ -413,7 +413,7 @@ pub(crate) fn create(
         let mut conn = schema::connect(&temp.0, &temp_at, settings, false)?;
         schema::upgrade(&mut conn, &temp_at, true, label)?;
         schema::use_wal(&conn, &temp_at)?;
-        conn.close().map_err(|(_, e)| temp_at.error(&e))?;
+        conn.close().map_err(|(_, e)| temp_at.error(e))?;
     }
     match std::fs::hard_link(&temp.0, path) {
         Ok(()) => {}
@@ -472,16 +472,17 @@ pub(crate) fn remove_labelled(path: &Path, label: &str) -> Result<bool, StoreErr
         read_only: true,
     };
     let found = inspect(path, &at)?;
-    let store = match found {
-        Found::Missing => return Ok(false),
-        Found::Empty => {
-            return Err(StoreError::Conflict(format!(
+    let store =
+        match found {
+            Found::Missing => return Ok(false),
+            Found::Empty => {
+                return Err(StoreError::Conflict(format!(
                 "`{}` is an empty file, not a store labelled `{label}`: it was left unchanged",
                 at.display
             ).into()));
-        }
-        Found::Store(store) => store,
-    };
+            }
+            Found::Store(store) => store,
+        };
     if store.label.as_deref() != Some(label) {
         let has = match &store.label {
             Some(other) => format!("labelled `{other}`"),

@@ -478,10 +478,10 @@ impl SqliteStore {
             // SQLite could not create the `-shm` file a reader of a write-ahead log needs (a read-only
             // directory). With no `-wal` file, nothing is pending: the main file is read as immutable.
             Err(e) if cannot_open(&e) && !file::sidecar(path, "-wal").exists() => {
-                let conn = file::open_immutable(path).ok_or_else(|| location.error(&e))?;
+                let conn = file::open_immutable(path).ok_or_else(|| location.error(e))?;
                 probe(conn).at(&location)?
             }
-            Err(e) => return Err(location.error(&e)),
+            Err(e) => return Err(location.error(e)),
         };
         schema::configure(&conn, &location, settings)?;
         let redaction = if store.version >= schema::REDACTION_SECRET_VERSION {
@@ -516,10 +516,9 @@ impl SqliteStore {
         } = self;
         let join = |t: Thread| {
             t.join().unwrap_or_else(|_| {
-                Err(StoreError::Backend(format!(
-                    "the connection to `{}` panicked",
-                    location.display
-                ).into()))
+                Err(StoreError::Backend(
+                    format!("the connection to `{}` panicked", location.display).into(),
+                ))
             })
         };
         // The writer's connection closes last (after the reader here, and after the checkpointer in
@@ -578,10 +577,13 @@ impl SqliteStore {
     }
 
     fn stopped(&self) -> StoreError {
-        StoreError::Unavailable(format!(
-            "the connection to `{}` stopped: open the store again",
-            self.location.display
-        ).into())
+        StoreError::Unavailable(
+            format!(
+                "the connection to `{}` stopped: open the store again",
+                self.location.display
+            )
+            .into(),
+        )
     }
 }
 

@@ -12,16 +12,19 @@ pub(crate) trait Ctx<T> {
 
 impl<T> Ctx<T> for rusqlite::Result<T> {
     fn at(self, at: &Location) -> Result<T, StoreError> {
-        self.map_err(|e| at.error(&e))
+        self.map_err(|e| at.error(e))
     }
 }
 
 /// A stored value that cannot be read back: the message names the file and `what`.
 pub(crate) fn corrupt(at: &Location, what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!(
-        "`{}` holds an unreadable {what} ({e}): restore the file from a backup",
-        at.display
-    ).into())
+    StoreError::Corrupt(
+        format!(
+            "`{}` holds an unreadable {what} ({e}): restore the file from a backup",
+            at.display
+        )
+        .into(),
+    )
 }
 
 pub(crate) use crate::store::to_json;

@@ -215,7 +215,7 @@ fn add_redaction_secret(tx: &Connection, at: &Location) -> Result<(), StoreError
         "INSERT INTO settings (name, value) VALUES (?1, ?2)",
         rusqlite::params![REDACTION_SECRET, &secret[..]],
     )
-    .map_err(|e| at.error(&e))?;
+    .map_err(|e| at.error(e))?;
     Ok(())
 }
 
@@ -233,7 +233,7 @@ pub(crate) fn redaction_secret(
         .map(Some)
         .or_else(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(at.error(&e)),
+            e => Err(at.error(e)),
         })?;
     let corrupt = |why: String| {
         StoreError::Corrupt(format!(
@@ -259,7 +259,13 @@ pub(crate) struct Location {
 
 impl Location {
     /// Turns a SQLite error into a [`StoreError`] whose message names the file and says what to do.
-    pub(crate) fn error(&self, e: &rusqlite::Error) -> StoreError {
+    pub(crate) fn error(&self, e: rusqlite::Error) -> StoreError {
+        let detail = self.describe(&e);
+        detail.with_source(e)
+    }
+
+    /// What a driver error means for this file, and what to do about it.
+    fn describe(&self, e: &rusqlite::Error) -> StoreError {
         let file = &self.display;
         let code = match e {
             rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
@@ -328,7 +334,7 @@ pub(crate) fn connect(
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| at.error(&e))?;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| at.error(e))?;
     configure(&conn, at, settings)?;
     Ok(conn)
 }
@@ -337,7 +343,7 @@ pub(crate) fn connect(
 pub(crate) fn use_wal(conn: &Connection, at: &Location) -> Result<(), StoreError> {
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(|e| at.error(&e))?;
+        .map_err(|e| at.error(e))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Unavailable(format!(
             "`{}` cannot use a write-ahead log (journal mode stays `{mode}`): put the file on a local \
@@ -356,7 +362,7 @@ pub(crate) fn configure(
 ) -> Result<(), StoreError> {
     more_lookaside(conn);
     conn.busy_timeout(settings.busy_timeout)
-        .map_err(|e| at.error(&e))?;
+        .map_err(|e| at.error(e))?;
     // synchronous = FULL: in WAL mode every commit fsyncs the log, so a claim is on disk before
     // `begin` answers. temp_store = MEMORY: the savepoint journals of a batch never spill to a
     // temporary file. cache_size: 16 MiB of pages, so lookups of keys and records rarely read the file.
@@ -366,7 +372,7 @@ pub(crate) fn configure(
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -16384;",
     )
-    .map_err(|e| at.error(&e))?;
+    .map_err(|e| at.error(e))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -420,7 +426,7 @@ pub(crate) fn upgrade(
 ) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(|e| at.error(&e))?;
+        .map_err(|e| at.error(e))?;
     let contents = file::contents(&tx, at)?;
     let (version, stamped) = match file::classify(&contents, at)? {
         Kind::Store { version, stamped } => (version, stamped),
@@ -435,8 +441,8 @@ pub(crate) fn upgrade(
     };
     if !stamped {
         tx.pragma_update(None, "application_id", APPLICATION_ID as i32)
-            .map_err(|e| at.error(&e))?;
-        tx.execute_batch(STORE_INFO).map_err(|e| at.error(&e))?;
+            .map_err(|e| at.error(e))?;
+        tx.execute_batch(STORE_INFO).map_err(|e| at.error(e))?;
     }
     if version == 0 {
         if let Some(label) = label {
@@ -444,18 +450,18 @@ pub(crate) fn upgrade(
                 "INSERT INTO store_info (name, value) VALUES ('label', ?1)",
                 [label],
             )
-            .map_err(|e| at.error(&e))?;
+            .map_err(|e| at.error(e))?;
         }
     }
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        tx.execute_batch(sql).map_err(|e| at.error(&e))?;
+        tx.execute_batch(sql).map_err(|e| at.error(e))?;
         tx.pragma_update(None, "user_version", from as i64 + 1)
-            .map_err(|e| at.error(&e))?;
+            .map_err(|e| at.error(e))?;
     }
     if version < REDACTION_SECRET_VERSION {
         add_redaction_secret(&tx, at)?;
     }
-    tx.commit().map_err(|e| at.error(&e))?;
+    tx.commit().map_err(|e| at.error(e))?;
     Ok(())
 }
 
@@ -467,7 +473,7 @@ pub(crate) fn label(conn: &Connection, at: &Location) -> Result<Option<String>, 
         |r| r.get(0),
     )
     .optional()
-    .map_err(|e| at.error(&e))
+    .map_err(|e| at.error(e))
 }
 
 #[cfg(test)]

@@ -129,13 +129,12 @@ pub(crate) fn spawn_writer(
             drop(checkpoints);
             let checkpointed = checkpoint_thread.map_or(Ok(()), |t| {
                 t.join().unwrap_or_else(|_| {
-                    Err(StoreError::Backend(format!(
-                        "the checkpointer of `{}` panicked",
-                        at.display
-                    ).into()))
+                    Err(StoreError::Backend(
+                        format!("the checkpointer of `{}` panicked", at.display).into(),
+                    ))
                 })
             });
-            let closed = conn.close().map_err(|(_, e)| at.error(&e));
+            let closed = conn.close().map_err(|(_, e)| at.error(e));
             closed.and(checkpointed)
         })
         .map_err(|e| {
@@ -157,7 +156,7 @@ pub(crate) fn spawn_reader(
                     f(&conn, &at);
                 }
             }
-            conn.close().map_err(|(_, e)| at.error(&e))
+            conn.close().map_err(|(_, e)| at.error(e))
         })
         .map_err(|e| {
             StoreError::Unavailable(format!("cannot start the store's reader thread: {e}").into())
@@ -190,10 +189,12 @@ pub(crate) fn spawn_checkpointer(
                     tracing::warn!(file = %at.display, error = %e, "background checkpoint failed");
                 }
             }
-            conn.close().map_err(|(_, e)| at.error(&e))
+            conn.close().map_err(|(_, e)| at.error(e))
         })
         .map_err(|e| {
-            StoreError::Unavailable(format!("cannot start the store's checkpoint thread: {e}").into())
+            StoreError::Unavailable(
+                format!("cannot start the store's checkpoint thread: {e}").into(),
+            )
         })?;
     Ok((tx, thread))
 }
@@ -339,7 +340,7 @@ fn apply_batch<'c>(
     } else {
         s.commit.execute([]).err().map(|e| {
             let _ = run(conn, "ROLLBACK");
-            at.error(&e)
+            at.error(e)
         })
     };
     match failed {
