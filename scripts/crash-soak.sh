@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Crash soak: the crash test (tests/crash.rs) with many more kills, over several seeds.
+# Crash soak: the crash test (tests/it/crash.rs) with many more kills, over several seeds.
 #
 #   scripts/crash-soak.sh [kills] [seeds...]
 #
@@ -7,7 +7,7 @@
 # checks that every instruction was applied exactly once; the workload grows with the kills
 # (200 instructions per 50 kills). Stops at the first failure, printing its seed to reproduce it:
 #
-#   ACTGUARD_CRASH_KILLS=500 ACTGUARD_CRASH_SEED=<seed> cargo test -p actguard-tests --test crash -- --nocapture
+#   ACTGUARD_CRASH_KILLS=500 ACTGUARD_CRASH_SEED=<seed> cargo test -p actguard-tests --test it crash:: -- --nocapture
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,10 +18,10 @@ if [ "${#seeds[@]}" -eq 0 ]; then
   seeds=(1 2 3)
 fi
 
-cargo build -p actguard-tests --bin crash_worker --test crash
+cargo build -p actguard-tests --bin crash_worker --test it
 for seed in "${seeds[@]}"; do
   echo "== crash soak: ${kills} kills, seed ${seed}"
   ACTGUARD_CRASH_KILLS="$kills" ACTGUARD_CRASH_SEED="$seed" \
-    cargo test -p actguard-tests --test crash -- --nocapture --test-threads=1
+    cargo test -p actguard-tests --test it crash:: -- --nocapture --test-threads=1
 done
 echo "== crash soak passed: ${#seeds[@]} rounds of ${kills} kills"
