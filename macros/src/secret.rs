@@ -75,7 +75,8 @@ pub fn type_checks(template: &Template, private: &TokenStream) -> TokenStream {
         let mut access = Ident::new(root, span).into_token_stream();
         checks.push(probe(&access, &p, span));
         for field in fields {
-            let member = member(field, span);
+            // As in `Template::render`: no fix-it that would replace the whole literal.
+            let member = member(field, span.resolved_at(Span::mixed_site()));
             access = quote_spanned!(span=> #access.#member);
             checks.push(probe(&access, &p, span));
         }
@@ -94,7 +95,7 @@ pub fn type_checks(template: &Template, private: &TokenStream) -> TokenStream {
 
 fn probe(access: &TokenStream, p: &TokenStream, span: Span) -> TokenStream {
     quote_spanned! {span=>
-        #p::template_value_not_redacted((&#p::TemplateProbe(&#access)).template_value());
+        #p::template_value_not_redacted((&#p::TemplateProbe(&(#access))).template_value());
     }
 }
 

@@ -67,12 +67,16 @@ impl Template {
             Segment::Literal(text) => quote!(.literal(#text)),
             Segment::Part { root, fields } => {
                 let root = Ident::new(root, span);
-                let fields = fields.iter().map(|f| member(f, span));
+                // Located on the literal, with the macro's hygiene: rustc then reports an unknown
+                // field there but offers no fix-it, whose replacement would be the whole literal
+                // (`key = seq`, not a template).
+                let field_span = span.resolved_at(Span::mixed_site());
+                let fields = fields.iter().map(|f| member(f, field_span));
                 let mut access = root.into_token_stream();
                 for field in fields {
                     access = quote_spanned_dot(access, field, span);
                 }
-                quote::quote_spanned!(span=> .part(&#access))
+                quote::quote_spanned!(span=> .part(&(#access)))
             }
         });
         quote! {
