@@ -1,17 +1,18 @@
 //! The bounds the expansion of `#[agent_action]` requires, each with a message that names the rule,
-//! and the calls into the guarded call that carry them.
+//! and the helpers of the expansion that carry them (payload fields, template probes, `Classify`
+//! delegation).
 //!
 //! Each marker trait has one blanket impl over the real bound (`Serialize`, ...). When the bound is
 //! not met, rustc reports the marker trait's message (the unmet bound has the same self type as the
 //! marker), so the user reads the rule rather than a bare `Serialize` error.
 //!
-//! The expansion calls [`begin`] (which begins the call, then settles each attempt) and [`call_run`]
-//! rather than the methods of [`Call`] directly: each is a free function whose bounds are written
-//! out here, and the expansion
-//! passes the user's own `T` and `E` tokens as explicit type arguments. An unmet bound is therefore
-//! reported on the user's type, once (rustc merges identical errors at one span), instead of once per
-//! use of the call as "method exists but its trait bounds were not satisfied". Their bounds must
-//! cover the bounds of `Call`'s impl.
+//! The expansion calls [`guard::drive::begin`](crate::guard::drive::begin) and
+//! [`call_run`](crate::guard::drive::call_run) rather than the methods of
+//! [`Call`](crate::guard::Call) directly: each is a free function whose bounds are the marker traits
+//! here, and the expansion passes the user's own `T` and `E` tokens as explicit type arguments. An
+//! unmet bound is therefore reported on the user's type, once (rustc merges identical errors at one
+//! span), instead of once per use of the call as "method exists but its trait bounds were not
+//! satisfied". Their bounds must cover the bounds of `Call`'s impl.
 
 use std::borrow::Cow;
 use std::fmt::Display;

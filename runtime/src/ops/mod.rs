@@ -21,11 +21,11 @@
 //!
 //! # Revert
 //!
-//! [`blast_radius`] folds the selected writes of each (record, action) into one change: from the
+//! [`blast_radius`](fn@blast_radius) folds the selected writes of each (record, action) into one change: from the
 //! state **before the first write** to the state **after the last**, with how many writes there
 //! were. A bad run that wrote a record three times (`s0 → s1 → s2 → s3`) shows `s0 → s3`, 3 writes.
 //!
-//! [`revert`] runs, for each affected record, the `compensate` action declared by the action that
+//! [`revert`](fn@revert) runs, for each affected record, the `compensate` action declared by the action that
 //! wrote it, once per record however many writes there were, to restore the state before the first.
 //! Conventions:
 //!
