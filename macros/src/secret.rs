@@ -157,10 +157,10 @@ mod tests {
         let template = Template::parse(&lit, "key").unwrap();
         let checks = type_checks(&template, &quote::quote!(::actguard::__private)).to_string();
         for access in [
-            "(& order)",
-            "(& order . card)",
-            "(& order . card . pan)",
-            "(& id)",
+            "(& (order))",
+            "(& (order . card))",
+            "(& (order . card . pan))",
+            "(& (id))",
         ] {
             assert!(checks.contains(access), "{access} in {checks}");
         }

@@ -66,7 +66,7 @@ pub use limits::{LimitError, MAX_DEPTH, MAX_PAYLOAD_BYTES, MAX_READ_DEPTH, MAX_R
 pub use log::{ChainError, LogEntry, LogHead, LogQuery, Outcome, verify_chain};
 pub use manifest::{Change, Manifest, ManifestDiff, ManifestError, McpAnnotations, McpTool};
 pub use memory::MemoryStore;
-pub use metrics::MetricsSnapshot;
+pub use metrics::{MetricOutcome, MetricsSnapshot};
 pub use policy::{ActionSpec, Effect, FailureKind, Jitter, ParamSpec, Policy, Route};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};

@@ -104,7 +104,12 @@ async fn in_progress_on_a_live_claim() {
     }
     assert_eq!(carrier.writes(), 1);
     holder.await.unwrap().unwrap();
-    assert_eq!(w.agent.metrics().get("ship", "in_progress"), 1);
+    assert_eq!(
+        w.agent
+            .metrics()
+            .get("ship", actguard::MetricOutcome::InProgress),
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -102,7 +102,12 @@ async fn a_completed_disbursement_replays_its_stored_receipt_without_calling_the
         (last.entry.outcome, last.entry.attempt),
         (Outcome::Replayed, 0)
     );
-    assert_eq!(w.agent.metrics().get("disburse", "replayed"), 1);
+    assert_eq!(
+        w.agent
+            .metrics()
+            .get("disburse", actguard::MetricOutcome::Replayed),
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]

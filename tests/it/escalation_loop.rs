@@ -84,7 +84,12 @@ async fn re_triggers_within_the_window_are_skipped_and_logged() {
             .unwrap()
             .contains("escalate:T-1:0")
     }));
-    assert_eq!(w.agent.metrics().get("escalate", "skipped"), 5);
+    assert_eq!(
+        w.agent
+            .metrics()
+            .get("escalate", actguard::MetricOutcome::Skipped),
+        5
+    );
 }
 
 #[tokio::test(start_paused = true)]

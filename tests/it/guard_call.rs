@@ -66,7 +66,12 @@ async fn key_reused_with_a_changed_payload_is_refused_while_the_key_is_open() {
         other => panic!("{other:?}"),
     }
     assert_eq!(ds.writes(), 1);
-    assert_eq!(w.agent.metrics().get("write_ticket", "key_reused"), 1);
+    assert_eq!(
+        w.agent
+            .metrics()
+            .get("write_ticket", actguard::MetricOutcome::KeyReused),
+        1
+    );
 }
 
 /// A `MemoryStore` whose claims are odd: held by another worker for ever, or slow to commit.
@@ -379,7 +384,10 @@ async fn an_unreachable_store_fails_closed() {
         Err(ActionError::Store(StoreError::Unavailable(_)))
     ));
     assert_eq!(ds.writes(), 0);
-    assert_eq!(w.agent.metrics().total("store_error"), 2);
+    assert_eq!(
+        w.agent.metrics().total(actguard::MetricOutcome::StoreError),
+        2
+    );
 }
 
 #[tokio::test(start_paused = true)]

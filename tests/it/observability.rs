@@ -138,12 +138,12 @@ async fn each_call_has_a_span_and_each_step_an_event() {
     assert!(text.contains("dead-lettered"), "{text}");
 
     let m = w.agent.metrics();
-    assert_eq!(m.get("notify", "retrying"), 1);
-    assert_eq!(m.get("notify", "succeeded"), 1);
-    assert_eq!(m.get("notify", "replayed"), 1);
-    assert_eq!(m.get("notify", "skipped"), 1);
-    assert_eq!(m.get("notify", "dead_lettered"), 1);
-    assert_eq!(m.total("halted"), 0);
+    assert_eq!(m.get("notify", actguard::MetricOutcome::Retrying), 1);
+    assert_eq!(m.get("notify", actguard::MetricOutcome::Succeeded), 1);
+    assert_eq!(m.get("notify", actguard::MetricOutcome::Replayed), 1);
+    assert_eq!(m.get("notify", actguard::MetricOutcome::Skipped), 1);
+    assert_eq!(m.get("notify", actguard::MetricOutcome::DeadLettered), 1);
+    assert_eq!(m.total(actguard::MetricOutcome::Halted), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -167,5 +167,10 @@ async fn a_halt_is_an_error_event_from_the_default_alert_sink() {
     assert!(text.contains("ERROR"), "{text}");
     assert!(text.contains("run halted"), "{text}");
     assert!(text.contains("actguard::alert"), "{text}");
-    assert_eq!(agent.metrics().get("notify", "halted"), 1);
+    assert_eq!(
+        agent
+            .metrics()
+            .get("notify", actguard::MetricOutcome::Halted),
+        1
+    );
 }

@@ -138,7 +138,10 @@ async fn a_transient_failure_that_clears_succeeds_on_a_retry() {
     assert_eq!(ledger.effects("A-2"), 1);
     let m = w.agent.metrics();
     assert_eq!(
-        (m.get("post", "retrying"), m.get("post", "succeeded")),
+        (
+            m.get("post", actguard::MetricOutcome::Retrying),
+            m.get("post", actguard::MetricOutcome::Succeeded)
+        ),
         (2, 1)
     );
 }
@@ -337,7 +340,12 @@ async fn a_security_failure_halts_the_run_and_alerts_once() {
     post(&w.agent.start_run(), &ledger, &posting(20))
         .await
         .unwrap();
-    assert_eq!(w.agent.metrics().get("post", "refused"), 3);
+    assert_eq!(
+        w.agent
+            .metrics()
+            .get("post", actguard::MetricOutcome::Refused),
+        3
+    );
 }
 
 #[tokio::test(start_paused = true)]

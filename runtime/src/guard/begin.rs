@@ -21,6 +21,7 @@ use crate::invoke::record_outcome;
 use crate::key::{KeyBuilder, Payload, PayloadError, RenderedKey};
 use crate::log::LogQuery;
 use crate::log::{NewLogEntry, Outcome};
+use crate::metrics::MetricOutcome;
 use crate::policy::{ActionSpec, FailureKind, Route};
 use crate::run::{Attempt, ClaimHold, Run};
 use crate::store::{
@@ -119,11 +120,11 @@ impl Beginning<'_> {
         self.run.invocation().and_then(|i| i.replay_of)
     }
 
-    fn count(&self, outcome: &'static str) {
+    fn count(&self, outcome: MetricOutcome) {
         self.agent.inner.metrics.count(self.spec.name, outcome);
     }
 
-    fn done<T, E>(&self, outcome: &'static str, error: ActionError<E>) -> Begun<T, E> {
+    fn done<T, E>(&self, outcome: MetricOutcome, error: ActionError<E>) -> Begun<T, E> {
         self.count(outcome);
         Begun::Done(Err(error))
     }
@@ -136,7 +137,7 @@ impl Beginning<'_> {
             Ok(Some(entry)) if entry.status == QueueStatus::Discarded => {
                 tracing::info!(queue_entry = queue.id, "rejected by a person");
                 self.done(
-                    "rejected",
+                    MetricOutcome::Rejected,
                     ActionError::Rejected {
                         key: self.key_text.to_string(),
                         queue,
@@ -147,7 +148,7 @@ impl Beginning<'_> {
             Ok(_) => {
                 tracing::info!(queue_entry = queue.id, "awaiting approval");
                 self.done(
-                    "awaiting_approval",
+                    MetricOutcome::AwaitingApproval,
                     ActionError::AwaitingApproval {
                         key: self.key_text.to_string(),
                         queue,
@@ -267,7 +268,7 @@ impl Beginning<'_> {
                     at_ms: now_ms,
                 });
                 self.done(
-                    "awaiting_approval",
+                    MetricOutcome::AwaitingApproval,
                     ActionError::AwaitingApproval {
                         key: self.key_text.to_string(),
                         queue: QueueRef {
@@ -284,7 +285,7 @@ impl Beginning<'_> {
     fn halted<T, E>(&self) -> Begun<T, E> {
         tracing::info!("refused: the run is halted");
         self.done(
-            "refused",
+            MetricOutcome::Refused,
             ActionError::Halted {
                 run_id: self.run.id(),
                 attempts: 0,
@@ -294,7 +295,7 @@ impl Beginning<'_> {
 
     fn store_error<T, E>(&self, e: StoreError) -> Begun<T, E> {
         tracing::error!(error = %e, "store unavailable: the action does not run");
-        self.done("store_error", ActionError::Store(e))
+        self.done(MetricOutcome::StoreError, ActionError::Store(e))
     }
 
     fn log_entry(&self, outcome: Outcome, now_ms: Millis) -> NewLogEntry {
@@ -333,7 +334,7 @@ impl Beginning<'_> {
             Ok(p) => p,
             Err(PayloadError::Serialize(e)) => {
                 return self.done(
-                    "serialization_error",
+                    MetricOutcome::SerializationError,
                     ActionError::Serialization {
                         action: self.spec.name.to_owned(),
                         message: e.to_string(),
@@ -343,7 +344,7 @@ impl Beginning<'_> {
             Err(PayloadError::Refused(error)) => {
                 tracing::warn!(error = %error, "payload refused: the action does not run");
                 return self.done(
-                    "payload_refused",
+                    MetricOutcome::PayloadRefused,
                     ActionError::PayloadRefused {
                         action: self.spec.name.to_owned(),
                         error,
@@ -394,7 +395,7 @@ impl Beginning<'_> {
                 Begin::KeyReused { .. } => {
                     tracing::warn!("key reused with a different payload");
                     return self.done(
-                        "key_reused",
+                        MetricOutcome::KeyReused,
                         ActionError::KeyReused {
                             key: self.key_text.to_string(),
                         },
@@ -406,7 +407,7 @@ impl Beginning<'_> {
                 Begin::Failed { entry } => {
                     tracing::info!(queue_entry = entry.id, "the key failed before");
                     return self.done(
-                        "previously_failed",
+                        MetricOutcome::PreviouslyFailed,
                         ActionError::PreviouslyFailed {
                             key: self.key_text.to_string(),
                             queue: entry,
@@ -460,7 +461,7 @@ impl Beginning<'_> {
             if now >= wait_until {
                 tracing::info!(lease_until_ms, "in progress in another worker");
                 return self.done(
-                    "in_progress",
+                    MetricOutcome::InProgress,
                     ActionError::InProgress {
                         key: self.key_text.to_string(),
                         lease_until_ms,
@@ -531,7 +532,7 @@ impl Beginning<'_> {
             Ok(v) => v,
             Err(e) => {
                 return self.done(
-                    "serialization_error",
+                    MetricOutcome::SerializationError,
                     ActionError::Serialization {
                         action: self.spec.name.to_owned(),
                         message: format!("the stored result no longer deserializes: {e}"),
@@ -545,7 +546,7 @@ impl Beginning<'_> {
             return self.store_error(e);
         }
         tracing::info!("replayed the stored result of a completed key");
-        self.count("replayed");
+        self.count(MetricOutcome::Replayed);
         Begun::Done(Ok(value))
     }
 
@@ -599,7 +600,7 @@ impl Beginning<'_> {
             "dead-lettered: no attempt left after a takeover"
         );
         self.done(
-            "dead_lettered",
+            MetricOutcome::DeadLettered,
             ActionError::PreviouslyFailed {
                 key: self.key_text.to_string(),
                 queue: QueueRef {
@@ -626,7 +627,7 @@ impl Beginning<'_> {
         }
         tracing::info!(previous_key = %previous_key, acted_at_ms, "skipped by the loop filter");
         self.done(
-            "skipped",
+            MetricOutcome::Skipped,
             ActionError::Skipped {
                 action: self.spec.name.to_owned(),
                 record: self.record.to_string(),

@@ -20,6 +20,7 @@ use crate::error::ActionError;
 use crate::invoke::record_outcome;
 use crate::log::LogHead;
 use crate::log::{NewLogEntry, Outcome};
+use crate::metrics::MetricOutcome;
 use crate::policy::{FailureKind, Route};
 use crate::run::{Attempt, ClaimHold, Run};
 use crate::store::{
@@ -71,7 +72,7 @@ where
         self.run.attempt()
     }
 
-    fn count(&self, outcome: &'static str) {
+    fn count(&self, outcome: MetricOutcome) {
         self.agent().inner.metrics.count(self.spec.name, outcome);
     }
 
@@ -151,7 +152,7 @@ where
 
     async fn succeed(&mut self, value: T) -> Result<T, ActionError<E>> {
         let Some(claim) = &self.claim else {
-            self.count("succeeded");
+            self.count(MetricOutcome::Succeeded);
             return Ok(value);
         };
         let claim_id = claim.claim_id;
@@ -179,7 +180,7 @@ where
             match store.complete(completion).await {
                 Ok(_) => {
                     tracing::debug!(attempts = self.number, "succeeded");
-                    self.count("succeeded");
+                    self.count(MetricOutcome::Succeeded);
                     return Ok(value);
                 }
                 Err(e @ (StoreError::Unavailable(_) | StoreError::Backend(_)))
@@ -239,7 +240,7 @@ where
 
     /// The body ran, but the call's outcome could not be recorded.
     fn unrecorded(&self, error: StoreError) -> ActionError<E> {
-        self.count("unrecorded");
+        self.count(MetricOutcome::Unrecorded);
         ActionError::Unrecorded {
             key: self.attempt().key.to_string(),
             attempts: self.number,
@@ -286,7 +287,7 @@ where
         match self.agent().inner.store.fail(failure).await {
             Ok(logged) => {
                 tracing::error!(error = %message, "the result cannot be stored: dead-lettered");
-                self.count("result_not_stored");
+                self.count(MetricOutcome::ResultNotStored);
                 let queue = QueueRef {
                     id: logged.entry.queue_entry.unwrap_or_default(),
                     kind: QueueKind::DeadLetter,
@@ -385,7 +386,7 @@ where
                     "attempt {} failed; retrying",
                     self.number
                 );
-                self.count("retrying");
+                self.count(MetricOutcome::Retrying);
                 // The claim is renewed while the call waits, and confirmed before the retry.
                 let run = self.run.clone();
                 Renewing::new(&run, tokio::time::sleep(delay)).await;
@@ -427,7 +428,7 @@ where
             Err(e) => Some(self.unrecorded(e)),
             Ok(RunState::Halted { reason, .. }) => {
                 tracing::info!("refused: the run was halted before the retry");
-                self.count("refused");
+                self.count(MetricOutcome::Refused);
                 if let Some(claim) = &self.claim {
                     let now_ms = self.now_ms();
                     let mut entry = self.entry(Outcome::Halted, now_ms);
@@ -495,7 +496,7 @@ where
         }
         let Some(claim) = &self.claim else {
             tracing::error!(kind = kind.as_str(), error = %message, attempts, "read failed");
-            self.count("failed");
+            self.count(MetricOutcome::Failed);
             return ActionError::Failed {
                 kind,
                 attempts,
@@ -555,7 +556,7 @@ where
         self.queue_entry_opened(&queue, Some(kind), &message, now_ms);
         if queue_kind == QueueKind::DeadLetter {
             tracing::error!(kind = kind.as_str(), attempts, queue_entry = id, error = %message, "dead-lettered");
-            self.count("dead_lettered");
+            self.count(MetricOutcome::DeadLettered);
             ActionError::DeadLettered {
                 attempts,
                 queue,
@@ -570,7 +571,7 @@ where
                 error = %message,
                 "routed"
             );
-            self.count("routed");
+            self.count(MetricOutcome::Routed);
             ActionError::Routed { kind, queue, error }
         }
     }
@@ -662,7 +663,7 @@ where
                 return self.unrecorded(e);
             }
         }
-        self.count("halted");
+        self.count(MetricOutcome::Halted);
         let mut queue = None;
         if let Some(claim) = &self.claim {
             let mut entry = self.failure_entry(Outcome::Halted, now_ms, message.clone());
