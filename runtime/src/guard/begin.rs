@@ -73,7 +73,7 @@ where
             (key, _) => key,
         };
         let (key_text, key_digest) = key.map(|k| (k.text, k.digest)).unwrap_or_default();
-        let span = tracing::info_span!(
+        let span = tracing::info_span!(target: "actguard::guard",
             "agent_action",
             action = spec.name,
             record = %record,
@@ -135,7 +135,7 @@ impl Beginning<'_> {
         match self.agent.inner.store.queue_entry(queue.id).await {
             Err(e) => self.store_error(e),
             Ok(Some(entry)) if entry.status == QueueStatus::Discarded => {
-                tracing::info!(queue_entry = queue.id, "rejected by a person");
+                tracing::info!(target: "actguard::guard", queue_entry = queue.id, "rejected by a person");
                 self.done(
                     MetricOutcome::Rejected,
                     ActionError::Rejected {
@@ -146,7 +146,7 @@ impl Beginning<'_> {
                 )
             }
             Ok(_) => {
-                tracing::info!(queue_entry = queue.id, "awaiting approval");
+                tracing::info!(target: "actguard::guard", queue_entry = queue.id, "awaiting approval");
                 self.done(
                     MetricOutcome::AwaitingApproval,
                     ActionError::AwaitingApproval {
@@ -254,7 +254,7 @@ impl Beginning<'_> {
             Err(e) => self.store_error(e),
             Ok(logged) => {
                 let id = logged.entry.queue_entry.unwrap_or_default();
-                tracing::info!(queue_entry = id, queue, "approval requested");
+                tracing::info!(target: "actguard::guard", queue_entry = id, queue, "approval requested");
                 self.agent.queue_entry_opened(|| QueueAlert {
                     entry_id: id,
                     kind: QueueKind::Approval,
@@ -283,7 +283,7 @@ impl Beginning<'_> {
     }
 
     fn halted<T, E>(&self) -> Begun<T, E> {
-        tracing::info!("refused: the run is halted");
+        tracing::info!(target: "actguard::guard", "refused: the run is halted");
         self.done(
             MetricOutcome::Refused,
             ActionError::Halted {
@@ -294,7 +294,7 @@ impl Beginning<'_> {
     }
 
     fn store_error<T, E>(&self, e: StoreError) -> Begun<T, E> {
-        tracing::error!(error = %e, "store unavailable: the action does not run");
+        tracing::error!(target: "actguard::guard", error = %e, "store unavailable: the action does not run");
         self.done(MetricOutcome::StoreError, ActionError::Store(e))
     }
 
@@ -342,7 +342,7 @@ impl Beginning<'_> {
                 );
             }
             Err(PayloadError::Refused(error)) => {
-                tracing::warn!(error = %error, "payload refused: the action does not run");
+                tracing::warn!(target: "actguard::guard", error = %error, "payload refused: the action does not run");
                 return self.done(
                     MetricOutcome::PayloadRefused,
                     ActionError::PayloadRefused {
@@ -393,7 +393,7 @@ impl Beginning<'_> {
                     return self.replay(result, request.now_ms).await;
                 }
                 Begin::KeyReused { .. } => {
-                    tracing::warn!("key reused with a different payload");
+                    tracing::warn!(target: "actguard::guard", "key reused with a different payload");
                     return self.done(
                         MetricOutcome::KeyReused,
                         ActionError::KeyReused {
@@ -405,7 +405,7 @@ impl Beginning<'_> {
                     return self.approval_decided(entry).await;
                 }
                 Begin::Failed { entry } => {
-                    tracing::info!(queue_entry = entry.id, "the key failed before");
+                    tracing::info!(target: "actguard::guard", queue_entry = entry.id, "the key failed before");
                     return self.done(
                         MetricOutcome::PreviouslyFailed,
                         ActionError::PreviouslyFailed {
@@ -439,7 +439,7 @@ impl Beginning<'_> {
                     }
                     let number = claim.previous_attempts.saturating_add(1);
                     if claim.takeover {
-                        tracing::warn!(
+                        tracing::warn!(target: "actguard::guard",
                             previous_attempts = claim.previous_attempts,
                             "took over the expired claim of another worker"
                         );
@@ -459,7 +459,7 @@ impl Beginning<'_> {
             let now = Instant::now();
             let wait_until = *wait_until.get_or_insert(now + self.agent.inner.claim_wait);
             if now >= wait_until {
-                tracing::info!(lease_until_ms, "in progress in another worker");
+                tracing::info!(target: "actguard::guard", lease_until_ms, "in progress in another worker");
                 return self.done(
                     MetricOutcome::InProgress,
                     ActionError::InProgress {
@@ -545,7 +545,7 @@ impl Beginning<'_> {
         if let Err(e) = self.agent.inner.store.append_log(&entry).await {
             return self.store_error(e);
         }
-        tracing::info!("replayed the stored result of a completed key");
+        tracing::info!(target: "actguard::guard", "replayed the stored result of a completed key");
         self.count(MetricOutcome::Replayed);
         Begun::Done(Ok(value))
     }
@@ -594,7 +594,7 @@ impl Beginning<'_> {
                 "the store did not name the queue entry it created".into(),
             ));
         };
-        tracing::error!(
+        tracing::error!(target: "actguard::guard",
             attempts,
             queue_entry = id,
             "dead-lettered: no attempt left after a takeover"
@@ -625,7 +625,7 @@ impl Beginning<'_> {
         if let Err(e) = self.agent.inner.store.append_log(&entry).await {
             return self.store_error(e);
         }
-        tracing::info!(previous_key = %previous_key, acted_at_ms, "skipped by the loop filter");
+        tracing::info!(target: "actguard::guard", previous_key = %previous_key, acted_at_ms, "skipped by the loop filter");
         self.done(
             MetricOutcome::Skipped,
             ActionError::Skipped {

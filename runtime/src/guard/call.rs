@@ -179,14 +179,14 @@ where
         loop {
             match store.complete(completion).await {
                 Ok(_) => {
-                    tracing::debug!(attempts = self.number, "succeeded");
+                    tracing::debug!(target: "actguard::guard", attempts = self.number, "succeeded");
                     self.count(MetricOutcome::Succeeded);
                     return Ok(value);
                 }
                 Err(e @ (StoreError::Unavailable(_) | StoreError::Backend(_)))
                     if tries < COMPLETE_TRIES =>
                 {
-                    tracing::warn!(error = %e, "the result could not be recorded; sending it again");
+                    tracing::warn!(target: "actguard::guard", error = %e, "the result could not be recorded; sending it again");
                     tokio::time::sleep(pause).await;
                     pause *= 4;
                     tries += 1;
@@ -195,7 +195,7 @@ where
                         self.completion(claim_id, now_ms, result, before.clone(), after.clone());
                 }
                 Err(e @ (StoreError::ClaimLost { .. } | StoreError::Unavailable(_))) => {
-                    tracing::error!(error = %e, "the result could not be recorded");
+                    tracing::error!(target: "actguard::guard", error = %e, "the result could not be recorded");
                     return Err(self.unrecorded(e));
                 }
                 // The store is there but refuses this result: record that the body ran instead.
@@ -286,7 +286,7 @@ where
         };
         match self.agent().inner.store.fail(failure).await {
             Ok(logged) => {
-                tracing::error!(error = %message, "the result cannot be stored: dead-lettered");
+                tracing::error!(target: "actguard::guard", error = %message, "the result cannot be stored: dead-lettered");
                 self.count(MetricOutcome::ResultNotStored);
                 let queue = QueueRef {
                     id: logged.entry.queue_entry.unwrap_or_default(),
@@ -301,7 +301,7 @@ where
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "the result cannot be stored, nor that the action ran");
+                tracing::error!(target: "actguard::guard", error = %e, "the result cannot be stored, nor that the action ran");
                 self.unrecorded(e)
             }
         }
@@ -332,7 +332,7 @@ where
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, "the claim could not be confirmed before the retry");
+                tracing::error!(target: "actguard::guard", error = %e, "the claim could not be confirmed before the retry");
                 hold.lose();
                 Err(self.unrecorded(e))
             }
@@ -379,7 +379,7 @@ where
                         return Some(Err(self.unrecorded(e)));
                     }
                 }
-                tracing::warn!(
+                tracing::warn!(target: "actguard::guard",
                     kind = kind.as_str(),
                     delay_ms = delay.as_millis() as u64,
                     error = %error,
@@ -427,7 +427,7 @@ where
             Ok(RunState::Active) => None,
             Err(e) => Some(self.unrecorded(e)),
             Ok(RunState::Halted { reason, .. }) => {
-                tracing::info!("refused: the run was halted before the retry");
+                tracing::info!(target: "actguard::guard", "refused: the run was halted before the retry");
                 self.count(MetricOutcome::Refused);
                 if let Some(claim) = &self.claim {
                     let now_ms = self.now_ms();
@@ -445,7 +445,7 @@ where
                         replay_of: self.replay_of,
                     };
                     if let Err(e) = store.fail(release).await {
-                        tracing::error!(error = %e, "the claim could not be released");
+                        tracing::error!(target: "actguard::guard", error = %e, "the claim could not be released");
                     }
                 }
                 Some(ActionError::Halted {
@@ -495,7 +495,7 @@ where
             return self.halt(error, kind, message, now_ms).await;
         }
         let Some(claim) = &self.claim else {
-            tracing::error!(kind = kind.as_str(), error = %message, attempts, "read failed");
+            tracing::error!(target: "actguard::guard", kind = kind.as_str(), error = %message, attempts, "read failed");
             self.count(MetricOutcome::Failed);
             return ActionError::Failed {
                 kind,
@@ -539,7 +539,7 @@ where
         let logged = match self.agent().inner.store.fail(failure).await {
             Ok(logged) => logged,
             Err(e) => {
-                tracing::error!(error = %e, "the failure could not be recorded");
+                tracing::error!(target: "actguard::guard", error = %e, "the failure could not be recorded");
                 return self.unrecorded(e);
             }
         };
@@ -555,7 +555,7 @@ where
         };
         self.queue_entry_opened(&queue, Some(kind), &message, now_ms);
         if queue_kind == QueueKind::DeadLetter {
-            tracing::error!(kind = kind.as_str(), attempts, queue_entry = id, error = %message, "dead-lettered");
+            tracing::error!(target: "actguard::guard", kind = kind.as_str(), attempts, queue_entry = id, error = %message, "dead-lettered");
             self.count(MetricOutcome::DeadLettered);
             ActionError::DeadLettered {
                 attempts,
@@ -563,7 +563,7 @@ where
                 error,
             }
         } else {
-            tracing::warn!(
+            tracing::warn!(target: "actguard::guard",
                 kind = kind.as_str(),
                 queue = queue_kind.as_str(),
                 queue_name = name,
@@ -641,7 +641,7 @@ where
         let mut alert = None;
         match halt_converging(&*store, run_id, &reason, now_ms).await {
             Ok(true) => {
-                tracing::error!(kind = kind.as_str(), error = %message, "run halted");
+                tracing::error!(target: "actguard::guard", kind = kind.as_str(), error = %message, "run halted");
                 alert = Some(HaltAlert {
                     run_id,
                     reason,
@@ -654,12 +654,12 @@ where
                 });
             }
             Ok(false) => {
-                tracing::error!(kind = kind.as_str(), error = %message, "run already halted");
+                tracing::error!(target: "actguard::guard", kind = kind.as_str(), error = %message, "run already halted");
             }
             Err(e) => {
                 // Not halted durably: report the store error, so the caller does not believe the run is
                 // safely stopped. The claim stays until its lease expires.
-                tracing::error!(error = %e, "the run could not be halted");
+                tracing::error!(target: "actguard::guard", error = %e, "the run could not be halted");
                 return self.unrecorded(e);
             }
         }
@@ -699,7 +699,7 @@ where
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "the halted call's key could not be quarantined")
+                    tracing::error!(target: "actguard::guard", error = %e, "the halted call's key could not be quarantined")
                 }
             }
         }
@@ -736,7 +736,7 @@ pub(crate) async fn halt_converging(
         Err(e) => e,
         answered => return answered,
     };
-    tracing::warn!(error = %e, "halting the run got no answer; sending it again");
+    tracing::warn!(target: "actguard::guard", error = %e, "halting the run got no answer; sending it again");
     if store.halt_run(run_id, reason, now_ms).await? {
         return Ok(true);
     }
@@ -751,7 +751,7 @@ pub(crate) async fn read_head(store: &dyn crate::store::Store) -> Option<LogHead
     match store.log_head().await {
         Ok(head) => head,
         Err(e) => {
-            tracing::error!(error = %e, "the log's head could not be read for the halt alert");
+            tracing::error!(target: "actguard::guard", error = %e, "the log's head could not be read for the halt alert");
             None
         }
     }

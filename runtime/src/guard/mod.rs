@@ -14,6 +14,9 @@
 //! call, then settles each attempt); `begin.rs` is the store's `begin` and what its answer means;
 //! [`renew`] keeps the claim alive while a body or a backoff is pending; `call.rs` settles each
 //! attempt (success, retry, queue, dead-letter, halt).
+//!
+//! Every span and event of the guarded call has the target `actguard::guard`, whichever file emits
+//! it: filters and dashboards name one target.
 
 mod begin;
 mod call;

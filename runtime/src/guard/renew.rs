@@ -92,16 +92,16 @@ fn renew_while_pending(
             match answer {
                 Ok(until_ms) => hold.renewed(until_ms),
                 Err(e @ StoreError::ClaimLost { .. }) => {
-                    tracing::error!(error = %e, "the claim was lost while the call ran");
+                    tracing::error!(target: "actguard::guard", error = %e, "the claim was lost while the call ran");
                     hold.lose();
                 }
                 Err(e) => {
                     let now_ms = run.agent().inner.clock.now_ms();
                     if now_ms >= hold.until_ms() {
-                        tracing::error!(error = %e, "no renewal reached the store before the lease ended: the claim is lost");
+                        tracing::error!(target: "actguard::guard", error = %e, "no renewal reached the store before the lease ended: the claim is lost");
                         hold.lose();
                     } else {
-                        tracing::warn!(error = %e, "the claim could not be renewed; trying again");
+                        tracing::warn!(target: "actguard::guard", error = %e, "the claim could not be renewed; trying again");
                     }
                 }
             }
