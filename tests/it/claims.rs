@@ -211,9 +211,41 @@ async fn a_poison_input_ends_in_the_dead_letter_queue(agent: actguard::Agent) {
     assert!(seen.try_recv().is_err());
 }
 
+/// Keeps the queue entries the agent tells of.
+#[derive(Clone, Default)]
+struct QueueAlerts(std::sync::Arc<std::sync::Mutex<Vec<actguard::QueueAlert>>>);
+
+impl actguard::AlertSink for QueueAlerts {
+    fn alert(&self, _: &actguard::HaltAlert) {}
+
+    fn queue_entry(&self, entry: &actguard::QueueAlert) {
+        self.0.lock().unwrap().push(entry.clone());
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_poison_input_ends_in_the_dead_letter_queue_memory() {
     a_poison_input_ends_in_the_dead_letter_queue(World::new().agent).await;
+}
+
+/// The dead letter of a poison input is told to an agent that asked for queue entries, as every other
+/// dead letter is.
+#[tokio::test(start_paused = true)]
+async fn a_poison_input_s_dead_letter_is_told_to_the_alert_sink() {
+    let alerts = QueueAlerts::default();
+    let agent = actguard::Agent::builder()
+        .store(actguard::MemoryStore::new())
+        .alert_sink(alerts.clone())
+        .alert_on_queue_entries(true)
+        .build()
+        .unwrap();
+    a_poison_input_ends_in_the_dead_letter_queue(agent).await;
+    let told = alerts.0.lock().unwrap().clone();
+    assert_eq!(told.len(), 1, "one entry was opened: {told:?}");
+    assert_eq!(told[0].kind, actguard::QueueKind::DeadLetter);
+    assert_eq!(told[0].queue, "dead-letter");
+    assert_eq!(told[0].key, "ship:O-5");
+    assert!(told[0].message.contains("none ended"), "{}", told[0].message);
 }
 
 #[tokio::test(start_paused = true)]

@@ -576,7 +576,7 @@ impl Beginning<'_> {
                 record: self.record.to_string(),
                 payload: claimed.payload.value(),
                 failure_kind: FailureKind::Transient,
-                message,
+                message: message.clone(),
                 attempts,
                 first_failure_ms: now_ms,
                 last_failure_ms: now_ms,
@@ -599,6 +599,18 @@ impl Beginning<'_> {
             queue_entry = id,
             "dead-lettered: no attempt left after a takeover"
         );
+        self.agent.queue_entry_opened(|| QueueAlert {
+            entry_id: id,
+            kind: QueueKind::DeadLetter,
+            queue: DEAD_LETTER_QUEUE.to_owned(),
+            run_id: self.run.id(),
+            action: self.spec.name.to_owned(),
+            record: self.record.to_string(),
+            key: self.key_text.to_string(),
+            failure_kind: Some(FailureKind::Transient),
+            message,
+            at_ms: now_ms,
+        });
         self.done(
             MetricOutcome::DeadLettered,
             ActionError::PreviouslyFailed {
