@@ -245,7 +245,11 @@ async fn a_poison_input_s_dead_letter_is_told_to_the_alert_sink() {
     assert_eq!(told[0].kind, actguard::QueueKind::DeadLetter);
     assert_eq!(told[0].queue, "dead-letter");
     assert_eq!(told[0].key, "ship:O-5");
-    assert!(told[0].message.contains("none ended"), "{}", told[0].message);
+    assert!(
+        told[0].message.contains("none ended"),
+        "{}",
+        told[0].message
+    );
 }
 
 #[tokio::test(start_paused = true)]
