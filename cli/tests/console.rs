@@ -356,6 +356,24 @@ async fn the_pages_show_queues_runs_blast_radius_and_the_chain() {
     };
     let owner = page("/queues?kind=owner").await;
     assert!(owner.contains("payments") && owner.contains("transfer"));
+    // One tab per owner queue, by name, with its open entries; it shows that queue alone.
+    assert!(
+        owner.contains(
+            r#"<a href="/queues?kind=owner&amp;name=payments">payments <span class="count">1</span></a>"#
+        ),
+        "{owner}"
+    );
+    let payments = page("/queues?kind=owner&name=payments").await;
+    assert!(
+        payments.contains(r#"<a href="/queues?kind=owner&amp;name=payments" class="here">"#),
+        "{payments}"
+    );
+    assert!(payments.contains("transfer"), "{payments}");
+    assert!(
+        page("/queues?kind=owner&name=elsewhere")
+            .await
+            .contains("No entry here.")
+    );
     let approvals = page("/queues?kind=approval&status=open").await;
     assert!(approvals.contains("treasury") && approvals.contains("payout"));
     assert!(page("/runs").await.contains("active"));

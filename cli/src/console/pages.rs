@@ -153,6 +153,11 @@ impl LogRow {
 struct QueuesPage {
     frame: Frame,
     tabs: Vec<(&'static str, usize, bool)>,
+    /// The queue kind shown.
+    kind: &'static str,
+    /// One tab per queue of that kind (an owner queue per data owner, ...): name, open entries,
+    /// whether it is the one shown.
+    queues: Vec<(String, usize, bool)>,
     status: String,
     name: String,
     rows: Vec<EntryRow>,
@@ -165,7 +170,8 @@ pub struct QueueFilter {
     name: Option<String>,
 }
 
-/// The review queues: one tab per kind, open entries first, filtered by status and queue name.
+/// The review queues: one tab per kind, and under it one per queue of that kind (the owner queue of
+/// each data owner, ...); open entries first, filtered by status and queue name.
 pub async fn queues(
     State(console): State<Arc<Console>>,
     Extension(person): Extension<Person>,
@@ -195,6 +201,14 @@ pub async fn queues(
             (k.as_str(), open, *k == kind)
         })
         .collect();
+    let mut queues: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for e in all.iter().filter(|e| e.kind == kind) {
+        *queues.entry(e.name.as_str()).or_default() += usize::from(!e.status.is_terminal());
+    }
+    let queues = queues
+        .into_iter()
+        .map(|(q, open)| (q.to_owned(), open, q == name))
+        .collect();
     let now = system_now_ms();
     let mut entries: Vec<&QueueEntry> = all
         .iter()
@@ -207,6 +221,8 @@ pub async fn queues(
     let page = QueuesPage {
         frame: Frame::new(&person, "queues"),
         tabs,
+        kind: kind.as_str(),
+        queues,
         status: status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
         name,
         rows: entries.iter().map(|e| EntryRow::of(e, now)).collect(),
