@@ -6,8 +6,7 @@ use uuid::Uuid;
 
 use super::chain::append_in;
 use super::rows::{QUEUE_COLUMNS, queue_row};
-use super::server::Server;
-use super::statements::{Db, Statements, finish, to_i64};
+use super::statements::{Db, finish, to_i64};
 use crate::log::LogEntry;
 use crate::rules::{
     self, ActedView, CompletePlan, FailPlan, Holder, KeyPhase, KeyView, LeaseView, RecordView,
@@ -21,16 +20,9 @@ use crate::store::{
 /// Step 3 of the guarded call, in the documented order, in one transaction.
 pub(crate) async fn begin(
     client: &mut Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
+    db: Db<'_>,
     r: &BeginRequest,
 ) -> Result<Begin, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
     let answer = begin_in(db, &tx, r).await;
     // Only a claim changes anything; every other answer leaves the store as it was.
@@ -272,16 +264,9 @@ async fn held(
 /// A live call's renewal ([`rules::renew`]), in one transaction holding the key's row lock.
 pub(crate) async fn renew(
     client: &mut Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
+    db: Db<'_>,
     r: &Renewal,
 ) -> Result<Millis, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
     let renewed = renew_in(db, &tx, r).await;
     finish(db, tx, renewed, |_| true).await
@@ -329,16 +314,9 @@ const RELEASE_RECORD: &str = "UPDATE @.records SET holder_digest = NULL, holder_
 /// Success of a claimed call, in one transaction.
 pub(crate) async fn complete(
     client: &mut Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
+    db: Db<'_>,
     d: &Completion,
 ) -> Result<LogEntry, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
     let entry = complete_in(db, &tx, d).await;
     finish(db, tx, entry, |_| true).await
@@ -441,16 +419,9 @@ async fn complete_in(
 /// Terminal failure of a claimed call, in one transaction.
 pub(crate) async fn fail(
     client: &mut Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
+    db: Db<'_>,
     f: &Failure,
 ) -> Result<LogEntry, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
     let entry = fail_in(db, &tx, f).await;
     finish(db, tx, entry, |_| true).await
@@ -548,16 +519,9 @@ async fn refail_queue(
 /// An operator's change to a queue entry with its log entry, in one transaction.
 pub(crate) async fn queue_update(
     client: &mut Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
+    db: Db<'_>,
     u: &QueueUpdate,
 ) -> Result<QueueEntry, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
     let updated = queue_update_in(db, &tx, u).await;
     finish(db, tx, updated, |_| true).await
@@ -670,18 +634,11 @@ async fn queue_ref<C: GenericClient>(db: Db<'_>, c: &C, id: i64) -> Result<Queue
 /// Halts a run; `true` the first time. One statement.
 pub(crate) async fn halt(
     client: &Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
+    db: Db<'_>,
     run_id: Uuid,
     reason: &str,
     now_ms: Millis,
 ) -> Result<bool, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
     let n = db
         .exec(
             client,

@@ -4,8 +4,7 @@
 use tokio_postgres::{Client, Transaction};
 
 use super::rows::log_row;
-use super::server::Server;
-use super::statements::{Arg, Db, Filters, Statements, finish, to_i64};
+use super::statements::{Arg, Db, Filters, finish, to_i64};
 use crate::log::{LogEntry, LogHead, LogQuery, NewLogEntry};
 use crate::rules;
 use crate::store::{KeyStatus, StoreError, to_json};
@@ -13,16 +12,9 @@ use crate::store::{KeyStatus, StoreError, to_json};
 /// Appends one entry in its own transaction.
 pub(crate) async fn append_log(
     client: &mut Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
+    db: Db<'_>,
     entry: &NewLogEntry,
 ) -> Result<LogEntry, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
     let tx = client.transaction().await.map_err(|e| db.error(e))?;
     let entry = append_in(db, &tx, entry.clone(), true).await;
     finish(db, tx, entry, |_| true).await
@@ -97,16 +89,9 @@ pub(super) async fn append_in(
 
 pub(crate) async fn log(
     client: &Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
+    db: Db<'_>,
     q: &LogQuery,
 ) -> Result<Vec<LogEntry>, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
     // The queryable columns come back too: a row is returned only if they agree with its entry.
     let mut f = Filters::new(
         "SELECT seq, entry, prev_hash, hash, run_id, action, record, key_digest, attempt, outcome, \
@@ -145,17 +130,7 @@ pub(crate) async fn log(
 }
 
 /// The last log row's sequence number and hash.
-pub(crate) async fn log_head(
-    client: &Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
-) -> Result<Option<LogHead>, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
+pub(crate) async fn log_head(client: &Client, db: Db<'_>) -> Result<Option<LogHead>, StoreError> {
     let Some(row) = db
         .opt(
             client,
@@ -175,17 +150,7 @@ pub(crate) async fn log_head(
 
 /// Checks `log_head` against the log: the head the writers chain onto is the last entry, with its
 /// hash. A log whose last entries were deleted (or a head edited) disagrees.
-pub(crate) async fn check_log_head(
-    client: &Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
-) -> Result<(), StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
+pub(crate) async fn check_log_head(client: &Client, db: Db<'_>) -> Result<(), StoreError> {
     // One statement: one snapshot of both tables, whatever the writers commit meanwhile.
     let row = db
         .one(

@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use self::pool::{Conn, LastError, Manager, Pool, settle};
 use self::server::{Server, bad_url, redact};
+use self::statements::{Db, Statements};
 
 use crate::log::{LogEntry, LogHead, LogQuery, NewLogEntry};
 use crate::redacted::RedactionKey;
@@ -333,6 +334,18 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// What an operation runs its statements through: this store's server and schema, and the
+    /// connection's prepared statements.
+    fn db<'a>(&'a self, statements: &'a Statements) -> Db<'a> {
+        Db {
+            server: &self.server,
+            schema: &self.schema,
+            statements,
+        }
+    }
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn begin(&self, request: &BeginRequest) -> Result<Begin, StoreError> {
@@ -340,7 +353,7 @@ impl Store for PostgresStore {
         let Conn {
             client, statements, ..
         } = &mut *conn;
-        let result = apply::begin(client, &self.server, &self.schema, statements, request).await;
+        let result = apply::begin(client, self.db(statements), request).await;
         settle(conn, result)
     }
 
@@ -349,7 +362,7 @@ impl Store for PostgresStore {
         let Conn {
             client, statements, ..
         } = &mut *conn;
-        let result = apply::renew(client, &self.server, &self.schema, statements, renewal).await;
+        let result = apply::renew(client, self.db(statements), renewal).await;
         settle(conn, result)
     }
 
@@ -358,8 +371,7 @@ impl Store for PostgresStore {
         let Conn {
             client, statements, ..
         } = &mut *conn;
-        let result =
-            apply::complete(client, &self.server, &self.schema, statements, &completion).await;
+        let result = apply::complete(client, self.db(statements), &completion).await;
         settle(conn, result).map(|logged| Appended::of(&logged))
     }
 
@@ -368,7 +380,7 @@ impl Store for PostgresStore {
         let Conn {
             client, statements, ..
         } = &mut *conn;
-        let result = apply::fail(client, &self.server, &self.schema, statements, &failure).await;
+        let result = apply::fail(client, self.db(statements), &failure).await;
         settle(conn, result)
     }
 
@@ -377,20 +389,13 @@ impl Store for PostgresStore {
         let Conn {
             client, statements, ..
         } = &mut *conn;
-        let result = chain::append_log(client, &self.server, &self.schema, statements, entry).await;
+        let result = chain::append_log(client, self.db(statements), entry).await;
         settle(conn, result)
     }
 
     async fn log(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
         let conn = self.client().await?;
-        let result = chain::log(
-            &conn.client,
-            &self.server,
-            &self.schema,
-            &conn.statements,
-            query,
-        )
-        .await;
+        let result = chain::log(&conn.client, self.db(&conn.statements), query).await;
         settle(conn, result)
     }
 
@@ -403,9 +408,7 @@ impl Store for PostgresStore {
         let conn = self.client().await?;
         let result = apply::halt(
             &conn.client,
-            &self.server,
-            &self.schema,
-            &conn.statements,
+            self.db(&conn.statements),
             run_id,
             reason,
             now_ms,
@@ -416,53 +419,25 @@ impl Store for PostgresStore {
 
     async fn run_state(&self, run_id: Uuid) -> Result<RunState, StoreError> {
         let conn = self.client().await?;
-        let result = reads::run_state(
-            &conn.client,
-            &self.server,
-            &self.schema,
-            &conn.statements,
-            run_id,
-        )
-        .await;
+        let result = reads::run_state(&conn.client, self.db(&conn.statements), run_id).await;
         settle(conn, result)
     }
 
     async fn current_fencing_token(&self, record: &str) -> Result<Option<u64>, StoreError> {
         let conn = self.client().await?;
-        let result = reads::fencing_token(
-            &conn.client,
-            &self.server,
-            &self.schema,
-            &conn.statements,
-            record,
-        )
-        .await;
+        let result = reads::fencing_token(&conn.client, self.db(&conn.statements), record).await;
         settle(conn, result)
     }
 
     async fn queue_entries(&self, query: &QueueQuery) -> Result<Vec<QueueEntry>, StoreError> {
         let conn = self.client().await?;
-        let result = reads::queue_entries(
-            &conn.client,
-            &self.server,
-            &self.schema,
-            &conn.statements,
-            query,
-        )
-        .await;
+        let result = reads::queue_entries(&conn.client, self.db(&conn.statements), query).await;
         settle(conn, result)
     }
 
     async fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>, StoreError> {
         let conn = self.client().await?;
-        let result = reads::queue_entry(
-            &conn.client,
-            &self.server,
-            &self.schema,
-            &conn.statements,
-            id,
-        )
-        .await;
+        let result = reads::queue_entry(&conn.client, self.db(&conn.statements), id).await;
         settle(conn, result)
     }
 
@@ -471,35 +446,25 @@ impl Store for PostgresStore {
         let Conn {
             client, statements, ..
         } = &mut *conn;
-        let result =
-            apply::queue_update(client, &self.server, &self.schema, statements, update).await;
+        let result = apply::queue_update(client, self.db(statements), update).await;
         settle(conn, result)
     }
 
     async fn key_state(&self, key_digest: &str) -> Result<Option<KeyState>, StoreError> {
         let conn = self.client().await?;
-        let result = reads::key_state(
-            &conn.client,
-            &self.server,
-            &self.schema,
-            &conn.statements,
-            key_digest,
-        )
-        .await;
+        let result = reads::key_state(&conn.client, self.db(&conn.statements), key_digest).await;
         settle(conn, result)
     }
 
     async fn log_head(&self) -> Result<Option<LogHead>, StoreError> {
         let conn = self.client().await?;
-        let result =
-            chain::log_head(&conn.client, &self.server, &self.schema, &conn.statements).await;
+        let result = chain::log_head(&conn.client, self.db(&conn.statements)).await;
         settle(conn, result)
     }
 
     async fn check_log_copies(&self) -> Result<(), StoreError> {
         let conn = self.client().await?;
-        let result =
-            chain::check_log_head(&conn.client, &self.server, &self.schema, &conn.statements).await;
+        let result = chain::check_log_head(&conn.client, self.db(&conn.statements)).await;
         settle(conn, result)
     }
 

@@ -5,23 +5,15 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::rows::{QUEUE_COLUMNS, queue_row};
-use super::server::Server;
-use super::statements::{Arg, Db, Filters, Statements};
+use super::statements::{Arg, Db, Filters};
 use crate::store::{KeyState, KeyStatus, QueueEntry, QueueQuery, RunState, StoreError};
 
 /// The stored state of one key. One statement.
 pub(crate) async fn key_state(
     client: &Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
+    db: Db<'_>,
     key_digest: &str,
 ) -> Result<Option<KeyState>, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
     let Some(row) = db
         .opt(
             client,
@@ -62,16 +54,9 @@ pub(crate) async fn key_state(
 
 pub(crate) async fn run_state(
     client: &Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
+    db: Db<'_>,
     run_id: Uuid,
 ) -> Result<RunState, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
     let row = db
         .opt(
             client,
@@ -90,16 +75,9 @@ pub(crate) async fn run_state(
 
 pub(crate) async fn fencing_token(
     client: &Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
+    db: Db<'_>,
     record: &str,
 ) -> Result<Option<u64>, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
     // A row with token 0 was created by a begin that did not claim: no token issued yet.
     let row = db
         .opt(
@@ -117,16 +95,9 @@ pub(crate) async fn fencing_token(
 
 pub(crate) async fn queue_entries(
     client: &Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
+    db: Db<'_>,
     q: &QueueQuery,
 ) -> Result<Vec<QueueEntry>, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
     let mut f = Filters::new(QUEUE_COLUMNS);
     if let Some(k) = q.kind {
         f.add("kind =", Arg::Text(k.as_str().to_owned()));
@@ -156,16 +127,9 @@ pub(crate) async fn queue_entries(
 
 pub(crate) async fn queue_entry(
     client: &Client,
-    server: &Server,
-    schema: &str,
-    statements: &Statements,
+    db: Db<'_>,
     id: u64,
 ) -> Result<Option<QueueEntry>, StoreError> {
-    let db = Db {
-        server,
-        schema,
-        statements,
-    };
     let Ok(id) = i64::try_from(id) else {
         return Ok(None);
     };
